@@ -1,0 +1,1 @@
+"""paper-digest: daily digests of the Hugging Face Daily Papers listing."""
