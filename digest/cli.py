@@ -1,0 +1,214 @@
+"""The `digest` command: parses arguments, calls the pipeline, turns DigestError into a message and exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from datetime import date, datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+import platformdirs
+
+from digest import sources, store
+from digest.errors import ConfigError, DigestError, DumpError
+from digest.models import Dump, IngestReport
+
+APP = "paper-digest"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Context:
+    """What the group options decided, shared by every command."""
+
+    def __init__(self, config_path: str | None, store_path: str | None, verbose: bool) -> None:
+        self.config_path = config_path
+        self.store_path = store_path
+        self.verbose = verbose
+        self._config: Any = None
+
+    def config(self, *, required: bool = True) -> Any:
+        """The loaded config; None when not ``required`` and no config file exists anywhere."""
+        if self._config is None:
+            from digest import config as config_mod
+
+            explicit = self.config_path or os.environ.get("DIGEST_CONFIG")
+            if not required and not explicit:
+                default = Path(platformdirs.user_config_dir(APP)) / "config.toml"
+                if not default.exists():
+                    return None
+            self._config = config_mod.load_config(config_mod.find_config_path(self.config_path, os.environ))
+        return self._config
+
+    def store_file(self) -> Path:
+        """The SQLite store: --store, else the config's [digest].store, else the platform data dir."""
+        if self.store_path:
+            return Path(self.store_path)
+        cfg = self.config(required=False)
+        if cfg is not None:
+            return Path(cfg.digest.store)
+        return Path(platformdirs.user_data_dir(APP)) / "digest.db"
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help="Config file (else $DIGEST_CONFIG, else the platform config dir).")
+@click.option("--store", "store_path", metavar="PATH", help="SQLite store (overrides [digest].store).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and show tracebacks on errors.")
+@click.version_option(package_name="paper-digest")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, store_path: str | None, verbose: bool) -> None:
+    """paper-digest: daily digests of the Hugging Face Daily Papers listing."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = Context(config_path, store_path, verbose)
+
+
+def _expand_paths(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
+    """Yield (name, path) per dump; folders give their files in name order; '-' is standard input."""
+    for raw in paths:
+        if raw == "-":
+            yield "<stdin>", None
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.is_file() and not child.name.startswith("."):
+                    yield str(child), child
+        else:
+            yield raw, path
+
+
+def _read(name: str, path: Path | None) -> Dump:
+    if path is None:
+        return sources.parse_dump(sys.stdin.buffer.read(), name)
+    return sources.read_dump(path)
+
+
+def report_line(report: IngestReport) -> str:
+    """One human line per ingested dump."""
+    if report.already_ingested:
+        return f"{report.name}: {report.format}, {report.found} papers, already ingested (0 new)"
+    line = f"{report.name}: {report.format}, {report.found} papers, {report.new} new, {report.seen} already seen"
+    if report.skipped:
+        line += f", {len(report.skipped)} malformed entries skipped"
+    return line
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
+    """Ingest dump files or folders ('-' reads standard input) and report what is new."""
+    conn = store.open_store(obj.store_file())
+    reports: list[dict[str, Any]] = []
+    refused = 0
+    now = datetime.now(timezone.utc)
+    for name, path in _expand_paths(paths):
+        try:
+            report = store.ingest(conn, _read(name, path), now=now)
+        except DumpError as exc:
+            refused += 1
+            reports.append({"name": name, "error": exc.message, "hint": exc.hint})
+            if not as_json:
+                _print_error(exc, obj.verbose)
+            continue
+        reports.append(asdict(report))
+        if not as_json:
+            click.echo(report_line(report))
+            for problem in report.skipped:
+                click.echo(f"  skipped {problem}", err=True)
+    if as_json:
+        _echo_json(reports)
+    if refused:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _parse_day(value: str | None, param: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise click.BadParameter(f"expected a date like 2026-11-23, got {value!r}", param_hint=param) from exc
+
+
+@cli.command()
+@click.option("--since", metavar="DATE", help="Only papers first seen on or after this date (YYYY-MM-DD).")
+@click.option("--until", metavar="DATE", help="Only papers first seen before this date (YYYY-MM-DD).")
+@click.option("--search", metavar="WORD", help="Only papers whose title or abstract contains WORD.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
+@click.pass_obj
+def papers(obj: Context, since: str | None, until: str | None, search: str | None, limit: int, as_json: bool) -> None:
+    """List stored papers, newest first."""
+    conn = store.open_store(obj.store_file(), readonly=True)
+    rows = store.list_papers(
+        conn, since=_parse_day(since, "--since"), until=_parse_day(until, "--until"), search=search, limit=limit
+    )
+    if as_json:
+        _echo_json([{**asdict(r.paper), "first_seen": r.first_seen, "first_dump": r.first_dump} for r in rows])
+        return
+    for row in rows:
+        p = row.paper
+        ident = p.arxiv_id or "-"
+        extra = ", ".join(
+            x for x in (p.organization, f"{p.upvotes} upvotes" if p.upvotes is not None else None) if x
+        )
+        click.echo(f"{row.first_seen:%Y-%m-%d}  {ident:<11} {p.title}" + (f"  ({extra})" if extra else ""))
+    if not rows:
+        click.echo("no papers match", err=True)
+
+
+def _print_error(exc: DigestError, verbose: bool) -> None:
+    click.secho(f"error: {exc.message}", fg="red", err=True)
+    if exc.hint:
+        click.echo(f"  hint: {exc.hint}", err=True)
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, *, runner: Callable[..., Any] | None = None) -> int:
+    """Entry point of the `digest` console script; returns the exit code."""
+    verbose = any(arg in ("-v", "--verbose") for arg in (argv if argv is not None else sys.argv[1:]))
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="digest", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_FAILED
+    except ConfigError as exc:
+        _print_error(exc, verbose)
+        return exc.exit_code
+    except DigestError as exc:
+        _print_error(exc, verbose)
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, traceback only with --verbose
+        if verbose:
+            traceback.print_exc()
+        click.secho(f"error: unexpected {type(exc).__name__}: {exc}", fg="red", err=True)
+        click.echo("  hint: run again with --verbose and report the traceback", err=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def entry() -> None:
+    """Console-script wrapper that exits with main()'s code."""
+    raise SystemExit(main())

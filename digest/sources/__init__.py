@@ -1,0 +1,104 @@
+"""Dump readers: sniff the format from the content, then parse text scrapes, API JSON or saved HTML.
+
+Policy for partly malformed dumps: the good entries are ingested and every bad entry is listed in
+``Dump.skipped`` (and in the ingest report); a dump with no good entry at all is refused whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from digest.errors import DumpError
+from digest.models import Dump
+from digest.sources.api_json import parse_entries
+from digest.sources.html import looks_like_html, parse_html
+from digest.sources.identity import normalise_title, paper_key, title_fingerprint
+from digest.sources.text import looks_like_text_dump, parse_text
+
+__all__ = [
+    "detect_format",
+    "normalise_title",
+    "paper_key",
+    "parse_dump",
+    "read_dump",
+    "title_fingerprint",
+]
+
+FORMATS = ("text", "json", "html")
+_ARTICLE = {"text": "a text", "json": "a JSON", "html": "an HTML"}
+
+
+def _decode(data: bytes, name: str) -> str:
+    if not data.strip():
+        raise DumpError(f"{name}: the file is empty", "expected a Daily Papers dump (text scrape, API JSON or HTML)")
+    if b"\x00" in data[:8192]:
+        raise DumpError(
+            f"{name}: this is a binary file, not a dump",
+            "expected UTF-8 text: a text scrape, API JSON or a saved HTML page",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DumpError(
+            f"{name}:{line}: the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            "save the dump as UTF-8",
+        ) from exc
+
+
+def detect_format(text: str) -> str:
+    """Name the dump format ("json", "html" or "text") from its content."""
+    head = text.lstrip()[:1]
+    if head in ("[", "{"):
+        return "json"
+    if looks_like_html(text):
+        return "html"
+    return "text"
+
+
+def parse_dump(data: bytes, name: str) -> Dump:
+    """Parse a dump's bytes; raises DumpError naming the file (and line) when nothing usable is in it."""
+    text = _decode(data, name)
+    fmt = detect_format(text)
+    try:
+        if fmt == "json":
+            try:
+                entries = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DumpError(
+                    f"{name}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})",
+                    "expected the complete JSON of the daily-papers API; the file may be truncated",
+                ) from exc
+            papers, problems = parse_entries(entries, "the top level")
+        elif fmt == "html":
+            papers, problems = parse_html(text)
+        else:
+            papers, problems = parse_text(text)
+            if not papers and not looks_like_text_dump(text):
+                raise ValueError("expected a text scrape of the Daily Papers page (title and abstract lines)")
+    except ValueError as exc:
+        raise DumpError(f"{name}: {exc}", f"could not read it as {_ARTICLE[fmt]} dump; nothing was stored") from exc
+    if not papers:
+        detail = f"; first problem: {problems[0]}" if problems else ""
+        raise DumpError(
+            f"{name}: no papers found in this {fmt} dump{detail}",
+            "expected a Daily Papers listing; nothing was stored",
+        )
+    return Dump(
+        name=name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format=fmt,
+        papers=tuple(papers),
+        skipped=tuple(problems),
+    )
+
+
+def read_dump(path: Path) -> Dump:
+    """Read and parse one dump file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DumpError(f"{path}: cannot read the file ({exc.strerror})", "check the path and permissions") from exc
+    return parse_dump(data, str(path))

@@ -1,0 +1,141 @@
+"""Reader for plain-text scrapes of the Daily Papers listing page (both layouts seen in the wild).
+
+Layout (a) separates every line by a blank line: title, abstract, then optional metadata lines
+(``• 8 authors``, an organization line such as ``apple Apple``, ``·``, a date line ``Apr 8 6``).
+Layout (b) has no blank lines and glues the page chrome to the first title (``SubscribePARALLELPROMPT: ...``).
+Both reduce to the same stream of non-blank lines, which is classified line by line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from digest.models import Paper
+from digest.sources.identity import paper_key, strip_controls
+
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+# "Jun 1", "May 9, 2021", "Oct 15, 2025 2" (with upvotes), "Apr 8 6" (no year, with upvotes).
+_DATE_LINE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$")
+_AUTHORS_LINE = re.compile(r"^•\s*(\d+)\s+authors?$")
+_CHROME_LINES = {
+    "new",
+    "Get trending papers in your email inbox!",
+    "Get trending papers in your email inbox once a day!",
+    "Subscribe",
+    "Daily Papers",
+    "byAK and the research community",
+}
+_CHROME_PREFIX = "Subscribe"
+# Titles on the listing run to ~150 characters; abstracts are prose of several hundred or more.
+_MAX_TITLE_CHARS = 300
+_SENTENCE = re.compile(r"[.!?]\s+\S.*[.!?)\]]$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    number: int  # 1-based line number in the file
+    text: str
+
+
+def looks_like_text_dump(text: str) -> bool:
+    """True when the text carries the listing's page chrome or a title/abstract rhythm."""
+    head = text[:2000]
+    return any(chrome in head for chrome in ("Daily Papers", "Get trending papers", "byAK and the research"))
+
+
+def _is_abstract(line: str) -> bool:
+    return len(line) > _MAX_TITLE_CHARS or bool(_SENTENCE.search(line)) and len(line) > 160
+
+
+def parse_date_line(line: str) -> tuple[date | None, str, int | None] | None:
+    """Parse a metadata date line into (full date or None, the date as written, upvotes or None)."""
+    match = _DATE_LINE.match(line)
+    if not match:
+        return None
+    month, day, year, upvotes = match.groups()
+    written = f"{month} {day}" + (f", {year}" if year else "")
+    full: date | None = None
+    if year:
+        try:
+            full = date(int(year), _MONTHS[month], int(day))
+        except ValueError:
+            full = None
+    return full, written, int(upvotes) if upvotes is not None else None
+
+
+def _content_lines(text: str) -> list[_Line]:
+    """Non-blank lines with page chrome removed; the chrome prefix glued to a title is cut off."""
+    lines: list[_Line] = []
+    in_header = True
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if in_header:
+            if line in _CHROME_LINES or _DATE_LINE.match(line):
+                continue  # the page's own date line sits in the header
+            if line.startswith(_CHROME_PREFIX) and len(line) > len(_CHROME_PREFIX):
+                line = line[len(_CHROME_PREFIX) :]
+            in_header = False
+        elif line in _CHROME_LINES:
+            continue
+        lines.append(_Line(number, line))
+    return lines
+
+
+def parse_text(text: str) -> tuple[list[Paper], list[str]]:
+    """Parse a text scrape into papers and a list of messages for lines that fit no paper."""
+    lines = _content_lines(text)
+    papers: list[Paper] = []
+    problems: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _is_abstract(line.text):
+            problems.append(f"line {line.number}: abstract without a title before it ({line.text[:60]!r}...)")
+            i += 1
+            continue
+        if i + 1 >= len(lines) or not _is_abstract(lines[i + 1].text):
+            problems.append(f"line {line.number}: title without an abstract after it ({line.text[:60]!r})")
+            i += 1
+            continue
+        title, abstract = line.text, lines[i + 1].text
+        i += 2
+        n_authors: int | None = None
+        organization: str | None = None
+        published: date | None = None
+        published_text: str | None = None
+        upvotes: int | None = None
+        # Metadata lines: "• N authors", an organization line (always right before "·"), "·", a date line.
+        while i < len(lines):
+            meta = lines[i].text
+            authors = _AUTHORS_LINE.match(meta)
+            parsed_date = parse_date_line(meta)
+            if authors:
+                n_authors = int(authors.group(1))
+            elif meta == "·":
+                pass
+            elif parsed_date:
+                published, published_text, upvotes = parsed_date
+            elif i + 1 < len(lines) and lines[i + 1].text == "·" and not _is_abstract(meta):
+                # "apple Apple" is the org's handle then its display name.
+                organization = meta.split(" ", 1)[1] if " " in meta else meta
+            else:
+                break
+            i += 1
+        title = strip_controls(title)
+        papers.append(
+            Paper(
+                key=paper_key(None, title),
+                title=title,
+                abstract=strip_controls(abstract),
+                n_authors=n_authors,
+                organization=organization,
+                published=published,
+                published_text=published_text,
+                upvotes=upvotes,
+            )
+        )
+    return papers, problems

@@ -1,0 +1,325 @@
+"""The SQLite state: papers, ingested dumps, sightings; versioned migrations; a run lock.
+
+Every write happens inside one transaction (``with conn:``), so a failed ingest leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from digest.errors import LockedError, StoreError
+from digest.models import Dump, IngestReport, Paper, StoredPaper
+from digest.sources.identity import title_fingerprint
+
+log = logging.getLogger(__name__)
+
+# Each entry migrates the schema from version i to i+1; never edit a released step, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE dumps (
+        sha256 TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        format TEXT NOT NULL,
+        ingested_at TEXT NOT NULL,
+        papers INTEGER NOT NULL,
+        new_papers INTEGER NOT NULL,
+        skipped TEXT NOT NULL DEFAULT '[]'
+    ) WITHOUT ROWID;
+    CREATE TABLE papers (
+        key TEXT PRIMARY KEY,
+        title_fp TEXT NOT NULL,
+        arxiv_id TEXT,
+        title TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors TEXT NOT NULL DEFAULT '[]',
+        n_authors INTEGER,
+        organization TEXT,
+        published TEXT,
+        published_text TEXT,
+        upvotes INTEGER,
+        url TEXT,
+        first_seen TEXT NOT NULL,
+        first_dump TEXT NOT NULL REFERENCES dumps(sha256),
+        last_seen TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX papers_title_fp ON papers(title_fp);
+    CREATE INDEX papers_first_seen ON papers(first_seen);
+    CREATE TABLE sightings (
+        paper_key TEXT NOT NULL,
+        dump TEXT NOT NULL REFERENCES dumps(sha256),
+        PRIMARY KEY (paper_key, dump)
+    ) WITHOUT ROWID;
+    """,
+)
+
+_PAPER_COLUMNS = (
+    "key, title_fp, arxiv_id, title, abstract, authors, n_authors, organization, published, "
+    "published_text, upvotes, url, first_seen, first_dump, last_seen"
+)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database (0 for a new file)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction; returns the resulting version."""
+    version = schema_version(conn)
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the store is at schema version {version}, newer than this paper-digest ({len(MIGRATIONS)})",
+            "upgrade paper-digest, or point [digest].store at another file",
+        )
+    for step in range(version, len(MIGRATIONS)):
+        # executescript commits implicitly, so the DDL and the version bump go in one explicit transaction.
+        conn.executescript(f"BEGIN;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+        log.info("store migrated to schema version %d", step + 1)
+    return len(MIGRATIONS)
+
+
+def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open (creating and migrating unless ``readonly``) the store at ``path``."""
+    path = Path(path)
+    try:
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"{path}: no store yet", "run `digest ingest DUMP` first")
+            # immutable=1 keeps SQLite from writing anything, not even a WAL or shm file.
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            if schema_version(conn) != len(MIGRATIONS):
+                raise StoreError(
+                    f"{path}: the store is at schema version {schema_version(conn)}, expected {len(MIGRATIONS)}",
+                    "run `digest ingest` or `digest run` once to migrate it",
+                )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the store ({exc})", "is it a paper-digest SQLite file?") from exc
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def run_lock(store_path: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the store's run lock: a cron run and `digest serve` never overlap. Raises LockedError if held."""
+    lock_path = Path(f"{store_path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as exc:
+            raise LockedError(
+                f"another paper-digest run holds {lock_path}",
+                "wait for it to finish (or use --wait); the lock frees itself when that process exits",
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _row_to_stored(row: sqlite3.Row) -> StoredPaper:
+    paper = Paper(
+        key=row["key"],
+        title=row["title"],
+        abstract=row["abstract"],
+        authors=tuple(json.loads(row["authors"])),
+        n_authors=row["n_authors"],
+        organization=row["organization"],
+        published=date.fromisoformat(row["published"]) if row["published"] else None,
+        published_text=row["published_text"],
+        upvotes=row["upvotes"],
+        arxiv_id=row["arxiv_id"],
+        url=row["url"],
+    )
+    return StoredPaper(paper, datetime.fromisoformat(row["first_seen"]), row["first_dump"])
+
+
+def _richness(paper: Paper) -> int:
+    return sum(
+        value not in (None, "", ())
+        for value in (paper.arxiv_id, paper.authors, paper.n_authors, paper.organization, paper.published,
+                      paper.upvotes, paper.url, paper.abstract)
+    )
+
+
+def merge(old: Paper, new: Paper) -> Paper:
+    """Keep the richer record, fill its gaps from the other; upvotes follow the newest sighting."""
+    base, other = (new, old) if _richness(new) > _richness(old) else (old, new)
+    filled = {
+        name: getattr(other, name)
+        for name in ("authors", "n_authors", "organization", "published", "published_text", "url", "arxiv_id")
+        if getattr(base, name) in (None, "", ()) and getattr(other, name) not in (None, "", ())
+    }
+    merged = replace(base, **filled)
+    if new.upvotes is not None:
+        merged = replace(merged, upvotes=new.upvotes)
+    if merged.arxiv_id:
+        merged = replace(merged, key=f"arxiv:{merged.arxiv_id}")
+    return merged
+
+
+def _find_existing(conn: sqlite3.Connection, papers: Sequence[Paper]) -> dict[str, sqlite3.Row]:
+    """Existing rows for these papers, by key or by title fingerprint, keyed by the incoming paper's key."""
+    keys = [p.key for p in papers]
+    fps = {p.key: title_fingerprint(p.title) for p in papers}
+    rows_by_key: dict[str, sqlite3.Row] = {}
+    rows_by_fp: dict[str, sqlite3.Row] = {}
+    # json_each keeps this one statement however many papers a dump has (no 999-variable limit).
+    for row in conn.execute(
+        f"SELECT {_PAPER_COLUMNS} FROM papers WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),)
+    ):
+        rows_by_key[row["key"]] = row
+    for row in conn.execute(
+        f"SELECT {_PAPER_COLUMNS} FROM papers WHERE title_fp IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(set(fps.values()))),),
+    ):
+        rows_by_fp.setdefault(row["title_fp"], row)
+    found: dict[str, sqlite3.Row] = {}
+    for paper in papers:
+        row = rows_by_key.get(paper.key)
+        if row is None:
+            candidate = rows_by_fp.get(fps[paper.key])
+            # Same title but two different arXiv ids are two papers (rare, but it happens with re-posts).
+            if candidate is not None and not (paper.arxiv_id and candidate["arxiv_id"]):
+                row = candidate
+        if row is not None:
+            found[paper.key] = row
+    return found
+
+
+def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestReport:
+    """Record a parsed dump in one transaction and report how many of its papers are new."""
+    unique: dict[str, Paper] = {}
+    for paper in dump.papers:
+        unique[paper.key] = merge(unique[paper.key], paper) if paper.key in unique else paper
+    papers = list(unique.values())
+    with transaction(conn):
+        if conn.execute("SELECT 1 FROM dumps WHERE sha256 = ?", (dump.sha256,)).fetchone():
+            return IngestReport(dump.name, dump.format, len(papers), 0, len(papers), True, dump.skipped)
+        existing = _find_existing(conn, papers)
+        stamp = now.astimezone(timezone.utc).isoformat(timespec="seconds")
+        conn.execute(
+            "INSERT INTO dumps (sha256, name, format, ingested_at, papers, new_papers, skipped) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (dump.sha256, dump.name, dump.format, stamp, len(papers), json.dumps(list(dump.skipped))),
+        )
+        new = 0
+        for paper in papers:
+            row = existing.get(paper.key)
+            if row is None:
+                new += 1
+                record, first_seen, first_dump, old_key = paper, stamp, dump.sha256, None
+            else:
+                record = merge(_row_to_stored(row).paper, paper)
+                first_seen, first_dump, old_key = row["first_seen"], row["first_dump"], row["key"]
+            if old_key is not None and old_key != record.key:
+                # A text-scrape paper has gained its arXiv id: re-key it and its sightings.
+                conn.execute("DELETE FROM papers WHERE key = ?", (old_key,))
+                conn.execute("UPDATE sightings SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
+            conn.execute(
+                f"INSERT OR REPLACE INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                (
+                    record.key, title_fingerprint(record.title), record.arxiv_id, record.title, record.abstract,
+                    json.dumps(list(record.authors), ensure_ascii=False), record.n_authors, record.organization,
+                    _iso(record.published), record.published_text, record.upvotes, record.url,
+                    first_seen, first_dump, stamp,
+                ),
+            )
+            conn.execute("INSERT OR IGNORE INTO sightings (paper_key, dump) VALUES (?, ?)", (record.key, dump.sha256))
+        conn.execute("UPDATE dumps SET new_papers = ? WHERE sha256 = ?", (new, dump.sha256))
+    return IngestReport(dump.name, dump.format, len(papers), new, len(papers) - new, False, dump.skipped)
+
+
+def is_ingested(conn: sqlite3.Connection, sha256: str) -> bool:
+    """True when a dump with this content hash is already in the store."""
+    return conn.execute("SELECT 1 FROM dumps WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+
+def list_papers(
+    conn: sqlite3.Connection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+) -> list[StoredPaper]:
+    """Stored papers, newest first, optionally first seen in [since, until) and containing ``search``."""
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("first_seen >= ?")
+        params.append(since.astimezone(timezone.utc).isoformat(timespec="seconds"))
+    if until is not None:
+        clauses.append("first_seen < ?")
+        params.append(until.astimezone(timezone.utc).isoformat(timespec="seconds"))
+    if search:
+        clauses.append("(instr(lower(title), lower(?)) > 0 OR instr(lower(abstract), lower(?)) > 0)")
+        params.extend([search, search])
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT {_PAPER_COLUMNS} FROM papers {where} ORDER BY first_seen DESC, key DESC"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [_row_to_stored(row) for row in conn.execute(sql, params)]
+
+
+def new_papers_since(conn: sqlite3.Connection, since: datetime) -> list[StoredPaper]:
+    """Papers first seen at or after ``since``, newest first."""
+    return list_papers(conn, since=since)
+
+
+def papers_from_dumps(conn: sqlite3.Connection, shas: Sequence[str]) -> list[StoredPaper]:
+    """Every stored paper listed by any of these dumps (new or not)."""
+    rows = conn.execute(
+        f"SELECT {_PAPER_COLUMNS} FROM papers WHERE key IN "
+        "(SELECT paper_key FROM sightings WHERE dump IN (SELECT value FROM json_each(?))) "
+        "ORDER BY first_seen DESC, key DESC",
+        (json.dumps(list(shas)),),
+    )
+    return [_row_to_stored(row) for row in rows]
+
+
+def dump_names(conn: sqlite3.Connection, shas: Sequence[str]) -> dict[str, str]:
+    """Map dump hashes to the names they were ingested under."""
+    rows = conn.execute(
+        "SELECT sha256, name FROM dumps WHERE sha256 IN (SELECT value FROM json_each(?))", (json.dumps(list(shas)),)
+    )
+    return {row["sha256"]: row["name"] for row in rows}
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many papers and dumps the store holds."""
+    return {
+        "papers": conn.execute("SELECT count(*) FROM papers").fetchone()[0],
+        "dumps": conn.execute("SELECT count(*) FROM dumps").fetchone()[0],
+    }
