@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,9 @@ def _echo_json(value: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH", help="Config file (else $DIGEST_CONFIG, else the platform config dir).")
+@click.option(
+    "--config", "config_path", metavar="PATH", help="Config file (else $DIGEST_CONFIG, else the platform config dir)."
+)
 @click.option("--store", "store_path", metavar="PATH", help="SQLite store (overrides [digest].store).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress and show tracebacks on errors.")
 @click.version_option(package_name="paper-digest")
@@ -114,7 +116,7 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
     conn = store.open_store(obj.store_file())
     reports: list[dict[str, Any]] = []
     refused = 0
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for name, path in _expand_paths(paths):
         try:
             report = store.ingest(conn, _read(name, path), now=now)
@@ -139,7 +141,7 @@ def _parse_day(value: str | None, param: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=timezone.utc)
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
     except ValueError as exc:
         raise click.BadParameter(f"expected a date like 2026-11-23, got {value!r}", param_hint=param) from exc
 
@@ -163,9 +165,7 @@ def papers(obj: Context, since: str | None, until: str | None, search: str | Non
     for row in rows:
         p = row.paper
         ident = p.arxiv_id or "-"
-        extra = ", ".join(
-            x for x in (p.organization, f"{p.upvotes} upvotes" if p.upvotes is not None else None) if x
-        )
+        extra = ", ".join(x for x in (p.organization, f"{p.upvotes} upvotes" if p.upvotes is not None else None) if x)
         click.echo(f"{row.first_seen:%Y-%m-%d}  {ident:<11} {p.title}" + (f"  ({extra})" if extra else ""))
     if not rows:
         click.echo("no papers match", err=True)
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None, *, runner: Callable[..., Any] | None
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, traceback only with --verbose
+    except Exception as exc:
         if verbose:
             traceback.print_exc()
         click.secho(f"error: unexpected {type(exc).__name__}: {exc}", fg="red", err=True)

@@ -13,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from digest.errors import LockedError, StoreError
@@ -169,8 +169,16 @@ def _row_to_stored(row: sqlite3.Row) -> StoredPaper:
 def _richness(paper: Paper) -> int:
     return sum(
         value not in (None, "", ())
-        for value in (paper.arxiv_id, paper.authors, paper.n_authors, paper.organization, paper.published,
-                      paper.upvotes, paper.url, paper.abstract)
+        for value in (
+            paper.arxiv_id,
+            paper.authors,
+            paper.n_authors,
+            paper.organization,
+            paper.published,
+            paper.upvotes,
+            paper.url,
+            paper.abstract,
+        )
     )
 
 
@@ -229,7 +237,7 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
         if conn.execute("SELECT 1 FROM dumps WHERE sha256 = ?", (dump.sha256,)).fetchone():
             return IngestReport(dump.name, dump.format, len(papers), 0, len(papers), True, dump.skipped)
         existing = _find_existing(conn, papers)
-        stamp = now.astimezone(timezone.utc).isoformat(timespec="seconds")
+        stamp = now.astimezone(UTC).isoformat(timespec="seconds")
         conn.execute(
             "INSERT INTO dumps (sha256, name, format, ingested_at, papers, new_papers, skipped) "
             "VALUES (?, ?, ?, ?, ?, 0, ?)",
@@ -251,10 +259,21 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
             conn.execute(
                 f"INSERT OR REPLACE INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                 (
-                    record.key, title_fingerprint(record.title), record.arxiv_id, record.title, record.abstract,
-                    json.dumps(list(record.authors), ensure_ascii=False), record.n_authors, record.organization,
-                    _iso(record.published), record.published_text, record.upvotes, record.url,
-                    first_seen, first_dump, stamp,
+                    record.key,
+                    title_fingerprint(record.title),
+                    record.arxiv_id,
+                    record.title,
+                    record.abstract,
+                    json.dumps(list(record.authors), ensure_ascii=False),
+                    record.n_authors,
+                    record.organization,
+                    _iso(record.published),
+                    record.published_text,
+                    record.upvotes,
+                    record.url,
+                    first_seen,
+                    first_dump,
+                    stamp,
                 ),
             )
             conn.execute("INSERT OR IGNORE INTO sightings (paper_key, dump) VALUES (?, ?)", (record.key, dump.sha256))
@@ -279,10 +298,10 @@ def list_papers(
     clauses, params = [], []
     if since is not None:
         clauses.append("first_seen >= ?")
-        params.append(since.astimezone(timezone.utc).isoformat(timespec="seconds"))
+        params.append(since.astimezone(UTC).isoformat(timespec="seconds"))
     if until is not None:
         clauses.append("first_seen < ?")
-        params.append(until.astimezone(timezone.utc).isoformat(timespec="seconds"))
+        params.append(until.astimezone(UTC).isoformat(timespec="seconds"))
     if search:
         clauses.append("(instr(lower(title), lower(?)) > 0 OR instr(lower(abstract), lower(?)) > 0)")
         params.extend([search, search])

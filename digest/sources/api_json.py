@@ -56,9 +56,7 @@ def parse_entry(entry: Any) -> Paper:
         raise ValueError(f"expected 'paper.summary' to be text, got {describe(abstract)}")
     raw_id = paper.get("id")
     arxiv_id = normalise_arxiv_id(raw_id) if isinstance(raw_id, str) else None
-    authors = tuple(
-        str(a["name"]) for a in paper.get("authors") or () if isinstance(a, dict) and a.get("name")
-    )
+    authors = tuple(str(a["name"]) for a in paper.get("authors") or () if isinstance(a, dict) and a.get("name"))
     upvotes = paper.get("upvotes")
     title = strip_controls(unwrap(raw_title))
     return Paper(

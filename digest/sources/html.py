@@ -26,7 +26,7 @@ def parse_html(text: str, *, parser: str = "lxml", strain: bool = True) -> tuple
     node = soup.find(attrs={"data-target": "DailyPapers"})
     if node is None:
         raise ValueError(
-            "no DailyPapers listing in this page (expected an element with data-target=\"DailyPapers\"; "
+            'no DailyPapers listing in this page (expected an element with data-target="DailyPapers"; '
             "save the page at https://huggingface.co/papers after it has loaded)"
         )
     raw = node.get("data-props")

@@ -15,7 +15,10 @@ from datetime import date
 from digest.models import Paper
 from digest.sources.identity import paper_key, strip_controls
 
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)
+}
 # "Jun 1", "May 9, 2021", "Oct 15, 2025 2" (with upvotes), "Apr 8 6" (no year, with upvotes).
 _DATE_LINE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$")
 _AUTHORS_LINE = re.compile(r"^•\s*(\d+)\s+authors?$")
@@ -46,7 +49,7 @@ def looks_like_text_dump(text: str) -> bool:
 
 
 def _is_abstract(line: str) -> bool:
-    return len(line) > _MAX_TITLE_CHARS or bool(_SENTENCE.search(line)) and len(line) > 160
+    return len(line) > _MAX_TITLE_CHARS or (bool(_SENTENCE.search(line)) and len(line) > 160)
 
 
 def parse_date_line(line: str) -> tuple[date | None, str, int | None] | None:
