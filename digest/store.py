@@ -94,8 +94,8 @@ def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         if readonly:
             if not path.exists():
                 raise StoreError(f"{path}: no store yet", "run `digest ingest DUMP` first")
-            # immutable=1 keeps SQLite from writing anything, not even a WAL or shm file.
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            # mode=ro never writes the database file; it still reads pages a writer left in the WAL.
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             if schema_version(conn) != len(MIGRATIONS):
                 raise StoreError(
                     f"{path}: the store is at schema version {schema_version(conn)}, expected {len(MIGRATIONS)}",

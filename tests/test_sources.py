@@ -1,0 +1,179 @@
+"""Dump readers: format sniffing, text layouts, API JSON schemas, the saved HTML page, bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from digest.errors import DumpError
+from digest.sources import detect_format, parse_dump, read_dump
+from digest.sources.identity import normalise_title, paper_key, title_fingerprint
+
+EXPECTED_FOUND = [82, 49, 53, 119, 78]
+
+
+def test_seed_paper_counts(seeds: list[Path]) -> None:
+    """Each seed yields the number of title+abstract pairs it holds, with nothing skipped."""
+    assert [len(read_dump(p).papers) for p in seeds] == EXPECTED_FOUND
+    assert all(read_dump(p).skipped == () for p in seeds)
+
+
+def test_titles_and_abstracts_are_the_dump_text(seeds: list[Path]) -> None:
+    """Every title and abstract is a whole line of the dump, byte for byte, and chrome is not a paper."""
+    for path in seeds:
+        lines = set(path.read_text(encoding="utf-8").splitlines())
+        text = path.read_text(encoding="utf-8")
+        for paper in read_dump(path).papers:
+            assert paper.title in text and paper.abstract in lines
+            assert paper.title not in {"new", "Subscribe", "Daily Papers", "byAK and the research community"}
+            assert not paper.title.startswith("Subscribe")
+
+
+def test_compact_layout_strips_glued_chrome(seeds: list[Path]) -> None:
+    """The compact layout's first title loses the 'Subscribe' glued to it."""
+    first = read_dump(seeds[3]).papers[0]
+    assert first.title == "PARALLELPROMPT: Extracting Parallelism from Large Language Model Queries"
+    assert first.abstract.startswith("LLM serving systems typically treat user prompts")
+
+
+def test_metadata_lines_are_parsed(seeds: list[Path]) -> None:
+    """Authors, date without a year and upvotes are read from the metadata lines."""
+    papers = {p.title: p for p in read_dump(seeds[1]).papers}
+    hogwild = papers["Hogwild! Inference: Parallel LLM Generation via Concurrent Attention"]
+    assert (hogwild.n_authors, hogwild.published_text, hogwild.upvotes) == (8, "Apr 8", 6)
+    assert hogwild.published is None  # no invented year
+    mirror = papers["Mirror Speculative Decoding: Breaking the Serial Barrier in LLM Inference"]
+    assert (mirror.organization, mirror.published_text, mirror.upvotes) == ("Apple", "Oct 15", 2)
+
+
+def test_date_with_year_and_upvotes(seeds: list[Path]) -> None:
+    """'Oct 15, 2025 2' is a full date and 2 upvotes."""
+    papers = {p.title: p for p in read_dump(seeds[2]).papers}
+    mirror = papers["Mirror Speculative Decoding: Breaking the Serial Barrier in LLM Inference"]
+    assert mirror.published == date(2025, 10, 15) and mirror.upvotes == 2
+
+
+def test_text_metadata_does_not_leak_into_titles(seeds: list[Path]) -> None:
+    """No metadata line (•, ·, dates, org) is ever taken as a title."""
+    for path in seeds:
+        for paper in read_dump(path).papers:
+            assert not paper.title.startswith(("•", "·")) and paper.title != "apple Apple"
+
+
+def test_orphan_lines_are_listed_not_fatal() -> None:
+    """A title without an abstract is skipped and reported; the good papers are kept."""
+    abstract = "We study things. " * 30
+    text = f"Daily Papers\n\nGood Title\n\n{abstract}\n\nLonely Title\n\nOther Title\n\n{abstract}x\n"
+    dump = parse_dump(text.encode(), "x.txt")
+    assert [p.title for p in dump.papers] == ["Good Title", "Other Title"]
+    assert len(dump.skipped) == 1 and "line 7" in dump.skipped[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(b"[]", "json"), (b'  {"a": 1}', "json"), (b"<!DOCTYPE html><html>", "html"), (b"Daily Papers\n", "text")],
+)
+def test_detect_format_from_content(data: bytes, expected: str) -> None:
+    """The format comes from the content, whatever the file is called."""
+    assert detect_format(data.decode()) == expected
+
+
+def test_json_dump_named_txt_is_read_as_json(tmp_path: Path) -> None:
+    """A JSON dump saved with a .txt name is still parsed as JSON."""
+    entry = {"paper": {"id": "2401.00001v2", "title": "A\n  Title", "summary": "S", "upvotes": 3, "authors": []}}
+    path = tmp_path / "dump.txt"
+    path.write_text(json.dumps([entry]))
+    dump = read_dump(path)
+    assert dump.format == "json"
+    paper = dump.papers[0]
+    assert (paper.key, paper.title, paper.upvotes) == ("arxiv:2401.00001", "A Title", 3)
+
+
+def test_identity_normalises_title() -> None:
+    """NFKC, case folding, punctuation and arXiv wraps do not change a title's identity."""
+    assert normalise_title("Self-Supervised\n  Learning: ＡＢＣ!") == "self supervised learning abc"
+    assert title_fingerprint("A  Study of GANs") == title_fingerprint("a study of gans.")
+    assert paper_key("2401.00001", "x") == "arxiv:2401.00001"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_count"),
+    [
+        ("api_json/2024-05-27.json", 13),
+        ("api_json/2025-08-25.json", 13),
+        ("api_json/2026-04-10.json", 35),
+        ("api_json/2026-04-16.json", 22),
+        ("html/huggingface_papers_2024-08-01.html", 13),
+    ],
+)
+def test_corpus_files_parse(corpus: Path, name: str, expected_count: int) -> None:
+    """Every real API JSON and HTML dump parses with the right count and arXiv ids."""
+    dump = read_dump(corpus / name)
+    assert len(dump.papers) == expected_count and not dump.skipped
+    assert all(p.arxiv_id and p.key == f"arxiv:{p.arxiv_id}" for p in dump.papers)
+    assert all("\n" not in p.title for p in dump.papers)
+
+
+def test_corpus_organization_and_authors(corpus: Path) -> None:
+    """Organization objects and author lists come through from the newer schema."""
+    papers = read_dump(corpus / "api_json/2026-04-16.json").papers
+    assert any(p.organization == "ByteDance Seed" for p in papers)
+    assert max(p.n_authors or 0 for p in papers) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("broken/api_json_python_repr_strings.json", "Python repr()"),
+        ("broken/api_error_response.json", "error instead of a listing"),
+    ],
+)
+def test_corpus_broken_dumps_are_refused(corpus: Path, name: str, needle: str) -> None:
+    """Real broken dumps are refused with a message naming the file and the problem."""
+    with pytest.raises(DumpError) as err:
+        read_dump(corpus / name)
+    assert name.split("/")[1] in err.value.message and needle in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"\x7fELF\x02\x01\x00\x00binary", "binary"),
+        (b'[{"paper": {"id": "2401.1', "invalid JSON"),
+        (b"<html><body><p>no listing</p></body></html>", "no DailyPapers listing"),
+        (b"\xff\xfe\xfa not utf8", "not valid UTF-8"),
+        (b'{"error": "Sorry"}', "error instead of a listing"),
+    ],
+)
+def test_bad_input_is_refused(data: bytes, needle: str) -> None:
+    """Empty, binary, truncated, listing-less and non-UTF-8 input each get a clear DumpError."""
+    with pytest.raises(DumpError) as err:
+        parse_dump(data, "bad.dump")
+    assert err.value.message.startswith("bad.dump") and needle in err.value.message and err.value.hint
+
+
+def test_truncated_json_names_line_and_column() -> None:
+    """Truncated JSON reports file:line:column."""
+    with pytest.raises(DumpError) as err:
+        parse_dump(b'[\n  {"paper": {"id": "2401.1', "t.json")
+    assert err.value.message.startswith("t.json:2:")
+
+
+def test_partly_malformed_json_keeps_good_entries() -> None:
+    """Good entries are kept and each bad one is listed with its index."""
+    good = {"paper": {"id": "2401.00001", "title": "T", "summary": "S"}}
+    dump = parse_dump(json.dumps([good, "oops", {"paper": {}}]).encode(), "p.json")
+    assert len(dump.papers) == 1
+    assert [s.split(":")[0] for s in dump.skipped] == ["entry 1", "entry 2"]
+
+
+def test_control_characters_are_stripped() -> None:
+    """C0 controls that XML cannot carry are removed from titles and abstracts."""
+    entry = {"paper": {"id": "2401.00001", "title": "A\x0bB", "summary": "x\x00y <think>"}}
+    paper = parse_dump(json.dumps([entry]).encode(), "c.json").papers[0]
+    assert (paper.title, paper.abstract) == ("AB", "xy <think>")

@@ -1,0 +1,166 @@
+"""The SQLite store: the diff against everything seen, idempotence, merging, transactions, migrations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest import store
+from digest.errors import LockedError, StoreError
+from digest.models import Dump, Paper
+from digest.sources import parse_dump, read_dump
+
+
+def _dump(papers: list[Paper], name: str = "d") -> Dump:
+    sha = hashlib.sha256(json.dumps([p.key for p in papers] + [name]).encode()).hexdigest()
+    return Dump(name, sha, "json", tuple(papers))
+
+
+def test_seeds_in_order_report_expected_new(conn: sqlite3.Connection, seeds: list[Path], now: datetime) -> None:
+    """The five seeds in name order report 82, 30, 24, 102 and 52 new papers, 290 in all."""
+    news = [store.ingest(conn, read_dump(p), now=now).new for p in seeds]
+    assert news == [82, 30, 24, 102, 52]
+    assert store.counts(conn) == {"papers": 290, "dumps": 5}
+
+
+def test_same_dump_twice_changes_nothing(conn: sqlite3.Connection, seeds: list[Path], now: datetime) -> None:
+    """A dump ingested twice reports 0 new and leaves every row as it was."""
+    store.ingest(conn, read_dump(seeds[0]), now=now)
+    before = conn.execute("SELECT * FROM papers ORDER BY key").fetchall()
+    report = store.ingest(conn, read_dump(seeds[0]), now=now + timedelta(days=1))
+    assert (report.new, report.already_ingested, report.found) == (0, True, 82)
+    assert conn.execute("SELECT * FROM papers ORDER BY key").fetchall() == before
+
+
+def test_corpus_paper_on_two_days_is_one_paper(conn: sqlite3.Connection, corpus: Path, now: datetime) -> None:
+    """Paper 2604.07429, listed on two days, is stored once."""
+    first = store.ingest(conn, read_dump(corpus / "api_json/2026-04-10.json"), now=now)
+    second = store.ingest(conn, read_dump(corpus / "api_json/2026-04-16.json"), now=now)
+    assert (first.new, second.new, second.seen) == (35, 21, 1)
+    assert conn.execute("SELECT count(*) FROM papers WHERE arxiv_id = '2604.07429'").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM sightings WHERE paper_key = 'arxiv:2604.07429'").fetchone()[0] == 2
+
+
+def test_text_then_json_merges_into_richer_record(conn: sqlite3.Connection, now: datetime) -> None:
+    """A paper first seen without an id and later with one is the same paper, re-keyed to its arXiv id."""
+    text = "Daily Papers\n\nHogwild! Inference: Parallel LLM Generation\n\n" + "Abstract sentence here. " * 20 + "\n"
+    store.ingest(conn, parse_dump(text.encode(), "t.txt"), now=now)
+    entry = {
+        "paper": {
+            "id": "2504.06261",
+            "title": "Hogwild! Inference:\n  Parallel LLM Generation",
+            "summary": "API abstract.",
+            "upvotes": 9,
+            "authors": [{"name": "A"}, {"name": "B"}],
+        }
+    }
+    later = now + timedelta(days=2)
+    report = store.ingest(conn, parse_dump(json.dumps([entry]).encode(), "a.json"), now=later)
+    assert (report.new, report.seen) == (0, 1)
+    [row] = store.list_papers(conn)
+    assert row.paper.key == "arxiv:2504.06261" and row.paper.upvotes == 9 and row.paper.n_authors == 2
+    assert row.first_seen == now  # first seen stays the text dump's time
+    assert conn.execute("SELECT count(*) FROM sightings WHERE paper_key = 'arxiv:2504.06261'").fetchone()[0] == 2
+
+
+def test_json_then_text_is_already_seen(conn: sqlite3.Connection, now: datetime) -> None:
+    """A paper seen with an id and later in a text scrape (same title) is not new."""
+    entry = {"paper": {"id": "2504.06261", "title": "Some Title", "summary": "S", "upvotes": 1}}
+    store.ingest(conn, parse_dump(json.dumps([entry]).encode(), "a.json"), now=now)
+    text = "Daily Papers\n\nSome title\n\n" + "Abstract sentence here. " * 20 + "\n"
+    report = store.ingest(conn, parse_dump(text.encode(), "t.txt"), now=now)
+    assert (report.new, report.seen) == (0, 1)
+    assert store.list_papers(conn)[0].paper.arxiv_id == "2504.06261"
+
+
+def test_upvotes_and_order_are_not_identity(conn: sqlite3.Connection, now: datetime) -> None:
+    """The same papers in another order with other upvotes are not new."""
+    a = Paper("arxiv:1", "A", "x", upvotes=1, arxiv_id="1")
+    b = Paper("arxiv:2", "B", "y", upvotes=2, arxiv_id="2")
+    store.ingest(conn, _dump([a, b], "one"), now=now)
+    report = store.ingest(conn, _dump([Paper("arxiv:2", "B", "y", upvotes=50, arxiv_id="2"), a], "two"), now=now)
+    assert report.new == 0
+    assert {r.paper.key: r.paper.upvotes for r in store.list_papers(conn)} == {"arxiv:1": 1, "arxiv:2": 50}
+
+
+def test_failed_ingest_changes_nothing(conn: sqlite3.Connection, store_path: Path, now: datetime) -> None:
+    """An error half-way through an ingest rolls the whole dump back."""
+    bad = Paper("arxiv:3", "C", "z", arxiv_id="3", authors=(object(),))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.ingest(conn, _dump([Paper("arxiv:1", "A", "x", arxiv_id="1"), bad]), now=now)
+    assert store.counts(conn) == {"papers": 0, "dumps": 0}
+
+
+def test_new_papers_since(conn: sqlite3.Connection, now: datetime) -> None:
+    """new_papers_since returns only papers first seen at or after the time, newest first."""
+    store.ingest(conn, _dump([Paper("arxiv:1", "A", "x", arxiv_id="1")], "one"), now=now)
+    store.ingest(conn, _dump([Paper("arxiv:2", "B", "y", arxiv_id="2")], "two"), now=now + timedelta(hours=1))
+    assert [r.paper.key for r in store.new_papers_since(conn, now + timedelta(minutes=1))] == ["arxiv:2"]
+    assert [r.paper.key for r in store.list_papers(conn)] == ["arxiv:2", "arxiv:1"]
+
+
+def test_list_papers_search_and_range(conn: sqlite3.Connection, seeds: list[Path], now: datetime) -> None:
+    """Search matches title or abstract case-insensitively; the date range bounds first_seen."""
+    store.ingest(conn, read_dump(seeds[1]), now=now)
+    assert [r.paper.title[:7] for r in store.list_papers(conn, search="hogwild")] == ["Hogwild"]
+    assert store.list_papers(conn, until=now) == []
+
+
+def test_schema_is_versioned(store_path: Path) -> None:
+    """A new store is at the latest schema version; reopening does not re-run migrations."""
+    conn = store.open_store(store_path)
+    assert store.schema_version(conn) == len(store.MIGRATIONS)
+    conn.close()
+    assert store.schema_version(store.open_store(store_path)) == len(store.MIGRATIONS)
+
+
+def test_newer_schema_is_refused(store_path: Path) -> None:
+    """A store from a newer paper-digest is refused with a hint, not silently used."""
+    store_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(store_path)
+    raw.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) + 5}")
+    raw.close()
+    with pytest.raises(StoreError, match="newer than this paper-digest"):
+        store.open_store(store_path)
+
+
+def test_not_a_database_is_refused(tmp_path: Path) -> None:
+    """A file that is not SQLite gives a StoreError naming it."""
+    path = tmp_path / "x.db"
+    path.write_bytes(b"definitely not sqlite" * 100)
+    with pytest.raises(StoreError, match="x.db"):
+        store.open_store(path)
+
+
+def test_readonly_open_leaves_file_identical(store_path: Path, seeds: list[Path], now: datetime) -> None:
+    """Reading through a read-only connection leaves the database bytes untouched."""
+    conn = store.open_store(store_path)
+    store.ingest(conn, read_dump(seeds[0]), now=now)
+    conn.close()
+    before = store_path.read_bytes()
+    ro = store.open_store(store_path, readonly=True)
+    assert len(store.list_papers(ro)) == 82
+    ro.close()
+    assert store_path.read_bytes() == before
+
+
+def test_run_lock_excludes_a_second_holder(store_path: Path) -> None:
+    """While one holder has the run lock a second one gets LockedError."""
+    with store.run_lock(store_path), pytest.raises(LockedError), store.run_lock(store_path):
+        pass
+    with store.run_lock(store_path):  # released again
+        pass
+
+
+def test_first_seen_is_utc(conn: sqlite3.Connection) -> None:
+    """first_seen is stored in UTC whatever zone the clock was in."""
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2026, 3, 1, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    store.ingest(conn, _dump([Paper("arxiv:1", "A", "x", arxiv_id="1")]), now=local)
+    assert store.list_papers(conn)[0].first_seen == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
