@@ -69,7 +69,7 @@ class Profile:
     organizations_mode: str = "boost"  # "boost" | "only"
     max_papers: int = 20
     min_score: float = 0.0
-    cadence: str = "daily"  # "daily" | "weekly:<weekday>" | a cron expression
+    cadence: str = "daily"  # "daily" | "weekly:<weekday>" | "cron:<5-field expression>"
     timezone: str = "UTC"
     send_time: str = "07:00"
     formats: tuple[str, ...] = ("html", "markdown")

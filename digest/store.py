@@ -59,6 +59,49 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (paper_key, dump)
     ) WITHOUT ROWID;
     """,
+    # 2: delivery state. One outbox row per user per digest period; a paper is delivered to a user once.
+    """
+    CREATE TABLE subscribers (
+        name TEXT PRIMARY KEY,
+        added_at TEXT NOT NULL,
+        unsubscribed_at TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        summary TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        period TEXT NOT NULL,
+        run_id INTEGER REFERENCES runs(id),
+        created_at TEXT NOT NULL,
+        papers_until TEXT NOT NULL,
+        paper_keys TEXT NOT NULL DEFAULT '[]',
+        message_id TEXT,
+        sender TEXT,
+        recipient TEXT,
+        message BLOB,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_code INTEGER,
+        last_reply TEXT,
+        next_attempt_at TEXT,
+        sent_at TEXT,
+        UNIQUE (user, period)
+    );
+    CREATE INDEX outbox_status ON outbox(status, next_attempt_at);
+    CREATE TABLE deliveries (
+        user TEXT NOT NULL,
+        paper_key TEXT NOT NULL,
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        delivered_at TEXT NOT NULL,
+        PRIMARY KEY (user, paper_key)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _PAPER_COLUMNS = (
@@ -256,6 +299,7 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                 # A text-scrape paper has gained its arXiv id: re-key it and its sightings.
                 conn.execute("DELETE FROM papers WHERE key = ?", (old_key,))
                 conn.execute("UPDATE sightings SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
+                conn.execute("UPDATE deliveries SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
             conn.execute(
                 f"INSERT OR REPLACE INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                 (
