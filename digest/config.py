@@ -1,0 +1,587 @@
+"""The TOML config: find it, validate every key at once (file:line: key path), hand out typed sections."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import sys
+import tempfile
+import tomllib
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, ValidationInfo
+from pydantic import field_validator as _field_validator
+from pydantic_core import PydanticCustomError
+
+# config_errors never imports this module; ConfigProblem and ConfigValidationError are re-exported from here.
+from digest.config_errors import ConfigProblem, ConfigValidationError, Loc, closest, located, pydantic_message, show
+from digest.errors import ConfigError, QueryError
+from digest.models import Profile
+
+__all__ = [
+    "APP_NAME", "CONFIG_ENV", "STARTER_CONFIG", "Config", "ConfigProblem", "ConfigValidationError",
+    "DigestSettings", "FeedSettings", "MailSettings", "ServerSettings", "SmtpSettings", "UserSettings",
+    "default_config_path", "find_config_path", "load_config", "secret", "smtp_password", "write_starter_config",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "paper-digest"
+CONFIG_ENV = "DIGEST_CONFIG"
+MIN_SECRET_CHARS = 16
+
+
+# ---------------------------------------------------------------------------------------------- validators
+
+
+def _bad(message: str) -> PydanticCustomError:
+    # The message goes through the context so braces in user text are never treated as format fields.
+    return PydanticCustomError("config", "{text}", {"text": message})
+
+
+def _no_controls(value: str) -> str:
+    # C0, DEL, C1 and the Unicode line separators could all end up read as a header line break.
+    if re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):
+        raise _bad(f"expected text without control characters or line breaks, got {show(value)}")
+    return value
+
+
+def _email(value: str) -> str:
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise _bad(f"expected an email address, got {show(value)} ({exc})") from None
+    if not value.isascii():  # messages are sent without SMTPUTF8
+        tip = f" such as {show(result.ascii_email)}" if result.ascii_email else ""
+        raise _bad(f"expected an ASCII email address{tip}, got {show(value)}")
+    return value  # never "repaired": what the user wrote is what gets sent
+
+
+def _optional_email(value: str) -> str:
+    return _email(value) if value else value
+
+
+def _env_name(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        # Never echo the value: people paste the secret itself here.
+        raise _bad("expected the name of an environment variable (letters, digits, _), got something else "
+                   "(not shown, it may be a secret)")
+    return value
+
+
+def _url(schemes: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        plain = value.isascii() and not re.search(r"[\s<>,\"'\\\x00-\x1f\x7f]", value) and len(value) <= 200
+        if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or not plain:
+            expected = " or ".join(f"{s}://" for s in schemes)
+            raise _bad(f"expected an absolute {expected} URL (ASCII, no spaces, query or fragment, at most "
+                       f"200 characters), got {show(value)}")
+        return value.rstrip("/")
+
+    return check
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        near = closest(value, sorted(zoneinfo.available_timezones()))
+        tip = f' (did you mean "{near}"?)' if near else ""
+        raise _bad(f'expected an IANA time zone such as "Europe/Berlin"{tip}, got {show(value)}') from None
+    return value
+
+
+def _cron(value: str) -> str:
+    if not value:
+        return value
+    from digest.cadence import parse_cron  # imported late: cadence pulls in APScheduler
+
+    fields = value.split()
+    if len(fields) != 5:
+        raise _bad(f"expected a 5-field crontab expression (minute hour day month weekday), got {show(value)}")
+    if re.search(r"\d", fields[4]):
+        # APScheduler 3 counts weekdays from Monday = 0, crontab from Sunday = 0: names are unambiguous.
+        raise _bad(f"expected weekday names (mon-sun) in the weekday field, got {show(fields[4])} "
+                   "(APScheduler reads 0 as Monday, crontab as Sunday)")
+    try:
+        parse_cron(value, "UTC")
+    except ValueError as exc:
+        raise _bad(f"expected a valid crontab expression, got {show(value)} ({exc})") from None
+    return value
+
+
+def _hhmm(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise _bad(f'expected a time "HH:MM" between 00:00 and 23:59, got {show(value)}')
+    return value
+
+
+def _listen(value: str) -> str:
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+    if not match or not 0 < int(match[2]) < 65536:
+        raise _bad(f'expected "host:port" such as "127.0.0.1:8080" or "[::1]:8080", got {show(value)}')
+    return value
+
+
+def _list_id(value: str) -> str:
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    if value and (not re.fullmatch(rf"{label}(\.{label})+", value) or len(value) > 253):
+        raise _bad(f'expected a dot-atom list id such as "daily.digest.example.org", got {show(value)}')
+    return value
+
+
+def _user_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value in {".", ".."}:
+        raise _bad(f"expected a name of letters, digits, '-', '_' and '.', got {show(value)}")
+    return value
+
+
+def _feed_file(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+\.xml", value):
+        raise _bad(f'expected a file name ending in ".xml" (no folders), got {show(value)}')
+    return value
+
+
+def _query(value: str) -> str:
+    if not value.strip():
+        raise _bad("expected a query, got an empty string")
+    from digest.match import parse_query  # imported late: the matcher pulls in pyahocorasick
+
+    try:
+        parse_query(value)
+    except QueryError as exc:
+        # The matcher's message may draw a caret on extra lines; a problem is one line.
+        why = exc.message.splitlines()[0].rstrip(":")
+        if exc.position is not None and "at character" not in why:
+            why += f" at character {exc.position + 1}"
+        raise _bad(f"expected a valid query, got {show(value)} ({why}{'; ' + exc.hint if exc.hint else ''})") \
+            from None
+    return value
+
+
+def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
+    dups = sorted({v for v in values if values.count(v) > 1})
+    if dups:
+        raise _bad(f"expected each value once, got {', '.join(show(d) for d in dups)} more than once")
+    return values
+
+
+Text = Annotated[str, AfterValidator(_no_controls)]
+Email = Annotated[str, AfterValidator(_email)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Query = Annotated[str, AfterValidator(_query)]
+# TOML arrays arrive as lists; tuples keep the frozen sections hashable. Items stay strict.
+Queries = Annotated[tuple[Query, ...], Strict(False)]
+Texts = Annotated[tuple[Text, ...], Strict(False)]
+Formats = Annotated[tuple[Literal["html", "markdown", "text"], ...], Strict(False), Field(min_length=1),
+                    AfterValidator(_unique)]
+
+
+def _platform_dir(kind: Literal["config", "data"], env: Mapping[str, str]) -> Path:
+    """The per-user folder for ``kind``; an XDG_*_HOME in ``env`` wins over the process environment."""
+    xdg = env.get(f"XDG_{kind.upper()}_HOME", "").strip()
+    if xdg and sys.platform not in ("win32", "darwin"):
+        return Path(xdg) / APP_NAME
+    return Path(platformdirs.user_config_dir(APP_NAME) if kind == "config" else platformdirs.user_data_dir(APP_NAME))
+
+
+def _path(value: Any, info: ValidationInfo, default: str | None) -> Any:
+    """Resolve a path against the config file's folder; "" means the default under the data dir."""
+    ctx = info.context or {}
+    if value == "" or value is None:
+        if default is None:
+            return None
+        return _platform_dir("data", ctx.get("env", {})) / default
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (Path(ctx.get("base", ".")) / path).resolve()
+    return value  # not a string: let the type check report it
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class DigestSettings(_Section):
+    """`[digest]`: where state lives and global behaviour."""
+
+    store: Path = Field("", validate_default=True)
+    inbox: Path = Field("", validate_default=True)
+    templates: Path | None = Field("", validate_default=True)
+    base_url: Annotated[str, AfterValidator(_url(("https",)))] = ""
+    secret_env: EnvName = "DIGEST_SECRET"
+    abstract_chars: int = Field(600, ge=50)
+    catchup_max_age_days: int = Field(7, ge=0)
+    backfill_days: int = Field(0, ge=0)
+    source_url: Annotated[str, AfterValidator(_url(("https", "http")))] = ""
+    fetch_timeout: float = Field(30, gt=0)
+
+    @_field_validator("store", "inbox", "templates", mode="before")
+    @classmethod
+    def _paths(cls, value: Any, info: ValidationInfo) -> Any:
+        defaults = {"store": "digest.db", "inbox": "inbox", "templates": None}
+        return _path(value, info, defaults[info.field_name or ""])
+
+
+class MailSettings(_Section):
+    """`[mail]`: the From address and list headers."""
+
+    sender: Email = Field(description="an email address")
+    sender_name: Text = "Paper Digest"
+    list_id: Annotated[str, AfterValidator(_list_id)] = ""  # "" = "paper-digest.<sender domain>"
+    unsubscribe_mailto: Annotated[str, AfterValidator(_optional_email)] = ""
+
+
+class SmtpSettings(_Section):
+    """`[smtp]`: the submission server; the password comes from the variable named by ``password_env``."""
+
+    host: Annotated[str, Field(min_length=1, pattern=r"^[^\s/]+$")] = "localhost"
+    port: int = Field(587, ge=1, le=65535)  # 465 when security = "tls" and port is not given
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: Text = ""
+    password_env: EnvName = "DIGEST_SMTP_PASSWORD"
+    allow_insecure: bool = False
+    timeout: float = Field(30, gt=0)
+    max_connections: int = Field(4, ge=1, le=64)
+    max_retry_age_hours: float = Field(48, ge=0)
+
+
+class FeedSettings(_Section):
+    """`[feeds]`: where Atom files go and the URL they are served from."""
+
+    output: Path = Field("", validate_default=True)
+    base_url: Annotated[str, AfterValidator(_url(("https", "http")))] = ""  # "" = digest.base_url + "/feeds"
+    global_feed: Annotated[str, AfterValidator(_feed_file)] = "all.xml"
+    max_entries: int = Field(100, ge=1)
+
+    @_field_validator("output", mode="before")
+    @classmethod
+    def _paths(cls, value: Any, info: ValidationInfo) -> Any:
+        return _path(value, info, "feeds")
+
+
+class ServerSettings(_Section):
+    """`[server]`: what `digest serve` listens on and when it runs."""
+
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8080"
+    schedule: Annotated[Cron, Field(min_length=1)] = "0 7 * * *"
+    timezone: TimeZone = "UTC"
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """``listen`` split into (host, port), IPv6 brackets removed."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class UserSettings(_Section):
+    """One `[[users]]` table: a subscriber and their profile."""
+
+    name: Annotated[str, AfterValidator(_user_name)] = Field(description="a unique name")
+    email: Email = Field(description="an email address")
+    display_name: Text = ""
+    keywords: Queries = ()
+    exclude: Queries = ()
+    min_upvotes: int = Field(0, ge=0)
+    organizations: Texts = ()
+    organizations_mode: Literal["boost", "only"] = "boost"
+    max_papers: int = Field(20, ge=1, le=500)
+    min_score: float = Field(0.0, ge=0)
+    cadence: Literal["daily", "weekly", "cron"] = "daily"
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    cron: Cron = ""
+    send_time: Annotated[str, AfterValidator(_hhmm)] = "07:00"
+    timezone: TimeZone = "UTC"
+    formats: Formats = ("html", "markdown")
+    feed: bool = True
+
+    def profile(self) -> Profile:
+        """This user as the ``Profile`` the matcher and renderer use."""
+        cadence = {"daily": "daily", "weekly": f"weekly:{self.weekday}", "cron": f"cron:{self.cron}"}[self.cadence]
+        return Profile(
+            name=self.name, email=self.email, keywords=self.keywords, exclude=self.exclude,
+            min_upvotes=self.min_upvotes, organizations=self.organizations,
+            organizations_mode=self.organizations_mode, max_papers=self.max_papers, min_score=self.min_score,
+            cadence=cadence, timezone=self.timezone, send_time=self.send_time, formats=self.formats,
+            feed=self.feed, display_name=self.display_name or None,
+        )
+
+
+class _File(_Section):
+    digest: DigestSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    mail: MailSettings = Field(description="a [mail] table with at least sender")
+    smtp: SmtpSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    feeds: FeedSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    server: ServerSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    users: Annotated[tuple[UserSettings, ...], Strict(False)] = Field((), description="[[users]] tables")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated config: every section typed, every path absolute, defaults filled in."""
+
+    path: Path
+    digest: DigestSettings
+    mail: MailSettings
+    smtp: SmtpSettings
+    feeds: FeedSettings
+    server: ServerSettings
+    users: tuple[UserSettings, ...]
+    warnings: tuple[ConfigProblem, ...] = ()  # valid but risky settings, e.g. a send time in the DST window
+
+    def profiles(self) -> tuple[Profile, ...]:
+        """Every user as a ``digest.models.Profile``, in file order."""
+        return tuple(u.profile() for u in self.users)
+
+
+# ---------------------------------------------------------------------------------------------- cross-key checks
+
+
+def _is_loopback(host: str) -> bool:
+    if host.casefold() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
+    """Rules spanning several keys, checked on the raw TOML so they are reported alongside type errors."""
+    digest, smtp = raw.get("digest"), raw.get("smtp")
+    if isinstance(digest, dict) and digest.get("base_url") and digest.get("secret_env", "DIGEST_SECRET") == "":
+        yield ("digest", "secret_env"), "expected the name of the variable holding the secret (base_url is " \
+            'set, so unsubscribe links must be signed), got ""'
+    if isinstance(smtp, dict):
+        host, security = smtp.get("host", "localhost"), smtp.get("security", "starttls")
+        if security == "none" and isinstance(host, str) and not _is_loopback(host) \
+                and smtp.get("allow_insecure") is not True:
+            yield ("smtp", "security"), f'expected "starttls" or "tls" for the non-loopback host {show(host)} ' \
+                '(or allow_insecure = true), got "none"'
+        if smtp.get("username") and smtp.get("password_env", "DIGEST_SMTP_PASSWORD") == "":
+            yield ("smtp", "password_env"), "expected the name of the variable holding the password " \
+                '(username is set), got ""'
+    users = raw.get("users")
+    if not isinstance(users, list):
+        return
+    seen: dict[str, int] = {}
+    for i, user in enumerate(users):
+        if not isinstance(user, dict):
+            continue
+        name = user.get("name")
+        if isinstance(name, str) and name:
+            if name.casefold() in seen:
+                yield ("users", i, "name"), f"expected a unique name, got {show(name)} " \
+                    f"(users[{seen[name.casefold()]}] has it already)"
+            seen.setdefault(name.casefold(), i)
+        cadence = user.get("cadence", "daily")
+        if cadence == "cron" and not user.get("cron"):
+            yield ("users", i, "cron"), 'expected a crontab expression (cadence = "cron"), got nothing'
+        if user.get("cron") and cadence in ("daily", "weekly"):
+            yield ("users", i, "cron"), f'expected no cron (cadence = "{cadence}"), got {show(user["cron"])}'
+        if "weekday" in user and cadence in ("daily", "cron"):
+            yield ("users", i, "weekday"), f'expected no weekday (cadence = "{cadence}"; use "weekly"), ' \
+                f"got {show(user['weekday'])}"
+        if "send_time" in user and cadence == "cron":
+            yield ("users", i, "send_time"), "expected no send_time (the cron expression sets the time), " \
+                f"got {show(user['send_time'])}"
+        orgs_only = user.get("organizations_mode") == "only" and user.get("organizations")
+        if user.get("keywords", []) == [] and not orgs_only:
+            yield ("users", i, "keywords"), "expected at least one query (or organizations with " \
+                'organizations_mode = "only"), got none'
+
+
+def _warnings(parsed: _File) -> Iterator[tuple[Loc, str]]:
+    """Settings that are valid but will bite: no way to unsubscribe, a send time in the DST window."""
+    if not parsed.digest.base_url and not parsed.mail.unsubscribe_mailto:
+        yield ("mail", "unsubscribe_mailto"), "no unsubscribe method: set [digest].base_url (one-click link) " \
+            "or [mail].unsubscribe_mailto before sending mail"
+    for i, user in enumerate(parsed.users):
+        zone = zoneinfo.ZoneInfo(user.timezone)
+        jan, jul = (datetime(2026, m, 1, tzinfo=zone).utcoffset() for m in (1, 7))
+        if user.cadence != "cron" and jan != jul and "01:00" <= user.send_time < "04:00":
+            yield ("users", i, "send_time"), f"{user.send_time} is inside the {user.timezone} DST change " \
+                "window (01:00-03:59): on change days it may fire twice or not at all"
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``; raise ``ConfigValidationError`` listing every problem at once."""
+    env = os.environ if env is None else env
+    file = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} not found",
+                          "check the path, or run `digest init` to write a starter config") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}", "check the path and permissions") \
+            from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigValidationError([ConfigProblem(file, line, "", "expected UTF-8 text, got bytes that are "
+                                                   "not UTF-8")]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        what = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        line = int(where[1]) if where else text.count("\n") + 1
+        col = f" at column {where[2]}" if where else ""
+        raise ConfigValidationError([ConfigProblem(file, line, "", f"expected valid TOML, got {what}{col}")],
+                                    "fix the TOML syntax (https://toml.io)") from None
+
+    found: list[tuple[Loc, str]] = []
+    parsed: _File | None = None
+    try:
+        parsed = _File.model_validate(raw, context={"base": Path(path).resolve().parent, "env": env})
+    except ValidationError as exc:
+        found += [(tuple(e["loc"]), pydantic_message(e, _File)) for e in exc.errors(include_url=False)]
+    found += [p for p in _cross_checks(raw) if p not in found]
+    if found or parsed is None:
+        raise ConfigValidationError(located(file, text, found))
+
+    mail = parsed.mail
+    if not mail.list_id:
+        mail = mail.model_copy(update={"list_id": f"paper-digest.{mail.sender.rpartition('@')[2].lower()}"})
+    smtp = parsed.smtp
+    if "port" not in smtp.model_fields_set and smtp.security != "starttls":
+        smtp = smtp.model_copy(update={"port": 465 if smtp.security == "tls" else 25})
+    feeds = parsed.feeds
+    if not feeds.base_url and parsed.digest.base_url:
+        feeds = feeds.model_copy(update={"base_url": parsed.digest.base_url + "/feeds"})
+    warnings = tuple(located(file, text, list(_warnings(parsed))))
+    for warning in warnings:
+        log.warning("%s", warning)
+    return Config(path=Path(path).resolve(), digest=parsed.digest, mail=mail, smtp=smtp, feeds=feeds,
+                  server=parsed.server, users=parsed.users, warnings=warnings)
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """Where `digest init` writes and the search ends: the platform config dir's config.toml."""
+    return _platform_dir("config", env) / "config.toml"
+
+
+def find_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
+    """The config file: ``--config``, then ``$DIGEST_CONFIG``, then the platform config dir."""
+    for value, origin in ((cli_value, "--config"), (env.get(CONFIG_ENV), f"${CONFIG_ENV}")):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"config file {path} (from {origin}) not found",
+                                  f"check {origin}, or run `digest init {path}` to write a starter config there")
+            return path
+    path = default_config_path(env)
+    if not path.is_file():
+        raise ConfigError(f"no config file: not given with --config or ${CONFIG_ENV}, and {path} does not exist",
+                          f"run `digest init` to write a starter config to {path}")
+    return path
+
+
+def secret(config: Config, env: Mapping[str, str]) -> bytes:
+    """The signing secret from the variable named by ``[digest].secret_env``."""
+    name = config.digest.secret_env
+    where = f"[digest].secret_env in {config.path}"
+    if not name:
+        raise ConfigError("no signing secret configured", f"set {where} to the name of an environment variable")
+    value = env.get(name, "")
+    if len(value) < MIN_SECRET_CHARS:
+        problem = "is not set" if not value else f"is shorter than {MIN_SECRET_CHARS} characters"
+        raise ConfigError(f"environment variable {name} (named by {where}) {problem}",
+                          f"export {name}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"")
+    return value.encode("utf-8")
+
+
+def smtp_password(config: Config, env: Mapping[str, str]) -> str | None:
+    """The SMTP password from the variable named by ``[smtp].password_env``; None when no username is set."""
+    if not config.smtp.username:
+        return None
+    name = config.smtp.password_env
+    where = f"[smtp].password_env in {config.path}"
+    if not name or not env.get(name):
+        var = f"environment variable {name}" if name else "no password variable"
+        raise ConfigError(f"[smtp].username is set but {var} (named by {where}) is not set",
+                          f"export {name or 'DIGEST_SMTP_PASSWORD'}=... before running, or clear [smtp].username")
+    return env[name]
+
+
+# ---------------------------------------------------------------------------------------------- starter config
+
+
+def _read_starter() -> str:
+    # Installed wheels carry it as package data; a checkout has it at the repository root.
+    try:
+        return resources.files("digest").joinpath("config.example.toml").read_text("utf-8")
+    except OSError:
+        pass
+    try:
+        return (Path(__file__).resolve().parent.parent / "config.example.toml").read_text("utf-8")
+    except OSError:
+        return ""  # neither packaged nor in a checkout: write_starter_config reports it
+
+
+STARTER_CONFIG: str = _read_starter()
+
+
+def _link_no_clobber(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if someone created the file meanwhile: never clobber
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: the exists() check above is the best we have
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+
+
+def write_starter_config(path: Path, *, force: bool = False) -> Path:
+    """Write the commented starter config to ``path`` atomically; refuse to replace a file unless ``force``."""
+    path = Path(path).expanduser()
+    if not STARTER_CONFIG:
+        raise ConfigError("the starter config is missing from this installation", "reinstall paper-digest")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it with the starter")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(STARTER_CONFIG)
+                out.flush()
+                os.fsync(out.fileno())
+            if force:
+                os.replace(tmp, path)
+            else:
+                _link_no_clobber(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
+            from None
+    return path.resolve()

@@ -1,0 +1,283 @@
+"""Config problems and their wording: find the line a key path is on, turn pydantic errors into plain text.
+
+Kept apart from ``digest.config`` (which imports this module, never the reverse) so the schema stays short.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from digest.errors import ConfigError
+
+__all__ = [
+    "ConfigProblem", "ConfigValidationError", "Loc", "closest", "format_loc", "key_lines", "line_of", "located",
+    "pydantic_message", "schema_at", "show",
+]  # fmt: skip
+
+# Keys people reach for when they mean to put a secret in the file; each maps to the indirection to use.
+_SECRET_KEYS = {"password": "password_env", "passwd": "password_env", "smtp_password": "password_env",
+                "pass": "password_env", "secret": "secret_env", "token": "secret_env", "api_key": "secret_env"}
+
+
+# ---------------------------------------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One invalid key: where it is (file, 1-based line or None, key path) and what was wrong."""
+
+    file: str
+    line: int | None
+    path: str  # e.g. "users[2].keywords[0]"; "" for a problem with the file itself
+    message: str  # "<what was expected>, got <what was found>"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigValidationError(ConfigError):
+    """The config file is invalid; ``problems`` lists every problem found, in file order."""
+
+    def __init__(self, problems: list[ConfigProblem], hint: str = "") -> None:
+        hint = hint or "fix the keys above; config.example.toml documents every key"
+        super().__init__("\n".join(str(p) for p in problems), hint)
+        self.problems = problems
+
+
+def show(value: Any, *, typed: bool = False) -> str:
+    """A short TOML-ish rendering of a found value; ``typed`` adds its TOML type to scalars."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        text = text if len(text) <= 60 else text[:57] + '…"'
+        return f"{text} (a string)" if typed else text
+    if isinstance(value, int | float):
+        kind = "an integer" if isinstance(value, int) else "a float"
+        return f"{value!r} ({kind})" if typed else repr(value)
+    return f"a {type(value).__name__} ({value})"
+
+
+def closest(word: str, choices: Iterator[str] | list[str]) -> str | None:
+    """The choice ``word`` most likely meant (same letters in another case first), or None."""
+    choices = list(choices)
+    lowered = {c.casefold(): c for c in choices}
+    if word.casefold() in lowered:
+        return lowered[word.casefold()]
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+# ---------------------------------------------------------------------------------------------- line finding
+
+
+Loc = tuple[str | int, ...]
+_TOKEN = re.compile(
+    r"""(?P<nl>\n)|[ \t\r]+|\#[^\n]*
+    |(?P<str>\"\"\"(?:\\.|[^\\])*?"{3,5}|'''[\s\S]*?'{3,5}|"(?:\\.|[^"\\\n])*"|'[^'\n]*')
+    |(?P<punct>[\[\]{},=])|(?P<bare>[^\s\#\[\]{},="']+|.)""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def key_lines(text: str) -> dict[Loc, int]:
+    """Map each key path the file spells out (tables, keys, array items) to the line defining it."""
+    toks: list[tuple[str, str, int, int]] = []  # (kind, text, line, offset); kind is the punctuation itself
+    line = 1
+    for m in _TOKEN.finditer(text):
+        if m.lastgroup:
+            toks.append((m[0] if m.lastgroup == "punct" else m.lastgroup, m[0], line, m.start()))
+        line += m[0].count("\n")
+    toks.append(("eof", "", line, len(text)))
+    lines: dict[Loc, int] = {}
+    arrays: dict[Loc, int] = {}  # arrays of tables seen so far -> their length
+    pos = 0
+
+    def kind(ahead: int = 0) -> str:
+        return toks[min(pos + ahead, len(toks) - 1)][0]
+
+    def keys(stop: str) -> list[str]:
+        nonlocal pos
+        parts: list[str] = []
+        while kind() not in (stop, "nl", "eof"):
+            k, raw = toks[pos][:2]
+            if k == "str":
+                try:
+                    parts.append(str(tomllib.loads(f"k = {raw}")["k"]))
+                except tomllib.TOMLDecodeError:
+                    parts.append(raw[1:-1])
+            else:
+                parts += [p for p in raw.split(".") if p]
+            pos += 1
+        return parts
+
+    def skip(*kinds: str) -> None:
+        nonlocal pos
+        while kind() in kinds:
+            pos += 1
+
+    def value(path: Loc) -> None:
+        nonlocal pos
+        if kind() in ("[", "{"):
+            close, index = "]" if kind() == "[" else "}", 0
+            pos += 1
+            while True:
+                skip("nl", ",")
+                if kind() in (close, "eof"):
+                    pos += 1
+                    return
+                if close == "]":
+                    item: Loc = (*path, index)
+                    index += 1
+                else:
+                    item = (*path, *keys("="))
+                    pos += 1
+                lines[item] = toks[pos][2]
+                value(item)
+        else:  # a scalar, possibly two bare tokens (a date and a time)
+            while kind() not in ("nl", ",", "]", "}", "eof"):
+                pos += 1
+
+    def define(path: Loc, line: int) -> None:
+        for end in range(1, len(path)):  # tables made implicitly by a dotted key or header
+            lines.setdefault(path[:end], line)
+        lines[path] = line
+
+    def resolve(parts: list[str]) -> Loc:
+        out: list[str | int] = []
+        for part in parts:
+            out.append(part)
+            if tuple(out) in arrays:
+                out.append(arrays[tuple(out)] - 1)
+        return tuple(out)
+
+    table: Loc = ()
+    while kind() != "eof":
+        if kind() == "[":
+            header_line, double = toks[pos][2], kind(1) == "[" and toks[pos + 1][3] == toks[pos][3] + 1
+            pos += 2 if double else 1
+            parts = keys("]")
+            if double and parts:
+                base = (*resolve(parts[:-1]), parts[-1])
+                arrays[base] = arrays.get(base, 0) + 1
+                table = (*base, arrays[base] - 1)
+            else:
+                table = resolve(parts)
+            define(table, header_line)
+        elif kind() != "nl":
+            path = (*table, *keys("="))
+            define(path, toks[pos][2])
+            pos += 1
+            value(path)
+        while kind() not in ("nl", "eof"):
+            pos += 1
+        skip("nl")
+    return lines
+
+
+def line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:
+    """The line of ``loc``, else of its nearest enclosing key or table that the file spells out."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def format_loc(loc: Loc) -> str:
+    """A key path as the user writes it: ``("users", 2, "email")`` -> ``users[2].email``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def located(file: str, text: str, found: list[tuple[Loc, str]]) -> list[ConfigProblem]:
+    """Attach file and line to each (key path, message), in file order; the file is scanned only if needed."""
+    lines = key_lines(text) if found else {}
+    problems = [ConfigProblem(file, line_of(loc, lines), format_loc(loc), msg) for loc, msg in found]
+    return sorted(problems, key=lambda p: (p.line or 0, p.path))
+
+
+# ---------------------------------------------------------------------------------------------- translating errors
+
+
+def schema_at(root: type[BaseModel], loc: Loc) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """The model of the table at ``loc`` under ``root`` (None for a plain value) and the field ``loc`` names."""
+    model: type[BaseModel] | None = root
+    field: FieldInfo | None = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None, None
+        field = model.model_fields[part]
+        ann: Any = field.annotation
+        while get_origin(ann) in (tuple, Annotated):
+            ann = get_args(ann)[0]
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model, field
+
+
+_EXPECTED = {
+    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number",
+    "bool_type": "true or false", "tuple_type": "an array", "list_type": "an array", "model_type": "a table",
+    "dict_type": "a table", "is_instance_of": "a string (a path)", "path_type": "a string (a path)",
+}
+
+
+def pydantic_message(err: Any, root: type[BaseModel]) -> str:
+    """Turn one pydantic error, raised validating the model ``root``, into "<expected>, got <found>"."""
+    kind, loc, ctx, found = err["type"], tuple(err["loc"]), err.get("ctx") or {}, err.get("input")
+    key = str(loc[-1]) if loc else ""
+    if kind == "config":
+        return str(ctx["text"])
+    if kind == "extra_forbidden":
+        if key.casefold() in _SECRET_KEYS:
+            return (f'expected {_SECRET_KEYS[key.casefold()]} = "NAME_OF_AN_ENV_VAR", got a secret in the file '
+                    f"(value not shown): secrets are only read from environment variables")
+        model = schema_at(root, loc[:-1])[0]
+        known = list(model.model_fields) if model else []
+        near = closest(key, known)
+        if near:
+            return f'expected a known key (did you mean "{near}"?), got unknown key "{key}"'
+        return f'expected one of {", ".join(known)}, got unknown key "{key}"'
+    if kind == "missing":
+        field = schema_at(root, loc)[1]
+        return f"expected {field.description if field and field.description else 'a value'}, got nothing " \
+               "(the key is required)"
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        near = closest(str(found), options) if isinstance(found, str) else None
+        tip = f' (did you mean "{near}"?)' if near else ""
+        return f"expected one of {', '.join(json.dumps(o) for o in options)}{tip}, got {show(found, typed=True)}"
+    bounds = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_equal": "<= {le}",
+              "less_than": "< {lt}"}
+    if kind in bounds:
+        tidy = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+        return f"expected a number {bounds[kind].format(**tidy)}, got {show(found)}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s), got {show(found) if found else 'none'}"
+    if kind == "string_pattern_mismatch" and key == "host":
+        return f"expected a host name or address without spaces, got {show(found)}"
+    field = schema_at(root, loc)[1]
+    expected = _EXPECTED.get(kind) or (field.description if field and field.description else None)
+    if expected:
+        if kind in ("tuple_type", "list_type") and field and field.description:
+            expected = f"an array of {field.description}"
+        return f"expected {expected}, got {show(found, typed=True)}"
+    return f"expected a valid value ({err['msg']}), got {show(found)}"
+

@@ -1,0 +1,472 @@
+"""Tests for digest.config: loading, every validation error with file:line and key path, secrets, paths."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from digest.config import (
+    STARTER_CONFIG,
+    Config,
+    ConfigProblem,
+    ConfigValidationError,
+    DigestSettings,
+    FeedSettings,
+    MailSettings,
+    ServerSettings,
+    SmtpSettings,
+    UserSettings,
+    default_config_path,
+    find_config_path,
+    load_config,
+    secret,
+    smtp_password,
+    write_starter_config,
+)
+from digest.errors import ConfigError
+from digest.models import Profile
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config.example.toml"
+
+MINIMAL = """\
+[mail]
+sender = "digest@example.org"
+unsubscribe_mailto = "unsubscribe@example.org"
+
+[[users]]
+name = "ada"
+email = "ada@example.org"
+keywords = ["diffusion"]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Config:
+    return load_config(write(tmp_path, text), env={"XDG_DATA_HOME": str(tmp_path / "data"), **(env or {})})
+
+
+def problems(tmp_path: Path, text: str) -> list[ConfigProblem]:
+    with pytest.raises(ConfigValidationError) as info:
+        load(tmp_path, text)
+    return info.value.problems
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    """1-based line of the nth line of ``text`` that contains ``needle``."""
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return hits[nth - 1]
+
+
+def only(found: list[ConfigProblem], path: str) -> ConfigProblem:
+    matching = [p for p in found if p.path == path]
+    assert len(matching) == 1, f"{path} not reported exactly once in {[str(p) for p in found]}"
+    return matching[0]
+
+
+# ---------------------------------------------------------------------------------------------- the example
+
+
+def test_example_config_loads_and_gives_profiles(tmp_path: Path) -> None:
+    """config.example.toml loads and every user becomes a Profile with an encoded cadence."""
+    config = load_config(EXAMPLE, env={"XDG_DATA_HOME": str(tmp_path)})
+    profiles = config.profiles()
+    assert all(isinstance(p, Profile) for p in profiles)
+    assert [(p.name, p.cadence) for p in profiles] == [("ada", "daily"), ("grace", "weekly:fri")]
+    assert profiles[0].keywords == ('"self-supervised"', 'LLM OR "language model"', "title:diffus*")
+    assert config.warnings == ()
+
+
+def test_example_queries_parse() -> None:
+    """Every keyword and exclude query in config.example.toml parses with the real matcher."""
+    from digest.match import parse_query
+
+    for profile in load_config(EXAMPLE, env={}).profiles():
+        for query in profile.keywords + profile.exclude:
+            parse_query(query)
+
+
+def test_example_documents_every_key() -> None:
+    """Each key of each section appears in config.example.toml, set or as a commented '# key =' line."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    sections = {"digest": DigestSettings, "mail": MailSettings, "smtp": SmtpSettings, "feeds": FeedSettings,
+                "server": ServerSettings, "[users]": UserSettings}
+    missing = []
+    for header, model in sections.items():
+        body = re.search(rf"^\[{re.escape(header)}\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        assert body, header
+        missing += [f"{header}.{key}" for key in model.model_fields
+                    if not re.search(rf"^(# )?{key} = ", body[1], re.M)]
+    assert missing == []
+
+
+def test_starter_config_is_the_example() -> None:
+    """STARTER_CONFIG is the text of config.example.toml, so `digest init` writes the documented file."""
+    assert EXAMPLE.read_text(encoding="utf-8") == STARTER_CONFIG
+
+
+# ---------------------------------------------------------------------------------------------- values
+
+
+def test_minimal_config_fills_defaults(tmp_path: Path) -> None:
+    """A config with only [mail].sender and one user gets every other value from the defaults."""
+    config = load(tmp_path, MINIMAL)
+    assert config.path == (tmp_path / "config.toml").resolve()
+    assert config.digest.store == tmp_path / "data" / "paper-digest" / "digest.db"
+    assert config.feeds.output == tmp_path / "data" / "paper-digest" / "feeds"
+    assert config.digest.templates is None
+    assert (config.smtp.security, config.smtp.port) == ("starttls", 587)
+    assert config.mail.list_id == "paper-digest.example.org"
+    assert config.server.listen_address == ("127.0.0.1", 8080)
+    assert config.profiles()[0] == Profile(name="ada", email="ada@example.org", keywords=("diffusion",))
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    """Relative paths resolve against the config file's folder, absolute ones are kept."""
+    sub = tmp_path / "etc"
+    sub.mkdir()
+    text = '[digest]\nstore = "state/d.db"\ninbox = "../in"\ntemplates = "tpl"\n[feeds]\noutput = "/srv/feeds"\n'
+    config = load_config(write(sub, text + MINIMAL), env={})
+    assert config.digest.store == sub / "state" / "d.db"
+    assert config.digest.inbox == tmp_path / "in"
+    assert config.digest.templates == sub / "tpl"
+    assert config.feeds.output == Path("/srv/feeds")
+
+
+def test_derived_defaults(tmp_path: Path) -> None:
+    """Port 465 follows security = "tls" and the feeds URL follows digest.base_url."""
+    config = load(tmp_path, '[digest]\nbase_url = "https://d.example.org/"\n[smtp]\nsecurity = "tls"\n' + MINIMAL)
+    assert config.smtp.port == 465
+    assert config.digest.base_url == "https://d.example.org"
+    assert config.feeds.base_url == "https://d.example.org/feeds"
+
+
+def test_cron_cadence_is_encoded(tmp_path: Path) -> None:
+    """cadence = "cron" becomes "cron:<expr>" in the profile."""
+    config = load(tmp_path, MINIMAL + 'cadence = "cron"\ncron = "30 8 * * mon-fri"\n')
+    assert config.profiles()[0].cadence == "cron:30 8 * * mon-fri"
+
+
+def test_plaintext_smtp_to_loopback_is_allowed(tmp_path: Path) -> None:
+    """security = "none" is accepted for localhost without allow_insecure."""
+    config = load(tmp_path, '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n' + MINIMAL)
+    assert (config.smtp.security, config.smtp.port) == ("none", 25)
+
+
+def test_send_time_in_dst_window_warns(tmp_path: Path) -> None:
+    """A send time of 02:30 in a zone with DST loads with a warning naming its line."""
+    text = MINIMAL + 'send_time = "02:30"\ntimezone = "Europe/Berlin"\n'
+    config = load(tmp_path, text)
+    assert [(w.line, w.path) for w in config.warnings] == [(line_of(text, "send_time"), "users[0].send_time")]
+    assert "DST" in config.warnings[0].message
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+BROKEN = """\
+[digest]
+store = 12
+
+[mail]
+sender = "not an email"
+
+[smtp]
+max_conections = 3
+
+[server]
+schedule = "61 * * * *"
+timezone = "Europe/Berln"
+
+[[users]]
+name = "ada"
+email = "ada@example.org"
+keywords = [
+  "ok",
+  3,
+]
+
+[[users]]
+name = "ada"
+email = "grace@example.org"
+keywords = ["x"]
+cadence = "dayly"
+"""
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """One ConfigValidationError lists every problem as '<file>:<line>: <key path>: expected ..., got ...'."""
+    path = write(tmp_path, BROKEN)
+    with pytest.raises(ConfigValidationError) as info:
+        load_config(path, env={})
+    lines = str(info.value.message).splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "digest.store", "mail.sender", "smtp.max_conections", "server.schedule", "server.timezone",
+        "users[0].keywords[1]", "users[1].name", "users[1].cadence",
+    ]
+    assert [p.line for p in info.value.problems] == [2, 5, 8, 11, 12, 19, 23, 26]
+    assert all(re.fullmatch(rf"{re.escape(str(path))}:\d+: \S+: expected .+, got .+", line) for line in lines)
+    assert info.value.exit_code == 2
+    assert isinstance(info.value, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "path", "expected"),
+    [
+        ('[digest]\nabstract_chars = "600"\n', "digest.abstract_chars", 'expected an integer, got "600" (a string)'),
+        ("[smtp]\nallow_insecure = 1\n", "smtp.allow_insecure", "expected true or false, got 1 (an integer)"),
+        ("[feeds]\nmax_entries = 0\n", "feeds.max_entries", "expected a number >= 1, got 0"),
+        ('[mail]\nlist_id = "nodot"\n', "mail.list_id", 'expected a dot-atom list id'),
+        ('[digest]\nbase_url = "http://x.org"\n', "digest.base_url", "expected an absolute https:// URL"),
+        ('[server]\nlisten = "8080"\n', "server.listen", 'expected "host:port"'),
+        ('[server]\nschedule = "0 7 * *"\n', "server.schedule", "expected a 5-field crontab expression"),
+        ('[server]\nschedule = "0 7 * * 1-5"\n', "server.schedule", "expected weekday names (mon-sun)"),
+        ('[server]\ntimezone = "Europe/Berln"\n', "server.timezone", '(did you mean "Europe/Berlin"?)'),
+        ('[smtp]\nhost = "mx.example.org"\nsecurity = "none"\n', "smtp.security", 'expected "starttls" or "tls"'),
+        ('[feeds]\nglobal_feed = "../all.xml"\n', "feeds.global_feed", 'expected a file name ending in ".xml"'),
+    ],
+)
+def test_invalid_global_value_is_reported(tmp_path: Path, snippet: str, path: str, expected: str) -> None:
+    """A wrong value in a global section is reported at its key path with what was expected."""
+    text = MINIMAL.replace("[mail]\n", snippet) if snippet.startswith("[mail]") else snippet + MINIMAL
+    found = only(problems(tmp_path, text), path)
+    assert expected in found.message
+    assert found.line == snippet.count("\n")
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "expected"),
+    [
+        ('display_name = "A\\nBcc: x@evil.org"', "users[0].display_name", "without control characters"),
+        ('send_time = "7:00"', "users[0].send_time", 'expected a time "HH:MM"'),
+        ('cadence = "cron"\ncron = "0 25 * * *"', "users[0].cron", "expected a valid crontab expression"),
+        ('cadence = "cron"', "users[0].cron", 'expected a crontab expression (cadence = "cron"), got nothing'),
+        ('cron = "0 7 * * *"', "users[0].cron", 'expected no cron (cadence = "daily")'),
+        ('weekday = "fri"', "users[0].weekday", 'expected no weekday (cadence = "daily"; use "weekly")'),
+        ('cadence = "weekly"\nweekday = "friday"', "users[0].weekday", '(did you mean "fri"?)'),
+        ('formats = ["html", "html"]', "users[0].formats", 'expected each value once, got "html"'),
+        ("formats = []", "users[0].formats", "expected at least 1 item(s)"),
+        ('organizations_mode = "some"', "users[0].organizations_mode", 'expected one of "boost", "only"'),
+        ("max_papers = 0", "users[0].max_papers", "expected a number >= 1"),
+        ('timezone = "Mars/Olympus"', "users[0].timezone", "expected an IANA time zone"),
+        ('name = "a b"', "users[0].name", "expected a name of letters, digits"),
+        ("exclude = [\"\"]", "users[0].exclude[0]", "expected a query, got an empty string"),
+    ],
+)
+def test_invalid_user_value_is_reported(tmp_path: Path, extra: str, path: str, expected: str) -> None:
+    """A wrong value in a [[users]] table is reported at its key path with what was expected."""
+    text = MINIMAL.replace('name = "ada"\n', "") if extra.startswith("name") else MINIMAL
+    found = only(problems(tmp_path, text + extra + "\n"), path)
+    assert expected in found.message
+
+
+def test_invalid_email_is_reported_not_repaired(tmp_path: Path) -> None:
+    """An address email-validator rejects is an error quoting it as written."""
+    text = MINIMAL.replace("ada@example.org", "ada@@example.org ")
+    found = only(problems(tmp_path, text), "users[0].email")
+    assert found.line == line_of(text, "ada@@")
+    assert found.message.startswith('expected an email address, got "ada@@example.org "')
+
+
+def test_duplicate_user_names_are_reported(tmp_path: Path) -> None:
+    """A second user with the same name (ignoring case) is an error on the second one's name line."""
+    text = MINIMAL + '\n[[users]]\nname = "Ada"\nemail = "b@example.org"\nkeywords = ["x"]\n'
+    found = only(problems(tmp_path, text), "users[1].name")
+    assert found.line == line_of(text, '"Ada"')
+    assert "users[0] has it already" in found.message
+
+
+def test_user_without_queries_is_reported(tmp_path: Path) -> None:
+    """A user with no keywords (and no organizations-only filter) would match nothing and is refused."""
+    text = MINIMAL.replace('keywords = ["diffusion"]\n', "")
+    found = only(problems(tmp_path, text), "users[0].keywords")
+    assert found.line == line_of(text, "[[users]]")  # the key itself is absent
+
+
+def test_unknown_key_suggests_closest(tmp_path: Path) -> None:
+    """A misspelt key names the closest known key of its own table."""
+    text = MINIMAL + "keyword = ['x']\n"
+    found = only(problems(tmp_path, text), "users[0].keyword")
+    assert found.message == 'expected a known key (did you mean "keywords"?), got unknown key "keyword"'
+    assert found.line == line_of(text, "keyword =")
+
+
+def test_unknown_key_without_close_match_lists_known_keys(tmp_path: Path) -> None:
+    """An unknown key with nothing close lists the keys its table accepts."""
+    found = only(problems(tmp_path, "[server]\nzzz = 1\n" + MINIMAL), "server.zzz")
+    assert found.message == 'expected one of listen, schedule, timezone, got unknown key "zzz"'
+
+
+def test_unknown_section_suggests_closest(tmp_path: Path) -> None:
+    """A misspelt section name is reported at its header line with the closest section."""
+    text = MINIMAL + '\n[smpt]\nhost = "x"\n'
+    found = only(problems(tmp_path, text), "smpt")
+    assert found.line == line_of(text, "[smpt]")
+    assert found.message == 'expected a known key (did you mean "smtp"?), got unknown key "smpt"'
+
+
+def test_missing_mail_section_is_reported(tmp_path: Path) -> None:
+    """A file without [mail] says the section and its sender are required."""
+    found = only(problems(tmp_path, MINIMAL.split("\n\n")[1]), "mail")
+    assert found.line is None
+    assert found.message.startswith("expected a [mail] table with at least sender, got nothing")
+
+
+def test_password_in_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """`password = "..."` is an error pointing to password_env, and the password never appears in it."""
+    with pytest.raises(ConfigValidationError) as info:
+        load(tmp_path, '[smtp]\nusername = "u"\npassword = "hunter2-secret"\n' + MINIMAL)
+    found = only(info.value.problems, "smtp.password")
+    assert found.line == 3
+    assert 'expected password_env = "NAME_OF_AN_ENV_VAR"' in found.message
+    assert "hunter2" not in str(info.value)
+
+
+def test_secret_pasted_into_password_env_is_not_echoed(tmp_path: Path) -> None:
+    """A value in password_env that is no variable name is refused without showing it."""
+    with pytest.raises(ConfigValidationError) as info:
+        load(tmp_path, '[smtp]\npassword_env = "s3cr3t pass!"\n' + MINIMAL)
+    assert only(info.value.problems, "smtp.password_env").line == 2
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_malformed_toml_reports_line_and_column(tmp_path: Path) -> None:
+    """A TOML syntax error is one problem with tomllib's line and column."""
+    found = problems(tmp_path, '[mail]\nsender = "a@example.org\n')
+    assert [(p.line, p.path) for p in found] == [(2, "")]
+    assert "at column" in found[0].message
+    assert str(found[0]).startswith(f"{tmp_path / 'config.toml'}:2: expected valid TOML, got ")
+
+
+def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are reported with their line, not as a traceback."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"[mail]\nsender_name = '\xff'\n")
+    with pytest.raises(ConfigValidationError) as info:
+        load_config(path, env={})
+    assert info.value.problems[0].line == 2
+
+
+def test_missing_file_hints_at_init(tmp_path: Path) -> None:
+    """Loading a file that does not exist is a ConfigError suggesting `digest init`."""
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_config(tmp_path / "nope.toml", env={})
+    assert "digest init" in info.value.hint
+
+
+def test_query_syntax_error_reports_position(tmp_path: Path) -> None:
+    """A keyword query that does not parse is reported at its own line with the character position."""
+    text = MINIMAL.replace('keywords = ["diffusion"]', 'keywords = [\n  "diffusion",\n  "LLM AND (agents",\n]')
+    found = only(problems(tmp_path, text), "users[0].keywords[1]")
+    assert found.line == line_of(text, "LLM AND")
+    assert found.message.startswith('expected a valid query, got "LLM AND (agents" (')
+    assert "at character 9" in found.message
+    assert "\n" not in found.message
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+
+def test_secret_reads_the_named_variable(tmp_path: Path) -> None:
+    """secret() returns the bytes of the variable named by [digest].secret_env."""
+    config = load(tmp_path, '[digest]\nsecret_env = "MY_SECRET"\n' + MINIMAL)
+    assert secret(config, {"MY_SECRET": "0123456789abcdefXYZ"}) == b"0123456789abcdefXYZ"
+
+
+def test_missing_secret_names_variable_and_key(tmp_path: Path) -> None:
+    """Without the variable, secret() raises a ConfigError naming the variable and the config key."""
+    config = load(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError) as info:
+        secret(config, {})
+    assert "DIGEST_SECRET" in info.value.message and "[digest].secret_env" in info.value.message
+    assert "export DIGEST_SECRET=" in info.value.hint
+
+
+def test_short_secret_is_refused(tmp_path: Path) -> None:
+    """A secret shorter than 16 characters is refused rather than used to sign."""
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        secret(load(tmp_path, MINIMAL), {"DIGEST_SECRET": "short"})
+
+
+def test_smtp_password_without_username_is_none(tmp_path: Path) -> None:
+    """Without [smtp].username no password is needed and None is returned."""
+    assert smtp_password(load(tmp_path, MINIMAL), {}) is None
+
+
+def test_smtp_password_reads_the_named_variable(tmp_path: Path) -> None:
+    """With a username the password comes from the variable named by password_env."""
+    config = load(tmp_path, '[smtp]\nusername = "u"\npassword_env = "PW"\n' + MINIMAL)
+    assert smtp_password(config, {"PW": "pa ss"}) == "pa ss"
+
+
+def test_missing_smtp_password_names_variable_and_key(tmp_path: Path) -> None:
+    """With a username and no variable, the error names the variable and [smtp].password_env."""
+    config = load(tmp_path, '[smtp]\nusername = "u"\n' + MINIMAL)
+    with pytest.raises(ConfigError) as info:
+        smtp_password(config, {})
+    assert "DIGEST_SMTP_PASSWORD" in info.value.message and "[smtp].password_env" in info.value.message
+
+
+# ---------------------------------------------------------------------------------------------- finding the file
+
+
+def test_find_config_prefers_cli_over_env_over_platform_dir(tmp_path: Path) -> None:
+    """--config wins over $DIGEST_CONFIG, which wins over the platform config dir."""
+    cli_file, env_file = write(tmp_path, MINIMAL, "cli.toml"), write(tmp_path, MINIMAL, "env.toml")
+    platform_file = tmp_path / "xdg" / "paper-digest" / "config.toml"
+    platform_file.parent.mkdir(parents=True)
+    platform_file.write_text(MINIMAL)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "DIGEST_CONFIG": str(env_file)}
+    assert find_config_path(str(cli_file), env) == cli_file
+    assert find_config_path(None, env) == env_file
+    assert find_config_path(None, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}) == platform_file
+
+
+def test_default_config_path_agrees_with_platformdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With XDG_CONFIG_HOME set, the default path is what platformdirs computes for paper-digest."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    expected = Path(platformdirs.user_config_dir("paper-digest")) / "config.toml"
+    assert default_config_path({"XDG_CONFIG_HOME": str(tmp_path)}) == expected == default_config_path({})
+
+
+def test_no_config_anywhere_hints_at_init(tmp_path: Path) -> None:
+    """When no file is found, the ConfigError tells the user to run `digest init`."""
+    with pytest.raises(ConfigError) as info:
+        find_config_path(None, {"XDG_CONFIG_HOME": str(tmp_path)})
+    assert "digest init" in info.value.hint
+
+
+def test_env_config_pointing_nowhere_is_an_error(tmp_path: Path) -> None:
+    """A $DIGEST_CONFIG naming a missing file is an error, not a silent fall-through to the platform dir."""
+    with pytest.raises(ConfigError, match=r"\$DIGEST_CONFIG"):
+        find_config_path(None, {"DIGEST_CONFIG": str(tmp_path / "missing.toml")})
+
+
+# ---------------------------------------------------------------------------------------------- starter config
+
+
+def test_written_starter_config_loads(tmp_path: Path) -> None:
+    """write_starter_config creates missing folders and the file it writes loads."""
+    path = write_starter_config(tmp_path / "new" / "config.toml")
+    assert path == (tmp_path / "new" / "config.toml").resolve()
+    assert len(load_config(path, env={}).users) == 2
+    assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temp file left behind
+
+
+def test_starter_config_refuses_to_overwrite(tmp_path: Path) -> None:
+    """An existing file is left untouched unless force=True."""
+    path = write(tmp_path, "# mine\n")
+    with pytest.raises(ConfigError, match="already exists") as info:
+        write_starter_config(path)
+    assert "--force" in info.value.hint
+    assert path.read_text() == "# mine\n"
+    write_starter_config(path, force=True)
+    assert path.read_text() == STARTER_CONFIG
