@@ -361,6 +361,15 @@ def new_papers_since(conn: sqlite3.Connection, since: datetime) -> list[StoredPa
     return list_papers(conn, since=since)
 
 
+def get_papers(conn: sqlite3.Connection, keys: Sequence[str]) -> list[StoredPaper]:
+    """Stored papers for these keys, in the given order (unknown keys skipped)."""
+    rows = conn.execute(
+        f"SELECT {_PAPER_COLUMNS} FROM papers WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(list(keys)),)
+    )
+    found = {row["key"]: _row_to_stored(row) for row in rows}
+    return [found[k] for k in keys if k in found]
+
+
 def papers_from_dumps(conn: sqlite3.Connection, shas: Sequence[str]) -> list[StoredPaper]:
     """Every stored paper listed by any of these dumps (new or not)."""
     rows = conn.execute(

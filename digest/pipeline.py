@@ -1,0 +1,521 @@
+"""The order of the stages: sources -> store -> match -> render -> deliver, plus feeds.
+
+Only this module knows that order; the CLI and the scheduler call ``run_once``, ``deliver_due``,
+``preview`` and ``write_feeds`` and nothing else. Each user is isolated: one user's failure is recorded
+and the others go on. Papers are marked delivered only inside the transaction that follows the SMTP
+server's acceptance (see ``digest.outbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from digest import cadence, compose, config, feeds, match, outbox, render, smtp, sources, store
+from digest.errors import DigestError, DumpError
+from digest.models import Digest, IngestReport, Profile, RunReport, StoredPaper
+from digest.sources import fetch
+
+log = logging.getLogger(__name__)
+
+# A deferred message is tried again after 15 min, 30, 60, ... capped at 6 h, until max_retry_age_hours.
+RETRY_BASE = timedelta(minutes=15)
+RETRY_CAP = timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What one run does beyond the defaults."""
+
+    users: tuple[str, ...] | None = None  # limit to these users
+    dry_run: Path | None = None  # write .eml files (and feeds) here; the store is left untouched
+    fetch: bool = True  # fetch the day's listing when [digest].source_url is set
+    deliver: bool = True
+    tls_context: ssl.SSLContext | None = None  # tests trust their own CA with this
+    progress: Callable[[int, int], None] | None = None  # (messages done, total)
+    stop: Callable[[], bool] = field(default=lambda: False)  # polled between messages (SIGTERM)
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
+    """Message addressing and signing, from the config and the secret's environment variable."""
+    base = cfg.digest.base_url or None
+    domain = (urlsplit(base).hostname if base else None) or cfg.mail.sender.rpartition("@")[2]
+    return compose.MailSettings(
+        sender=cfg.mail.sender,
+        sender_name=cfg.mail.sender_name,
+        list_id=cfg.mail.list_id or f"paper-digest.{domain}",
+        domain=domain,
+        secret=config.secret(cfg, env),
+        unsubscribe_mailto=cfg.mail.unsubscribe_mailto or None,
+        unsubscribe_base_url=base,
+    )
+
+
+def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> smtp.SmtpSettings:
+    """SMTP connection settings, the password from its environment variable."""
+    s = cfg.smtp
+    return smtp.SmtpSettings(
+        host=s.host,
+        port=s.port,
+        security=s.security,
+        username=s.username or None,
+        password=config.smtp_password(cfg, env),
+        allow_insecure=s.allow_insecure,
+        timeout=s.timeout,
+        max_connections=s.max_connections,
+        retry_max_age=timedelta(hours=s.max_retry_age_hours),
+    )
+
+
+def render_options(cfg: config.Config) -> render.RenderOptions:
+    """Rendering knobs from the config."""
+    return render.RenderOptions(
+        abstract_chars=cfg.digest.abstract_chars,
+        templates_dir=cfg.digest.templates,
+        base_url=cfg.digest.base_url or None,
+    )
+
+
+def feeds_base_url(cfg: config.Config) -> str:
+    """Where the feeds folder is served: [feeds].base_url, else <base_url>/feeds, else `digest serve`'s address."""
+    if cfg.feeds.base_url:
+        return cfg.feeds.base_url.rstrip("/")
+    if cfg.digest.base_url:
+        return cfg.digest.base_url.rstrip("/") + "/feeds"
+    host, port = cfg.server.listen_address
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/feeds"
+
+
+def feed_url(cfg: config.Config, profile: Profile) -> str | None:
+    """The URL of a user's Atom feed, or None when they have none."""
+    return f"{feeds_base_url(cfg)}/{feeds.feed_slug(profile.name)}.xml" if profile.feed else None
+
+
+def _manage_hint(cfg: config.Config, profile: Profile) -> str:
+    return f"Your profile is the [[users]] entry named {profile.name!r} in {cfg.path.name}; edit its keywords there."
+
+
+def _unsubscribe_link(profile: Profile, mail: compose.MailSettings) -> str:
+    url = compose.unsubscribe_url(profile.name, mail)
+    if url:
+        return url
+    if mail.unsubscribe_mailto:
+        return f"mailto:{mail.unsubscribe_mailto}?subject=unsubscribe%20{profile.name}"
+    return f"mailto:{mail.sender}?subject=unsubscribe%20{profile.name}"
+
+
+# ------------------------------------------------------------------------------------------ ingest
+
+
+def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[Path]:
+    """Files in the inbox not ingested yet (by content hash), in name order."""
+    if not inbox.is_dir():
+        return []
+    fresh = []
+    for path in sorted(inbox.iterdir()):
+        visible = path.is_file() and not path.name.startswith(".")
+        if visible and not store.is_ingested(conn, hashlib.sha256(path.read_bytes()).hexdigest()):
+            fresh.append(path)
+    return fresh
+
+
+def ingest_paths(
+    conn: sqlite3.Connection, paths: Sequence[Path], *, now: datetime
+) -> tuple[list[IngestReport], list[str]]:
+    """Ingest each file; a refused dump is reported and the others go on."""
+    reports, errors = [], []
+    for path in paths:
+        try:
+            reports.append(store.ingest(conn, sources.read_dump(path), now=now))
+        except DumpError as exc:
+            errors.append(str(exc))
+            log.error("dump refused: %s", exc)
+    return reports, errors
+
+
+# ------------------------------------------------------------------------------------------ matching
+
+
+def candidates(conn: sqlite3.Connection, cfg: config.Config, profile: Profile, *, now: datetime) -> list[StoredPaper]:
+    """Papers this user has not been offered yet: first seen after their last digest (or when they were added,
+    minus the backfill window), never older than the catch-up limit, and not delivered before."""
+    mark = outbox.watermark(conn, profile.name)
+    if mark is None:
+        added = outbox.added_at(conn, profile.name) or now
+        lower = added - timedelta(days=cfg.digest.backfill_days)
+    else:
+        lower = mark + timedelta(seconds=1)  # first_seen has second resolution; the watermark was included
+    lower = max(lower, now - timedelta(days=cfg.digest.catchup_max_age_days))
+    papers = store.list_papers(conn, since=lower, until=now + timedelta(seconds=1))
+    done = outbox.delivered_keys(conn, profile.name, [p.paper.key for p in papers])
+    return [p for p in papers if p.paper.key not in done]
+
+
+def build_digests(
+    profiles: Sequence[Profile],
+    pools: Mapping[str, Sequence[StoredPaper]],
+    *,
+    periods: Mapping[str, str],
+    now: datetime,
+    dump_names: Sequence[str] = (),
+) -> list[Digest]:
+    """Match every profile against its own pool of papers with one automaton; limits applied."""
+    union = {sp.paper.key: sp.paper for pool in pools.values() for sp in pool}
+    matcher = match.compile_profiles(profiles)
+    ranked = match.match_all(matcher, list(union.values()))
+    digests = []
+    for profile in profiles:
+        allowed = {sp.paper.key for sp in pools.get(profile.name, ())}
+        matches = [m for m in ranked.get(profile.name, ()) if m.paper.key in allowed]
+        kept = matches[: profile.max_papers]
+        digests.append(
+            Digest(
+                profile=profile,
+                matches=tuple(kept),
+                generated_at=now,
+                period=periods[profile.name],
+                dumps=tuple(dump_names),
+                omitted=len(matches) - len(kept),
+            )
+        )
+    return digests
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def plan(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    env: Mapping[str, str],
+    *,
+    now: datetime,
+    run_id: int | None,
+    users: Sequence[str] | None = None,
+) -> tuple[int, int]:
+    """Write each due user's message for the current period into the outbox; returns (messages, empty periods)."""
+    profiles = [p for p in cfg.profiles() if users is None or p.name in users]
+    outbox.sync_subscribers(conn, [p.name for p in cfg.profiles()], now=now)
+    gone = outbox.unsubscribed(conn)
+    due: list[Profile] = []
+    periods: dict[str, str] = {}
+    for profile in profiles:
+        if profile.name in gone:
+            continue
+        period = cadence.current_period(profile, now)
+        if not outbox.has_period(conn, profile.name, period.key):
+            due.append(profile)
+            periods[profile.name] = period.key
+    if not due:
+        return 0, 0
+    pools = {p.name: candidates(conn, cfg, p, now=now) for p in due}
+    shas = sorted({sp.first_dump for pool in pools.values() for sp in pool})
+    names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
+    digests = build_digests(due, pools, periods=periods, now=now, dump_names=names)
+    mail = mail_settings(cfg, env)
+    cache = render.prepare_papers([m for d in digests for m in d.matches], render_options(cfg))
+    written = empty = 0
+    for digest in digests:
+        profile = digest.profile
+        if not digest.matches:
+            outbox.enqueue(
+                conn,
+                user=profile.name,
+                period=digest.period,
+                run_id=run_id,
+                papers_until=now,
+                paper_keys=(),
+                message=None,
+                message_id=None,
+                sender=None,
+                recipient=None,
+                now=now,
+            )
+            empty += 1
+            continue
+        email = render.render_digest(
+            digest,
+            cache,
+            unsubscribe_url=_unsubscribe_link(profile, mail),
+            feed_url=feed_url(cfg, profile),
+            manage_hint=_manage_hint(cfg, profile),
+            now=now,
+        )
+        data = compose.compose(email, mail, now=now)
+        outbox.enqueue(
+            conn,
+            user=profile.name,
+            period=digest.period,
+            run_id=run_id,
+            papers_until=now,
+            paper_keys=email.paper_keys,
+            message=data,
+            message_id=compose.message_id(profile.name, digest.period, mail),
+            sender=mail.sender,
+            recipient=profile.email,
+            now=now,
+        )
+        written += 1
+    return written, empty
+
+
+# ------------------------------------------------------------------------------------------ delivery
+
+
+def _retry_at(attempts: int, now: datetime) -> datetime:
+    return now + min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+
+
+def deliver_due(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    env: Mapping[str, str],
+    *,
+    now: datetime,
+    options: RunOptions = RunOptions(),
+    clock: Callable[[], datetime] | None = None,
+) -> tuple[int, int, int]:
+    """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed)."""
+    clock = clock or (lambda: now)
+    outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
+    rows = [r for r in outbox.due(conn, now=now, users=options.users) if r.message is not None]
+    if not rows:
+        return 0, 0, 0
+    if options.dry_run is not None:
+        options.dry_run.mkdir(parents=True, exist_ok=True)
+        for done, row in enumerate(rows, start=1):
+            (options.dry_run / f"{row.user}-{row.period.replace(':', '')}.eml").write_bytes(row.message or b"")
+            if options.progress:
+                options.progress(done, len(rows))
+        return len(rows), 0, 0
+    by_key = {str(r.id): r for r in rows}
+    counts = {"sent": 0, "deferred": 0, "failed": 0}
+
+    def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
+        row = by_key[item.key]
+        stamp = clock()
+        if result.status == "sent":
+            outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp)
+        else:
+            retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
+            outbox.mark_failed(
+                conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp, retry_at=retry
+            )
+            log.warning("%s for %s: %s %s", result.status, row.user, result.code or "", result.reply)
+        counts[result.status] += 1
+        if options.progress:
+            options.progress(sum(counts.values()), len(rows))
+
+    def messages():
+        for row in rows:
+            if options.stop():
+                return  # SIGTERM: leave the rest pending for the next run
+            yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", row.message or b"")
+
+    summary = asyncio.run(
+        smtp.send_all(messages(), smtp_settings(cfg, env), on_result=on_result, tls_context=options.tls_context)
+    )
+    if summary.unreachable:
+        log.error("SMTP server unreachable: %s", summary.unreachable)
+    return counts["sent"], counts["deferred"], counts["failed"]
+
+
+# ------------------------------------------------------------------------------------------ feeds
+
+
+def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+    host = urlsplit(cfg.digest.base_url).hostname if cfg.digest.base_url else None
+    host = host or cfg.mail.sender.rpartition("@")[2]
+    row = conn.execute("SELECT min(ingested_at) FROM dumps").fetchone()
+    year = row[0][:4] if row and row[0] else "2026"  # the store's birth year: fixed for its whole life
+    return f"{host},{year}"
+
+
+def write_feeds(
+    conn: sqlite3.Connection, cfg: config.Config, *, out_dir: Path | None = None, users: Sequence[str] | None = None
+) -> list[Path]:
+    """Write the global feed and one feed per user with feed = true; returns the files that changed."""
+    out = out_dir or cfg.feeds.output
+    base = feeds_base_url(cfg)
+    authority = _authority(conn, cfg)
+    alternate = cfg.digest.base_url or base
+    limit = cfg.feeds.max_entries
+    changed = []
+    latest = feeds.feed_entries(store.list_papers(conn, limit=limit))
+    data = feeds.build_feed(
+        latest,
+        feed_id=feeds.tag_uri(authority, "feed/all"),
+        title="Daily Papers: all new papers",
+        self_url=f"{base}/{cfg.feeds.global_feed}",
+        alternate_url=alternate,
+        authority=authority,
+        author=cfg.mail.sender_name,
+        max_entries=limit,
+    )
+    if feeds.write_feed(out / cfg.feeds.global_feed, data):
+        changed.append(out / cfg.feeds.global_feed)
+    for profile in cfg.profiles():
+        if not profile.feed or (users is not None and profile.name not in users):
+            continue
+        slug = feeds.feed_slug(profile.name)
+        entries = feeds.feed_entries(store.get_papers(conn, outbox.feed_keys(conn, profile.name, limit=limit)))
+        data = feeds.build_feed(
+            entries,
+            feed_id=feeds.tag_uri(authority, f"feed/user/{slug}"),
+            title=f"Paper digest for {profile.display_name or profile.name}",
+            self_url=f"{base}/{slug}.xml",
+            alternate_url=alternate,
+            authority=authority,
+            author=cfg.mail.sender_name,
+            max_entries=limit,
+        )
+        if feeds.write_feed(out / f"{slug}.xml", data):
+            changed.append(out / f"{slug}.xml")
+    return changed
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+def _scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """An in-memory copy of the store, so a dry run goes through every motion and changes nothing."""
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    conn.backup(scratch)
+    scratch.row_factory = sqlite3.Row
+    return scratch
+
+
+def run_once(
+    cfg: config.Config,
+    env: Mapping[str, str],
+    *,
+    now: datetime,
+    options: RunOptions = RunOptions(),
+    clock: Callable[[], datetime] | None = None,
+) -> RunReport:
+    """The whole job once: collect and ingest dumps, plan due digests, deliver, write feeds. Idempotent."""
+    with store.run_lock(cfg.digest.store):
+        real = store.open_store(cfg.digest.store)
+        conn = _scratch_copy(real) if options.dry_run is not None else real
+        run_id = outbox.start_run(conn, now=now)
+        errors: list[str] = []
+        status = "failed"
+        try:
+            paths = inbox_files(conn, cfg.digest.inbox)
+            if options.fetch and cfg.digest.source_url:
+                try:
+                    fetched = fetch.fetch_listing(
+                        cfg.digest.source_url,
+                        cfg.digest.inbox if options.dry_run is None else options.dry_run,
+                        timeout=cfg.digest.fetch_timeout,
+                    )
+                    if fetched not in paths:
+                        paths.append(fetched)
+                except DigestError as exc:
+                    errors.append(str(exc))
+            reports, refused = ingest_paths(conn, paths, now=now)
+            errors += refused
+            planned, empty = plan(conn, cfg, env, now=now, run_id=run_id, users=options.users)
+            sent = deferred = failed = 0
+            if options.deliver:
+                sent, deferred, failed = deliver_due(conn, cfg, env, now=now, options=options, clock=clock)
+            feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
+            written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users)
+            status = "failed" if errors or failed else "ok"
+            report = RunReport(
+                dumps=tuple(reports),
+                new_papers=sum(r.new for r in reports),
+                sent=sent,
+                deferred=deferred,
+                failed=failed,
+                feeds_written=tuple(str(p) for p in written),
+                errors=tuple(errors),
+            )
+            log.info(
+                "run %d: %d dumps, %d new papers, %d digests planned (%d periods with no match), "
+                "%d sent, %d deferred, %d failed, %d feeds written",
+                run_id,
+                len(reports),
+                report.new_papers,
+                planned,
+                empty,
+                sent,
+                deferred,
+                failed,
+                len(written),
+            )
+            return report
+        except BaseException as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            outbox.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
+            conn.close()
+            if conn is not real:
+                real.close()
+
+
+# ------------------------------------------------------------------------------------------ preview
+
+
+def preview_digest(
+    cfg: config.Config,
+    env: Mapping[str, str],
+    user: str,
+    *,
+    now: datetime,
+    dump: Path | None = None,
+    since: date | None = None,
+) -> tuple[Digest, render.RenderCache, dict[str, str | None]]:
+    """What ``user`` would receive now (or from one dump, or from stored papers since a date); never writes."""
+    profile = next((p for p in cfg.profiles() if p.name == user), None)
+    if profile is None:
+        names = ", ".join(p.name for p in cfg.profiles()) or "none"
+        raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
+    dump_names: list[str] = []
+    if dump is not None:
+        parsed = sources.read_dump(dump)
+        pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
+        dump_names = [dump.name]
+    else:
+        conn = store.open_store(cfg.digest.store, readonly=True)
+        try:
+            if since is not None:
+                pool = store.list_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
+            else:
+                pool = (
+                    candidates(conn, cfg, profile, now=now)
+                    if outbox.added_at(conn, user)
+                    else store.list_papers(conn, since=now - timedelta(days=cfg.digest.catchup_max_age_days))
+                )
+            shas = sorted({sp.first_dump for sp in pool})
+            dump_names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
+        finally:
+            conn.close()
+    period = cadence.current_period(profile, now).key
+    [digest] = build_digests(
+        [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=dump_names
+    )
+    cache = render.prepare_papers(digest.matches, render_options(cfg))
+    try:
+        unsubscribe = _unsubscribe_link(profile, mail_settings(cfg, env))
+    except config.ConfigError:  # previewing needs no secret; the real link is signed with it
+        unsubscribe = f"mailto:{cfg.mail.sender}?subject=unsubscribe%20{profile.name}"
+    links = {
+        "unsubscribe_url": unsubscribe,
+        "feed_url": feed_url(cfg, profile),
+        "manage_hint": _manage_hint(cfg, profile),
+    }
+    return digest, cache, links
