@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -38,12 +40,15 @@ class Context:
         if self._config is None:
             from digest import config as config_mod
 
-            explicit = self.config_path or os.environ.get("DIGEST_CONFIG")
-            if not required and not explicit:
-                default = Path(platformdirs.user_config_dir(APP)) / "config.toml"
-                if not default.exists():
-                    return None
-            self._config = config_mod.load_config(config_mod.find_config_path(self.config_path, os.environ))
+            explicit = self.config_path or os.environ.get(config_mod.CONFIG_ENV)
+            if not required and not explicit and not config_mod.default_config_path(os.environ).exists():
+                return None
+            cfg = config_mod.load_config(config_mod.find_config_path(self.config_path, os.environ))
+            if self.store_path:
+                cfg = replace(cfg, digest=cfg.digest.model_copy(update={"store": Path(self.store_path).resolve()}))
+            self._config = cfg
+            for warning in cfg.warnings:
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
         return self._config
 
     def store_file(self) -> Path:
@@ -113,7 +118,11 @@ def report_line(report: IngestReport) -> str:
 @click.pass_obj
 def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
     """Ingest dump files or folders ('-' reads standard input) and report what is new."""
-    conn = store.open_store(obj.store_file())
+    with store.run_lock(obj.store_file(), wait=True), contextlib.closing(store.open_store(obj.store_file())) as conn:
+        _ingest_all(conn, paths, as_json, obj.verbose)
+
+
+def _ingest_all(conn: sqlite3.Connection, paths: tuple[str, ...], as_json: bool, verbose: bool) -> None:
     reports: list[dict[str, Any]] = []
     refused = 0
     now = datetime.now(UTC)
@@ -124,7 +133,7 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
             refused += 1
             reports.append({"name": name, "error": exc.message, "hint": exc.hint})
             if not as_json:
-                _print_error(exc, obj.verbose)
+                _print_error(exc, verbose)
             continue
         reports.append(asdict(report))
         if not as_json:
@@ -155,10 +164,10 @@ def _parse_day(value: str | None, param: str) -> datetime | None:
 @click.pass_obj
 def papers(obj: Context, since: str | None, until: str | None, search: str | None, limit: int, as_json: bool) -> None:
     """List stored papers, newest first."""
-    conn = store.open_store(obj.store_file(), readonly=True)
-    rows = store.list_papers(
-        conn, since=_parse_day(since, "--since"), until=_parse_day(until, "--until"), search=search, limit=limit
-    )
+    with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
+        rows = store.list_papers(
+            conn, since=_parse_day(since, "--since"), until=_parse_day(until, "--until"), search=search, limit=limit
+        )
     if as_json:
         _echo_json([{**asdict(r.paper), "first_seen": r.first_seen, "first_dump": r.first_dump} for r in rows])
         return
@@ -172,7 +181,10 @@ def papers(obj: Context, since: str | None, until: str | None, search: str | Non
 
 
 def _print_error(exc: DigestError, verbose: bool) -> None:
-    click.secho(f"error: {exc.message}", fg="red", err=True)
+    first, *rest = exc.message.splitlines() or [""]
+    click.secho(f"error: {first}", fg="red", err=True)
+    for line in rest:
+        click.secho(f"error: {line}", fg="red", err=True)
     if exc.hint:
         click.echo(f"  hint: {exc.hint}", err=True)
     if verbose:
@@ -212,3 +224,7 @@ def main(argv: Sequence[str] | None = None, *, runner: Callable[..., Any] | None
 def entry() -> None:
     """Console-script wrapper that exits with main()'s code."""
     raise SystemExit(main())
+
+
+# The other commands live in two sibling modules to keep each file readable; importing registers them.
+from digest import cli_profiles, cli_service  # noqa: E402, F401

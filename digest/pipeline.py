@@ -42,6 +42,7 @@ class RunOptions:
     tls_context: ssl.SSLContext | None = None  # tests trust their own CA with this
     progress: Callable[[int, int], None] | None = None  # (messages done, total)
     stop: Callable[[], bool] = field(default=lambda: False)  # polled between messages (SIGTERM)
+    wait_for_lock: bool = False  # wait for a concurrent run instead of raising LockedError
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -286,11 +287,16 @@ def deliver_due(
     now: datetime,
     options: RunOptions = RunOptions(),
     clock: Callable[[], datetime] | None = None,
+    retry_deferred: bool = True,
 ) -> tuple[int, int, int]:
     """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed)."""
     clock = clock or (lambda: now)
     outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
-    rows = [r for r in outbox.due(conn, now=now, users=options.users) if r.message is not None]
+    rows = [
+        r
+        for r in outbox.due(conn, now=now, users=options.users)
+        if r.message is not None and (retry_deferred or r.status == "pending")
+    ]
     if not rows:
         return 0, 0, 0
     if options.dry_run is not None:
@@ -389,7 +395,7 @@ def write_feeds(
 # ------------------------------------------------------------------------------------------ one run
 
 
-def _scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
+def scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
     """An in-memory copy of the store, so a dry run goes through every motion and changes nothing."""
     scratch = sqlite3.connect(":memory:", isolation_level=None)
     conn.backup(scratch)
@@ -406,9 +412,9 @@ def run_once(
     clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
     """The whole job once: collect and ingest dumps, plan due digests, deliver, write feeds. Idempotent."""
-    with store.run_lock(cfg.digest.store):
+    with store.run_lock(cfg.digest.store, wait=options.wait_for_lock):
         real = store.open_store(cfg.digest.store)
-        conn = _scratch_copy(real) if options.dry_run is not None else real
+        conn = scratch_copy(real) if options.dry_run is not None else real
         run_id = outbox.start_run(conn, now=now)
         errors: list[str] = []
         status = "failed"

@@ -1,0 +1,137 @@
+"""`digest init`, `check`, `preview` and `match`: setting up and tuning a subscription."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import webbrowser
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from digest import compose, config, match, pipeline, render, store
+from digest.cli import Context, _echo_json, _parse_day, cli
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def init(path: Path | None, force: bool) -> None:
+    """Write a commented starter config (to PATH, else the platform config dir)."""
+    target = config.write_starter_config(path or config.default_config_path(os.environ), force=force)
+    click.echo(f"wrote {target}")
+    click.echo(f"next: edit it, then run `digest --config {target} check`")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def check(obj: Context, as_json: bool) -> None:
+    """Validate the config file and report every problem at once (exit 2 on any)."""
+    cfg = obj.config()
+    if as_json:
+        _echo_json(
+            {
+                "config": str(cfg.path),
+                "users": [u.name for u in cfg.users],
+                "ok": True,
+                "warnings": [str(w) for w in cfg.warnings],
+            }
+        )
+        return
+    click.echo(f"{cfg.path}: ok, {len(cfg.users)} users ({', '.join(u.name for u in cfg.users)})")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cli.command()
+@click.option("--user", "user", required=True, help="The user (name in the config) to preview.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "text", "eml"]), default="md", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file, not stdout.")
+@click.option("--open", "open_browser", is_flag=True, help="Write the HTML to a file and open it in a browser.")
+@click.option("--dump", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Preview one dump file.")
+@click.option("--since", metavar="DATE", help="Preview stored papers first seen since DATE (YYYY-MM-DD).")
+@click.pass_obj
+def preview(
+    obj: Context, user: str, fmt: str, output: Path | None, open_browser: bool, dump: Path | None, since: str | None
+) -> None:
+    """Render what USER would receive right now; never sends, never changes the store."""
+    cfg = obj.config()
+    day = _parse_day(since, "--since")
+    now = _now()
+    digest, cache, links = pipeline.preview_digest(
+        cfg, os.environ, user, now=now, dump=dump, since=day.date() if day else None
+    )
+    if open_browser:
+        fmt = "html"
+    if fmt == "md":
+        body = render.render_markdown(digest, cache, now=now, **links)
+    elif fmt == "text":
+        body = render.render_text(digest, cache, now=now, **links)
+    elif fmt == "html":
+        body = render.render_html(digest, cache, now=now, **links)
+    else:
+        email = render.render_digest(digest, cache, now=now, **links)
+        try:
+            mail = pipeline.mail_settings(cfg, os.environ)
+        except config.ConfigError:
+            # A preview needs no real secret: the links in it are for looking at, not for use.
+            mail = pipeline.mail_settings(cfg, {cfg.digest.secret_env: "preview-only-secret-not-for-sending"})
+        body = compose.compose(email, mail, now=now).decode("utf-8")
+    if open_browser:
+        handle, name = tempfile.mkstemp(prefix=f"digest-{user}-", suffix=".html")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(body)
+        click.echo(f"wrote {name}", err=True)
+        webbrowser.open(Path(name).as_uri())
+        return
+    if output:
+        output.write_text(body, encoding="utf-8")
+        click.echo(f"wrote {output} ({len(digest.matches)} papers)", err=True)
+    else:
+        click.echo(body, nl=not body.endswith("\n"))
+    if not digest.matches:
+        click.echo(f"note: nothing matches {user}'s profile in these papers", err=True)
+
+
+@cli.command(name="match")
+@click.argument("query")
+@click.option("--since", metavar="DATE", help="Only papers first seen since DATE (YYYY-MM-DD).")
+@click.option("--dump", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Match one dump file.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON.")
+@click.pass_obj
+def match_command(obj: Context, query: str, since: str | None, dump: Path | None, limit: int, as_json: bool) -> None:
+    """Show which stored papers QUERY selects, best first, and why."""
+    match.parse_query(query)  # a syntax error is reported before anything is read
+    if dump is not None:
+        from digest.sources import read_dump
+
+        papers = list(read_dump(dump).papers)
+    else:
+        with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
+            papers = [sp.paper for sp in store.list_papers(conn, since=_parse_day(since, "--since"))]
+    found = match.match_query(query, papers)
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "key": m.paper.key,
+                    "title": m.paper.title,
+                    "score": m.score,
+                    "reason": m.reason,
+                    "hits": [asdict(h) for h in m.hits],
+                }
+                for m in found[:limit]
+            ]
+        )
+        return
+    for m in found[:limit]:
+        click.echo(f"{m.score:5.1f}  {m.paper.title}")
+        click.echo(f"       {m.reason}")
+    click.echo(f"{len(found)} of {len(papers)} papers match", err=True)

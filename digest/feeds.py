@@ -1,0 +1,223 @@
+"""Atom feeds (RFC 4287) of papers: one per user and one of all new papers, written atomically.
+
+Feeds are a pure function of their entries: ids are tag URIs derived from the paper's identity,
+``updated`` is when a paper was first seen and the feed's ``updated`` is the newest entry's, so
+rebuilding from the same data gives the same bytes and readers see no churn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from urllib.parse import quote, quote_plus, urlsplit
+
+from feedgen.feed import FeedGenerator
+
+from digest.errors import RenderError
+from digest.models import Match, Paper, StoredPaper
+
+__all__ = ["FeedEntry", "build_feed", "entry_id", "feed_entries", "feed_slug", "tag_uri", "write_feed"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_AUTHORS = 10  # one paper lists 533 authors; a feed entry does not need them all
+# Characters XML 1.0 forbids (lxml refuses them); whitespace runs collapse to one space.
+_BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+_WS = re.compile(r"\s+")
+_ARXIV = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(?:v\d+)?$", re.IGNORECASE)
+_AUTHORITY = re.compile(r"^(?:[^@\s,:/]+@)?[a-z0-9-]+(?:\.[a-z0-9-]+)*,\d{4}(?:-\d{2}(?:-\d{2})?)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One paper in a feed; ``updated`` is when it was first seen (never the build time)."""
+
+    paper: Paper
+    updated: datetime
+    reason: str = ""  # why it matched, for per-user feeds
+
+
+def _text(value: object) -> str:
+    return _WS.sub(" ", _BAD_XML.sub(" ", str(value))).strip()
+
+
+def _url(url: str | None) -> str | None:
+    if not url or not (url := _text(url)) or " " in url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return quote(url, safe="/:?#[]@!$&*+,;=%~-._")
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def tag_uri(authority: str, specific: str) -> str:
+    """An RFC 4151 tag URI, e.g. ``tag_uri("digest.example.org,2024", "feed/alice")``."""
+    if not _AUTHORITY.match(authority):
+        raise RenderError(
+            f"feed id authority {authority!r} is not 'domain,YYYY'",
+            "use a domain you control and the year you owned it, e.g. 'digest.example.org,2024'",
+        )
+    return f"tag:{authority}:{quote(specific, safe='/:-._~')}"
+
+
+def entry_id(paper: Paper, authority: str) -> str:
+    """A stable entry id: the version-less arXiv id when known, else the paper's title-hash key."""
+    for candidate in (paper.arxiv_id, paper.key):
+        m = _ARXIV.match(candidate or "")
+        if m:
+            return tag_uri(authority, f"paper/arxiv/{m.group(1)}")
+    kind, _, rest = paper.key.partition(":")
+    return tag_uri(authority, f"paper/{kind}/{rest}" if rest else f"paper/key/{paper.key}")
+
+
+def feed_slug(name: str) -> str:
+    """A file- and URL-safe name for a user's feed; distinct names never share a slug."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
+    if slug != name:
+        slug = f"{slug or 'user'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return slug
+
+
+def feed_entries(
+    items: Iterable[FeedEntry | StoredPaper | Match | Paper], first_seen: Mapping[str, datetime] | None = None
+) -> list[FeedEntry]:
+    """Feed entries from stored papers (their ``first_seen``) or matches/papers plus a key -> first-seen map."""
+    out = []
+    for item in items:
+        if isinstance(item, FeedEntry):
+            out.append(item)
+        elif isinstance(item, StoredPaper):
+            out.append(FeedEntry(item.paper, item.first_seen))
+        else:
+            paper, reason = (item.paper, item.reason) if isinstance(item, Match) else (item, "")
+            if first_seen is None or paper.key not in first_seen:
+                raise RenderError(
+                    f"no first-seen time for paper {paper.key}",
+                    "pass first_seen={key: datetime} from the store so feed dates come from the data",
+                )
+            out.append(FeedEntry(paper, first_seen[paper.key], reason))
+    return out
+
+
+def _links(paper: Paper) -> tuple[str, str | None]:
+    for candidate in (paper.arxiv_id, paper.key):
+        m = _ARXIV.match(candidate or "")
+        if m:
+            return f"https://huggingface.co/papers/{m.group(1)}", f"https://arxiv.org/abs/{m.group(1)}"
+    return f"https://huggingface.co/papers?q={quote_plus(_text(paper.title)[:300])}", None
+
+
+def _select(entries: Iterable[FeedEntry], authority: str, max_entries: int) -> list[tuple[str, FeedEntry]]:
+    """Entries keyed by id, each paper once (at its earliest time), newest first, at most ``max_entries``."""
+    by_id: dict[str, FeedEntry] = {}
+    for e in entries:
+        eid = entry_id(e.paper, authority)
+        if eid not in by_id or _utc(e.updated) < _utc(by_id[eid].updated):
+            by_id[eid] = e
+    ordered = sorted(by_id.items(), key=lambda kv: (-_utc(kv[1].updated).timestamp(), kv[0]))
+    return ordered[: max(max_entries, 0)]
+
+
+def build_feed(
+    entries: Iterable[FeedEntry],
+    *,
+    feed_id: str,
+    title: str,
+    self_url: str,
+    alternate_url: str,
+    authority: str,
+    author: str = "paper-digest",
+    subtitle: str | None = None,
+    max_entries: int = 50,
+    lang: str = "en",
+) -> bytes:
+    """The Atom document (UTF-8 bytes) for ``entries``: the same entries always give the same bytes."""
+    self_href, alt_href = _url(self_url), _url(alternate_url)
+    if self_href is None or alt_href is None:
+        raise RenderError(
+            f"feed URLs must be http(s): self={self_url!r} alternate={alternate_url!r}", "fix the feed base URL"
+        )
+    chosen = _select(entries, authority, max_entries)
+    fg = FeedGenerator()
+    fg.id(feed_id)
+    fg.title(_text(title) or "paper-digest")
+    if subtitle and _text(subtitle):
+        fg.subtitle(_text(subtitle))
+    fg.author({"name": _text(author) or "paper-digest"})
+    fg.link(href=self_href, rel="self", type="application/atom+xml")
+    fg.link(href=alt_href, rel="alternate", type="text/html")
+    fg.language(lang)
+    fg.generator("paper-digest")
+    # feedgen defaults every updated to now(); the newest entry's time keeps rebuilds byte-identical.
+    fg.updated(max((_utc(e.updated) for _, e in chosen), default=EPOCH))
+    entry_links = []
+    for eid, e in chosen:
+        p = e.paper
+        page, arxiv = _links(p)
+        fe = fg.add_entry(order="append")
+        fe.id(eid)
+        fe.title(_text(p.title) or "(untitled)")
+        fe.updated(_utc(e.updated))
+        if p.published:
+            fe.published(datetime.combine(p.published, time(), UTC))
+        links = [{"href": page, "rel": "alternate", "type": "text/html"}]
+        if arxiv:
+            links.append({"href": arxiv, "rel": "related", "type": "text/html", "title": "arXiv"})
+        if project := _url(p.url):
+            links.append({"href": project, "rel": "related", "title": "project page"})
+        fe.link(links)
+        entry_links.append(links)
+        for name in [n for n in (_text(a) for a in p.authors[:MAX_AUTHORS]) if n]:
+            fe.author({"name": name})
+        summary = [_text(p.organization or ""), _text(p.abstract), f"Why: {_text(e.reason)}" if e.reason else ""]
+        if text := "\n\n".join(s for s in summary if s):
+            fe.summary(text)
+    # feedgen 1.0 drops rel/type/title from entry links (a shadowed variable in FeedEntry.atom_entry),
+    # which leaves several implicit rel="alternate" links; set them on its element tree ourselves.
+    feed, doc = fg._create_atom()
+    for entry_el, links in zip(feed.iterfind("entry"), entry_links, strict=True):
+        for link_el, attrs in zip(entry_el.iterfind("link"), links, strict=True):
+            for name, value in attrs.items():
+                link_el.set(name, value)
+    out = io.BytesIO()
+    doc.write(out, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return out.getvalue()
+
+
+def write_feed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically (temp file + rename); False when the file already held it."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)  # mkstemp makes 0600; readers (a web server) need the feed's usual mode
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise RenderError(
+            f"cannot write feed {path}: {exc.strerror or exc}", "check that the feed folder exists and is writable"
+        ) from exc
+    return True

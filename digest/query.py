@@ -1,0 +1,380 @@
+"""The keyword query language: text normalisation (with an offset map), the parser and its AST.
+
+The language itself is documented in ``digest.match.QUERY_HELP``; this module only implements it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import regex
+
+from digest.errors import QueryError
+
+ANY = "any"  # title + abstract
+TITLE = "title"
+ABSTRACT = "abstract"
+ORG = "org"
+FIELDS = {"title": TITLE, "ti": TITLE, "abstract": ABSTRACT, "abs": ABSTRACT, "org": ORG}
+MAX_REGEX_LENGTH = 200
+
+# A token is a run of letters/digits; "C++" and "C#" keep their suffix so they are words of their own.
+_TOKEN_RE = re.compile(r"[^\W_]+(?:(?:\+\+|#)(?![^\W_]))?")
+# Separators that join the words of a phrase; anything else between two words is a hard break.
+_SOFT = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029-\u2010\u2011\u2012\u2013_/"
+_FIELD_RE = re.compile(r"([A-Za-z]+):")
+_OPERATORS = {"OR", "AND", "NOT"}
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A text as the matcher sees it: words joined by one space (two across hard punctuation).
+
+    ``text`` is ``" w1 w2  w3 "``: it starts and ends with a space so a pattern ``" w"`` can only
+    begin at a word start. ``starts[i]`` is where word i begins in ``text``; ``ostarts[i]``/``oends[i]``
+    are its span in the original string.
+    """
+
+    text: str
+    starts: tuple[int, ...]
+    ostarts: tuple[int, ...]
+    oends: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A word, phrase or prefix; ``pattern`` is its normalised form (``" self supervised"``)."""
+
+    text: str  # as written, without quotes or field prefix: 'LLM', 'self-supervised', 'diffus*'
+    pattern: str
+    prefix: bool
+    field: str  # ANY | TITLE | ABSTRACT | ORG
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """An opt-in ``/pattern/``, matched case-insensitively on the original text with a timeout."""
+
+    text: str  # '/pattern/'
+    pattern: str
+    field: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """True when its child is false."""
+
+    child: Node
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """True when all children are true."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """True when any child is true."""
+
+    children: tuple[Node, ...]
+
+
+Node = Term | Regex | Not | And | Or
+Leaf = Term | Regex
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed keyword query: the source text and its AST."""
+
+    text: str
+    root: Node
+
+
+def fold(text: str) -> tuple[str, list[int] | None, list[int] | None]:
+    """NFKC + casefold ``text``; also return, per output char, the original start/end (None = identity)."""
+    if text.isascii():
+        return text.lower(), None, None
+    if unicodedata.is_normalized("NFKC", text):
+        folded = text.casefold()
+        if len(folded) == len(text):  # casefold never shrinks, so equal length means 1:1
+            return folded, None, None
+    # Slow path: fold each base character with its combining marks, remembering where it came from.
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        j = i + 1
+        while j < n and unicodedata.combining(text[j]):
+            j += 1
+        piece = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text[i:j]).casefold())
+        out.append(piece)
+        starts.extend([i] * len(piece))
+        ends.extend([j] * len(piece))
+        i = j
+    return "".join(out), starts, ends
+
+
+def scan_text(text: str) -> Scan:
+    """Normalise ``text`` into the word string the matcher searches, with an offset map back to ``text``."""
+    folded, fstarts, fends = fold(text)
+    parts = [" "]
+    pos = 1
+    starts: list[int] = []
+    ostarts: list[int] = []
+    oends: list[int] = []
+    prev = -1
+    for m in _TOKEN_RE.finditer(folded):
+        a, b = m.span()
+        if prev >= 0:
+            if folded[prev:a].strip(_SOFT):
+                parts.append("  ")
+                pos += 2
+            else:
+                parts.append(" ")
+                pos += 1
+        word = m.group()
+        starts.append(pos)
+        parts.append(word)
+        pos += len(word)
+        ostarts.append(a if fstarts is None else fstarts[a])
+        oends.append(b if fends is None else fends[b - 1])
+        prev = b
+    parts.append(" ")
+    return Scan("".join(parts), tuple(starts), tuple(ostarts), tuple(oends))
+
+
+def term_pattern(text: str) -> str:
+    """The normalised search pattern of a term or phrase (``" self supervised"``), or "" if it has no words."""
+    scanned = scan_text(text).text
+    return scanned[:-1] if scanned.strip() else ""
+
+
+def compile_regex(pattern: str) -> Any:
+    """Compile a ``/pattern/`` body the way the matcher runs it (case-insensitive ``regex``)."""
+    return _compile_regex(pattern)
+
+
+@lru_cache(maxsize=4096)
+def _compile_regex(pattern: str) -> Any:
+    return regex.compile(pattern, regex.IGNORECASE)
+
+
+def leaves(node: Node) -> Iterator[Leaf]:
+    """Every term and regex of a query, left to right."""
+    if isinstance(node, Term | Regex):
+        yield node
+    elif isinstance(node, Not):
+        yield from leaves(node.child)
+    else:
+        for child in node.children:
+            yield from leaves(child)
+
+
+def evaluate(node: Node, truth: Callable[[Leaf], bool]) -> bool:
+    """Evaluate a query given the truth of each leaf."""
+    if isinstance(node, Term | Regex):
+        return truth(node)
+    if isinstance(node, Not):
+        return not evaluate(node.child, truth)
+    if isinstance(node, And):
+        return all(evaluate(child, truth) for child in node.children)
+    return any(evaluate(child, truth) for child in node.children)
+
+
+# --- lexer ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # "(" ")" OR AND NOT - FIELD PHRASE REGEX WORD
+    value: str
+    position: int
+
+
+def _error(text: str, position: int, message: str, hint: str) -> QueryError:
+    shown = re.sub(r"\s", " ", text)
+    caret = " " * position + "^"
+    return QueryError(f"{message} at character {position + 1}:\n  {shown}\n  {caret}", hint, position=position)
+
+
+def _lex(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            tokens.append(_Token(c, c, i))
+            i += 1
+        elif c == "-":
+            if i + 1 >= n or text[i + 1].isspace() or text[i + 1] == ")":
+                raise _error(text, i, "'-' must be followed directly by what it excludes", "write -video, not - video")
+            tokens.append(_Token("-", c, i))
+            i += 1
+        elif c == '"':
+            j = text.find('"', i + 1)
+            if j < 0:
+                raise _error(text, i, "unclosed quote", 'close the phrase with a second ", e.g. "self-supervised"')
+            tokens.append(_Token("PHRASE", text[i + 1 : j], i))
+            i = j + 1
+        elif c == "/":
+            j = i + 1
+            while j < n and text[j] != "/":
+                j += 2 if text[j] == "\\" else 1
+            if j >= n:
+                raise _error(text, i, "unclosed regular expression", "end it with a second /, e.g. /gpt-?4o?/")
+            tokens.append(_Token("REGEX", text[i + 1 : j], i))
+            i = j + 1
+        else:
+            j = i
+            while j < n and not text[j].isspace() and text[j] not in '()"':
+                j += 1
+            word = text[i:j]
+            field = _FIELD_RE.match(word)
+            if word in _OPERATORS:
+                tokens.append(_Token(word, word, i))
+                i = j
+            elif field and (field.group(1).lower() in FIELDS or field.end() < len(word) or (j < n and text[j] in '("')):
+                name = field.group(1).lower()
+                if name not in FIELDS:
+                    raise _error(
+                        text, i, f"unknown field '{field.group(1)}:'", "use title: (ti:), abstract: (abs:) or org:"
+                    )
+                tokens.append(_Token("FIELD", FIELDS[name], i))
+                i += field.end()
+                if i >= n or text[i].isspace() or text[i] == ")":
+                    raise _error(text, i, f"'{field.group(0)}' needs a term right after it", "write title:diffusion")
+            else:
+                tokens.append(_Token("WORD", word, i))
+                i = j
+    return tokens
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+
+class _Parser:
+    """Recursive descent over the token list; a class only to share the cursor between the rules."""
+
+    def __init__(self, text: str, tokens: list[_Token]) -> None:
+        self.text = text
+        self.tokens = tokens
+        self.i = 0
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def fail(self, token: _Token | None, message: str, hint: str) -> QueryError:
+        position = token.position if token else len(self.text)
+        return _error(self.text, position, message, hint)
+
+    def parse_or(self, field: str) -> Node:
+        children = [self.parse_and(field)]
+        while (token := self.peek()) is not None and token.kind == "OR":
+            self.i += 1
+            children.append(self.parse_and(field))
+        return children[0] if len(children) == 1 else Or(tuple(children))
+
+    def parse_and(self, field: str) -> Node:
+        children = [self.parse_unary(field)]
+        while (token := self.peek()) is not None and token.kind not in ("OR", ")"):
+            if token.kind == "AND":
+                self.i += 1
+            children.append(self.parse_unary(field))
+        return children[0] if len(children) == 1 else And(tuple(children))
+
+    def parse_unary(self, field: str) -> Node:
+        token = self.peek()
+        if token is not None and token.kind in ("NOT", "-"):
+            self.i += 1
+            child = self.parse_unary(field)
+            return child.child if isinstance(child, Not) else Not(child, token.position)
+        return self.parse_atom(field)
+
+    def parse_atom(self, field: str) -> Node:
+        token = self.peek()
+        if token is None:
+            previous = self.tokens[self.i - 1].value if self.i else ""
+            raise self.fail(None, f"expected a term after {previous!r}", "finish the query or remove the operator")
+        self.i += 1
+        kind = token.kind
+        if kind == "FIELD":
+            if field != ANY:
+                raise self.fail(token, "field scopes cannot be nested", "write title:(a OR b), not title:(abs:a)")
+            return self.parse_atom(token.value)
+        if kind == "(":
+            if (inner := self.peek()) is not None and inner.kind == ")":
+                raise self.fail(inner, "empty parentheses", "put a term inside or remove them")
+            node = self.parse_or(field)
+            closing = self.peek()
+            if closing is None or closing.kind != ")":
+                raise self.fail(token, "'(' is never closed", "add the missing ')'")
+            self.i += 1
+            return node
+        if kind in ("PHRASE", "WORD"):
+            return self.term(token, field)
+        if kind == "REGEX":
+            return self.regex(token, field)
+        if kind == ")":
+            raise self.fail(token, "unmatched ')'", "remove it or add the '(' it closes")
+        raise self.fail(token, f"{token.value} needs a term on both sides", f"write 'a {token.value} b'")
+
+    def term(self, token: _Token, field: str) -> Term:
+        written = token.value.strip()
+        prefix = written.endswith("*")
+        body = written[:-1] if prefix else written
+        star = body.find("*")
+        if star >= 0 and token.kind == "WORD":
+            raise self.fail(
+                _Token("", "", token.position + star), "'*' is only allowed at the end of a word", "write diffus*"
+            )
+        pattern = term_pattern(body)
+        if not pattern:
+            what = "phrase" if token.kind == "PHRASE" else "term"
+            raise self.fail(token, f"{what} {token.value!r} has no letters or digits", "quote or drop it")
+        return Term(written, pattern, prefix, field, token.position)
+
+    def regex(self, token: _Token, field: str) -> Regex:
+        body = token.value
+        if not body:
+            raise self.fail(token, "empty regular expression", "write /pattern/, e.g. /gpt-?4o?/")
+        if len(body) > MAX_REGEX_LENGTH:
+            raise self.fail(token, f"regular expression longer than {MAX_REGEX_LENGTH} characters", "shorten it")
+        try:
+            compile_regex(body)
+        except regex.error as exc:
+            offset = token.position + 1 + (exc.pos or 0)
+            raise _error(self.text, offset, f"invalid regular expression ({exc.msg})", "fix the pattern") from exc
+        return Regex(f"/{body}/", body, field, token.position)
+
+
+@lru_cache(maxsize=65536)
+def parse_query(text: str) -> Query:
+    """Parse one keyword query; raises QueryError (with the position) when it is invalid or matches everything."""
+    if not text.strip():
+        raise QueryError("empty query", "write at least one term, e.g. diffusion", position=0)
+    parser = _Parser(text, _lex(text))
+    root = parser.parse_or(ANY)
+    if (extra := parser.peek()) is not None:
+        raise parser.fail(extra, "unmatched ')'", "remove it or add the '(' it closes")
+    if evaluate(root, lambda leaf: False):
+        raise _error(
+            text,
+            0,
+            "query matches papers that contain none of its terms (it is only NOT/-)",
+            "add a term to look for, e.g. 'diffusion -video'; put exclusions in the profile's exclude list",
+        )
+    return Query(text, root)
