@@ -439,7 +439,7 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
         marks.setdefault("title", ("<mark><strong>", "</strong></mark>"))
         marks.setdefault("abstract", marks["title"])
         breaks = _wrap_breaks(p.abstract, cache.options.wrap_width)
-        title = {f: _escape(p.title, f) for f in FORMATS}
+        title = {f: _escape(p.title if p.title.strip() else "(untitled)", f) for f in FORMATS}
         abstract = {f: _escape(p.abstract, f, breaks if f != "html" else frozenset()) for f in FORMATS}
         cuts = tuple(_cut(p.abstract, level) for level in cache.levels)
         lits = [split[("html", tr)][0::2] for tr in (False, True)]
@@ -541,7 +541,7 @@ def _card(pp: _Prepared, spans: tuple[list, list], reason: str, level: int, fmt:
     (to, tc), (ao, ac) = (pp.marks["title"], pp.marks["abstract"]) if fmt == "html" else _MARKS[fmt]
     abstract = _splice(pp.abstract[fmt], aspans, cut, ao, ac) + (" …" if trimmed else "")
     values = {
-        "title": _splice(pp.title[fmt], tspans, len(pp.paper.title), to, tc),
+        "title": _splice(pp.title[fmt], tspans, len(pp.title[fmt].shift) - 1, to, tc),
         "abstract": _md_guard(abstract) if fmt == "md" else abstract,
         "reason": reason,
     }
@@ -583,12 +583,12 @@ def _subject(cache: RenderCache, day: str, period: str, count: int, total: int) 
     return subject
 
 
-def _values(fmt: str, subject: str, name: str, urls: tuple[str, str | None, str], hint: str, papers: str) -> dict:
+def _values(fmt: str, subject: str, name: str, urls: tuple[str, str | None, str], hint: str) -> dict[str, str]:
     unsub, feed, more = urls
     text = {"html": _html.escape, "md": _md_inline, "txt": _clean}[fmt]
     url = _html.escape if fmt == "html" else str
     return {
-        **{"subject": text(subject), "user_name": text(name), "manage_hint": text(hint), "papers": papers},
+        **{"subject": text(subject), "user_name": text(name), "manage_hint": text(hint), "papers": ""},
         **{"unsubscribe_url": url(unsub), "feed_url": url(feed or ""), "more_url": url(more)},
     }
 
@@ -619,7 +619,7 @@ def _render(
     def frame(fmt: str, count: int) -> tuple[tuple[_Template, int, int], dict[str, str]]:
         key = (count, total, digest.period, day, dumps, feed is not None, bool(hint))
         subject = _subject(cache, day, digest.period, count, total)
-        return _skeleton(cache, fmt, key), _values(fmt, subject, name, urls, hint, "")
+        return _skeleton(cache, fmt, key), _values(fmt, subject, name, urls, hint)
 
     def page(fmt: str, level: int, count: int) -> str:
         (parts, _, _), values = frame(fmt, count)
@@ -663,7 +663,8 @@ def render_digest(
 ) -> RenderedEmail:
     """One user's email: subject, text/plain (Markdown, or plain text for the "text" format) and HTML.
 
-    ``html`` is "" when the profile's formats leave HTML out; ``paper_keys`` lists the papers shown.
+    ``html`` is "" when the profile's formats leave HTML out; ``paper_keys`` lists the papers shown (the
+    size budget may drop some). ``now`` (default ``digest.generated_at``) dates the subject and summary.
     """
     formats = digest.profile.formats
     text_fmt = "txt" if "text" in formats and "markdown" not in formats else "md"

@@ -1,0 +1,269 @@
+"""Atom feeds: RFC 4287 structure, stable ids, byte-identical rebuilds, escaping, atomic writes."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from digest.errors import RenderError
+from digest.feeds import FeedEntry, build_feed, entry_id, feed_entries, feed_slug, tag_uri, write_feed
+from digest.models import Hit, Match, Paper, StoredPaper
+
+GOLDEN = Path(__file__).parent / "golden"
+A = "{http://www.w3.org/2005/Atom}"
+AUTHORITY = "digest.example.org,2024"
+T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
+HOSTILE = "<think>Plan</think> & <script>alert(1)</script> $x<y$ \x0b τ-ζ\x00 naïve"
+
+
+def assert_golden(name: str, actual: str, update: bool) -> None:
+    """Compare with tests/golden/<name>; `pytest --update-golden` (or UPDATE_GOLDEN=1) rewrites it instead."""
+    path = GOLDEN / name
+    if update or os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual.encode())
+        return
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing; create it with pytest --update-golden {__file__}")
+    expected = path.read_bytes().decode()
+    if actual != expected:
+        diff = difflib.unified_diff(
+            expected.splitlines(keepends=True), actual.splitlines(keepends=True), f"golden/{name}", "built"
+        )
+        pytest.fail("built feed differs from the golden file:\n" + "".join(diff), pytrace=False)
+
+
+def papers() -> list[Paper]:
+    return [
+        Paper(
+            key="arxiv:2409.01234",
+            title=HOSTILE,
+            abstract="We <b>study</b> diffusion & LLM\x0bserving.\n  Hard-wrapped line.",
+            authors=("Ada Lovelace", "Alan\x0b Turing"),
+            organization="Acme AI",
+            published=date(2026, 11, 19),
+            upvotes=42,
+            arxiv_id="2409.01234v2",
+            url="javascript:alert(1)",
+        ),
+        Paper(key="title:0f3c9a", title="A paper without an id", abstract="Short.", published_text="Apr 8"),
+        Paper(
+            key="arxiv:2411.00002",
+            title="Tiny",
+            abstract="Tiny abstract.",
+            arxiv_id="2411.00002",
+            url="https://github.com/example/tiny",
+        ),
+    ]
+
+
+def stored() -> list[StoredPaper]:
+    return [StoredPaper(p, T0 + timedelta(hours=i), "sha") for i, p in enumerate(papers())]
+
+
+def build(entries, **kw) -> bytes:
+    args = {
+        "feed_id": tag_uri(AUTHORITY, "feed/alice"),
+        "title": "Paper digest for alice",
+        "self_url": "https://digest.example.org/feeds/alice.xml",
+        "alternate_url": "https://huggingface.co/papers",
+        "authority": AUTHORITY,
+        "max_entries": 50,
+    }
+    return build_feed(entries, **(args | kw))
+
+
+def atom_problems(data: bytes) -> list[str]:
+    """The RFC 4287 MUSTs we rely on, checked with ElementTree (feedparser accepts far worse)."""
+    root = ET.fromstring(data)
+    problems = []
+    if root.tag != f"{A}feed":
+        return ["root is not atom:feed"]
+    for name in ("id", "title", "updated"):
+        if len(root.findall(f"{A}{name}")) != 1:
+            problems.append(f"feed needs exactly one {name}")
+    links = root.findall(f"{A}link")
+    if [link.get("rel") for link in links].count("self") != 1:
+        problems.append("feed needs one rel=self link")
+    if not any(link.get("rel", "alternate") == "alternate" for link in links):
+        problems.append("feed needs an alternate link")
+    feed_author = root.find(f"{A}author/{A}name") is not None
+    ids = []
+    for entry in root.findall(f"{A}entry"):
+        for name in ("id", "title", "updated"):
+            if len(entry.findall(f"{A}{name}")) != 1:
+                problems.append(f"entry needs exactly one {name}")
+        ids.append(entry.findtext(f"{A}id"))
+        if not feed_author and entry.find(f"{A}author/{A}name") is None:
+            problems.append("entry without author")
+        alternates = [(e.get("type"), e.get("hreflang")) for e in entry.findall(f"{A}link")
+                      if e.get("rel", "alternate") == "alternate"]  # fmt: skip
+        if entry.find(f"{A}content") is None and not alternates:
+            problems.append("entry without content needs an alternate link")
+        if len(alternates) != len(set(alternates)):
+            problems.append("two alternate links with the same type")
+    for el in root.iter():
+        if el.tag in (f"{A}updated", f"{A}published") and not RFC3339.match(el.text or ""):
+            problems.append(f"bad date {el.text!r}")
+    if len(ids) != len(set(ids)):
+        problems.append("duplicate entry ids")
+    return problems
+
+
+def test_golden_feed(update_golden: bool):
+    """A per-user feed of fixed entries is byte-for-byte the golden file."""
+    entries = feed_entries(stored())
+    assert_golden("alice.atom.xml", build(entries).decode(), update_golden)
+
+
+def test_feed_is_valid_atom():
+    """The feed parses with feedparser (bozo false) and has every element RFC 4287 requires."""
+    data = build(feed_entries(stored()))
+    parsed = feedparser.parse(data)
+    assert parsed.bozo is False, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    assert atom_problems(data) == []
+
+
+def test_checker_catches_missing_parts():
+    """The structural checker flags a feed without self link and author (feedparser would not)."""
+    bad = b'<feed xmlns="http://www.w3.org/2005/Atom"><id>x</id><title>t</title><updated>2026-01-01T00:00:00Z</updated><entry><id>e</id><title>t</title><updated>2026-01-01T00:00:00Z</updated></entry></feed>'
+    assert feedparser.parse(bad).bozo is False
+    assert {"feed needs one rel=self link", "entry without author"} <= set(atom_problems(bad))
+
+
+def test_rebuild_is_byte_identical():
+    """Two builds from the same data, in any input order, give the same bytes."""
+    entries = feed_entries(stored())
+    assert build(entries) == build(list(reversed(entries)))
+
+
+def test_feed_updated_is_newest_entry_not_now():
+    """The feed's updated is the newest entry's first-seen time; an empty feed uses a fixed date."""
+    root = ET.fromstring(build(feed_entries(stored())))
+    assert root.findtext(f"{A}updated") == "2026-11-20T08:00:00+00:00"
+    empty = ET.fromstring(build([]))
+    assert empty.findtext(f"{A}updated") == "1970-01-01T00:00:00+00:00"
+    assert atom_problems(build([])) == []
+
+
+def test_entries_newest_first_and_bounded():
+    """Entries are sorted newest first and capped at max_entries."""
+    root = ET.fromstring(build(feed_entries(stored()), max_entries=2))
+    titles = [e.findtext(f"{A}title") for e in root.findall(f"{A}entry")]
+    assert titles == ["Tiny", "A paper without an id"]
+
+
+def test_entry_ids_are_stable_tag_uris():
+    """Entry ids are tag URIs from the version-less arXiv id or the title-hash key, not from mutable data."""
+    p = papers()[0]
+    assert entry_id(p, AUTHORITY) == "tag:digest.example.org,2024:paper/arxiv/2409.01234"
+    later = replace(p, upvotes=900, arxiv_id="2409.01234v5", published=date(2026, 12, 1), title="Renamed")
+    assert entry_id(later, AUTHORITY) == entry_id(p, AUTHORITY)
+    assert entry_id(papers()[1], AUTHORITY) == "tag:digest.example.org,2024:paper/title/0f3c9a"
+
+
+def test_same_paper_twice_is_one_entry_at_first_sighting():
+    """A paper listed twice becomes one entry dated when it was first seen."""
+    p = papers()[2]
+    entries = [FeedEntry(p, T0 + timedelta(days=1)), FeedEntry(p, T0)]
+    root = ET.fromstring(build(entries))
+    assert [e.findtext(f"{A}updated") for e in root.findall(f"{A}entry")] == ["2026-11-20T06:00:00+00:00"]
+
+
+def test_untrusted_text_is_escaped_and_controls_stripped():
+    """<think>, <script>, &, $, \\x0b, NUL and non-ASCII survive as text; the XML stays well formed."""
+    data = build(feed_entries(stored()))
+    assert b"\x0b" not in data and b"\x00" not in data
+    assert b"<think>" not in data and b"<script>" not in data
+    parsed = feedparser.parse(data)
+    entry = next(e for e in parsed.entries if e.id.endswith("2409.01234"))
+    root = ET.fromstring(data)
+    title = next(e.findtext(f"{A}title") for e in root.iter(f"{A}entry") if "2409" in e.findtext(f"{A}id"))
+    assert title == "<think>Plan</think> & <script>alert(1)</script> $x<y$ τ-ζ naïve"
+    assert "naïve" in entry.title and "Alan Turing" in [a.name for a in entry.authors]
+
+
+def test_only_http_links_are_emitted():
+    """A javascript: project URL is dropped; every link is http(s)."""
+    root = ET.fromstring(build(feed_entries(stored())))
+    hrefs = [link.get("href") for link in root.iter(f"{A}link")]
+    assert hrefs and all(h.startswith(("https://", "http://")) for h in hrefs)
+    assert "https://github.com/example/tiny" in hrefs
+
+
+def test_entry_links_keep_rel_and_type():
+    """Each entry has one rel=alternate text/html link to Hugging Face and related links (feedgen bug worked around)."""
+    root = ET.fromstring(build(feed_entries(stored())))
+    entry = next(e for e in root.iter(f"{A}entry") if "2409" in e.findtext(f"{A}id"))
+    links = [(link.get("rel"), link.get("type"), link.get("href")) for link in entry.findall(f"{A}link")]
+    assert links == [
+        ("alternate", "text/html", "https://huggingface.co/papers/2409.01234"),
+        ("related", "text/html", "https://arxiv.org/abs/2409.01234"),
+    ]
+
+
+def test_bad_feed_urls_are_rejected():
+    """A self or alternate URL that is not http(s) raises RenderError."""
+    with pytest.raises(RenderError):
+        build([], self_url="javascript:alert(1)")
+
+
+def test_authority_must_be_domain_and_date():
+    """Tag URIs need a 'domain,YYYY' authority."""
+    assert tag_uri("example.org,2024-05", "feed/x") == "tag:example.org,2024-05:feed/x"
+    with pytest.raises(RenderError, match="authority"):
+        tag_uri("https://example.org", "feed/x")
+
+
+def test_matches_need_first_seen_times():
+    """Matches and papers become entries only with a first-seen time; the reason goes into the summary."""
+    p = papers()[2]
+    m = Match(p, 1.0, (Hit("tiny", "title", 0, 4),), 'title: "tiny"')
+    with pytest.raises(RenderError, match="first-seen"):
+        feed_entries([m])
+    entries = feed_entries([m], {p.key: T0})
+    assert entries == [FeedEntry(p, T0, 'title: "tiny"')]
+    assert 'Why: title: "tiny"' in feedparser.parse(build(entries)).entries[0].summary
+
+
+def test_naive_times_are_taken_as_utc():
+    """A naive first-seen time is read as UTC instead of crashing feedgen."""
+    naive = [FeedEntry(papers()[2], datetime(2026, 11, 20, 6, 0))]
+    assert build(naive) == build([FeedEntry(papers()[2], T0)])
+
+
+def test_write_feed_is_atomic_and_reports_changes(tmp_path: Path):
+    """write_feed creates the file, returns False for identical bytes and leaves no temp files."""
+    path = tmp_path / "feeds" / "alice.xml"
+    data = build(feed_entries(stored()))
+    assert write_feed(path, data) is True
+    assert path.read_bytes() == data and oct(path.stat().st_mode & 0o777) == "0o644"
+    assert write_feed(path, data) is False
+    assert write_feed(path, build([])) is True
+    assert [p.name for p in path.parent.iterdir()] == ["alice.xml"]
+
+
+def test_write_feed_error_has_a_hint(tmp_path: Path):
+    """Writing into a path whose parent is a file raises RenderError with a hint."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RenderError) as exc:
+        write_feed(tmp_path / "file" / "feed.xml", b"<feed/>")
+    assert exc.value.hint
+
+
+def test_feed_slug_is_safe_and_distinct():
+    """Slugs are URL/file safe and two different names never collide."""
+    assert feed_slug("alice") == "alice"
+    a, b = feed_slug("Alice Smith"), feed_slug("alice-smith")
+    assert a != b and re.fullmatch(r"[a-z0-9-]+", a) and b == "alice-smith"
+    assert re.fullmatch(r"[a-z0-9-]+", feed_slug("../../etc/passwd"))

@@ -1,0 +1,565 @@
+"""Rendering: golden outputs, escaping, highlighting, size budget, template overrides."""
+
+from __future__ import annotations
+
+import binascii
+import difflib
+import email.policy
+import json
+import os
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import css_inline
+import markdown
+import pytest
+from bs4 import BeautifulSoup
+from markupsafe import Markup
+
+from digest import render
+from digest.errors import RenderError
+from digest.models import Digest, Hit, Match, Paper, Profile
+from digest.render import (
+    RenderOptions,
+    html_size_estimate,
+    make_environment,
+    paper_links,
+    prepare_papers,
+    render_digest,
+    render_html,
+    render_markdown,
+    render_text,
+    safe_url,
+    templates_dirs,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+UNSUB = "https://digest.example.org/u/AbCdEf0123456789xyzABC"
+FEED = "https://digest.example.org/feeds/alice-1a2b3c4d.xml"
+HOSTILE = "<think>Diffusion</think> & <script>alert(1)</script> $x<y$ for LLM\x0bserving — τ-ζ naïve"
+LONG = (
+    "Large language models (LLMs) are increasingly used to serve diffusion workloads. "
+    "We study how $\\nabla^2$ operators & <b>markup</b> interact with scheduling in LLM serving systems, "
+    "and show that a simple policy improves throughput by 2.4x on real traces. "
+) * 6
+
+
+def assert_golden(name: str, actual: str, update: bool) -> None:
+    """Compare with tests/golden/<name>; `pytest --update-golden` (or UPDATE_GOLDEN=1) rewrites it instead."""
+    path = GOLDEN / name
+    if update or os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual.encode())
+        return
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing; create it with pytest --update-golden {__file__}")
+    expected = path.read_bytes().decode()
+    if actual != expected:
+        diff = difflib.unified_diff(
+            expected.splitlines(keepends=True), actual.splitlines(keepends=True), f"golden/{name}", "rendered"
+        )
+        pytest.fail("rendered output differs from the golden file:\n" + "".join(diff), pytrace=False)
+
+
+def hits(text: str, fld: str, *terms: str) -> tuple[Hit, ...]:
+    """Hits for the first occurrence of each term in ``text``."""
+    return tuple(Hit(t, fld, text.index(t), text.index(t) + len(t)) for t in terms)
+
+
+def sample_papers() -> list[Paper]:
+    return [
+        Paper(
+            key="arxiv:2409.01234",
+            title=HOSTILE,
+            abstract=LONG,
+            authors=("Ada Lovelace", "Alan Turing", "Grace Hopper"),
+            n_authors=3,
+            organization="Acme <AI> & Co",
+            published=date(2026, 11, 20),
+            published_text="Nov 20",
+            upvotes=42,
+            arxiv_id="2409.01234v2",
+            url="javascript:alert(document.cookie)",
+        ),
+        Paper(
+            key="title:0f3c9a",
+            title="Speculative decoding [draft](javascript:alert(1)) *without* drafts",
+            abstract="1. We propose *speculative* decoding without a draft model; it is 2x faster.",
+            published_text="Apr 8",
+        ),
+        Paper(
+            key="arxiv:2411.00002",
+            title="A tiny paper",
+            abstract="Short abstract about LLM agents.",
+            upvotes=1,
+            arxiv_id="2411.00002",
+            url="https://github.com/example/tiny",
+        ),
+    ]
+
+
+def sample_digest(papers: list[Paper] | None = None, **profile_kw) -> Digest:
+    p = papers or sample_papers()
+    matches = (
+        Match(
+            p[0],
+            3.0,
+            hits(p[0].title, "title", "Diffusion", "LLM") + hits(p[0].abstract, "abstract", "diffusion", "LLM"),
+            'title: "diffusion", "LLM"; abstract: "LLM" x5',
+        ),
+        Match(p[1], 2.0, hits(p[1].title, "title", "decoding") + hits(p[1].abstract, "abstract", "draft"), "x"),
+        Match(p[2], 1.0, hits(p[2].abstract, "abstract", "LLM"), 'abstract: "LLM"'),
+    )
+    profile = Profile(name="alice", email="alice@example.org", display_name="Zoë <Alice>", **profile_kw)
+    return Digest(profile, matches, NOW, "2026-11-23", ("000_f4e371e0c0016fc2.txt",), omitted=0)
+
+
+def render_sample(**options) -> tuple:
+    digest = sample_digest()
+    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=400, **options))
+    email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED, manage_hint="edit profiles.toml")
+    return digest, cache, email
+
+
+def hrefs(html: str) -> list[str]:
+    soup = BeautifulSoup(html, "lxml")
+    return [a["href"] for a in soup.find_all(href=True)]
+
+
+def qp_size(html: str) -> int:
+    part = EmailMessage(policy=email.policy.SMTP)
+    part.set_content(html, subtype="html", cte="quoted-printable")
+    return len(part.as_bytes().split(b"\r\n\r\n", 1)[1])
+
+
+# --- golden files -------------------------------------------------------------------------------
+
+
+def test_golden_subject_markdown_text_html(update_golden: bool):
+    """The sample digest renders exactly as the golden subject, Markdown, text and HTML files."""
+    digest, cache, email = render_sample()
+    assert_golden("digest.subject.txt", email.subject + "\n", update_golden)
+    assert_golden("digest.md", email.text, update_golden)
+    assert_golden("digest.txt", render_text(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED), update_golden)
+    assert_golden("digest.html", email.html, update_golden)
+
+
+def test_golden_empty_digest(update_golden: bool):
+    """A digest without papers (no feed) renders as the golden Markdown file."""
+    digest = replace(sample_digest(), matches=(), dumps=())
+    cache = prepare_papers([], RenderOptions())
+    assert_golden("empty.md", render_markdown(digest, cache, unsubscribe_url=UNSUB), update_golden)
+
+
+# --- HTML structure -----------------------------------------------------------------------------
+
+
+def test_html_document_metadata():
+    """HTML has lang, meta charset, color-scheme metas and a <title> equal to the subject."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    assert soup.html["lang"] == "en"
+    assert soup.find("meta", charset=True)["charset"].lower() == "utf-8"
+    assert soup.find("meta", attrs={"name": "color-scheme"})["content"] == "light dark"
+    assert soup.find("meta", attrs={"name": "supported-color-schemes"})["content"] == "light dark"
+    assert soup.title.string == email.subject
+
+
+def test_every_table_is_presentation():
+    """Every layout table carries role="presentation" and the container is at most 600px wide."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    tables = soup.find_all("table")
+    assert tables and all(t.get("role") == "presentation" for t in tables)
+    assert "max-width: 600px" in soup.find("table", class_="container")["style"]
+
+
+def test_dark_mode_block_survives_inlining():
+    """The prefers-color-scheme block stays in <style> while plain rules become style attributes."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    styles = " ".join(s.get_text() for s in soup.find_all("style"))
+    assert "@media (prefers-color-scheme: dark)" in styles
+    assert "background-color" in soup.body["style"]
+    assert ".paper-cell {" not in styles
+
+
+def test_no_script_and_only_safe_link_schemes():
+    """No <script> element, and every href is http, https or mailto (javascript: project URL dropped)."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    assert soup.find("script") is None
+    links = hrefs(email.html)
+    assert links and all(urlsplit(h).scheme in {"http", "https", "mailto"} for h in links)
+    values = [v for tag in soup.find_all(True) for v in tag.attrs.values() if isinstance(v, str)]
+    assert not [v for v in values if v.strip().lower().startswith("javascript")]
+
+
+def test_untrusted_text_is_escaped_in_html():
+    """<think>, <script>, &, $, \\x0b and non-ASCII in a title come out as text, controls removed."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    assert soup.find("think") is None
+    first_title = soup.find("h2").get_text()
+    assert first_title == render._clean(HOSTILE)
+    assert "\x0b" not in email.html and "\x0b" not in email.text
+    assert "τ-ζ naïve" in email.html
+    assert "&lt;think&gt;" in email.html
+
+
+def test_html_matches_full_render_of_the_same_templates():
+    """The cached, spliced HTML equals rendering the full templates and inlining the page per user."""
+    digest, cache, email = render_sample()
+    assert _normalise(email.html) == _normalise(_naive_html(digest, cache))
+
+
+def _naive_html(digest: Digest, cache: render.RenderCache) -> str:
+    """What the cache avoids: full Jinja render with real values, then CSS-inline the whole page."""
+    env, level = cache.env, 0
+    cards = []
+    for m in digest.matches:
+        pp = cache.papers[m.paper.key]
+        cut = pp.cuts[level]
+        trimmed = cut < len(m.paper.abstract.rstrip())
+        ctx = {"paper": m.paper, "links": paper_links(m.paper), "meta": render._meta(m.paper), "trimmed": trimmed}
+        hl = ("<mark><strong>", "</strong></mark>")
+        ts, as_ = render._spans(m)
+        ctx["title"] = Markup(render._splice(render._escape(m.paper.title, "html"), ts, len(m.paper.title), *hl))
+        abstract = render._splice(render._escape(m.paper.abstract, "html"), as_, cut, *hl)
+        ctx["abstract"] = Markup(abstract + (" …" if trimmed else ""))
+        ctx |= {"reason": m.reason, "has_abstract": True}
+        cards.append(env.get_template("paper.html.j2").render(ctx))
+    subject = render._subject(cache, "2026-11-23", digest.period, len(digest.matches), len(digest.matches))
+    page = env.get_template("digest.html.j2").render(
+        site_name="Paper digest", lang="en", count=3, total=3, more=0, period=digest.period, date="2026-11-23",
+        dumps=list(digest.dumps), subject=subject, user_name="Zoë <Alice>", unsubscribe_url=UNSUB,
+        more_url=FEED, feed_url=FEED, manage_hint="edit profiles.toml", papers=Markup("".join(cards)),
+    )  # fmt: skip
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False).inline(page)
+
+
+def _normalise(html: str) -> str:
+    return str(BeautifulSoup(html, "lxml"))
+
+
+# --- highlighting, trimming, Markdown -----------------------------------------------------------
+
+
+def test_highlights_wrap_exact_hit_text_in_html():
+    """Each title hit becomes <mark><strong>term</strong></mark> around exactly the hit text."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    marked = [m.get_text() for m in soup.find("h2").find_all("mark")]
+    assert marked == ["Diffusion", "LLM"]
+    assert all(m.strong is not None and "background-color" in m["style"] for m in soup.find_all("mark"))
+
+
+def test_highlights_use_bold_in_markdown_and_escape_the_rest():
+    """Markdown bolds the hits, escapes Markdown/HTML metacharacters and keeps $ as is."""
+    _, _, email = render_sample()
+    assert "\\<think\\>**Diffusion**\\</think\\> & \\<script\\>" in email.text
+    assert "$x\\<y$ for **LLM** serving" in email.text
+    assert "[Speculative **decoding** \\[draft\\](javascript:alert(1)) \\*without\\* drafts](" in email.text
+
+
+def test_markdown_links_use_only_safe_schemes():
+    """Converted to HTML, the Markdown links only to http(s)/mailto and has no script element."""
+    _, _, email = render_sample()
+    html = markdown.markdown(email.text)
+    assert BeautifulSoup(html, "lxml").find("script") is None
+    targets = hrefs(html)
+    assert len(targets) >= 9 and all(urlsplit(t).scheme in {"http", "https", "mailto"} for t in targets)
+
+
+def test_overlapping_hits_are_merged():
+    """Overlapping and touching hits produce a single highlight."""
+    p = Paper(key="arxiv:2401.00001", title="diffusion model serving", abstract="", arxiv_id="2401.00001")
+    m = Match(p, 1.0, (Hit("a", "title", 0, 9), Hit("b", "title", 5, 15), Hit("c", "title", 15, 23)), "r")
+    d = Digest(Profile(name="u", email="u@example.org"), (m,), NOW, "2026-11-23")
+    md = render_markdown(d, prepare_papers([p]), unsubscribe_url=UNSUB)
+    assert "[**diffusion model serving**](" in md
+
+
+def test_out_of_range_and_other_field_hits_are_ignored():
+    """Hits past the end of the text, empty hits and org hits do not break the output."""
+    p = Paper(key="arxiv:2401.00002", title="Tiny", abstract="Small.", arxiv_id="2401.00002", organization="Org")
+    m = Match(p, 1.0, (Hit("x", "title", 10, 20), Hit("y", "abstract", 3, 3), Hit("o", "org", 0, 3)), "org")
+    d = Digest(Profile(name="u", email="u@example.org"), (m,), NOW, "2026-11-23")
+    md = render_markdown(d, prepare_papers([p]), unsubscribe_url=UNSUB)
+    assert "[Tiny](https://huggingface.co/papers/2401.00002)" in md and "Small." in md
+
+
+def test_empty_title_and_abstract_still_render():
+    """A paper without title or abstract gets a placeholder title and no empty abstract paragraph."""
+    p = Paper(key="title:e", title=" ", abstract="")
+    d = Digest(Profile(name="u", email="u@example.org"), (Match(p, 1.0, (), "org"),), NOW, "2026-11-23")
+    cache = prepare_papers([p])
+    assert "### [(untitled)](https://huggingface.co/papers?q=)" in render_markdown(d, cache, unsubscribe_url=UNSUB)
+    assert BeautifulSoup(render_html(d, cache, unsubscribe_url=UNSUB), "lxml").find("p", class_="abstract") is None
+
+
+def test_abstract_trimmed_at_word_boundary_with_read_more():
+    """A long abstract is cut at a word boundary, ends with an ellipsis and a read-more link."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    abstract = soup.find("p", class_="abstract")
+    text = abstract.get_text()
+    assert len(text) < 460 and " … read more" in text
+    shown = text.split(" …")[0]
+    assert LONG.startswith(shown.replace(" ", " ")) and LONG[len(shown)] == " "
+    assert abstract.find("a", class_="read-more")["href"] == "https://huggingface.co/papers/2409.01234"
+
+
+def test_markdown_abstract_is_wrapped_and_cannot_start_a_list():
+    """Markdown abstracts wrap at the configured width and a leading "1." is escaped."""
+    _, _, email = render_sample()
+    assert "\n1\\. We propose" in email.text
+    paragraph = email.text.split("naïve](")[1].split("\n\n")[2]
+    lines = paragraph.splitlines()
+    assert len(lines) > 3 and all(len(line) <= 76 + 8 for line in lines[:-1])  # last one ends in a link
+
+
+def test_each_paper_shows_links_and_metadata():
+    """Title links to Hugging Face, arXiv link when known, title search otherwise, metadata and reason."""
+    _, _, email = render_sample()
+    links = hrefs(email.html)
+    assert "https://huggingface.co/papers/2409.01234" in links
+    assert "https://arxiv.org/abs/2409.01234" in links
+    assert "https://github.com/example/tiny" in links
+    assert any(h.startswith("https://huggingface.co/papers?q=Speculative+decoding") for h in links)
+    assert "Acme &lt;AI&gt; &amp; Co · 3 authors · 2026-11-20 · 42 upvotes" in email.html
+    assert "Why: title: &quot;diffusion&quot;, &quot;LLM&quot;; abstract: &quot;LLM&quot; x5" in email.html
+
+
+def test_summary_and_footer():
+    """The digest opens with count, period and dumps, and ends with profile and unsubscribe help."""
+    _, _, email = render_sample()
+    assert "3 new papers for Zoë \\<Alice\\>, 2026-11-23, from 000\\_f4e371e0c0016fc2.txt." in email.text
+    assert "To change your profile: edit profiles.toml" in email.text
+    assert email.text.rstrip().endswith(f"unsubscribe: <{UNSUB}>")
+    assert hrefs(email.html).count(UNSUB) == 2
+
+
+def test_plain_text_has_no_markdown_markup():
+    """The "text" format has no bold markers or backslash escapes, only cleaned text."""
+    digest = sample_digest(formats=("text",))
+    cache = prepare_papers(digest.matches)
+    email = render_digest(digest, cache, unsubscribe_url=UNSUB)
+    assert email.html == ""
+    assert "**" not in email.text and "\\<" not in email.text
+    assert render._clean(HOSTILE) in email.text
+
+
+def test_users_sharing_a_cache_get_their_own_highlights():
+    """Two users rendered from one cache each see only their own hits."""
+    digest = sample_digest()
+    cache = prepare_papers(digest.matches)
+    p = digest.matches[2].paper
+    other = replace(digest, matches=(Match(p, 1.0, hits(p.title, "title", "tiny"), "t"),))
+    first = render_markdown(digest, cache, unsubscribe_url=UNSUB)
+    second = render_markdown(other, cache, unsubscribe_url=UNSUB)
+    assert "**LLM** agents" in first and "[A **tiny** paper]" not in first
+    assert "[A **tiny** paper]" in second and "**LLM** agents" not in second
+
+
+def test_unprepared_or_changed_paper_is_prepared_on_demand():
+    """A paper missing from the cache, or changed since, is rendered from its current data."""
+    digest = sample_digest()
+    cache = prepare_papers([])
+    changed = replace(digest.matches[2].paper, upvotes=99)
+    digest2 = replace(digest, matches=(replace(digest.matches[2], paper=changed),))
+    assert "1 upvote" in render_markdown(replace(digest, matches=digest.matches[2:]), cache, unsubscribe_url=UNSUB)
+    assert "99 upvotes" in render_markdown(digest2, cache, unsubscribe_url=UNSUB)
+
+
+def test_output_does_not_depend_on_the_cache_instance():
+    """Two caches (different slot nonces) render byte-identical emails."""
+    assert render_sample()[2] == render_sample()[2]
+
+
+# --- subject ------------------------------------------------------------------------------------
+
+
+def test_subject_has_date_and_count_but_no_titles():
+    """The default subject names the date and the number of papers, never a paper title."""
+    _, _, email = render_sample()
+    assert email.subject == "Paper digest — 2026-11-23 (3 new papers)"
+
+
+def test_subject_is_one_line_whatever_the_template(tmp_path: Path):
+    """CR/LF and encoded-word markers from an overriding subject template never reach the subject."""
+    (tmp_path / "subject.txt.j2").write_text("Digest\r\nBcc: evil@example.org =?utf-8?q?x?=\n{{ date }}\n")
+    digest = sample_digest()
+    cache = prepare_papers(digest.matches, RenderOptions(templates_dir=tmp_path))
+    subject = render_digest(digest, cache, unsubscribe_url=UNSUB).subject
+    assert "\r" not in subject and "\n" not in subject and "=?" not in subject
+    assert subject == "Digest Bcc: evil@example.org = ?utf-8?q?x?= 2026-11-23"
+
+
+def test_subject_date_uses_the_profile_timezone():
+    """The date in the subject is the local date of the profile's time zone."""
+    digest = replace(sample_digest(timezone="Pacific/Auckland"), generated_at=datetime(2026, 11, 23, 20, tzinfo=UTC))
+    cache = prepare_papers(digest.matches)
+    assert "2026-11-24" in render_digest(digest, cache, unsubscribe_url=UNSUB).subject
+
+
+# --- size budget --------------------------------------------------------------------------------
+
+
+def big_digest(n: int) -> Digest:
+    papers = [
+        Paper(key=f"arxiv:2411.{i:05d}", title=f"Paper {i}: LLM serving at scale — τ", abstract=LONG * 2,
+              organization="Org = Lab", upvotes=i, arxiv_id=f"2411.{i:05d}")
+        for i in range(n)
+    ]  # fmt: skip
+    matches = tuple(Match(p, 1.0, hits(p.abstract, "abstract", "LLM", "diffusion"), 'abstract: "LLM"') for p in papers)
+    return Digest(Profile(name="bob", email="bob@example.org"), matches, NOW, "2026-11-23", ("d.txt",), omitted=2)
+
+
+def test_sixty_long_papers_stay_under_the_clip_budget():
+    """A 60-paper digest of long abstracts stays under 90 KB as quoted-printable, with an N-more link."""
+    digest = big_digest(60)
+    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=2000))
+    email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED)
+    size = qp_size(email.html)
+    assert size <= 90_000 <= html_size_estimate(email.html) + 90_000 - size
+    shown = len(email.paper_keys)
+    assert 10 < shown < 60
+    more = 60 + 2 - shown
+    assert f"[{more} more papers]({FEED})" in email.text
+    link = BeautifulSoup(email.html, "lxml").find("td", class_="more").a
+    assert link["href"] == FEED and link.get_text() == f"{more} more papers"
+    assert email.text.count("### [") == shown
+
+
+def test_abstracts_are_trimmed_before_papers_are_dropped():
+    """When shorter abstracts fit the budget, every paper is kept."""
+    digest = replace(big_digest(12), omitted=0)
+    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=4000, max_html_bytes=40_000))
+    email = render_digest(digest, cache, unsubscribe_url=UNSUB)
+    assert len(email.paper_keys) == 12
+    assert qp_size(email.html) <= 40_000
+    assert "more papers" not in email.text and email.text.count("[read more]") == 12
+
+
+def test_size_estimate_is_an_upper_bound():
+    """html_size_estimate is never below the real quoted-printable size (email package or binascii)."""
+    for text in ("plain", "a=b " * 500, "τζ — naïve 𝔘" * 400, "x" * 5000, "<p>\n" * 300, ".From x\n" * 50):
+        by_binascii = len(binascii.b2a_qp(text.encode().replace(b"\n", b"\r\n"), istext=True))
+        assert html_size_estimate(text) >= max(qp_size(text), by_binascii)
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def test_override_one_partial(tmp_path: Path):
+    """A paper.html.j2 in the override folder replaces just the card; the page still comes from defaults."""
+    (tmp_path / "paper.html.j2").write_text(
+        '<div class="custom"><a href="{{ links.paper }}">{{ title }}</a> {{ abstract }} ({{ reason }})</div>\n'
+    )
+    digest = sample_digest()
+    cache = prepare_papers(digest.matches, RenderOptions(templates_dir=tmp_path))
+    soup = BeautifulSoup(render_digest(digest, cache, unsubscribe_url=UNSUB).html, "lxml")
+    cards = soup.find_all("div", class_="custom")
+    assert len(cards) == 3 and cards[0].find("mark").get_text() == "Diffusion"
+    assert soup.find("td", class_="footer") is not None
+
+
+def test_template_typo_raises_render_error(tmp_path: Path):
+    """StrictUndefined turns a misspelt variable in an override into a RenderError with a hint."""
+    (tmp_path / "paper.md.j2").write_text("{{ titel }}\n")
+    with pytest.raises(RenderError) as exc:
+        prepare_papers(sample_papers(), RenderOptions(templates_dir=tmp_path))
+    assert "titel" in str(exc.value) and exc.value.hint
+
+
+def test_template_filtering_a_per_user_value_is_an_error(tmp_path: Path):
+    """An override that transforms a per-user slot (here |upper) fails loudly instead of leaking markers."""
+    (tmp_path / "paper.md.j2").write_text("{{ title | upper }}\n")
+    with pytest.raises(RenderError, match="per-user value"):
+        prepare_papers(sample_papers(), RenderOptions(templates_dir=tmp_path))
+
+
+def test_no_slot_marker_reaches_the_output():
+    """The slot markers used internally never appear in any rendered part."""
+    digest, cache, email = render_sample()
+    text = render_text(digest, cache, unsubscribe_url=UNSUB)
+    assert not any(cache.nonce.lower() in part.lower() for part in (email.subject, email.text, email.html, text))
+
+
+def test_missing_override_folder_is_an_error(tmp_path: Path):
+    """A templates setting pointing nowhere fails early with a hint."""
+    with pytest.raises(RenderError, match="does not exist"):
+        make_environment(tmp_path / "nope")
+
+
+def test_autoescape_only_for_html_and_xml_templates():
+    """Autoescape is on for .html.j2 and .xml.j2 names and off for Markdown and text."""
+    env = make_environment()
+    assert env.autoescape("digest.html.j2") and env.autoescape("feed.xml.j2")
+    assert not env.autoescape("digest.md.j2") and not env.autoescape("subject.txt.j2")
+
+
+def test_default_templates_found_from_checkout():
+    """Without an installed copy, the defaults come from the repository's templates/ folder."""
+    dirs = templates_dirs(Path("/override"))
+    assert dirs[0] == Path("/override") and (dirs[-1] / "digest.html.j2").is_file()
+
+
+# --- URLs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(1)", " JavaScript:alert(1)", "java\tscript:x", "data:text/html,x", "//evil.example", "", None],
+)
+def test_safe_url_rejects_other_schemes(url):
+    """Only http(s) and mailto URLs are emitted."""
+    assert safe_url(url) is None
+
+
+def test_safe_url_percent_encodes_breaking_characters():
+    """Quotes, parentheses and spaces-free non-ASCII are percent-encoded so links cannot be broken out of."""
+    assert safe_url("https://x.example/a(b)\"c'é") == "https://x.example/a%28b%29%22c%27%C3%A9"
+
+
+def test_invalid_unsubscribe_url_is_rejected():
+    """An unsubscribe URL with a bad scheme raises RenderError instead of being emitted."""
+    digest = sample_digest()
+    with pytest.raises(RenderError, match="unsubscribe"):
+        render_html(digest, prepare_papers(digest.matches), unsubscribe_url="javascript:alert(1)")
+
+
+# --- real data ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not (CORPUS / "api_json").is_dir(), reason="shared corpus not present")
+def test_corpus_papers_render_safely():
+    """Every paper of the real API dumps renders to safe, well-formed HTML and Markdown."""
+    papers = []
+    for path in sorted((CORPUS / "api_json").glob("*.json")):
+        for entry in json.loads(path.read_text()):
+            p = entry["paper"]
+            org = p.get("organization") or {}
+            papers.append(
+                Paper(key=f"arxiv:{p['id']}", title=p["title"], abstract=p["summary"], arxiv_id=p["id"],
+                      authors=tuple(a.get("name", "") for a in p.get("authors", [])),
+                      upvotes=p.get("upvotes"), organization=org.get("fullname") or org.get("name"),
+                      url=p.get("projectPage") or p.get("githubRepo"))
+            )  # fmt: skip
+    matches = tuple(
+        Match(p, 1.0, hits(p.abstract, "abstract", "model") if "model" in p.abstract else (), "r") for p in papers
+    )
+    digest = Digest(Profile(name="c", email="c@example.org"), matches, NOW, "2026-04-16", ("api",))
+    cache = prepare_papers(papers)
+    email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED)
+    soup = BeautifulSoup(email.html, "lxml")
+    assert soup.find("think") is None and soup.find("script") is None
+    assert all(urlsplit(h).scheme in {"http", "https"} for h in hrefs(email.html))
+    assert qp_size(email.html) <= 90_000
+    assert "<think>" not in email.text
