@@ -59,3 +59,114 @@ def conn(store_path: Path) -> Iterator[sqlite3.Connection]:
     connection = store.open_store(store_path)
     yield connection
     connection.close()
+
+
+# --------------------------------------------------------------------------- a real SMTP server and a config
+
+
+class Sink:
+    """An aiosmtpd handler that records every accepted message; ``reject`` maps recipients to SMTP replies."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.reject: dict[str, str] = {}
+        self.delay = delay
+        self.port = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.reject:
+            return self.reject[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content)))
+        return "250 Message accepted"
+
+    def recipients(self) -> list[str]:
+        """Every recipient of every accepted message, in order."""
+        return [r for _, rcpts, _ in self.messages for r in rcpts]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A real aiosmtpd server on 127.0.0.1 recording what it accepts."""
+    from aiosmtpd.controller import Controller
+
+    handler = Sink()
+    handler.port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+SECRET_ENV = {"DIGEST_SECRET": "test-secret-0123456789abcdef"}
+
+
+def write_config(tmp_path: Path, port: int, users: str, extra: str = "") -> Path:
+    """A config file in tmp_path pointing at a store, inbox and feeds folder there and at SMTP ``port``."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[digest]
+store = "state/digest.db"
+inbox = "inbox"
+base_url = "https://digest.example.org"
+secret_env = "DIGEST_SECRET"
+catchup_max_age_days = 7
+{extra}
+
+[mail]
+sender = "digest@example.org"
+sender_name = "Paper Digest"
+list_id = "daily.digest.example.org"
+unsubscribe_mailto = "unsubscribe@example.org"
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+timeout = 10
+max_connections = 2
+
+[feeds]
+output = "feeds"
+
+[server]
+listen = "127.0.0.1:{free_port()}"
+
+{users}
+""",
+        encoding="utf-8",
+    )
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    return path
+
+
+def user_block(
+    name: str, keywords: str, *, cadence: str = 'cadence = "daily"', tz: str = "UTC", send_time: str = "07:00"
+) -> str:
+    """One [[users]] table."""
+    return f"""
+[[users]]
+name = "{name}"
+email = "{name}@example.org"
+keywords = {keywords}
+{cadence}
+send_time = "{send_time}"
+timezone = "{tz}"
+"""
