@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
-from dataclasses import asdict
+import threading
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,19 +80,30 @@ def run(
     unknown = sorted(set(users) - {u.name for u in cfg.users})
     if unknown:
         raise click.BadParameter(f"no such user(s): {', '.join(unknown)}", param_hint="--user")
-    with _progress(not as_json and not quiet) as progress:
-        report = pipeline.run_once(
-            cfg,
-            os.environ,
-            now=datetime.now(UTC),
-            options=pipeline.RunOptions(
-                users=users or None,
-                dry_run=out if dry_run else None,
-                fetch=not no_fetch,
-                progress=progress,
-                wait_for_lock=wait,
-            ),
-            clock=lambda: datetime.now(UTC),
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _progress(not as_json and not quiet) as progress:
+            report = pipeline.run_once(
+                cfg,
+                os.environ,
+                now=datetime.now(UTC),
+                options=pipeline.RunOptions(
+                    users=users or None,
+                    dry_run=out if dry_run else None,
+                    fetch=not no_fetch,
+                    progress=progress,
+                    wait_for_lock=wait,
+                    stop=stop.is_set,
+                ),
+                clock=lambda: datetime.now(UTC),
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.is_set():
+        report = replace(
+            report, errors=(*report.errors, "stopped by a signal; unsent digests go out with the next run")
         )
     if as_json:
         _echo_json(asdict(report))
