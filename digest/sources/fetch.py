@@ -64,7 +64,7 @@ def fetch_listing(
     fetch = retry(
         retry=retry_if_exception(lambda exc: isinstance(exc, _Temporary)),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=0.5, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=0.5, max=max_wait),
         reraise=True,
         before_sleep=lambda state: log.warning("fetch %s failed (%s); retrying", url, state.outcome.exception()),
     )(_get)
