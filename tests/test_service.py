@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from conftest import CORPUS, SECRET_ENV, Sink, user_block, write_config
@@ -164,8 +165,8 @@ def test_feeds_folder_is_served(cfg: config.Config, web: str, seeds: list[Path])
 
 
 class _Api(http.server.BaseHTTPRequestHandler):
-    routes: dict[str, tuple[int, bytes]] = {}
-    hits: list[str] = []
+    routes: ClassVar[dict[str, tuple[int, bytes]]] = {}
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.hits.append(self.path)
