@@ -1,0 +1,177 @@
+"""The `digest` commands end to end (in process), their exit codes, and meta checks on help and the README."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SECRET_ENV, Sink, user_block, write_config
+
+from digest import store
+from digest.cli import cli, main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ADA = user_block("ada", "['LLM', '\"language model\"']")
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config with one user pointed at the sink, and the secret in the environment."""
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
+    return write_config(tmp_path, sink.port, ADA)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_command_has_help_and_is_in_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each command prints help and is documented in the README's command table."""
+    readme = README.read_text(encoding="utf-8")
+    for name in cli.commands:
+        code, out, _ = _run(capsys, name, "--help")
+        assert code == 0 and "Usage:" in out
+        assert f"`digest {name}" in readme, f"digest {name} missing from README"
+
+
+def test_readme_starts_with_install_and_test_commands() -> None:
+    """The README's first lines are the install-and-run command and the test command that .ci/run uses."""
+    head = README.read_text(encoding="utf-8").splitlines()[:6]
+    assert any("pip install -e '.[test]'" in line and "digest ingest" in line for line in head)
+    assert "python -m pytest" in head
+    assert "python -m pytest" in (README.parent / ".ci" / "run").read_text()
+
+
+def test_check_ok_and_errors_exit_2(capsys: pytest.CaptureFixture[str], config_file: Path, tmp_path: Path) -> None:
+    """check says ok for a good config; a bad one lists every problem with file:line and exits 2."""
+    code, out, _ = _run(capsys, "--config", str(config_file), "check")
+    assert code == 0 and "ok, 1 users" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[users]]\nname = "x"\nemial = "x@example.org"\nkeywords = ["(a"]\n')
+    code, _, err = _run(capsys, "--config", str(bad), "check")
+    assert code == 2
+    assert f"{bad}:3:" in err and "emial" in err and "keywords[0]" in err
+
+
+def test_missing_config_is_exit_2_with_init_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without any config file a command that needs one exits 2 and suggests `digest init`."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nothing"))
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    code, _, err = _run(capsys, "check")
+    assert code == 2 and "digest init" in err
+
+
+def test_init_writes_a_config_that_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """init writes the starter config, refuses to overwrite it, and the result validates."""
+    target = tmp_path / "conf" / "config.toml"
+    assert _run(capsys, "init", str(target))[0] == 0
+    code, _, err = _run(capsys, "init", str(target))
+    assert code == 2 and "--force" in err
+    assert _run(capsys, "--config", str(target), "check")[0] == 0
+
+
+def test_preview_formats_and_store_untouched(
+    capsys: pytest.CaptureFixture[str], config_file: Path, seeds: list[Path], tmp_path: Path
+) -> None:
+    """preview prints Markdown, text, HTML or a parseable .eml, and the store file does not change."""
+    db = str(tmp_path / "state" / "digest.db")
+    _run(capsys, "--store", db, "ingest", str(seeds[0]))
+    before = Path(db).read_bytes()
+    base = ["--config", str(config_file), "preview", "--user", "ada", "--since", "2000-01-01"]
+    code, md, _ = _run(capsys, *base)
+    assert code == 0 and md.startswith("# ") and "**LLM" in md
+    code, text, _ = _run(capsys, *base, "--format", "text")
+    assert code == 0 and "**" not in text
+    code, html, _ = _run(capsys, *base, "--format", "html")
+    assert code == 0 and html.lstrip().lower().startswith("<!doctype html")
+    out = tmp_path / "ada.eml"
+    code, _, err = _run(capsys, *base, "--format", "eml", "--output", str(out))
+    msg = email.message_from_bytes(out.read_bytes(), policy=email.policy.default)
+    assert code == 0 and msg["To"] == "ada@example.org" and "wrote" in err
+    assert Path(db).read_bytes() == before
+
+
+def test_preview_against_one_dump(capsys: pytest.CaptureFixture[str], config_file: Path, seeds: list[Path]) -> None:
+    """preview --dump backtests a profile on a dump without any store."""
+    code, out, _ = _run(capsys, "--config", str(config_file), "preview", "--user", "ada", "--dump", str(seeds[3]))
+    assert code == 0 and "003\\_dff01c8f9ab61c1d.txt" in out and out.count("\n### ") == 20
+
+
+def test_preview_unknown_user_is_a_config_error(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
+    """An unknown --user names the users that exist and exits 2."""
+    code, _, err = _run(capsys, "--config", str(config_file), "preview", "--user", "nobody", "--since", "2000-01-01")
+    assert code == 2 and "'nobody'" in err and "ada" in err
+
+
+def test_match_shows_reasons_and_bad_query_position(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, seeds: list[Path]
+) -> None:
+    """match lists selected papers with why; a syntax error gives its position and exit 2."""
+    db = str(tmp_path / "s.db")
+    _run(capsys, "--store", db, "ingest", str(seeds[1]))
+    code, out, err = _run(capsys, "--store", db, "match", "title:hogwild")
+    assert code == 0 and "Hogwild!" in out and "title" in out and "1 of 49" in err
+    code, out, _ = _run(capsys, "--store", db, "match", "--json", "kernel -survey")
+    assert code == 0 and all("kernel" in m["reason"].lower() for m in json.loads(out))
+    code, _, err = _run(capsys, "--store", db, "match", '"unclosed')
+    assert code == 2 and ("position" in err.lower() or "character" in err.lower())
+
+
+def test_run_status_and_exit_codes(
+    capsys: pytest.CaptureFixture[str], config_file: Path, sink: Sink, seeds: list[Path]
+) -> None:
+    """run sends, a second run says nothing new (exit 0), status shows the message, a broken dump exits 1."""
+    inbox = config_file.parent / "inbox"
+    shutil.copy(seeds[0], inbox)
+    code, out, _ = _run(capsys, "--config", str(config_file), "run")
+    assert code == 0 and "1 digests sent" in out and sink.recipients() == ["ada@example.org"]
+    code, out, _ = _run(capsys, "--config", str(config_file), "run")
+    assert code == 0 and out.startswith("nothing new today")
+    code, out, _ = _run(capsys, "--config", str(config_file), "status", "--json")
+    status = json.loads(out)
+    assert code == 0 and status["messages"][0]["status"] == "sent" and status["messages"][0]["user"] == "ada"
+    (inbox / "broken.json").write_text("[{")
+    code, _, err = _run(capsys, "--config", str(config_file), "run")
+    assert code == 1 and "broken.json" in err
+
+
+def test_run_while_locked_exits_3(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
+    """A run that finds another holding the lock exits 3 with a hint."""
+    with store.run_lock(config_file.parent / "state" / "digest.db"):
+        code, _, err = _run(capsys, "--config", str(config_file), "run")
+    assert code == 3 and "--wait" in err
+
+
+def test_run_dry_run_and_json(
+    capsys: pytest.CaptureFixture[str], config_file: Path, sink: Sink, seeds: list[Path], tmp_path: Path
+) -> None:
+    """run --dry-run --json reports a message written to the folder and nothing sent to the server."""
+    shutil.copy(seeds[0], config_file.parent / "inbox")
+    out_dir = tmp_path / "dry"
+    code, out, _ = _run(capsys, "--config", str(config_file), "run", "--dry-run", "--out", str(out_dir), "--json")
+    assert code == 0 and json.loads(out)["sent"] == 1 and sink.messages == []
+    assert len(list(out_dir.glob("*.eml"))) == 1
+
+
+def test_unsubscribe_and_resubscribe(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
+    """unsubscribe records the user; status lists them; resubscribe undoes it; unknown users are refused."""
+    assert _run(capsys, "--config", str(config_file), "unsubscribe", "ada")[0] == 0
+    code, out, _ = _run(capsys, "--config", str(config_file), "status")
+    assert "unsubscribed: ada" in out
+    assert _run(capsys, "--config", str(config_file), "resubscribe", "ada")[0] == 0
+    assert _run(capsys, "--config", str(config_file), "unsubscribe", "zed")[0] == 2
+
+
+def test_run_unknown_user_is_usage_error(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
+    """--user with a name not in the config exits 2."""
+    code, _, err = _run(capsys, "--config", str(config_file), "run", "--user", "zed")
+    assert code == 2 and "zed" in err
