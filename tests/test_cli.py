@@ -166,7 +166,7 @@ def test_unsubscribe_and_resubscribe(capsys: pytest.CaptureFixture[str], config_
     """unsubscribe records the user; status lists them; resubscribe undoes it; unknown users are refused."""
     assert _run(capsys, "--config", str(config_file), "unsubscribe", "ada")[0] == 0
     code, out, _ = _run(capsys, "--config", str(config_file), "status")
-    assert "unsubscribed: ada" in out
+    assert code == 0 and "unsubscribed: ada" in out
     assert _run(capsys, "--config", str(config_file), "resubscribe", "ada")[0] == 0
     assert _run(capsys, "--config", str(config_file), "unsubscribe", "zed")[0] == 2
 
