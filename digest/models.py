@@ -133,3 +133,4 @@ class RunReport:
     failed: int = 0
     feeds_written: tuple[str, ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
+    stages: tuple[tuple[str, float], ...] = ()  # seconds per stage: ingest, select, match, render, compose, ...

@@ -138,7 +138,7 @@ def delivered_keys(conn: sqlite3.Connection, user: str, keys: Sequence[str]) -> 
     return {r["paper_key"] for r in rows}
 
 
-def enqueue(
+def add_message(
     conn: sqlite3.Connection,
     *,
     user: str,
@@ -152,32 +152,63 @@ def enqueue(
     recipient: str | None,
     now: datetime,
 ) -> bool:
-    """Write one user's message for a period (or an 'empty' marker); False if the period already has one."""
-    with transaction(conn):
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO outbox (user, period, run_id, created_at, papers_until, paper_keys, message_id, "
-            "sender, recipient, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                user,
-                period,
-                run_id,
-                _ts(now),
-                _ts(papers_until),
-                json.dumps(list(paper_keys)),
-                message_id,
-                sender,
-                recipient,
-                message,
-                "pending" if message is not None else "empty",
-            ),
-        )
+    """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction;
+    False if the period already has one."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO outbox (user, period, run_id, created_at, papers_until, paper_keys, message_id, "
+        "sender, recipient, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            user,
+            period,
+            run_id,
+            _ts(now),
+            _ts(papers_until),
+            json.dumps(list(paper_keys)),
+            message_id,
+            sender,
+            recipient,
+            message,
+            "pending" if message is not None else "empty",
+        ),
+    )
     return cur.rowcount > 0
 
 
+def watermarks(conn: sqlite3.Connection) -> dict[str, datetime]:
+    """Per user, the first_seen bound up to which papers were already considered."""
+    rows = conn.execute("SELECT user, max(papers_until) AS m FROM outbox GROUP BY user")
+    return {r["user"]: datetime.fromisoformat(r["m"]) for r in rows}
+
+
+def delivered_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, set[str]]:
+    """For these papers, which users already received which of them."""
+    found: dict[str, set[str]] = {}
+    rows = conn.execute(
+        "SELECT user, paper_key FROM deliveries WHERE paper_key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    )
+    for row in rows:
+        found.setdefault(row["user"], set()).add(row["paper_key"])
+    return found
+
+
+def load_message(conn: sqlite3.Connection, row_id: int) -> bytes:
+    """The stored message bytes of one outbox row (loaded one at a time so a big run stays small in memory)."""
+    row = conn.execute("SELECT message FROM outbox WHERE id = ?", (row_id,)).fetchone()
+    return bytes(row["message"]) if row and row["message"] is not None else b""
+
+
+_META = (
+    "id, user, period, status, recipient, sender, message_id, NULL AS message, paper_keys, attempts, last_code, "
+    "last_reply, created_at, sent_at, run_id"
+)
+
+
 def due(conn: sqlite3.Connection, *, now: datetime, users: Sequence[str] | None = None) -> list[OutboxRow]:
-    """Rows waiting to be sent now (pending, or deferred and past their next attempt), oldest first."""
+    """Rows waiting to be sent now (pending, or deferred and past their next attempt), oldest first.
+    ``message`` is not loaded (see ``load_message``)."""
     sql = (
-        "SELECT * FROM outbox WHERE status IN ('pending', 'deferred') "
+        f"SELECT {_META} FROM outbox WHERE status IN ('pending', 'deferred') "
         "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
     )
     params: list[object] = [_ts(now)]
@@ -232,11 +263,9 @@ def mark_failed(
         )
 
 
-def history(
-    conn: sqlite3.Connection, *, users: Sequence[str] | None = None, limit: int = 100
-) -> list[OutboxRow]:
+def history(conn: sqlite3.Connection, *, users: Sequence[str] | None = None, limit: int = 100) -> list[OutboxRow]:
     """Outbox rows, newest first (what `digest status` shows)."""
-    sql = "SELECT * FROM outbox"
+    sql = f"SELECT {_META} FROM outbox"
     params: list[object] = []
     if users is not None:
         sql += " WHERE user IN (SELECT value FROM json_each(?))"

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import sqlite3
 import ssl
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -149,19 +150,32 @@ def ingest_paths(
 # ------------------------------------------------------------------------------------------ matching
 
 
-def candidates(conn: sqlite3.Connection, cfg: config.Config, profile: Profile, *, now: datetime) -> list[StoredPaper]:
-    """Papers this user has not been offered yet: first seen after their last digest (or when they were added,
-    minus the backfill window), never older than the catch-up limit, and not delivered before."""
-    mark = outbox.watermark(conn, profile.name)
-    if mark is None:
-        added = outbox.added_at(conn, profile.name) or now
-        lower = added - timedelta(days=cfg.digest.backfill_days)
-    else:
-        lower = mark + timedelta(seconds=1)  # first_seen has second resolution; the watermark was included
-    lower = max(lower, now - timedelta(days=cfg.digest.catchup_max_age_days))
-    papers = store.list_papers(conn, since=lower, until=now + timedelta(seconds=1))
-    done = outbox.delivered_keys(conn, profile.name, [p.paper.key for p in papers])
-    return [p for p in papers if p.paper.key not in done]
+def _lower_bound(cfg: config.Config, added: datetime | None, mark: datetime | None, now: datetime) -> datetime:
+    # first_seen has second resolution and the watermark itself was already offered, hence the +1 s.
+    lower = (added or now) - timedelta(days=cfg.digest.backfill_days) if mark is None else mark + timedelta(seconds=1)
+    return max(lower, now - timedelta(days=cfg.digest.catchup_max_age_days))
+
+
+def candidate_pools(
+    conn: sqlite3.Connection, cfg: config.Config, profiles: Sequence[Profile], *, now: datetime
+) -> dict[str, list[StoredPaper]]:
+    """Per user, the papers not offered yet: first seen after their last digest (or when they were added,
+    minus the backfill window), never older than the catch-up limit, and never delivered to them before.
+    Users with the same bounds share one list, so 10,000 users cost a handful of queries."""
+    marks = outbox.watermarks(conn)
+    added = {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}
+    lowers = {p.name: _lower_bound(cfg, added.get(p.name), marks.get(p.name), now) for p in profiles}
+    by_lower = {
+        lower: store.list_papers(conn, since=lower, until=now + timedelta(seconds=1)) for lower in set(lowers.values())
+    }
+    keys = sorted({sp.paper.key for pool in by_lower.values() for sp in pool})
+    delivered = outbox.delivered_among(conn, keys) if keys else {}
+    pools = {}
+    for name, lower in lowers.items():
+        pool = by_lower[lower]
+        done = delivered.get(name)
+        pools[name] = [sp for sp in pool if sp.paper.key not in done] if done else pool
+    return pools
 
 
 def build_digests(
@@ -205,8 +219,14 @@ def plan(
     now: datetime,
     run_id: int | None,
     users: Sequence[str] | None = None,
+    stages: dict[str, float] | None = None,
 ) -> tuple[int, int]:
-    """Write each due user's message for the current period into the outbox; returns (messages, empty periods)."""
+    """Write each due user's message for the current period into the outbox; returns (messages, empty periods).
+
+    All rows go in one transaction: either every due user's message is queued or none is.
+    """
+    stages = stages if stages is not None else {}
+    started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
     outbox.sync_subscribers(conn, [p.name for p in cfg.profiles()], now=now)
     gone = outbox.unsubscribed(conn)
@@ -221,54 +241,58 @@ def plan(
             periods[profile.name] = period.key
     if not due:
         return 0, 0
-    pools = {p.name: candidates(conn, cfg, p, now=now) for p in due}
-    shas = sorted({sp.first_dump for pool in pools.values() for sp in pool})
+    pools = candidate_pools(conn, cfg, due, now=now)
+    shas = sorted({sp.first_dump for pool in {id(p): p for p in pools.values()}.values() for sp in pool})
     names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
+    stages["select"] = stages.get("select", 0.0) + time.perf_counter() - started
+    started = time.perf_counter()
     digests = build_digests(due, pools, periods=periods, now=now, dump_names=names)
+    stages["match"] = stages.get("match", 0.0) + time.perf_counter() - started
     mail = mail_settings(cfg, env)
+    started = time.perf_counter()
     cache = render.prepare_papers([m for d in digests for m in d.matches], render_options(cfg))
+    render_s = time.perf_counter() - started
+    per_user_render_s = compose_s = 0.0
     written = empty = 0
-    for digest in digests:
-        profile = digest.profile
-        if not digest.matches:
-            outbox.enqueue(
-                conn,
-                user=profile.name,
-                period=digest.period,
-                run_id=run_id,
-                papers_until=now,
-                paper_keys=(),
-                message=None,
-                message_id=None,
-                sender=None,
-                recipient=None,
+    started = time.perf_counter()
+    with store.transaction(conn):
+        for digest in digests:
+            profile = digest.profile
+            row = {"user": profile.name, "period": digest.period, "run_id": run_id, "papers_until": now, "now": now}
+            if not digest.matches:
+                outbox.add_message(
+                    conn, **row, paper_keys=(), message=None, message_id=None, sender=None, recipient=None
+                )
+                empty += 1
+                continue
+            t0 = time.perf_counter()
+            email = render.render_digest(
+                digest,
+                cache,
+                unsubscribe_url=_unsubscribe_link(profile, mail),
+                feed_url=feed_url(cfg, profile),
+                manage_hint=_manage_hint(cfg, profile),
                 now=now,
             )
-            empty += 1
-            continue
-        email = render.render_digest(
-            digest,
-            cache,
-            unsubscribe_url=_unsubscribe_link(profile, mail),
-            feed_url=feed_url(cfg, profile),
-            manage_hint=_manage_hint(cfg, profile),
-            now=now,
-        )
-        data = compose.compose(email, mail, now=now)
-        outbox.enqueue(
-            conn,
-            user=profile.name,
-            period=digest.period,
-            run_id=run_id,
-            papers_until=now,
-            paper_keys=email.paper_keys,
-            message=data,
-            message_id=compose.message_id(profile.name, digest.period, mail),
-            sender=mail.sender,
-            recipient=profile.email,
-            now=now,
-        )
-        written += 1
+            t1 = time.perf_counter()
+            data = compose.compose(email, mail, now=now)
+            t2 = time.perf_counter()
+            per_user_render_s += t1 - t0
+            compose_s += t2 - t1
+            outbox.add_message(
+                conn,
+                **row,
+                paper_keys=email.paper_keys,
+                message=data,
+                message_id=compose.message_id(profile.name, digest.period, mail),
+                sender=mail.sender,
+                recipient=profile.email,
+            )
+            written += 1
+    total = time.perf_counter() - started
+    stages["render"] = stages.get("render", 0.0) + render_s + per_user_render_s
+    stages["compose"] = stages.get("compose", 0.0) + compose_s
+    stages["outbox"] = stages.get("outbox", 0.0) + total - per_user_render_s - compose_s
     return written, empty
 
 
@@ -292,17 +316,15 @@ def deliver_due(
     """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed)."""
     clock = clock or (lambda: now)
     outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
-    rows = [
-        r
-        for r in outbox.due(conn, now=now, users=options.users)
-        if r.message is not None and (retry_deferred or r.status == "pending")
-    ]
+    rows = [r for r in outbox.due(conn, now=now, users=options.users) if retry_deferred or r.status == "pending"]
     if not rows:
         return 0, 0, 0
     if options.dry_run is not None:
         options.dry_run.mkdir(parents=True, exist_ok=True)
         for done, row in enumerate(rows, start=1):
-            (options.dry_run / f"{row.user}-{row.period.replace(':', '')}.eml").write_bytes(row.message or b"")
+            (options.dry_run / f"{row.user}-{row.period.replace(':', '')}.eml").write_bytes(
+                outbox.load_message(conn, row.id)
+            )
             if options.progress:
                 options.progress(done, len(rows))
         return len(rows), 0, 0
@@ -328,7 +350,8 @@ def deliver_due(
         for row in rows:
             if options.stop():
                 return  # SIGTERM: leave the rest pending for the next run
-            yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", row.message or b"")
+            data = outbox.load_message(conn, row.id)
+            yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
     summary = asyncio.run(
         smtp.send_all(messages(), smtp_settings(cfg, env), on_result=on_result, tls_context=options.tls_context)
@@ -431,14 +454,21 @@ def run_once(
                         paths.append(fetched)
                 except DigestError as exc:
                     errors.append(str(exc))
+            stages: dict[str, float] = {}
+            started = time.perf_counter()
             reports, refused = ingest_paths(conn, paths, now=now)
             errors += refused
-            planned, empty = plan(conn, cfg, env, now=now, run_id=run_id, users=options.users)
+            stages["ingest"] = time.perf_counter() - started
+            planned, empty = plan(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             sent = deferred = failed = 0
+            started = time.perf_counter()
             if options.deliver:
                 sent, deferred, failed = deliver_due(conn, cfg, env, now=now, options=options, clock=clock)
+            stages["send"] = time.perf_counter() - started
+            started = time.perf_counter()
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
             written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users)
+            stages["feeds"] = time.perf_counter() - started
             status = "failed" if errors or failed else "ok"
             report = RunReport(
                 dumps=tuple(reports),
@@ -448,6 +478,7 @@ def run_once(
                 failed=failed,
                 feeds_written=tuple(str(p) for p in written),
                 errors=tuple(errors),
+                stages=tuple(stages.items()),
             )
             log.info(
                 "run %d: %d dumps, %d new papers, %d digests planned (%d periods with no match), "
@@ -502,7 +533,7 @@ def preview_digest(
                 pool = store.list_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
             else:
                 pool = (
-                    candidates(conn, cfg, profile, now=now)
+                    candidate_pools(conn, cfg, [profile], now=now)[user]
                     if outbox.added_at(conn, user)
                     else store.list_papers(conn, since=now - timedelta(days=cfg.digest.catchup_max_age_days))
                 )

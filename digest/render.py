@@ -13,7 +13,6 @@ import html as _html
 import logging
 import re
 import secrets
-from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from functools import lru_cache, partial
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import css_inline
@@ -30,6 +29,18 @@ from markupsafe import Markup
 
 from digest.errors import RenderError
 from digest.models import Digest, Match, Paper, RenderedEmail
+from digest.textmap import Esc as _Esc
+from digest.textmap import clean as _clean
+from digest.textmap import cut_offset as _cut
+from digest.textmap import escape as _escape
+from digest.textmap import hit_spans as _hit_spans
+from digest.textmap import html_size_estimate, safe_url
+from digest.textmap import md_guard as _md_guard
+from digest.textmap import md_inline as _md_inline
+from digest.textmap import qp as _qp
+from digest.textmap import qp_bound as _qp_bound
+from digest.textmap import splice as _splice
+from digest.textmap import wrap_breaks as _wrap_breaks
 
 __all__ = ["RenderCache", "RenderOptions", "html_size_estimate", "make_environment", "paper_links"]
 __all__ += ["prepare_papers", "render_digest", "render_html", "render_markdown", "render_text", "safe_url"]
@@ -38,29 +49,8 @@ __all__ += ["templates_dirs"]
 log = logging.getLogger(__name__)
 
 HF_PAPERS = "https://huggingface.co/papers"
-ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 FORMATS = ("html", "md", "txt")
 _ARXIV_RE = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(?:v\d+)?$", re.IGNORECASE)
-# C0/C1-ish characters that are never text; runs of them and whitespace collapse to one space.
-_CTRL = "\x00-\x08\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff"
-_RUN = f"[\\s{_CTRL}]+"
-# Inner whitespace/control runs that change (all but single spaces); the lookahead lets re skip text fast.
-_ODD = f" [\\s{_CTRL}]+|[^\\S ][\\s{_CTRL}]*|[{_CTRL}][\\s{_CTRL}]*"
-_PATTERNS = {
-    "html": re.compile(f"(?=[^a-zA-Z0-9 ])(?:(?P<run>{_ODD})|[&<>\"'])|(?P<sp> [\\s{_CTRL}]+)"),
-    "md": re.compile(f"(?=[^a-zA-Z0-9 ])(?:(?P<run>{_ODD})|[\\\\`*_\\[\\]<>])|(?P<sp> [\\s{_CTRL}]+)"),
-    "txt": re.compile(f"(?=[^a-zA-Z0-9 ])(?P<run>{_ODD})|(?P<sp> [\\s{_CTRL}]+)"),
-}
-_EDGE = re.compile(_RUN)
-_HTML_ENT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>])")
-_MD_LEAD_CHARS = frozenset("#>+=|-0123456789")
-_MD_LEAD = re.compile(r"(?:[#>+=|-]|\d+[.)])")  # tokens that would start a block at a line start
-_CLEAN = re.compile(_RUN)
-_PLAIN_URL = re.compile(
-    r"(?:https?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::\d{1,5})?[/?#]|mailto:)[\w.~!$&*+,;=:@%/?#-]*", re.A
-)
-_URL_SAFE = "/:?#[]@!$&*+,;=%~-._"  # RFC 3986 reserved + unreserved, minus quotes and parentheses
 
 
 _Template = tuple[tuple[str, ...], tuple[str, ...]]  # literals, and the slot names between them
@@ -77,14 +67,6 @@ class RenderOptions:
     site_name: str = "Paper digest"
     lang: str = "en"
     wrap_width: int = 76  # text/plain and Markdown abstracts are wrapped at this column
-
-
-@dataclass(frozen=True, slots=True)
-class _Esc:
-    """Text escaped for one format; source offset ``i`` lands at ``i + shift[i]`` in ``text``."""
-
-    text: str
-    shift: array[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,46 +147,7 @@ def _render_template(env: jinja2.Environment, name: str, ctx: dict[str, Any]) ->
         raise RenderError(f"template {name} failed: {exc}", "check the variables the template uses") from exc
 
 
-# --- text helpers ------------------------------------------------------------------------------
-
-
-def _clean(text: object) -> str:
-    """Text with control characters removed and whitespace runs collapsed to one space."""
-    text = str(text)
-    if text.isprintable() and "  " not in text:  # the common case, without a regex pass
-        return text.strip()
-    return _CLEAN.sub(" ", text).strip()
-
-
-def _md_inline(text: object) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", _clean(text))
-
-
-def _md_guard(text: str) -> str:
-    """Keep a Markdown paragraph from starting a list, heading or quote."""
-    m = _MD_LEAD.match(text) if text[:1] in _MD_LEAD_CHARS else None
-    if m is None or not (m.end() == len(text) or text[m.end()].isspace()):
-        return text
-    return text[: m.end() - 1] + "\\" + text[m.end() - 1 :] if text[0].isdigit() else "\\" + text
-
-
-def safe_url(url: str | None) -> str | None:
-    """``url`` if it is an http(s) or mailto URL, percent-encoded where needed; else None."""
-    if not url:
-        return None
-    if _PLAIN_URL.fullmatch(url):  # the usual case: nothing to check further or encode
-        return url
-    url = _clean(url)
-    if not url or " " in url:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ALLOWED_SCHEMES or (scheme != "mailto" and not parts.hostname):
-        return None
-    return quote(url, safe=_URL_SAFE)
+# --- links, metadata and hits ------------------------------------------------------------------
 
 
 def _require_url(url: str, what: str) -> str:
@@ -234,138 +177,16 @@ def _meta(paper: Paper) -> list[str]:
     return [m for m in (_clean(paper.organization or ""), authors, when, upvotes) if m]
 
 
-def _wrap_breaks(text: str, width: int) -> frozenset[int]:
-    """Source offsets of the whitespace runs where a greedy wrap at ``width`` breaks the line."""
-    breaks, line = set(), 0
-    for m in re.finditer(r"\S+", text):
-        n = m.end() - m.start()
-        if line and line + 1 + n > width and not _MD_LEAD.fullmatch(m.group()):
-            ws = m.start()
-            while ws > 0 and text[ws - 1].isspace():
-                ws -= 1
-            breaks.add(ws)
-            line = n
-        else:
-            line += n + (1 if line else 0)
-    return frozenset(breaks)
-
-
-def _escape(text: str, fmt: str, breaks: frozenset[int] = frozenset()) -> _Esc:
-    """Escape ``text`` for ``fmt``, map every source offset, and turn the spaces at ``breaks`` into newlines."""
-    n = len(text)
-    lead = m.end() if (m := _EDGE.match(text)) else 0
-    trail = n - m.end() if lead < n and (m := _EDGE.match(text[::-1])) else n
-    segments = [(0, lead, "")] if lead else []
-    for m in _PATTERNS[fmt].finditer(text, lead, trail):
-        g = m.group()
-        if m.lastgroup:  # a whitespace/control run: one space if it held any whitespace, else nothing
-            rep = " " if any(c.isspace() for c in g) else ""
-        else:
-            rep = _HTML_ENT[g] if fmt == "html" else "\\" + g
-        segments.append((m.start(), m.end(), rep))
-    if trail < n:
-        segments.append((trail, n, ""))
-    pieces: list[str] = []
-    shift = array("i")
-    pos = opos = 0
-    for s, e, rep in segments:
-        if s > pos:
-            pieces.append(text[pos:s])
-            shift += array("i", (opos - pos,)) * (s - pos)  # a C-speed fill: most text maps one to one
-            opos += s - pos
-        pieces.append(rep)
-        shift.extend(min(opos + k, opos + len(rep)) - s - k for k in range(e - s))
-        opos += len(rep)
-        pos = e
-    pieces.append(text[pos:])
-    shift += array("i", (opos - pos,)) * (n - pos + 1)
-    out = "".join(pieces)
-    if breaks:
-        chars = list(out)
-        for b in breaks:
-            if chars[b + shift[b]] == " ":
-                chars[b + shift[b]] = "\n"
-        out = "".join(chars)
-    return _Esc(out, shift)
-
-
-def _splice(esc: _Esc, spans: Sequence[tuple[int, int]], cut: int, open_: str, close: str) -> str:
-    """The escaped text up to source offset ``cut`` with each span wrapped in open/close markup."""
-    text, shift = esc.text, esc.shift
-    end = cut + shift[cut]
-    if not spans:
-        return text[:end]
-    out, pos = [], 0
-    for s, e in spans:
-        if s >= cut:
-            break
-        e = min(e, cut)
-        a, b = max(s + shift[s], pos), e + shift[e]
-        if b > a:
-            out += (text[pos:a], open_, text[a:b], close)
-            pos = b
-    out.append(text[pos:end])
-    return "".join(out)
-
-
 def _spans(match: Match) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Title and abstract (start, end) hit spans, whitespace-trimmed, merged when only spaces part them."""
-    paper, found = match.paper, {"title": [], "abstract": []}
+    title: list[tuple[int, int]] = []
+    abstract: list[tuple[int, int]] = []
     for h in match.hits:
-        if h.field in found:
-            text = paper.title if h.field == "title" else paper.abstract
-            s, e = max(0, h.start), min(len(text), h.end)
-            while s < e and text[s].isspace():
-                s += 1
-            while e > s and text[e - 1].isspace():
-                e -= 1
-            if s < e:
-                found[h.field].append((s, e))
-    return _merge(found["title"], paper.title), _merge(found["abstract"], paper.abstract)
-
-
-def _merge(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
-    if len(spans) < 2:
-        return spans
-    merged: list[tuple[int, int]] = []
-    for s, e in sorted(spans):
-        if merged and (s <= merged[-1][1] or (s - merged[-1][1] < 4 and text[merged[-1][1] : s].isspace())):
-            ps, pe = merged.pop()
-            s, e = ps, max(pe, e)
-        merged.append((s, e))
-    return merged
-
-
-def _cut(text: str, limit: int) -> int:
-    """Source offset where ``text`` is cut for a display length of about ``limit`` characters."""
-    stripped = text.rstrip()
-    if len(_clean(stripped)) <= limit:
-        return len(stripped)
-    start = len(text) - len(text.lstrip())
-    end = start + limit
-    ws = max(text.rfind(" ", start, end + 1), text.rfind("\n", start, end + 1))
-    cut = ws if ws > start + limit // 2 else end
-    while cut > start and (text[cut - 1].isspace() or text[cut - 1] in ",;:([{-–—"):
-        cut -= 1
-    return cut
-
-
-def html_size_estimate(html: str) -> int:
-    """An upper bound of the size of ``html`` once quoted-printable encoded with CRLF line ends."""
-    return _qp_bound(_qp(html), html.count("\n"))
-
-
-def _qp(text: str) -> int:
-    """Quoted-printable octets of ``text`` before line breaks; additive, so pieces can be costed apart."""
-    if text.isascii():
-        return len(text) + 2 * text.count("=")
-    raw = text.encode()
-    # Every byte of a multi-byte character becomes =XX, and there are at most twice the extra bytes of them.
-    return len(raw) + 2 * (raw.count(b"=") + 2 * (len(raw) - len(text)))
-
-
-def _qp_bound(q: int, lines: int) -> int:
-    return q + lines + 3 * (q // 72 + lines + 1)  # CRLF per line, "=CRLF" soft breaks every <=72 octets
+        if h.field == "title":
+            title.append((h.start, h.end))
+        elif h.field == "abstract":
+            abstract.append((h.start, h.end))
+    return _hit_spans(match.paper.title, title), _hit_spans(match.paper.abstract, abstract)
 
 
 # --- preparing papers (once per run) -----------------------------------------------------------

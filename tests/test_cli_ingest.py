@@ -96,5 +96,5 @@ def test_console_script_end_to_end(tmp_path: Path, seeds: list[Path]) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "82 new" in done.stdout
     (tmp_path / "bin.dat").write_bytes(b"\x00\x01\x02" * 10)
-    done = subprocess.run(cmd[:-1] + [str(tmp_path / "bin.dat")], capture_output=True, text=True, check=False)
+    done = subprocess.run([*cmd[:-1], str(tmp_path / "bin.dat")], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "binary" in done.stderr and "Traceback" not in done.stderr

@@ -133,7 +133,7 @@ def test_not_a_database_is_refused(tmp_path: Path) -> None:
     """A file that is not SQLite gives a StoreError naming it."""
     path = tmp_path / "x.db"
     path.write_bytes(b"definitely not sqlite" * 100)
-    with pytest.raises(StoreError, match="x.db"):
+    with pytest.raises(StoreError, match=r"x\.db"):
         store.open_store(path)
 
 
