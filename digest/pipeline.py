@@ -220,8 +220,9 @@ def plan(
     run_id: int | None,
     users: Sequence[str] | None = None,
     stages: dict[str, float] | None = None,
-) -> tuple[int, int]:
-    """Write each due user's message for the current period into the outbox; returns (messages, empty periods).
+) -> tuple[list[str], int]:
+    """Write each due user's message for the current period into the outbox; returns (users with a message,
+    number of periods with no matching paper).
 
     All rows go in one transaction: either every due user's message is queued or none is.
     """
@@ -240,7 +241,7 @@ def plan(
             due.append(profile)
             periods[profile.name] = period.key
     if not due:
-        return 0, 0
+        return [], 0
     pools = candidate_pools(conn, cfg, due, now=now)
     shas = sorted({sp.first_dump for pool in {id(p): p for p in pools.values()}.values() for sp in pool})
     names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
@@ -253,7 +254,8 @@ def plan(
     cache = render.prepare_papers([m for d in digests for m in d.matches], render_options(cfg))
     render_s = time.perf_counter() - started
     per_user_render_s = compose_s = 0.0
-    written = empty = 0
+    written: list[str] = []
+    empty = 0
     started = time.perf_counter()
     with store.transaction(conn):
         for digest in digests:
@@ -288,7 +290,7 @@ def plan(
                 sender=mail.sender,
                 recipient=profile.email,
             )
-            written += 1
+            written.append(profile.name)
     total = time.perf_counter() - started
     stages["render"] = stages.get("render", 0.0) + render_s + per_user_render_s
     stages["compose"] = stages.get("compose", 0.0) + compose_s
@@ -373,9 +375,18 @@ def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
 
 
 def write_feeds(
-    conn: sqlite3.Connection, cfg: config.Config, *, out_dir: Path | None = None, users: Sequence[str] | None = None
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    *,
+    out_dir: Path | None = None,
+    users: Sequence[str] | None = None,
+    changed_users: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Write the global feed and one feed per user with feed = true; returns the files that changed."""
+    """Write the global feed and one feed per user with feed = true; returns the files that changed.
+
+    With ``changed_users`` only those users' feeds (and any missing ones) are rebuilt: a user's feed depends
+    only on their digests, so the others would come out byte-identical anyway.
+    """
     out = out_dir or cfg.feeds.output
     base = feeds_base_url(cfg)
     authority = _authority(conn, cfg)
@@ -395,10 +406,13 @@ def write_feeds(
     )
     if feeds.write_feed(out / cfg.feeds.global_feed, data):
         changed.append(out / cfg.feeds.global_feed)
+    changed_set = set(changed_users or ())
     for profile in cfg.profiles():
         if not profile.feed or (users is not None and profile.name not in users):
             continue
         slug = feeds.feed_slug(profile.name)
+        if changed_users is not None and profile.name not in changed_set and (out / f"{slug}.xml").exists():
+            continue
         entries = feeds.feed_entries(store.get_papers(conn, outbox.feed_keys(conn, profile.name, limit=limit)))
         data = feeds.build_feed(
             entries,
@@ -467,7 +481,7 @@ def run_once(
             stages["send"] = time.perf_counter() - started
             started = time.perf_counter()
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
-            written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users)
+            written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users, changed_users=planned)
             stages["feeds"] = time.perf_counter() - started
             status = "failed" if errors or failed else "ok"
             report = RunReport(
@@ -486,7 +500,7 @@ def run_once(
                 run_id,
                 len(reports),
                 report.new_papers,
-                planned,
+                len(planned),
                 empty,
                 sent,
                 deferred,

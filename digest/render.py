@@ -224,7 +224,7 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
         return
     t = partial(_tok, cache)
     ctxs = [
-        {"paper": p, "links": paper_links(p), "meta": _meta(p), "has_abstract": bool(p.abstract.strip())}
+        {"paper": p, "links": paper_links(p), "meta": _meta(p), "has_abstract": bool(_clean(p.abstract).strip())}
         for p in unique
     ]
     # Each slot carries a probe highlight so the inlined <mark> styling can be read back per slot.
@@ -260,7 +260,7 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
         marks.setdefault("title", ("<mark><strong>", "</strong></mark>"))
         marks.setdefault("abstract", marks["title"])
         breaks = _wrap_breaks(p.abstract, cache.options.wrap_width)
-        title = {f: _escape(p.title if p.title.strip() else "(untitled)", f) for f in FORMATS}
+        title = {f: _escape(p.title if _clean(p.title).strip() else "(untitled)", f) for f in FORMATS}
         abstract = {f: _escape(p.abstract, f, breaks if f != "html" else frozenset()) for f in FORMATS}
         cuts = tuple(_cut(p.abstract, level) for level in cache.levels)
         lits = [split[("html", tr)][0::2] for tr in (False, True)]

@@ -28,9 +28,10 @@ _PATTERNS = {
 }
 _EDGE = re.compile(_RUN)
 _CTRL_CHARS = re.compile(f"[{_CTRL}]+")
-# A word as ``escape`` prints it: from a non-space, non-control character to the last one before whitespace;
-# controls inside are dropped there, and a run of controls alone is no word (``escape`` strips it).
-_WORD = re.compile(f"[^\\s{_CTRL}](?:\\S*[^\\s{_CTRL}])?")
+_GAP_CHAR = re.compile(f"[\\s{_CTRL}]")
+# A word as ``escape`` prints it: a non-whitespace run holding some non-control character (controls in it
+# are dropped there; a run of controls alone prints nothing, so it is no word and gets no break before it).
+_WORD = re.compile(f"[^\\s{_CTRL}]\\S*")
 _HTML_ENT = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"}
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>])")
 _MD_LEAD_CHARS = frozenset("#>+=|-0123456789")
@@ -95,12 +96,12 @@ def wrap_breaks(text: str, width: int) -> frozenset[int]:
     breaks, line = set(), 0
     for m in _WORD.finditer(text):
         word = m.group()
-        if not word.isprintable():  # count what ``escape`` keeps: controls inside a word vanish
+        if not word.isprintable():  # count what ``escape`` keeps: controls in a word vanish
             word = _CTRL_CHARS.sub("", word)
         n = len(word)
         if line and line + 1 + n > width and not _MD_LEAD.fullmatch(word):
             ws = m.start()
-            while ws > 0 and _EDGE.match(text, ws - 1):
+            while ws > 0 and (text[ws - 1].isspace() or _GAP_CHAR.match(text, ws - 1)):  # isspace: the fast path
                 ws -= 1
             breaks.add(ws)  # the start of a run ``escape`` turns into one space
             line = n

@@ -7,6 +7,8 @@ import difflib
 import email.policy
 import json
 import os
+import re
+import textwrap
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
@@ -322,6 +324,40 @@ def test_markdown_abstract_is_wrapped_and_cannot_start_a_list():
     paragraph = email.text.split("naïve](")[1].split("\n\n")[2]
     lines = paragraph.splitlines()
     assert len(lines) > 3 and all(len(line) <= 76 + 8 for line in lines[:-1])  # last one ends in a link
+
+
+CONTROL_EDGES = [
+    "x" * 75 + " \x7f",  # ends in a control run just past the wrap column
+    "x" * 75 + " \x7f\x00\x85",
+    "x" * 76 + "\x7f",
+    "\x7f\x01 " + "x" * 75 + " \x7fy",  # starts with controls; "y" wraps
+    "x" * 74 + " \x01 \x85yy",
+    "x" * 73 + " y\x7fy",  # controls inside a word take no room: "yy" still fits on the line
+    "\x00\x7f\x85",  # nothing but controls
+    "\x1f\x0e " * 30,
+]
+_LEFTOVER = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@pytest.mark.parametrize("text", CONTROL_EDGES)
+def test_control_characters_around_the_wrap_column(text: str):
+    """Titles and abstracts starting, ending or made of control runs near column 76 render cleanly and wrapped."""
+    p = Paper(key="title:ctrl", title=text, abstract=text)
+    expected = " ".join(re.sub("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]", "", text).split())
+    wrapped = textwrap.fill(expected, 76, break_long_words=False, break_on_hyphens=False)
+    cache = prepare_papers([p])
+    emails = [
+        render_digest(Digest(Profile(name="u", email="u@example.org", formats=formats), (Match(p, 1.0, (), "r"),),
+                             NOW, "2026-11-23"), cache, unsubscribe_url=UNSUB)
+        for formats in (("markdown", "html"), ("text",))
+    ]  # fmt: skip
+    for sent in emails:
+        assert not _LEFTOVER.search(sent.text + sent.html)
+        assert not expected or f"\n\n{wrapped}\n\n" in sent.text  # the abstract paragraph, not the title
+    soup = BeautifulSoup(emails[0].html, "lxml")
+    title, abstract = soup.find("h2").get_text(), soup.find("p", class_="abstract")
+    assert title == expected or (not expected and title == "(untitled)")
+    assert (abstract.get_text() if abstract else "") == expected
 
 
 def test_each_paper_shows_links_and_metadata():
