@@ -29,16 +29,82 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TERMS = [
-    "LLM", '"language model"', '"reinforcement learning"', "GPU", "inference", "parallel", '"code generation"',
-    "benchmark", "agent", "kernel", "compiler", "diffusion", "transformer", "attention", '"KV cache"',
-    '"speculative decoding"', "quantization", "fine-tuning", "reasoning", "serving", "distributed", "pipeline",
-    '"mixture-of-experts"', "retrieval", '"program repair"', "test-time", "scaling", "memory", "latency",
-    "throughput", "Rust", "verification", "security", "graph", "scheduling", "federated", '"continual learning"',
-    "RLHF", "prompt*", "multi-agent", "evaluation", "dataset", "optimization", "sparse", "training", "hardware",
-    "CUDA", "HPC", "cloud", "serverless", "microservice", "database", "SQL", "query", "vision", "multimodal",
-    "video", "robot", "planning", '"tree search"', "causal", '"time series"', "anomaly", "fault", "checkpoint*",
-    "compression", "pruning", "distillation", '"long context"', '"chain-of-thought"', "title:efficient",
-    "abstract:open-source", "MPI", "concurren*", "bug*", "test*",
+    "LLM",
+    '"language model"',
+    '"reinforcement learning"',
+    "GPU",
+    "inference",
+    "parallel",
+    '"code generation"',
+    "benchmark",
+    "agent",
+    "kernel",
+    "compiler",
+    "diffusion",
+    "transformer",
+    "attention",
+    '"KV cache"',
+    '"speculative decoding"',
+    "quantization",
+    "fine-tuning",
+    "reasoning",
+    "serving",
+    "distributed",
+    "pipeline",
+    '"mixture-of-experts"',
+    "retrieval",
+    '"program repair"',
+    "test-time",
+    "scaling",
+    "memory",
+    "latency",
+    "throughput",
+    "Rust",
+    "verification",
+    "security",
+    "graph",
+    "scheduling",
+    "federated",
+    '"continual learning"',
+    "RLHF",
+    "prompt*",
+    "multi-agent",
+    "evaluation",
+    "dataset",
+    "optimization",
+    "sparse",
+    "training",
+    "hardware",
+    "CUDA",
+    "HPC",
+    "cloud",
+    "serverless",
+    "microservice",
+    "database",
+    "SQL",
+    "query",
+    "vision",
+    "multimodal",
+    "video",
+    "robot",
+    "planning",
+    '"tree search"',
+    "causal",
+    '"time series"',
+    "anomaly",
+    "fault",
+    "checkpoint*",
+    "compression",
+    "pruning",
+    "distillation",
+    '"long context"',
+    '"chain-of-thought"',
+    "title:efficient",
+    "abstract:open-source",
+    "MPI",
+    "concurren*",
+    "bug*",
+    "test*",
 ]
 
 
@@ -57,13 +123,19 @@ def make_dump(path: Path, n: int) -> None:
     for i in range(n):
         p = papers[i % len(papers)]
         title = p.title if i < len(papers) else f"{p.title} (v{i})"
-        entries.append({
-            "paper": {
-                "id": f"2611.{10000 + i:05d}", "title": title, "summary": p.abstract, "upvotes": rng.randint(0, 150),
-                "publishedAt": "2026-11-20T00:00:00.000Z", "authors": [{"name": f"A{j}"} for j in range(5)],
-            },
-            "publishedAt": "2026-11-23T00:00:00.000Z",
-        })
+        entries.append(
+            {
+                "paper": {
+                    "id": f"2611.{10000 + i:05d}",
+                    "title": title,
+                    "summary": p.abstract,
+                    "upvotes": rng.randint(0, 150),
+                    "publishedAt": "2026-11-20T00:00:00.000Z",
+                    "authors": [{"name": f"A{j}"} for j in range(5)],
+                },
+                "publishedAt": "2026-11-23T00:00:00.000Z",
+            }
+        )
     path.write_text(json.dumps(entries))
 
 
@@ -126,11 +198,20 @@ def child(config: str) -> None:
     t0, c0 = time.perf_counter(), os.times()
     report = pipeline.run_once(cfg, env, now=datetime(2026, 11, 23, 8, 0, tzinfo=UTC))
     wall, c1 = time.perf_counter() - t0, os.times()
-    print(json.dumps({
-        "wall": wall, "cpu": (c1.user - c0.user) + (c1.system - c0.system), "sent": report.sent,
-        "failed": report.failed, "deferred": report.deferred, "new": report.new_papers,
-        "stages": dict(report.stages), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu": (c1.user - c0.user) + (c1.system - c0.system),
+                "sent": report.sent,
+                "failed": report.failed,
+                "deferred": report.deferred,
+                "new": report.new_papers,
+                "stages": dict(report.stages),
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 NAIVE_TEMPLATE = """# Paper digest for {{ user }}
@@ -154,7 +235,9 @@ def naive(dump: Path, config: Path, port: int, users: int) -> dict[str, float]:
     import markdown
 
     entries = json.loads(dump.read_text())
-    papers = [{"id": e["paper"]["id"], "title": e["paper"]["title"], "abstract": e["paper"]["summary"]} for e in entries]
+    papers = [
+        {"id": e["paper"]["id"], "title": e["paper"]["title"], "abstract": e["paper"]["summary"]} for e in entries
+    ]
     profiles = tomllib.loads(config.read_text())["users"][:users]
     template = jinja2.Environment(autoescape=False).from_string(NAIVE_TEMPLATE)
     style = "<style>body{font-family:sans-serif} h2{color:#123} a{color:#06c}</style>"
@@ -216,20 +299,28 @@ def main() -> None:
             received, sink_cpu1 = sink_stats(sink)
             print(f"== ours: digest run, {users:,} users x {args.papers} papers (one process, sink in another)")
             print(f"  wall {ours['wall']:.2f} s, CPU {ours['cpu']:.2f} s, peak RSS {ours['peak_mb']:.0f} MB")
-            print(f"  sent {ours['sent']:,} (sink received {received - before:,}), failed {ours['failed']}, "
-                  f"deferred {ours['deferred']}; sink CPU {sink_cpu1 - sink_cpu0:.1f} s")
+            print(
+                f"  sent {ours['sent']:,} (sink received {received - before:,}), failed {ours['failed']}, "
+                f"deferred {ours['deferred']}; sink CPU {sink_cpu1 - sink_cpu0:.1f} s"
+            )
             print("  stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in ours["stages"].items()))
             per_user_ours = ours["wall"] / users
             naive_figures = naive(dump, config, port, naive_users)
             scale = users / naive_users
             print(f"== naive pipeline on the first {naive_users:,} users, scaled x{scale:.0f} to {users:,}")
-            print(f"  wall {naive_figures['wall']:.2f} s ({naive_figures['wall'] * scale:.1f} s scaled), "
-                  f"CPU {naive_figures['cpu']:.2f} s ({naive_figures['cpu'] * scale:.1f} s scaled)")
-            print("  split (s, unscaled): " + ", ".join(
-                f"{k} {naive_figures[k]:.2f}" for k in ("match", "render", "mime", "send")))
+            print(
+                f"  wall {naive_figures['wall']:.2f} s ({naive_figures['wall'] * scale:.1f} s scaled), "
+                f"CPU {naive_figures['cpu']:.2f} s ({naive_figures['cpu'] * scale:.1f} s scaled)"
+            )
+            print(
+                "  split (s, unscaled): "
+                + ", ".join(f"{k} {naive_figures[k]:.2f}" for k in ("match", "render", "mime", "send"))
+            )
             per_user_naive = naive_figures["wall"] / naive_users
-            print(f"== per user: ours {per_user_ours * 1000:.2f} ms, naive {per_user_naive * 1000:.2f} ms "
-                  f"-> x{per_user_naive / per_user_ours:.1f} faster (target >= 8x); peak memory target < 500 MB")
+            print(
+                f"== per user: ours {per_user_ours * 1000:.2f} ms, naive {per_user_naive * 1000:.2f} ms "
+                f"-> x{per_user_naive / per_user_ours:.1f} faster (target >= 8x); peak memory target < 500 MB"
+            )
         finally:
             assert sink.stdin is not None
             sink.stdin.write("quit\n")

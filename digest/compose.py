@@ -24,6 +24,7 @@ __all__ = [
     "compose",
     "message_id",
     "sanitize_header_text",
+    "unsubscribe_mailto_url",
     "unsubscribe_token",
     "unsubscribe_url",
     "validate_address",
@@ -157,6 +158,13 @@ def unsubscribe_url(user: str, settings: MailSettings) -> str | None:
     return f"{settings.unsubscribe_base_url.rstrip('/')}/u/{unsubscribe_token(user, settings.secret)}"
 
 
+def unsubscribe_mailto_url(user: str, settings: MailSettings) -> str | None:
+    """Return the mailto: unsubscribe URI for ``user`` (the one in List-Unsubscribe), or None."""
+    if settings.unsubscribe_mailto is None:
+        return None
+    return f"mailto:{settings.unsubscribe_mailto}?subject=unsubscribe%20{unsubscribe_token(user, settings.secret)}"
+
+
 def message_id(user: str, period: str, settings: MailSettings) -> str:
     """Return the Message-ID for (user, period): stable across retries, unguessable without the secret."""
     digest = base64.b32encode(_hmac(settings.secret, "message-id", user, period)[:16]).decode("ascii")
@@ -265,13 +273,8 @@ def _user_headers(user: str, to: str, settings: MailSettings) -> tuple[bytes, by
             f"recipient address {to!r} of user {sanitize_header_text(user)!r} is not a plain ASCII address",
             "check the address with validate_address() when the configuration is loaded",
         )
-    token = unsubscribe_token(user, settings.secret)
-    uris = []
     url = unsubscribe_url(user, settings)
-    if url is not None:
-        uris.append(f"<{url}>")
-    if settings.unsubscribe_mailto is not None:
-        uris.append(f"<mailto:{settings.unsubscribe_mailto}?subject=unsubscribe%20{token}>")
+    uris = [f"<{uri}>" for uri in (url, unsubscribe_mailto_url(user, settings)) if uri]
     # One URI per line so that a long URL is never folded into encoded-words (which hides one-click).
     unsubscribe = "List-Unsubscribe: " + ",\r\n ".join(uris) + "\r\n"
     if url is not None:
@@ -285,9 +288,12 @@ def _qp_split_line(line: bytes) -> list[bytes]:
     while len(line) > _QP_LIMIT:
         cut = _QP_LIMIT - 1  # room for the "=" soft break
         # Never cut inside "=XX", and never start the next line with "." or "From ".
-        while cut > 1 and (line[cut - 1 : cut] == b"=" or line[cut - 2 : cut - 1] == b"="):
-            cut -= 1
-        while cut > 1 and (line[cut : cut + 1] == b"." or line[cut : cut + 5] == b"From "):
+        while cut > 1 and (
+            line[cut - 1 : cut] == b"="
+            or line[cut - 2 : cut - 1] == b"="
+            or line[cut : cut + 1] == b"."
+            or line[cut : cut + 5] == b"From "
+        ):
             cut -= 1
         out.append(line[:cut] + b"=")
         line = line[cut:]
@@ -295,14 +301,15 @@ def _qp_split_line(line: bytes) -> list[bytes]:
     return out
 
 
-def _line_starts(encoded: bytes, prefix: bytes) -> list[int]:
-    """Offsets of the lines of ``encoded`` that begin with ``prefix``."""
-    found = [0] if encoded.startswith(prefix) else []
-    needle = b"\n" + prefix
-    at = encoded.find(needle)
-    while at >= 0:
-        found.append(at + 1)
-        at = encoded.find(needle, at + 1)
+def _suspect_lines(encoded: bytes) -> set[int]:
+    """Offsets of the lines that need a second look: starting with "." or "From ", or ending in =20/=09."""
+    found = {0} if encoded.startswith((b".", b"From ")) else set()
+    for needle, offset in ((b"\n.", 1), (b"\nFrom ", 1), (b"=20\r\n", 0), (b"=09\r\n", 0)):
+        at = encoded.find(needle)
+        while at >= 0:
+            # An encoded trailing blank sits at a line end: that line starts after the previous LF.
+            found.add(at + 1 if offset else encoded.rfind(b"\n", 0, at) + 1)
+            at = encoded.find(needle, at + 1)
     return found
 
 
@@ -310,28 +317,39 @@ def _quoted_printable(text: str) -> bytes:
     """Encode ``text`` as UTF-8 quoted-printable with CRLF line ends and no line over 76 octets."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    encoded = binascii.b2a_qp(text.encode("utf-8", "surrogatepass").replace(b"\n", b"\r\n"), istext=True)
-    # A line starting with "." is mangled by broken SMTP dot-stuffing, one starting with "From " by mbox
-    # ">From" quoting: escape its first character. Soft breaks make such lines common (a few per
-    # message), so only those lines are touched; finding them is a few memchr-speed searches.
-    starts = _line_starts(encoded, b".") + _line_starts(encoded, b"From ")
-    if starts:
+    raw = text.encode("utf-8", "surrogatepass").replace(b"\n", b"\r\n")
+    if not raw:
+        return b""
+    open_end = not raw.endswith(b"\n")
+    if open_end:
+        # b2a_qp takes its line-break style from the first line end (LF-only soft breaks without one)
+        # and leaves a final blank unencoded: give it a CRLF, then make that CRLF a soft break, so the
+        # CRLF that SMTP appends decodes to nothing and the body comes back without a final newline.
+        raw += b"\r\n"
+    encoded = binascii.b2a_qp(raw, istext=True)
+    suspects = _suspect_lines(encoded)
+    if open_end:
+        encoded = encoded[:-2] + b"=\r\n"
+        suspects.add(encoded.rfind(b"\n", 0, len(encoded) - 2) + 1)
+    # Second look, rarely needed: a line starting with "." is mangled by broken SMTP dot-stuffing and one
+    # starting with "From " by mbox ">From" quoting (escape the first character), and b2a_qp lets a line
+    # ending in an encoded blank reach 77 octets (split it). The searches run at memchr speed.
+    if suspects:
         pieces = []
         done = 0
-        for start in sorted(starts):
+        for start in sorted(suspects):
             end = encoded.find(b"\r\n", start)
             end = len(encoded) if end < 0 else end
-            line = b"=2E" + encoded[start + 1 : end] if encoded[start] == 0x2E else b"=46" + encoded[start + 1 : end]
+            line = encoded[start:end]
+            if line.startswith(b"."):
+                line = b"=2E" + line[1:]
+            elif line.startswith(b"From "):
+                line = b"=46" + line[1:]
             pieces.append(encoded[done:start])
             pieces.append(b"\r\n".join(_qp_split_line(line)) if len(line) > _QP_LIMIT else line)
             done = end
         pieces.append(encoded[done:])
         encoded = b"".join(pieces)
-    if encoded and not encoded.endswith(b"\r\n"):
-        # End on a soft line break: SMTP appends CRLF to any message that lacks one, and this way that
-        # CRLF decodes to nothing, so a body without a final newline comes back exactly.
-        last = encoded.rfind(b"\r\n") + 2
-        encoded = encoded[:last] + b"\r\n".join(_qp_split_line(encoded[last:] + b"=")) + b"\r\n"
     return encoded
 
 

@@ -1,41 +1,12 @@
 """Keyword profiles: match papers against every profile at once, rank them, and say why.
 
-## Keyword queries
+The query language is documented in ``QUERY_HELP`` (the module docstring of ``digest.query``).
 
-Each entry of a profile's `keywords` is a query; a paper is picked when **any** of them matches, and
-dropped when any query in `exclude` matches. Matching ignores case and Unicode variants (NFKC +
-case folding on both the query and the paper).
-
-- `GAN`: the whole word only: "GAN", "GANs", never "organ".
-- `LLM`: "LLM", "LLMs" (a trailing *s*/*es* on the paper's word is tolerated), never "LLMOps".
-- `"self-supervised"`: the words in order. Hyphen, en dash, underscore, slash and whitespace are all the
-  same separator, so it also matches "self supervised" and "self_supervised"; other punctuation between
-  two words (a comma, a full stop) breaks a phrase.
-- `self-supervised`: an unquoted hyphenated term is the same as the quoted phrase (so are `GPT-4`, `TCP/IP`).
-- `diffus*`: words starting with "diffus" (diffusion, diffusing). `*` only at the end of a word or phrase.
-- `diffusion video`: both words (implicit AND); `diffusion AND video` is the same.
-- `diffusion OR flow`: either word. AND binds tighter than OR.
-- `diffusion -video` or `diffusion NOT video`: diffusion, but not papers that mention video.
-- `(diffusion OR flow) -video`: parentheses group.
-- `title:agent` (or `ti:agent`): only in the title. Also `abstract:` (`abs:`) and `org:` (the
-  organization). Without a field a term looks in the title and the abstract.
-- `title:(agent OR planner)`: a field scope applies to a whole group.
-- `/gpt-?4o?/`: an opt-in regular expression ([regex](https://pypi.org/project/regex/) syntax,
-  case-insensitive, on the original text, at most 200 characters). A pattern that runs longer than
-  0.05 s on one paper counts as no match there and is logged; after 3 such timeouts in a run it is skipped.
-
-Operators `OR`, `AND`, `NOT` must be written in capitals (lower-case "or" is a word to look for).
-A query that is empty or only excludes (`-video`, `NOT video`) is rejected, as it would match almost
-every paper; put exclusions in `exclude` instead. A syntax error names the position, e.g.
-`unclosed quote at character 11` with a caret under the quote. `C++` and `C#` are words of their own.
-Plural tolerance works one way: `LLMs` does not match "LLM". A profile without keywords whose
-`organizations_mode` is "only" receives every paper from its organizations.
-
-**Ranking.** Each distinct term found in a title scores 3, in an abstract 1, in `org:` 1, plus
-0.5 × ln(count) for repeats; an organization listed in the profile (mode "boost") adds 2. Papers are
-ordered by score, then upvotes, then newest first, then dump order. `min_score` and `min_upvotes`
-filter; `organizations` with mode "only" keeps just papers from those organizations (compared without
-case, spaces or punctuation, so "huggingface" matches "Hugging Face").
+How it scales to 100,000 profiles: each distinct query text is parsed once; all distinct terms and phrases
+go into one Aho-Corasick automaton that runs once over each paper's normalised title, abstract and org;
+an index term -> queries means only queries with a hit are evaluated, once per paper, not per profile.
+Each profile then merges the ranked lists of its true keywords (a paper reached through two keywords gets
+one combined Match). Profiles with the same true keywords on a paper share one (frozen) Match object.
 """
 
 from __future__ import annotations
@@ -47,8 +18,8 @@ import logging
 import math
 import operator
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -60,24 +31,31 @@ from digest.models import Hit, Match, Paper, Profile
 from digest.query import (
     ABSTRACT,
     ANY,
+    LEAF,
     ORG,
+    QUERY_HELP,
     TITLE,
-    And,
-    Node,
-    Not,
+    CompiledNode,
+    LeafHits,
     Query,
-    Regex,
     Scan,
     Term,
+    Witness,
+    compile_node,
     compile_regex,
+    evaluate_witness,
     fold,
+    leaf_ids,
     leaves,
     parse_query,
     scan_text,
 )
 
 __all__ = [
+    "ORG_BOOST",
     "QUERY_HELP",
+    "REPEAT_WEIGHT",
+    "WEIGHTS",
     "Matcher",
     "Query",
     "compile_profiles",
@@ -87,7 +65,6 @@ __all__ = [
     "parse_query",
 ]
 
-QUERY_HELP = __doc__[__doc__.index("## Keyword queries") :]  # type: ignore[index]
 
 log = logging.getLogger(__name__)
 
@@ -99,35 +76,29 @@ REGEX_MAX_TIMEOUTS = 3  # after this many timeouts in one call a regex is skippe
 REGEX_MAX_HITS = 50
 _NO_IDS: frozenset[int] = frozenset()
 _NO_ORGS: frozenset[str] = frozenset()
-_LEAF, _NOT, _AND, _OR = 0, 1, 2, 3
-
-# A compiled query node is a nested tuple (faster to walk than the AST):
-# (_LEAF, term_id, field, written) | (_NOT, child) | (_AND, children) | (_OR, children)
-_CNode = tuple[Any, ...]
-# Evidence of a match: (term as written, term id, field), in the order found.
-_Witness = list[tuple[str, int, str]]
-# Per paper: term id -> field -> spans (scan offsets for automaton terms, original offsets for regexes).
-_Hits = dict[int, dict[str, list[tuple[int, int]]]]
+_NO_KEYS: frozenset[tuple[int, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """Every profile compiled together: one automaton over all distinct terms plus inverted indexes."""
+    """Every profile compiled together: one automaton over all distinct terms, an index term -> queries.
+
+    Queries are deduplicated by their text, so a query shared by many profiles is evaluated once per paper.
+    """
 
     profiles: tuple[Profile, ...]
     automaton: Any  # ahocorasick.Automaton: " pattern" -> pattern index; None when there are no terms
     patterns: tuple[tuple[int, int, int], ...]  # per pattern: (length, exact term id, prefix term id); -1 = none
     n_terms: int  # term ids [0, n_terms) come from the automaton; regex ids follow
     regexes: tuple[tuple[str, Any, frozenset[str]], ...]  # per regex: ('/src/', compiled, fields it runs on)
-    queries: tuple[_CNode, ...]  # per query id
+    queries: tuple[CompiledNode, ...]  # per query id
     simple: tuple[tuple[tuple[int, str, str], ...], ...]  # per term id: (query id, field, written) of 1-term queries
     complex: tuple[tuple[int, ...], ...]  # per term id: ids of larger queries that use it
     keyword_queries: frozenset[int]  # ids of queries some profile uses as a keyword
-    keyword_ids: tuple[tuple[int, ...], ...]  # per profile: its keyword query ids, sorted
+    keyword_ids: tuple[tuple[int, ...], ...]  # per profile: its keyword query ids, sorted (= by query text)
     plain: tuple[bool, ...]  # per profile: no exclude, upvote, organization or score filter (the fast path)
     excludes: tuple[frozenset[int], ...]  # per profile: its exclude query ids
     orgs: tuple[frozenset[str], ...]  # per profile: compacted organization names
-    org_only: dict[str, tuple[int, ...]]  # compact org -> profiles without keywords in mode "only"
 
 
 def compact_org(name: str) -> str:
@@ -135,53 +106,45 @@ def compact_org(name: str) -> str:
     return "".join(ch for ch in fold(name)[0] if ch.isalnum())
 
 
-def _compile_node(node: Node, term_ids: dict[tuple[str, bool], int], regex_ids: dict[str, int]) -> _CNode:
-    if isinstance(node, Term):
-        return (_LEAF, term_ids[(node.pattern, node.prefix)], node.field, node.text)
-    if isinstance(node, Regex):
-        return (_LEAF, regex_ids[node.pattern], node.field, node.text)
-    if isinstance(node, Not):
-        return (_NOT, _compile_node(node.child, term_ids, regex_ids))
-    kind = _AND if isinstance(node, And) else _OR
-    return (kind, tuple(_compile_node(child, term_ids, regex_ids) for child in node.children))
-
-
-def _parse_for(profile: Profile, key: str, index: int, text: str) -> Query:
+def _parse_all(profiles: Sequence[Profile], texts: Sequence[str]) -> list[Query]:
+    """Parse the distinct queries; a QueryError names the first profile and keyword (in order) that fails."""
     try:
-        return parse_query(text)
-    except QueryError as exc:
-        raise QueryError(f"profile {profile.name!r}, {key}[{index}]: {exc.message}", exc.hint, exc.position) from exc
+        return [parse_query(text) for text in texts]
+    except QueryError:
+        for profile in profiles:
+            for key in ("keywords", "exclude"):
+                for index, text in enumerate(getattr(profile, key)):
+                    try:
+                        parse_query(text)
+                    except QueryError as exc:
+                        message = f"profile {profile.name!r}, {key}[{index}]: {exc.message}"
+                        raise QueryError(message, exc.hint, exc.position) from exc
+        raise
 
 
 def compile_profiles(profiles: Sequence[Profile]) -> Matcher:
     """Parse every profile's queries and build the shared automaton and indexes; raises QueryError."""
-    query_ids: dict[str, int] = {}
-    parsed: list[Query] = []
+    with _gc_paused():
+        return _compile_profiles(profiles)
 
-    def ids_of(profile: Profile, key: str) -> list[int]:
-        texts = getattr(profile, key)
-        try:  # fast path: every query already seen (the usual case with many profiles)
-            return [query_ids[text] for text in texts]
-        except KeyError:
-            pass
-        out = []
-        for index, text in enumerate(texts):
-            qid = query_ids.get(text)
-            if qid is None:
-                parsed.append(_parse_for(profile, key, index, text))
-                qid = query_ids[text] = len(parsed) - 1
-            out.append(qid)
-        return out
+
+def _compile_profiles(profiles: Sequence[Profile]) -> Matcher:
+    # Query ids follow the queries' text order, so a profile's keywords sorted by id come out in an order
+    # that does not depend on the other profiles: combined Matches can then be shared between profiles.
+    texts: set[str] = set()
+    for profile in profiles:
+        texts.update(profile.keywords, profile.exclude)
+    ordered = sorted(texts, key=lambda text: (text.casefold(), text))
+    parsed = _parse_all(profiles, ordered)
+    query_ids = {text: qid for qid, text in enumerate(ordered)}
 
     keyword_lists: list[tuple[int, ...]] = []
     exclude_sets: list[frozenset[int]] = []
     orgs: list[frozenset[str]] = []
     plain: list[bool] = []
     for profile in profiles:
-        kw_ids = ids_of(profile, "keywords")
-        # Sorted and unique, so a profile's true queries always come out in one canonical order.
-        keyword_lists.append(tuple(sorted(set(kw_ids))))
-        exclude_sets.append(frozenset(ids_of(profile, "exclude")) if profile.exclude else _NO_IDS)
+        keyword_lists.append(tuple(sorted(set(map(query_ids.__getitem__, profile.keywords)))))
+        exclude_sets.append(frozenset(map(query_ids.__getitem__, profile.exclude)) if profile.exclude else _NO_IDS)
         org_set = (
             frozenset(filter(None, map(compact_org, profile.organizations))) if profile.organizations else _NO_ORGS
         )
@@ -220,23 +183,18 @@ def compile_profiles(profiles: Sequence[Profile]) -> Matcher:
             patterns.append((slot[0], slot[1], slot[2]))
         automaton.make_automaton()
 
-    queries: list[_CNode] = []
+    queries: list[CompiledNode] = []
     simple: list[list[tuple[int, str, str]]] = [[] for _ in range(total)]
     complex_: list[list[int]] = [[] for _ in range(total)]
     for qid, query in enumerate(parsed):
-        node = _compile_node(query.root, term_ids, regex_ids)
+        node = compile_node(query.root, term_ids, regex_ids)
         queries.append(node)
-        if node[0] == _LEAF:
+        if node[0] == LEAF:
             simple[node[1]].append((qid, node[2], node[3]))
         else:
-            for tid in dict.fromkeys(_leaf_ids(node)):
+            for tid in dict.fromkeys(leaf_ids(node)):
                 complex_[tid].append(qid)
 
-    org_only: dict[str, list[int]] = {}
-    for pidx, profile in enumerate(profiles):
-        if not keyword_lists[pidx] and profile.organizations_mode == "only":
-            for org in orgs[pidx]:
-                org_only.setdefault(org, []).append(pidx)
     return Matcher(
         profiles=tuple(profiles),
         automaton=automaton,
@@ -246,52 +204,12 @@ def compile_profiles(profiles: Sequence[Profile]) -> Matcher:
         queries=tuple(queries),
         simple=tuple(tuple(s) for s in simple),
         complex=tuple(tuple(c) for c in complex_),
-        keyword_queries=frozenset(qid for ids in keyword_lists for qid in ids),
+        keyword_queries=frozenset(chain.from_iterable(keyword_lists)),
         keyword_ids=tuple(keyword_lists),
         plain=tuple(plain),
         excludes=tuple(exclude_sets),
         orgs=tuple(orgs),
-        org_only={org: tuple(ids) for org, ids in org_only.items()},
     )
-
-
-def _leaf_ids(node: _CNode) -> list[int]:
-    if node[0] == _LEAF:
-        return [node[1]]
-    if node[0] == _NOT:
-        return _leaf_ids(node[1])
-    return [tid for child in node[1] for tid in _leaf_ids(child)]
-
-
-def _evaluate(node: _CNode, hits: _Hits) -> _Witness | None:
-    """None when false, else the positive leaves that made it true (NOT contributes none)."""
-    kind = node[0]
-    if kind == _LEAF:
-        found = hits.get(node[1])
-        if not found:
-            return None
-        field = node[2]
-        if field == ANY:
-            out = [(node[3], node[1], f) for f in (TITLE, ABSTRACT) if f in found]
-            return out or None
-        return [(node[3], node[1], field)] if field in found else None
-    if kind == _NOT:
-        return None if _evaluate(node[1], hits) is not None else []
-    result: _Witness | None
-    if kind == _AND:
-        result = []
-        for child in node[1]:
-            part = _evaluate(child, hits)
-            if part is None:
-                return None
-            result += part
-        return result
-    result = None
-    for child in node[1]:
-        part = _evaluate(child, hits)
-        if part is not None:
-            result = part if result is None else result + part
-    return result
 
 
 @dataclass(slots=True)
@@ -300,10 +218,9 @@ class _Prepared:
 
     paper: Paper
     scans: dict[str, Scan]
-    hits: _Hits
-    true: dict[int, _Witness] = dataclasses.field(default_factory=dict)  # query id -> witness, for true queries
-    # (term id, field, written) -> (its hits, its score, its reason fragment); built on first use
-    terms: dict[tuple[int, str, str], tuple[tuple[Hit, ...], float, str]] = dataclasses.field(default_factory=dict)
+    hits: LeafHits
+    true: dict[int, Witness] = dataclasses.field(default_factory=dict)  # query id -> witness, for true queries
+    parts: dict[int, _Part] = dataclasses.field(default_factory=dict)  # true query id -> its part, on first use
     # (query ids, org boost) -> (order key, rank, Match): profiles with the same true keywords share it
     entries: dict[tuple[tuple[int, ...], bool], _Entry] = dataclasses.field(default_factory=dict)
     org: str = ""  # compacted organization
@@ -311,7 +228,7 @@ class _Prepared:
     n_papers: int = 1
 
 
-def _scan_hits(matcher: Matcher, scan: Scan, field: str, hits: _Hits) -> None:
+def _scan_hits(matcher: Matcher, scan: Scan, field: str, hits: LeafHits) -> None:
     s = scan.text
     patterns = matcher.patterns
     for end, pid in matcher.automaton.iter(s):
@@ -333,7 +250,7 @@ def _scan_hits(matcher: Matcher, scan: Scan, field: str, hits: _Hits) -> None:
             hits.setdefault(exact, {}).setdefault(field, []).append((start, b))
 
 
-def _regex_hits(matcher: Matcher, paper: Paper, hits: _Hits, timeouts: list[int]) -> None:
+def _regex_hits(matcher: Matcher, paper: Paper, hits: LeafHits, timeouts: list[int]) -> None:
     texts = {TITLE: paper.title, ABSTRACT: paper.abstract, ORG: paper.organization or ""}
     for index, (src, compiled, fields) in enumerate(matcher.regexes):
         if timeouts[index] >= REGEX_MAX_TIMEOUTS:
@@ -370,7 +287,7 @@ def _prepare(matcher: Matcher, paper: Paper, timeouts: list[int]) -> _Prepared:
     scans = {TITLE: scan_text(paper.title), ABSTRACT: scan_text(paper.abstract)}
     if paper.organization:
         scans[ORG] = scan_text(paper.organization)
-    hits: _Hits = {}
+    hits: LeafHits = {}
     if matcher.automaton is not None:
         for field, scan in scans.items():
             _scan_hits(matcher, scan, field, hits)
@@ -379,9 +296,9 @@ def _prepare(matcher: Matcher, paper: Paper, timeouts: list[int]) -> _Prepared:
     return _Prepared(paper, scans, hits, org=compact_org(paper.organization) if paper.organization else "")
 
 
-def _true_queries(matcher: Matcher, hits: _Hits) -> dict[int, _Witness]:
+def _true_queries(matcher: Matcher, hits: LeafHits) -> dict[int, Witness]:
     """Query id -> witness for every query true on this paper, in a fixed order."""
-    true: dict[int, _Witness] = {}
+    true: dict[int, Witness] = {}
     tried: set[int] = set()
     simple, complex_, queries = matcher.simple, matcher.complex, matcher.queries
     for tid, fields in hits.items():
@@ -395,7 +312,7 @@ def _true_queries(matcher: Matcher, hits: _Hits) -> dict[int, _Witness]:
         for qid in complex_[tid]:
             if qid not in tried:
                 tried.add(qid)
-                witness = _evaluate(queries[qid], hits)
+                witness = evaluate_witness(queries[qid], hits)
                 if witness is not None:
                     true[qid] = witness
     return true
@@ -411,17 +328,68 @@ def _span(matcher: Matcher, prep: _Prepared, tid: int, field: str, span: tuple[i
     return scan.ostarts[first], scan.oends[last]
 
 
-def _term_info(matcher: Matcher, prep: _Prepared, tid: int, field: str, written: str) -> tuple[Any, ...]:
-    """One term's hits in one field of this paper, its score and its reason fragment (cached per paper)."""
-    key = (tid, field, written)
-    info = prep.terms.get(key)
-    if info is None:
+def _part(matcher: Matcher, prep: _Prepared, witness: Witness) -> _Part:
+    """Score, hits and reason fragments of the distinct terms in ``witness``."""
+    keys: dict[tuple[int, str], str] = {}
+    for written, tid, field in witness:
+        keys.setdefault((tid, field), written)
+    score = 0.0
+    hits: dict[str, list[Hit]] = {TITLE: [], ABSTRACT: [], ORG: []}
+    fragments: dict[str, list[str]] = {TITLE: [], ABSTRACT: [], ORG: []}
+    for (tid, field), written in keys.items():
         spans = prep.hits[tid][field]
         count = len(spans)
-        score = WEIGHTS[field] + (REPEAT_WEIGHT * math.log(count) if count > 1 else 0.0)
-        hits = tuple(Hit(written, field, *_span(matcher, prep, tid, field, span)) for span in spans)
-        info = prep.terms[key] = (hits, score, f'"{written}"' + (f" ×{count}" if count > 1 else ""))
-    return info
+        score += WEIGHTS[field] + (REPEAT_WEIGHT * math.log(count) if count > 1 else 0.0)
+        hits[field] += [Hit(written, field, *_span(matcher, prep, tid, field, span)) for span in spans]
+        fragments[field].append(f'"{written}"' + (f" ×{count}" if count > 1 else ""))
+    return (
+        frozenset(keys),
+        score,
+        *(tuple(sorted(hits[field], key=_hit_start)) for field in _FIELDS),
+        *(tuple(fragments[field]) for field in _FIELDS),
+    )  # type: ignore[return-value]
+
+
+def _merged_part(matcher: Matcher, prep: _Prepared, qids: tuple[int, ...]) -> _Part:
+    """The part of several true queries: their parts added up when they share no term."""
+    parts = []
+    for qid in qids:
+        part = prep.parts.get(qid)
+        if part is None:
+            part = prep.parts[qid] = _part(matcher, prep, prep.true[qid])
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2 and parts[0][0].isdisjoint(parts[1][0]):  # the common case, kept cheap
+        a, b = parts
+        return (
+            _NO_KEYS,  # a merged part is never merged again
+            a[1] + b[1],
+            _merge_hits(a[2], b[2]),
+            _merge_hits(a[3], b[3]),
+            _merge_hits(a[4], b[4]),
+            a[5] + b[5],
+            a[6] + b[6],
+            a[7] + b[7],
+        )
+    keys = frozenset().union(*map(_part_keys, parts))
+    if len(keys) < sum(map(len, map(_part_keys, parts))):  # a term shared by two queries counts once
+        return _part(matcher, prep, list(chain.from_iterable(map(prep.true.__getitem__, qids))))
+    # Each part's hits are sorted; sorting the concatenation is a cheap merge of runs.
+    return (
+        keys,
+        sum(map(_part_score, parts)),
+        tuple(sorted(chain.from_iterable(map(_part_title, parts)), key=_hit_start)),
+        tuple(sorted(chain.from_iterable(map(_part_abstract, parts)), key=_hit_start)),
+        tuple(sorted(chain.from_iterable(map(_part_org, parts)), key=_hit_start)),
+        tuple(chain.from_iterable(map(_part_title_reason, parts))),
+        tuple(chain.from_iterable(map(_part_abstract_reason, parts))),
+        tuple(chain.from_iterable(map(_part_org_reason, parts))),
+    )
+
+
+def _merge_hits(a: tuple[Hit, ...], b: tuple[Hit, ...]) -> tuple[Hit, ...]:
+    return tuple(sorted(a + b, key=_hit_start)) if a and b else a or b
 
 
 def _entry(matcher: Matcher, prep: _Prepared, qids: tuple[int, ...], boost: bool) -> _Entry:
@@ -435,33 +403,43 @@ def _entry(matcher: Matcher, prep: _Prepared, qids: tuple[int, ...], boost: bool
 
 
 def _build_match(matcher: Matcher, prep: _Prepared, qids: tuple[int, ...], boost: bool) -> Match:
-    distinct: dict[tuple[int, str], str] = {}
-    for qid in qids:
-        for written, tid, field in prep.true[qid]:
-            distinct.setdefault((tid, field), written)
-    score = 0.0
-    by_field: dict[str, tuple[list[Hit], list[str]]] = {TITLE: ([], []), ABSTRACT: ([], []), ORG: ([], [])}
-    for (tid, field), written in distinct.items():
-        term_hits, term_score, fragment = _term_info(matcher, prep, tid, field, written)
-        score += term_score
-        field_hits, fragments = by_field[field]
-        field_hits += term_hits
-        fragments.append(fragment)
-    hits: list[Hit] = []
-    parts: list[str] = []
-    for field, (field_hits, fragments) in by_field.items():
-        if fragments:
-            hits += sorted(field_hits, key=_hit_start) if len(fragments) > 1 else field_hits
-            parts.append(f"{field}: {', '.join(fragments)}")
+    _, score, title, abstract, org, *fragments = _merged_part(matcher, prep, qids) if qids else _EMPTY_PART
+    parts = [f"{field}: {', '.join(terms)}" for field, terms in zip(_FIELDS, fragments, strict=True) if terms]
     organization = prep.paper.organization
     if boost:
         score += ORG_BOOST
         parts.append(f'org boost: "{organization}" +{ORG_BOOST:g}')
     elif not qids:
         parts.append(f'org: "{organization}"')
-    return Match(paper=prep.paper, score=round(score, 6), hits=tuple(hits), reason="; ".join(parts) or "matched")
+    return Match(
+        paper=prep.paper, score=round(score, 6), hits=title + abstract + org, reason="; ".join(parts) or "matched"
+    )
 
 
+# What a set of true queries contributes to a Match: its distinct (term id, field) keys, its score, its
+# hits in the title, abstract and org (each sorted by offset), and its reason fragments for each field.
+_Part = tuple[
+    frozenset[tuple[int, str]],
+    float,
+    tuple[Hit, ...],
+    tuple[Hit, ...],
+    tuple[Hit, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+]
+_EMPTY_PART: _Part = (frozenset(), 0.0, (), (), (), (), (), ())
+(
+    _part_keys,
+    _part_score,
+    _part_title,
+    _part_abstract,
+    _part_org,
+    _part_title_reason,
+    _part_abstract_reason,
+    _part_org_reason,
+) = (operator.itemgetter(i) for i in range(8))
+_FIELDS = (TITLE, ABSTRACT, ORG)
 _hit_start = operator.attrgetter("start", "end")
 
 
@@ -479,26 +457,36 @@ def _tiebreak_order(papers: Sequence[Paper]) -> list[int]:
 
 
 def _plain_results(
-    keyword_ids: tuple[int, ...], by_query: dict[int, list[_Entry]], matcher: Matcher, preps: list[_Prepared]
+    keyword_ids: tuple[int, ...],
+    by_query: dict[int, list[_Entry]],
+    masks: dict[int, int],
+    matches_of: dict[int, list[Match]],
+    matcher: Matcher,
+    preps: list[_Prepared],
 ) -> list[Match]:
     """A plain profile's ranked matches: the lists of its true keywords, merged (the hot path)."""
     true_ids = list(filter(by_query.__contains__, keyword_ids))
     if not true_ids:
         return []
     if len(true_ids) == 1:
-        return list(map(_entry_match, by_query[true_ids[0]]))
+        return matches_of[true_ids[0]].copy()
+    # Papers reached through two or more keywords (bit i = paper of rank i) get one Match for all of them.
+    seen = several = 0
+    for qid in true_ids:
+        mask = masks[qid]
+        several |= seen & mask
+        seen |= mask
+    if not several:
+        return list(map(_entry_match, sorted(chain.from_iterable(map(by_query.__getitem__, true_ids)), key=_entry_key)))
     merged = list(chain.from_iterable(map(by_query.__getitem__, true_ids)))
     by_paper = dict(zip(map(_entry_paper, merged), merged, strict=True))
-    if len(by_paper) < len(merged):
-        # Papers reached through two or more keywords get one Match for all of them.
-        for pi, count in Counter(map(_entry_paper, merged)).items():
-            if count > 1:
-                prep = preps[pi]
-                qids = tuple(filter(prep.true.__contains__, true_ids))
-                by_paper[pi] = prep.entries.get((qids, False)) or _entry(matcher, prep, qids, False)
-        merged = list(by_paper.values())
-    merged.sort(key=_entry_key)
-    return list(map(_entry_match, merged))
+    while several:
+        lowest = several & -several
+        several ^= lowest
+        prep = preps[lowest.bit_length() - 1]
+        qids = tuple(filter(prep.true.__contains__, true_ids))
+        by_paper[prep.rank] = prep.entries.get((qids, False)) or _entry(matcher, prep, qids, False)
+    return list(map(_entry_match, sorted(by_paper.values(), key=_entry_key)))
 
 
 def _filtered_results(
@@ -553,17 +541,24 @@ _entry_paper = operator.itemgetter(1)
 _entry_match = operator.itemgetter(2)
 
 
-def match_all(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, list[Match]]:
-    """Profile name -> its ranked matches (after exclusions and filters, not cut to max_papers)."""
-    # The fan-out allocates millions of small lists and tuples and no reference cycles; with 100,000
-    # profiles the cyclic collector's passes over them cost about a third of the run, so it waits.
-    gc_was_enabled = gc.isenabled()
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything)."""
+    # Compiling and matching 100,000 profiles allocate millions of small tuples and lists but no reference
+    # cycles; the collector's repeated passes over them cost 20-30% of the run, so it waits until the end.
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _match_all(matcher, papers)
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
+
+
+def match_all(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, list[Match]]:
+    """Profile name -> its ranked matches (after exclusions and filters, not cut to max_papers)."""
+    with _gc_paused():
+        return _match_all(matcher, papers)
 
 
 def _match_all(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, list[Match]]:
@@ -582,15 +577,19 @@ def _match_all(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, list[Matc
         for qid in prep.true:
             if qid in keyword_queries:
                 by_query.setdefault(qid, []).append(_entry(matcher, prep, (qid,), False))
-    for entries in by_query.values():
+    masks: dict[int, int] = {}  # keyword query id -> bit set of the papers (by rank) where it holds
+    matches_of: dict[int, list[Match]] = {}  # keyword query id -> its ranked matches
+    for qid, entries in by_query.items():
         entries.sort(key=_entry_key)
+        masks[qid] = sum(1 << rank for rank in map(_entry_paper, entries))
+        matches_of[qid] = list(map(_entry_match, entries))
     # Profile by profile, merging the small per-query lists, is far cheaper than appending each paper to
     # 100,000 scattered per-profile lists.
     out: dict[str, list[Match]] = {}
     plain, keyword_ids = matcher.plain, matcher.keyword_ids
     for pidx, profile in enumerate(matcher.profiles):
         if plain[pidx]:
-            out[profile.name] = _plain_results(keyword_ids[pidx], by_query, matcher, preps)
+            out[profile.name] = _plain_results(keyword_ids[pidx], by_query, masks, matches_of, matcher, preps)
         else:
             out[profile.name] = _filtered_results(pidx, by_query, matcher, preps, org_papers)
     return out

@@ -74,7 +74,8 @@ def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> smtp.SmtpSettin
         username=s.username or None,
         password=config.smtp_password(cfg, env),
         allow_insecure=s.allow_insecure,
-        timeout=s.timeout,
+        timeout=min(s.timeout, 30.0),
+        message_timeout=s.timeout,
         max_connections=s.max_connections,
         retry_max_age=timedelta(hours=s.max_retry_age_hours),
     )
@@ -110,12 +111,12 @@ def _manage_hint(cfg: config.Config, profile: Profile) -> str:
 
 
 def _unsubscribe_link(profile: Profile, mail: compose.MailSettings) -> str:
-    url = compose.unsubscribe_url(profile.name, mail)
-    if url:
-        return url
-    if mail.unsubscribe_mailto:
-        return f"mailto:{mail.unsubscribe_mailto}?subject=unsubscribe%20{profile.name}"
-    return f"mailto:{mail.sender}?subject=unsubscribe%20{profile.name}"
+    """The body's unsubscribe link: the one-click https URL, else the same mailto the header carries."""
+    return (
+        compose.unsubscribe_url(profile.name, mail)
+        or compose.unsubscribe_mailto_url(profile.name, mail)
+        or f"mailto:{mail.sender}?subject=unsubscribe"
+    )
 
 
 # ------------------------------------------------------------------------------------------ ingest

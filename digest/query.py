@@ -1,6 +1,42 @@
 """The keyword query language: text normalisation (with an offset map), the parser and its AST.
 
-The language itself is documented in ``digest.match.QUERY_HELP``; this module only implements it.
+## Keyword queries
+
+Each entry of a profile's `keywords` is a query; a paper is picked when **any** of them matches, and
+dropped when any query in `exclude` matches. Matching ignores case and Unicode variants (NFKC +
+case folding on both the query and the paper).
+
+- `GAN`: the whole word only: "GAN", "GANs", never "organ".
+- `LLM`: "LLM", "LLMs" (a trailing *s*/*es* on the paper's word is tolerated), never "LLMOps".
+- `"self-supervised"`: the words in order. Hyphen, en dash, underscore, slash and whitespace are all the
+  same separator, so it also matches "self supervised" and "self_supervised"; other punctuation between
+  two words (a comma, a full stop) breaks a phrase.
+- `self-supervised`: an unquoted hyphenated term is the same as the quoted phrase (so are `GPT-4`, `TCP/IP`).
+- `diffus*`: words starting with "diffus" (diffusion, diffusing). `*` only at the end of a word or phrase.
+- `diffusion video`: both words (implicit AND); `diffusion AND video` is the same.
+- `diffusion OR flow`: either word. AND binds tighter than OR.
+- `diffusion -video` or `diffusion NOT video`: diffusion, but not papers that mention video.
+- `(diffusion OR flow) -video`: parentheses group.
+- `title:agent` (or `ti:agent`): only in the title. Also `abstract:` (`abs:`) and `org:` (the
+  organization). Without a field a term looks in the title and the abstract.
+- `title:(agent OR planner)`: a field scope applies to a whole group.
+- `/gpt-?4o?/`: an opt-in regular expression ([regex](https://pypi.org/project/regex/) syntax,
+  case-insensitive, on the original text, at most 200 characters). A pattern that runs longer than
+  0.05 s on one paper counts as no match there and is logged; after 3 such timeouts in a run it is skipped.
+
+Operators `OR`, `AND`, `NOT` must be written in capitals (lower-case "or" is a word to look for).
+A query that is empty or only excludes (`-video`, `NOT video`) is rejected, as it would match almost
+every paper; put exclusions in `exclude` instead. A syntax error names the position, e.g.
+`unclosed quote at character 11` with a caret under the quote. `C++` and `C#` are words of their own.
+Plural tolerance works one way: `LLMs` does not match "LLM". A profile without keywords whose
+`organizations_mode` is "only" receives every paper from its organizations.
+
+**Ranking.** Each distinct term found in a title scores 3, in an abstract 1, in `org:` 1, plus
+0.5 × ln(count) for repeats; an organization listed in the profile (mode "boost") adds 2. Papers are
+ordered by score, then upvotes, then newest first, then dump order. `min_score` and `min_upvotes`
+filter; `organizations` with mode "only" keeps just papers from those organizations (compared without
+case, spaces or punctuation, so "huggingface" matches "Hugging Face"). Each match says why in one
+line, e.g. `title: "diffusion"; abstract: "LLM" ×3, "self-supervised"` (keywords in A-Z order).
 """
 
 from __future__ import annotations
@@ -15,6 +51,8 @@ from typing import Any
 import regex
 
 from digest.errors import QueryError
+
+QUERY_HELP = __doc__[__doc__.index("## Keyword queries") :]  # type: ignore[index]
 
 ANY = "any"  # title + abstract
 TITLE = "title"
@@ -378,3 +416,68 @@ def parse_query(text: str) -> Query:
             "add a term to look for, e.g. 'diffusion -video'; put exclusions in the profile's exclude list",
         )
     return Query(text, root)
+
+
+# --- compiled form, as the matcher evaluates it ------------------------------------------------------------
+
+LEAF, _NOT, _AND, _OR = 0, 1, 2, 3
+
+# A compiled query node is a nested tuple (faster to walk than the AST):
+# (LEAF, term_id, field, written) | (_NOT, child) | (_AND, children) | (_OR, children)
+CompiledNode = tuple[Any, ...]
+# Evidence of a match: (term as written, term id, field), in the order found.
+Witness = list[tuple[str, int, str]]
+# Per paper: term id -> field -> spans (scan offsets for automaton terms, original offsets for regexes).
+LeafHits = dict[int, dict[str, list[tuple[int, int]]]]
+
+
+def compile_node(node: Node, term_ids: dict[tuple[str, bool], int], regex_ids: dict[str, int]) -> CompiledNode:
+    """The AST as nested tuples with leaves replaced by ids (faster to evaluate per paper)."""
+    if isinstance(node, Term):
+        return (LEAF, term_ids[(node.pattern, node.prefix)], node.field, node.text)
+    if isinstance(node, Regex):
+        return (LEAF, regex_ids[node.pattern], node.field, node.text)
+    if isinstance(node, Not):
+        return (_NOT, compile_node(node.child, term_ids, regex_ids))
+    kind = _AND if isinstance(node, And) else _OR
+    return (kind, tuple(compile_node(child, term_ids, regex_ids) for child in node.children))
+
+
+def leaf_ids(node: CompiledNode) -> list[int]:
+    """The leaf ids of a compiled query, left to right."""
+    if node[0] == LEAF:
+        return [node[1]]
+    if node[0] == _NOT:
+        return leaf_ids(node[1])
+    return [tid for child in node[1] for tid in leaf_ids(child)]
+
+
+def evaluate_witness(node: CompiledNode, hits: LeafHits) -> Witness | None:
+    """None when false, else the positive leaves that made it true (NOT contributes none)."""
+    kind = node[0]
+    if kind == LEAF:
+        found = hits.get(node[1])
+        if not found:
+            return None
+        field = node[2]
+        if field == ANY:
+            out = [(node[3], node[1], f) for f in (TITLE, ABSTRACT) if f in found]
+            return out or None
+        return [(node[3], node[1], field)] if field in found else None
+    if kind == _NOT:
+        return None if evaluate_witness(node[1], hits) is not None else []
+    result: Witness | None
+    if kind == _AND:
+        result = []
+        for child in node[1]:
+            part = evaluate_witness(child, hits)
+            if part is None:
+                return None
+            result += part
+        return result
+    result = None
+    for child in node[1]:
+        part = evaluate_witness(child, hits)
+        if part is not None:
+            result = part if result is None else result + part
+    return result

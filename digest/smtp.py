@@ -202,8 +202,9 @@ def _by_code(code: int, reply: str, stage: str) -> SendResult:
 
 def _wire(data: bytes) -> bytes:
     """Return ``data`` as sent after DATA: CRLF line ends, dot-stuffed, ending with the "." line."""
-    # compose() output is already CRLF-only with no line starting with ".", so these are three fast
-    # counts and one search; aiosmtplib's sendmail() would instead run three regex passes per message.
+    # compose() output is already CRLF-only with no line starting with ".", so this costs three byte
+    # counts and one search; aiosmtplib's sendmail() would run three regex substitutions per message.
+    # Bare CR/LF are normalised, never passed on: they are what SMTP smuggling exploits.
     if not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
         data = _LINE_ENDS.sub(b"\r\n", data)
     if data.startswith(b".") or b"\n." in data:
@@ -236,8 +237,13 @@ async def _open(client_args: dict[str, Any]) -> aiosmtplib.SMTP:
     return client
 
 
-async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str]) -> str:
-    """MAIL, RCPT and DATA for one message on an open session; return the server's final reply."""
+async def _transaction(
+    client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str], prepare: Callable[[], None]
+) -> str:
+    """MAIL, RCPT and DATA for one message on an open session; return the server's final reply.
+
+    ``prepare`` runs while the server digests the payload, the longest wait of the transaction.
+    """
     # execute_command() is aiosmtplib's public command API; the payload goes through the protocol's
     # write()/read_response() so it is not re-scanned (see _wire). Addresses were checked by the caller.
     size = [b"SIZE=%d" % len(payload)] if client.supports_extension("size") else []
@@ -262,6 +268,8 @@ async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, s
         raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
     stage[0] = "end of data"
     protocol.write(payload)
+    # Synchronous, so the reply cannot be consumed before read_response() below is waiting for it.
+    prepare()
     reply = await protocol.read_response(timeout=client.timeout)
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
@@ -269,7 +277,13 @@ async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, s
 
 
 async def _attempt(
-    msg: Outgoing, payload: bytes, conn: _Conn, smtp: SmtpSettings, client_args: dict[str, Any], run: _Run
+    msg: Outgoing,
+    payload: bytes,
+    conn: _Conn,
+    smtp: SmtpSettings,
+    client_args: dict[str, Any],
+    run: _Run,
+    prepare: Callable[[], None],
 ) -> SendResult:
     """Try ``msg`` once on the worker's session, opening one if needed; classify the outcome."""
     at_connect = conn.client is None or not conn.client.is_connected
@@ -284,7 +298,7 @@ async def _attempt(
                 log.debug("connected to %s", where)
             at_connect = False
             assert conn.client is not None
-            reply = await _transaction(conn.client, msg, payload, stage)
+            reply = await _transaction(conn.client, msg, payload, stage, prepare)
         return SendResult("sent", 250, reply)
     except aiosmtplib.SMTPAuthenticationError as exc:
         _drop(conn)
@@ -336,7 +350,13 @@ async def _attempt(
 
 
 async def _deliver(
-    msg: Outgoing, conn: _Conn, smtp: SmtpSettings, client_args: dict[str, Any], run: _Run
+    msg: Outgoing,
+    payload: bytes,
+    conn: _Conn,
+    smtp: SmtpSettings,
+    client_args: dict[str, Any],
+    run: _Run,
+    prepare: Callable[[], None],
 ) -> tuple[SendResult, bool]:
     """Send ``msg`` with in-run retries; return the final result and whether it ended at connect time."""
     if not _ENVELOPE_ADDRESS.fullmatch(msg.sender):
@@ -346,7 +366,6 @@ async def _deliver(
         )
     if not _ENVELOPE_ADDRESS.fullmatch(msg.recipient):
         return SendResult("failed", None, f"invalid envelope recipient {msg.recipient!r}", attempts=0), False
-    payload = _wire(msg.data)
     attempts = 0
     retrying = AsyncRetrying(
         # Stop early when another session hit a run-level error: finish, don't linger.
@@ -359,7 +378,7 @@ async def _deliver(
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                result = await _attempt(msg, payload, conn, smtp, client_args, run)
+                result = await _attempt(msg, payload, conn, smtp, client_args, run, prepare)
     except _Transient as exc:
         return replace(exc.result, attempts=attempts), exc.at_connect
     return replace(result, attempts=attempts), False
@@ -387,16 +406,43 @@ async def _worker(
 ) -> None:
     """Pull messages off the shared iterator and send them over one session at a time."""
     conn = _Conn()
+    ahead: list[tuple[Outgoing, bytes] | BaseException] = []  # at most one message taken in advance
+
+    def prepare() -> None:
+        # Take (and, for a lazy caller, compose) the next message while the server is busy with the
+        # current one, so that work does not hold up the other sessions' replies. next() runs in this
+        # thread between awaits, so workers never re-enter a generator.
+        if ahead or run.stop:
+            return
+        try:
+            msg = next(queue, None)
+        except Exception as exc:  # the caller's generator failed: raise it once this message is reported
+            ahead.append(exc)
+            return
+        if msg is not None:
+            ahead.append((msg, _wire(msg.data)))
+
     try:
-        # next() runs in this thread between awaits, so workers never re-enter a generator.
-        while not run.stop and (msg := next(queue, None)) is not None:
-            result, at_connect = await _deliver(msg, conn, smtp, client_args, run)
+        while not run.stop:
+            prepare()
+            if not ahead:
+                break
+            item = ahead.pop()
+            if isinstance(item, BaseException):
+                raise item
+            msg, payload = item
+            result, at_connect = await _deliver(msg, payload, conn, smtp, client_args, run, prepare)
             # The caller commits the outcome here, before this session carries another message.
             _record(run, msg, result, on_result)
             if at_connect:
-                # This worker cannot reach the server; the others carry on or the rest stays queued.
+                # This worker cannot reach the server; the others carry on, or the rest is deferred.
                 run.dead_workers += 1
                 run.last_connect_error = result.reply
+                for held in ahead:
+                    if not isinstance(held, BaseException):
+                        _record(
+                            run, held[0], SendResult("deferred", None, f"not attempted: {result.reply}", 0), on_result
+                        )
                 return
             if conn.client is not None:
                 conn.used += 1

@@ -11,7 +11,7 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from digest.errors import DumpError, FetchError
 
@@ -64,7 +64,7 @@ def fetch_listing(
     fetch = retry(
         retry=retry_if_exception(lambda exc: isinstance(exc, _Temporary)),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(multiplier=0.5, max=max_wait),
+        wait=wait_exponential(multiplier=0.5, max=max_wait) + wait_random(0, min(0.5, max_wait)),
         reraise=True,
         before_sleep=lambda state: log.warning("fetch %s failed (%s); retrying", url, state.outcome.exception()),
     )(_get)

@@ -1,0 +1,240 @@
+"""Matching benchmark: compile + match 300 synthetic papers against 1,000 and 100,000 keyword profiles.
+
+Run: python bench/bench_match.py [--quick]
+A seeded generator builds a 5,000-term vocabulary (words and 2-4 word phrases), 300 papers (titles ~80
+characters, abstracts ~1,600) of filler prose with Zipf-drawn vocabulary terms, and profiles of 10-20
+keywords (words, quoted phrases, hyphenated phrases). It prints median times for digest.match
+(compile_profiles + match_all) and for a naive baseline run in the same process (one compiled
+``\\b(?:t1|t2|...)\\b``-style regex per user, looped over users x papers), checks that both pick the same
+(user, paper) pairs, and prints the ratio and the peak RSS. --quick uses 1,000 and 10,000 profiles and
+200 naive users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from digest.match import compile_profiles, match_all, parse_query  # noqa: E402
+from digest.models import Paper, Profile  # noqa: E402
+
+N_PAPERS = 300
+
+
+def make_vocabulary(rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+    """(unigrams, multi-word terms, filler words): pseudo-words from syllables, no overlap between sets."""
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["ion", "ent", "ar", "or", "ex"]
+    words: set[str] = set()
+    while len(words) < 1400:
+        w = "".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))
+        if not w.endswith(("s", "e")):  # keep the plural rule from creating accidental overlaps
+            words.add(w)
+    pool = sorted(words)
+    rng.shuffle(pool)
+    unigrams, content, filler = pool[:180], pool[180:900], pool[900:]
+    phrases: set[str] = set()
+    for n, count in ((2, 2200), (3, 1200), (4, 1420)):
+        while sum(1 for p in phrases if p.count(" ") == n - 1) < count:
+            phrases.add(" ".join(rng.choice(content + unigrams) for _ in range(n)))
+    return unigrams, sorted(phrases), filler
+
+
+def zipf_picker(rng: random.Random, terms: list[str], s: float = 0.8):
+    weights = [1.0 / (rank + 1) ** s for rank in range(len(terms))]
+    order = terms[:]
+    rng.shuffle(order)
+    cum: list[float] = []
+    total = 0.0
+    for w in weights:
+        total += w
+        cum.append(total)
+
+    def pick() -> str:
+        return order[min(len(order) - 1, _bisect(cum, rng.random() * total))]
+
+    return pick
+
+
+def _bisect(cum: list[float], x: float) -> int:
+    lo, hi = 0, len(cum)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def render_term(rng: random.Random, term: str) -> str:
+    """How a term appears in a paper: sometimes capitalised, hyphenated or pluralised."""
+    if " " in term and rng.random() < 0.3:
+        term = term.replace(" ", "-")
+    if rng.random() < 0.2:
+        term += "s"
+    if rng.random() < 0.2:
+        term = term.title()
+    return term
+
+
+def make_text(rng: random.Random, length: int, pick, filler: list[str], term_rate: float) -> str:
+    out: list[str] = []
+    size = 0
+    while size < length:
+        piece = render_term(rng, pick()) if rng.random() < term_rate else rng.choice(filler)
+        if rng.random() < 0.07:
+            piece += rng.choice([",", ".", ";", ":"])
+        out.append(piece)
+        size += len(piece) + 1
+    return " ".join(out)
+
+
+def make_papers(rng: random.Random, terms: list[str], filler: list[str]) -> list[Paper]:
+    pick = zipf_picker(rng, terms)
+    papers = []
+    for i in range(N_PAPERS):
+        title = make_text(rng, 80, pick, filler, 0.15)
+        abstract = make_text(rng, 1600, pick, filler, 0.08)
+        papers.append(Paper(key=f"p{i}", title=title, abstract=abstract, upvotes=rng.randint(0, 50)))
+    return papers
+
+
+def make_profiles(
+    rng: random.Random, n: int, unigrams: list[str], phrases: list[str], sizes: tuple[int, int] = (10, 20)
+) -> list[Profile]:
+    profiles = []
+    for i in range(n):
+        keywords = []
+        for _ in range(rng.randint(*sizes)):
+            if rng.random() < 0.1:
+                keywords.append(rng.choice(unigrams))
+            else:
+                phrase = rng.choice(phrases)
+                keywords.append(phrase.replace(" ", "-") if rng.random() < 0.3 else f'"{phrase}"')
+        profiles.append(Profile(name=f"u{i}", email=f"u{i}@example.org", keywords=tuple(keywords)))
+    return profiles
+
+
+_SEP = r"[\s\-\u2010-\u2013_/]+"
+
+
+def naive_regexes(profiles: list[Profile]) -> list[re.Pattern[str]]:
+    """One regex per user with the same semantics (whole words, plural s/es, phrase separators)."""
+    compiled = []
+    for profile in profiles:
+        alts = [
+            _SEP.join(re.escape(w) for w in re.split(r"[\s\-\"]+", kw.strip('"').lower())) for kw in profile.keywords
+        ]
+        compiled.append(re.compile(r"(?<![^\W_])(?:" + "|".join(alts) + r")(?:e?s)?(?![^\W_])"))
+    return compiled
+
+
+def run_naive(profiles: list[Profile], papers: list[Paper]) -> set[tuple[str, str]]:
+    texts = [(p.key, p.title.lower(), p.abstract.lower()) for p in papers]
+    pairs = set()
+    for profile, rx in zip(profiles, naive_regexes(profiles), strict=True):
+        for key, title, abstract in texts:
+            if rx.search(title) or rx.search(abstract):
+                pairs.add((profile.name, key))
+    return pairs
+
+
+def run_fast(profiles: list[Profile], papers: list[Paper]) -> tuple[float, float, float, dict]:
+    """(compile wall s, match wall s, total CPU s, result)."""
+    parse_query.cache_clear()  # every repetition parses its queries, as a fresh `digest run` would
+    cpu = time.process_time()
+    start = time.perf_counter()
+    matcher = compile_profiles(profiles)
+    compiled = time.perf_counter()
+    result = match_all(matcher, papers)
+    done = time.perf_counter()
+    return compiled - start, done - compiled, time.process_time() - cpu, result
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_fast(label: str, profiles: list[Profile], papers: list[Paper], reps: int) -> tuple[float, dict]:
+    """Median compile + match time over ``reps`` runs; prints the figures."""
+    compile_times, match_times, totals, cpus = [], [], [], []
+    result: dict = {}
+    for _ in range(reps):
+        result = {}  # free the previous run's result before the next one
+        c, m, cpu, result = run_fast(profiles, papers)
+        compile_times.append(c)
+        match_times.append(m)
+        totals.append(c + m)
+        cpus.append(cpu)
+    pairs = sum(len(v) for v in result.values())
+    median = statistics.median(totals)
+    print(
+        f"digest.match, {len(profiles):>7,} profiles x {len(papers)} papers{label}: "
+        f"compile {statistics.median(compile_times):.3f} s, match {statistics.median(match_times):.3f} s, "
+        f"total {median:.3f} s (min {min(totals):.3f}, max {max(totals):.3f}; median of {reps}; "
+        f"CPU {statistics.median(cpus):.3f} s); "
+        f"{pairs:,} matches = {pairs / len(profiles):.1f} per profile; peak RSS {peak_rss_mb():.0f} MB"
+    )
+    return median, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (1k and 10k profiles, 200 naive users)")
+    args = parser.parse_args()
+    small, large = (1_000, 10_000) if args.quick else (1_000, 100_000)
+    naive_users = 200 if args.quick else 1_000
+    reps = 3
+
+    rng = random.Random(20261123)
+    unigrams, phrases, filler = make_vocabulary(rng)
+    papers = make_papers(rng, unigrams + phrases, filler)
+    profiles = make_profiles(rng, large, unigrams, phrases)
+    print(f"vocabulary: {len(unigrams)} words + {len(phrases)} phrases; {len(papers)} papers")
+    print(
+        f"mean title {statistics.mean(len(p.title) for p in papers):.0f} chars, "
+        f"abstract {statistics.mean(len(p.abstract) for p in papers):.0f} chars; "
+        f"profiles of 10-20 keywords (10% words, 90% phrases); peak RSS {peak_rss_mb():.0f} MB"
+    )
+
+    small_median, small_result = bench_fast("", profiles[:small], papers, reps)
+    large_median, _ = bench_fast("", profiles, papers, reps)
+    ten = make_profiles(random.Random(5), large, unigrams, phrases, sizes=(10, 10))
+    bench_fast(" (10 keywords each, as in the notes)", ten, papers, reps)
+    del ten
+
+    naive_profiles = profiles[:naive_users]
+    start = time.perf_counter()
+    naive_pairs = run_naive(naive_profiles, papers)
+    naive_time = time.perf_counter() - start
+    names = {p.name for p in naive_profiles}
+    fast_pairs = {(name, m.paper.key) for name, matches in small_result.items() if name in names for m in matches}
+    agree = "identical" if naive_pairs == fast_pairs else f"DIFFER ({len(naive_pairs ^ fast_pairs)} pairs)"
+    per_user_naive = naive_time / naive_users
+    per_user_fast = small_median / small
+    print(
+        f"naive per-user regex, {naive_users:,} users x {len(papers)} papers: {naive_time:.2f} s (1 run); "
+        f"(user, paper) pairs vs digest.match: {agree}"
+    )
+    print(
+        f"ratio at {small:,} users: naive {per_user_naive * 1e3:.2f} ms/user vs digest.match "
+        f"{per_user_fast * 1e3:.3f} ms/user -> {per_user_naive / per_user_fast:.0f}x faster"
+    )
+    print(
+        f"naive extrapolated to {large:,} users: {per_user_naive * large:.0f} s vs measured "
+        f"{large_median:.2f} s -> {per_user_naive * large / large_median:.0f}x"
+    )
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
