@@ -11,6 +11,7 @@ scaled up linearly; the output says so. Both send to the same kind of sink, a se
 from __future__ import annotations
 
 import argparse
+import email.policy
 import json
 import os
 import random
@@ -27,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 TERMS = [
     "LLM",
@@ -214,58 +216,62 @@ def child(config: str) -> None:
     )
 
 
-NAIVE_TEMPLATE = """# Paper digest for {{ user }}
-{% for p in papers %}
-## [{{ p.title }}](https://huggingface.co/papers/{{ p.id }})
-
-{{ p.abstract[:600] }}
-
-{% endfor %}
-[Unsubscribe](https://digest.example.org/u/{{ user }})
-"""
-
-
 def naive(dump: Path, config: Path, port: int, users: int) -> dict[str, float]:
-    """The straightforward pipeline for the first ``users`` users: regex per user, full render, EmailMessage,
-    smtplib with a new connection per message."""
-    import tomllib
+    """The straightforward pipeline for the first ``users`` users, producing the same kind of digest from the
+    same templates: one regex per user over every paper, the full Jinja render + `markdown` + css-inline per
+    user (bench_render's "naive A"), EmailMessage, and smtplib with a new connection per message."""
+    from datetime import UTC, datetime
 
     import css_inline
-    import jinja2
-    import markdown
+    from bench_render import naive_markdown_pipeline
 
-    entries = json.loads(dump.read_text())
-    papers = [
-        {"id": e["paper"]["id"], "title": e["paper"]["title"], "abstract": e["paper"]["summary"]} for e in entries
-    ]
-    profiles = tomllib.loads(config.read_text())["users"][:users]
-    template = jinja2.Environment(autoescape=False).from_string(NAIVE_TEMPLATE)
-    style = "<style>body{font-family:sans-serif} h2{color:#123} a{color:#06c}</style>"
+    from digest import config as config_mod
+    from digest import render
+    from digest.models import Digest, Hit, Match
+    from digest.sources import read_dump
+
+    papers = list(read_dump(dump).papers)
+    profiles = config_mod.load_config(config).profiles()[:users]
+    cache = render.prepare_papers([], render.RenderOptions())  # only its Jinja environment is used
+    inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+    now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     split = {"match": 0.0, "render": 0.0, "mime": 0.0, "send": 0.0}
     t0, c0 = time.perf_counter(), os.times()
     for profile in profiles:
         s = time.perf_counter()
-        words = [re.escape(k.split(":")[-1].strip('"*')) for k in profile["keywords"]]
+        words = [re.escape(k.split(":")[-1].strip('"*')) for k in profile.keywords]
         pattern = re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
-        chosen = [p for p in papers if pattern.search(p["title"]) or pattern.search(p["abstract"])][:10]
+        matches = []
+        for paper in papers:
+            hits = [Hit(m.group(0), "title", m.start(), m.end()) for m in pattern.finditer(paper.title)]
+            hits += [Hit(m.group(0), "abstract", m.start(), m.end()) for m in pattern.finditer(paper.abstract)]
+            if hits:
+                reason = ", ".join(sorted({h.term for h in hits}))
+                matches.append(Match(paper, float(len(hits)), tuple(hits), reason))
+        matches.sort(key=lambda m: -m.score)
         split["match"] += time.perf_counter() - s
-        if not chosen:
+        if not matches:
             continue
         s = time.perf_counter()
-        text = template.render(user=profile["name"], papers=chosen)
-        html = css_inline.inline(f"<html><head>{style}</head><body>{markdown.markdown(text)}</body></html>")
+        digest = Digest(profile, tuple(matches[: profile.max_papers]), now, "2026-11-23", ("daily_papers.json",))
+        links = {
+            "unsubscribe_url": f"https://digest.example.org/u/{profile.name}",
+            "feed_url": f"https://digest.example.org/feeds/{profile.name}.xml",
+            "manage_hint": "edit your [[users]] entry in config.toml",
+        }
+        text, html = naive_markdown_pipeline(cache, inliner, digest, links)
         split["render"] += time.perf_counter() - s
         s = time.perf_counter()
-        msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = "digest@example.org", profile["email"], "Paper digest"
-        msg["Date"] = format_datetime(__import__("datetime").datetime.now().astimezone())
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["From"], msg["To"], msg["Subject"] = "digest@example.org", profile.email, "Paper digest"
+        msg["Date"] = format_datetime(now)
         msg.set_content(text, cte="quoted-printable")
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
         data = msg.as_bytes()
         split["mime"] += time.perf_counter() - s
         s = time.perf_counter()
         with smtplib.SMTP("127.0.0.1", port) as client:
-            client.sendmail("digest@example.org", [profile["email"]], data)
+            client.sendmail("digest@example.org", [profile.email], data)
         split["send"] += time.perf_counter() - s
     c1 = os.times()
     return {"wall": time.perf_counter() - t0, "cpu": (c1.user - c0.user) + (c1.system - c0.system), **split}

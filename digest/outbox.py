@@ -151,9 +151,9 @@ def add_message(
     sender: str | None,
     recipient: str | None,
     now: datetime,
-) -> bool:
+) -> int | None:
     """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction;
-    False if the period already has one."""
+    returns the new row's id, or None if the period already has one."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO outbox (user, period, run_id, created_at, papers_until, paper_keys, message_id, "
         "sender, recipient, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -171,7 +171,7 @@ def add_message(
             "pending" if message is not None else "empty",
         ),
     )
-    return cur.rowcount > 0
+    return cur.lastrowid if cur.rowcount > 0 else None
 
 
 def watermarks(conn: sqlite3.Connection) -> dict[str, datetime]:

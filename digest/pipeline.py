@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -212,7 +213,18 @@ def build_digests(
 # ------------------------------------------------------------------------------------------ planning
 
 
-def plan(
+@dataclass
+class Plan:
+    """The due users of a run, matched and ready to render one by one (see ``enqueue_digest``)."""
+
+    digests: list[Digest]  # due users with at least one matching paper
+    cache: render.RenderCache | None
+    mail: compose.MailSettings | None
+    empty: int = 0  # due users with no matching paper (their period is recorded as 'empty')
+    queued: list[str] = field(default_factory=list)  # users whose message is in the outbox now
+
+
+def prepare(
     conn: sqlite3.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
@@ -221,12 +233,9 @@ def plan(
     run_id: int | None,
     users: Sequence[str] | None = None,
     stages: dict[str, float] | None = None,
-) -> tuple[list[str], int]:
-    """Write each due user's message for the current period into the outbox; returns (users with a message,
-    number of periods with no matching paper).
-
-    All rows go in one transaction: either every due user's message is queued or none is.
-    """
+) -> Plan:
+    """Find the users whose current period has no digest yet, match them all at once (one automaton), and
+    record the periods with no matching paper. Rendering and queueing happen per user in ``enqueue_digest``."""
     stages = stages if stages is not None else {}
     started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
@@ -242,7 +251,7 @@ def plan(
             due.append(profile)
             periods[profile.name] = period.key
     if not due:
-        return [], 0
+        return Plan([], None, None)
     pools = candidate_pools(conn, cfg, due, now=now)
     shas = sorted({sp.first_dump for pool in {id(p): p for p in pools.values()}.values() for sp in pool})
     names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
@@ -250,53 +259,85 @@ def plan(
     started = time.perf_counter()
     digests = build_digests(due, pools, periods=periods, now=now, dump_names=names)
     stages["match"] = stages.get("match", 0.0) + time.perf_counter() - started
-    mail = mail_settings(cfg, env)
     started = time.perf_counter()
-    cache = render.prepare_papers([m for d in digests for m in d.matches], render_options(cfg))
-    render_s = time.perf_counter() - started
-    per_user_render_s = compose_s = 0.0
-    written: list[str] = []
-    empty = 0
-    started = time.perf_counter()
+    empty = [d for d in digests if not d.matches]
     with store.transaction(conn):
-        for digest in digests:
-            profile = digest.profile
-            row = {"user": profile.name, "period": digest.period, "run_id": run_id, "papers_until": now, "now": now}
-            if not digest.matches:
-                outbox.add_message(
-                    conn, **row, paper_keys=(), message=None, message_id=None, sender=None, recipient=None
-                )
-                empty += 1
-                continue
-            t0 = time.perf_counter()
-            email = render.render_digest(
-                digest,
-                cache,
-                unsubscribe_url=_unsubscribe_link(profile, mail),
-                feed_url=feed_url(cfg, profile),
-                manage_hint=_manage_hint(cfg, profile),
-                now=now,
-            )
-            t1 = time.perf_counter()
-            data = compose.compose(email, mail, now=now)
-            t2 = time.perf_counter()
-            per_user_render_s += t1 - t0
-            compose_s += t2 - t1
+        for digest in empty:
             outbox.add_message(
-                conn,
-                **row,
-                paper_keys=email.paper_keys,
-                message=data,
-                message_id=compose.message_id(profile.name, digest.period, mail),
-                sender=mail.sender,
-                recipient=profile.email,
-            )
-            written.append(profile.name)
-    total = time.perf_counter() - started
-    stages["render"] = stages.get("render", 0.0) + render_s + per_user_render_s
-    stages["compose"] = stages.get("compose", 0.0) + compose_s
-    stages["outbox"] = stages.get("outbox", 0.0) + total - per_user_render_s - compose_s
-    return written, empty
+                conn, user=digest.profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
+                paper_keys=(), message=None, message_id=None, sender=None, recipient=None,
+            )  # fmt: skip
+    stages["outbox"] = stages.get("outbox", 0.0) + time.perf_counter() - started
+    full = [d for d in digests if d.matches]
+    if not full:
+        return Plan([], None, None, empty=len(empty))
+    started = time.perf_counter()
+    cache = render.prepare_papers([m for d in full for m in d.matches], render_options(cfg))
+    stages["render"] = stages.get("render", 0.0) + time.perf_counter() - started
+    return Plan(full, cache, mail_settings(cfg, env), empty=len(empty))
+
+
+def enqueue_digest(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    plan_: Plan,
+    digest: Digest,
+    *,
+    run_id: int | None,
+    now: datetime,
+    stages: dict[str, float] | None = None,
+) -> outbox.OutboxRow | None:
+    """Render and compose one user's digest and commit it to the outbox; None if that period already has one."""
+    stages = stages if stages is not None else {}
+    assert plan_.cache is not None and plan_.mail is not None
+    profile, mail = digest.profile, plan_.mail
+    t0 = time.perf_counter()
+    email = render.render_digest(
+        digest,
+        plan_.cache,
+        unsubscribe_url=_unsubscribe_link(profile, mail),
+        feed_url=feed_url(cfg, profile),
+        manage_hint=_manage_hint(cfg, profile),
+        now=now,
+    )
+    t1 = time.perf_counter()
+    data = compose.compose(email, mail, now=now)
+    t2 = time.perf_counter()
+    with store.transaction(conn):
+        row_id = outbox.add_message(
+            conn, user=profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
+            paper_keys=email.paper_keys, message=data, message_id=compose.message_id(profile.name, digest.period, mail),
+            sender=mail.sender, recipient=profile.email,
+        )  # fmt: skip
+    t3 = time.perf_counter()
+    stages["render"] = stages.get("render", 0.0) + t1 - t0
+    stages["compose"] = stages.get("compose", 0.0) + t2 - t1
+    stages["outbox"] = stages.get("outbox", 0.0) + t3 - t2
+    if row_id is None:
+        return None
+    plan_.queued.append(profile.name)
+    return outbox.OutboxRow(
+        id=row_id, user=profile.name, period=digest.period,
+        status="pending", recipient=profile.email, sender=mail.sender, message_id=None, message=None,
+        paper_keys=email.paper_keys, attempts=0, last_code=None, last_reply=None, created_at=now, sent_at=None,
+        run_id=run_id,
+    )  # fmt: skip
+
+
+def plan(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    env: Mapping[str, str],
+    *,
+    now: datetime,
+    run_id: int | None,
+    users: Sequence[str] | None = None,
+) -> Plan:
+    """Queue every due user's digest for the current period in the outbox, without sending."""
+    plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=users)
+    for digest in plan_.digests:
+        enqueue_digest(conn, cfg, plan_, digest, run_id=run_id, now=now)
+    return plan_
 
 
 # ------------------------------------------------------------------------------------------ delivery
@@ -304,6 +345,83 @@ def plan(
 
 def _retry_at(attempts: int, now: datetime) -> datetime:
     return now + min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+
+
+def _deliver(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    env: Mapping[str, str],
+    rows: Iterable[outbox.OutboxRow | None],
+    *,
+    total: int,
+    options: RunOptions,
+    clock: Callable[[], datetime],
+) -> tuple[int, int, int]:
+    """Send (or, in a dry run, write as .eml) the outbox rows as ``rows`` yields them.
+
+    ``rows`` may be lazy: a run renders and queues each new digest while the server is busy with the previous
+    ones, so the CPU work of the run overlaps with the server's. None items (nothing to send) are skipped.
+    """
+    counts = {"sent": 0, "deferred": 0, "failed": 0}
+    if options.dry_run is not None:
+        options.dry_run.mkdir(parents=True, exist_ok=True)
+        for row in rows:
+            if options.stop():
+                break
+            if row is None:
+                continue
+            name = f"{row.user}-{row.period.replace(':', '')}.eml"
+            (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
+            counts["sent"] += 1
+            if options.progress:
+                options.progress(counts["sent"], total)
+        return counts["sent"], 0, 0
+    by_key: dict[str, outbox.OutboxRow] = {}
+
+    def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
+        row = by_key.pop(item.key)
+        stamp = clock()
+        if result.status == "sent":
+            outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp)
+        else:
+            retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
+            outbox.mark_failed(
+                conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp, retry_at=retry
+            )
+            log.warning("%s for %s: %s %s", result.status, row.user, result.code or "", result.reply)
+        counts[result.status] += 1
+        if options.progress:
+            options.progress(sum(counts.values()), total)
+
+    def messages() -> Iterator[smtp.Outgoing]:
+        for row in rows:
+            if options.stop():
+                return  # SIGTERM: what is not queued or not sent waits for the next run
+            if row is None:
+                continue
+            by_key[str(row.id)] = row
+            data = outbox.load_message(conn, row.id)
+            yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
+
+    summary = asyncio.run(
+        smtp.send_all(messages(), smtp_settings(cfg, env), on_result=on_result, tls_context=options.tls_context)
+    )
+    if summary.unreachable:
+        log.error("SMTP server unreachable: %s", summary.unreachable)
+    return counts["sent"], counts["deferred"], counts["failed"]
+
+
+def due_rows(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    *,
+    now: datetime,
+    users: Sequence[str] | None = None,
+    retry_deferred: bool = True,
+) -> list[outbox.OutboxRow]:
+    """Outbox rows to send now, after giving up on those older than the retry limit."""
+    outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
+    return [r for r in outbox.due(conn, now=now, users=users) if retry_deferred or r.status == "pending"]
 
 
 def deliver_due(
@@ -317,51 +435,10 @@ def deliver_due(
     retry_deferred: bool = True,
 ) -> tuple[int, int, int]:
     """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed)."""
-    clock = clock or (lambda: now)
-    outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
-    rows = [r for r in outbox.due(conn, now=now, users=options.users) if retry_deferred or r.status == "pending"]
+    rows = due_rows(conn, cfg, now=now, users=options.users, retry_deferred=retry_deferred)
     if not rows:
         return 0, 0, 0
-    if options.dry_run is not None:
-        options.dry_run.mkdir(parents=True, exist_ok=True)
-        for done, row in enumerate(rows, start=1):
-            (options.dry_run / f"{row.user}-{row.period.replace(':', '')}.eml").write_bytes(
-                outbox.load_message(conn, row.id)
-            )
-            if options.progress:
-                options.progress(done, len(rows))
-        return len(rows), 0, 0
-    by_key = {str(r.id): r for r in rows}
-    counts = {"sent": 0, "deferred": 0, "failed": 0}
-
-    def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
-        row = by_key[item.key]
-        stamp = clock()
-        if result.status == "sent":
-            outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp)
-        else:
-            retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
-            outbox.mark_failed(
-                conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp, retry_at=retry
-            )
-            log.warning("%s for %s: %s %s", result.status, row.user, result.code or "", result.reply)
-        counts[result.status] += 1
-        if options.progress:
-            options.progress(sum(counts.values()), len(rows))
-
-    def messages():
-        for row in rows:
-            if options.stop():
-                return  # SIGTERM: leave the rest pending for the next run
-            data = outbox.load_message(conn, row.id)
-            yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
-
-    summary = asyncio.run(
-        smtp.send_all(messages(), smtp_settings(cfg, env), on_result=on_result, tls_context=options.tls_context)
-    )
-    if summary.unreachable:
-        log.error("SMTP server unreachable: %s", summary.unreachable)
-    return counts["sent"], counts["deferred"], counts["failed"]
+    return _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
 
 
 # ------------------------------------------------------------------------------------------ feeds
@@ -474,15 +551,29 @@ def run_once(
             reports, refused = ingest_paths(conn, paths, now=now)
             errors += refused
             stages["ingest"] = time.perf_counter() - started
-            planned, empty = plan(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
+            plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             sent = deferred = failed = 0
             started = time.perf_counter()
+            before = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox"))
+            fresh = (
+                enqueue_digest(conn, cfg, plan_, digest, run_id=run_id, now=now, stages=stages)
+                for digest in plan_.digests
+            )
             if options.deliver:
-                sent, deferred, failed = deliver_due(conn, cfg, env, now=now, options=options, clock=clock)
-            stages["send"] = time.perf_counter() - started
+                old = due_rows(conn, cfg, now=now, users=options.users)
+                sent, deferred, failed = _deliver(
+                    conn, cfg, env, itertools.chain(old, fresh), total=len(old) + len(plan_.digests),
+                    options=options, clock=clock or (lambda: now),
+                )  # fmt: skip
+            else:
+                for _ in fresh:
+                    if options.stop():
+                        break
+            queued_s = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox")) - before
+            stages["send"] = time.perf_counter() - started - queued_s
             started = time.perf_counter()
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
-            written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users, changed_users=planned)
+            written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users, changed_users=plan_.queued)
             stages["feeds"] = time.perf_counter() - started
             status = "failed" if errors or failed else "ok"
             report = RunReport(
@@ -501,8 +592,8 @@ def run_once(
                 run_id,
                 len(reports),
                 report.new_papers,
-                len(planned),
-                empty,
+                len(plan_.queued),
+                plan_.empty,
                 sent,
                 deferred,
                 failed,
