@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import random
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -14,8 +15,19 @@ import feedparser
 import pytest
 
 from digest.errors import RenderError
-from digest.feeds import FeedEntry, build_feed, entry_id, feed_entries, feed_slug, tag_uri, write_feed
+from digest.feeds import (
+    EntryCache,
+    FeedEntry,
+    build_feed,
+    entry_id,
+    feed_entries,
+    feed_slug,
+    prepare_entries,
+    tag_uri,
+    write_feed,
+)
 from digest.models import Hit, Match, Paper, StoredPaper
+from digest.sources import read_dump
 
 GOLDEN = Path(__file__).parent / "golden"
 A = "{http://www.w3.org/2005/Atom}"
@@ -267,3 +279,62 @@ def test_feed_slug_is_safe_and_distinct():
     a, b = feed_slug("Alice Smith"), feed_slug("alice-smith")
     assert a != b and re.fullmatch(r"[a-z0-9-]+", a) and b == "alice-smith"
     assert re.fullmatch(r"[a-z0-9-]+", feed_slug("../../etc/passwd"))
+
+
+VARIANTS: list[dict[str, str]] = [
+    {},
+    {"organization": "Meta AI"},
+    {"url": "https://github.com/x/y"},
+    {"organization": " "},
+]
+
+
+def seed_papers(paths: list[Path], rng: random.Random) -> list[Paper]:
+    """The seed dumps' papers, some given an arXiv id, organization or project URL (the scrapes have few)."""
+    out: dict[str, Paper] = {}
+    for path in paths:
+        for p in read_dump(path).papers:
+            extra = dict(rng.choice(VARIANTS))
+            if rng.random() < 0.3:
+                aid = f"2411.{len(out):05d}v{rng.randint(1, 3)}"
+                extra |= {"arxiv_id": aid, "key": f"arxiv:{aid[:10]}"}
+            out.setdefault(p.key, replace(p, **extra))
+    bare = next(iter(out.values()))  # nothing but a title: the reason has to create the <summary>
+    return [*out.values(), replace(bare, key="title:bare", abstract="", organization=None, arxiv_id=None)]
+
+
+def test_cached_feeds_are_byte_identical_on_seed_papers(seeds: list[Path]):
+    """Feeds built from one shared entry cache equal uncached builds for random subsets, reasons and authorities."""
+    rng = random.Random(20261120)
+    pool = seed_papers(seeds, rng)
+    seen = {p.key: T0 + timedelta(minutes=rng.randint(0, 9000)) for p in pool}
+    cache = prepare_entries([StoredPaper(p, seen[p.key], "sha") for p in pool], authority=AUTHORITY)
+    assert len(cache.elements) == len(pool)
+    reasons = ["", "", 'title: "diffusion"; abstract: "LLM" x3', "  ", HOSTILE]
+    for i in range(40):
+        chosen = rng.sample(pool, rng.randint(0, 15))
+        entries = [FeedEntry(p, seen[p.key], rng.choice(reasons)) for p in chosen]
+        entries += [FeedEntry(pool[-1], seen[pool[-1].key], reasons[i % 3])]
+        entries += [FeedEntry(p, seen[p.key].replace(tzinfo=None) + timedelta(hours=1)) for p in chosen[:2]]
+        kw = {"authority": rng.choice([AUTHORITY, "other.example,2025"]), "max_entries": rng.choice([5, 50])}
+        assert build(entries, cache=cache, **kw) == build(entries, **kw), f"subset {i} differs"
+
+
+def test_cached_golden_feed(update_golden: bool):
+    """The golden per-user feed comes out byte-for-byte the same through a lazily filled cache."""
+    cache = EntryCache()
+    entries = feed_entries(stored())
+    assert build(entries, cache=cache) == build(entries, cache=cache) == build(entries)
+    assert len(cache.elements) == 3
+    if not update_golden:
+        assert build(entries, cache=cache) == (GOLDEN / "alice.atom.xml").read_bytes()
+
+
+def test_cached_reason_stays_in_its_feed():
+    """One user's reason goes into a copy: the cache, and the next user's feed, are left without it."""
+    p = papers()[2]
+    cache = prepare_entries([StoredPaper(p, T0, "sha")], authority=AUTHORITY)
+    mine = feedparser.parse(build([FeedEntry(p, T0, 'title: "tiny"')], cache=cache)).entries[0]
+    theirs = feedparser.parse(build([FeedEntry(p, T0)], cache=cache)).entries[0]
+    assert mine.summary == 'Tiny abstract.\n\nWhy: title: "tiny"' and theirs.summary == "Tiny abstract."
+    assert len(cache.elements) == 1

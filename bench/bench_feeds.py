@@ -1,0 +1,171 @@
+"""Feed benchmark: 10,000 per-user Atom feeds of 10 entries from 300 papers, entry cache vs no cache.
+
+Run: python bench/bench_feeds.py [--quick] [--users N] [--reps R] [--no-pin] [--dir DIR]
+Papers are the real ones of tests/fixtures/00*.txt (abstracts ~1,500 characters), padded to --papers (300)
+with renamed copies; a third get an arXiv id, some an organization and a project URL, all a first-seen time.
+Each user gets 10 seeded-random papers as StoredPaper (what pipeline.write_feeds passes). Build times are CPU
+time of this process pinned to one CPU (the machine is shared), medians of --reps passes over all users:
+  * prepare_entries() once per run (feedgen builds every paper's <entry> once);
+  * build_feed(..., cache=) per user: feedgen header + deep-copied cached entries + lxml serialisation;
+  * build_feed(...) per user without a cache (the naive baseline: feedgen entries and _text over every abstract);
+  * both again with a per-user `reason` on every entry (Match-based feeds; the cache patches the summary);
+and write_feed() (temp file, fsync, rename) per file as wall time: new files, unchanged bytes, changed bytes.
+Every user's cached feed is checked byte-for-byte against the uncached one on a sample before timing.
+--quick: 1,000 users, 1 rep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from digest.feeds import FeedEntry, build_feed, feed_entries, prepare_entries, tag_uri, write_feed  # noqa: E402
+from digest.models import Paper, StoredPaper  # noqa: E402
+from digest.sources import read_dump  # noqa: E402
+
+AUTHORITY = "digest.example.org,2024"
+BASE = "https://digest.example.org/feeds"
+T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+PER_USER = 10
+ORGS = ["Google DeepMind", "Meta AI", "Tsinghua University", "Hugging Face", None, None]
+
+
+def load_papers(n: int, rng: random.Random) -> list[StoredPaper]:
+    """The seed dumps' papers, padded to ``n`` with renamed copies, each with a first-seen time."""
+    seen: dict[str, Paper] = {}
+    for path in sorted((ROOT / "tests" / "fixtures").glob("00*.txt")):
+        for p in read_dump(path).papers:
+            seen.setdefault(p.key, p)
+    base = list(seen.values())
+    out = []
+    for i in range(n):
+        p = base[i % len(base)]
+        if i >= len(base):
+            p = replace(p, key=f"title:pad{i:04d}", title=f"{p.title} (part {i // len(base) + 1})")
+        extra: dict[str, object] = {"organization": rng.choice(ORGS)}
+        if i % 3 == 0:
+            aid = f"24{i % 12 + 1:02d}.{10000 + i:05d}"
+            extra |= {"arxiv_id": aid, "key": f"arxiv:{aid}"}
+        if i % 4 == 0:
+            extra["url"] = f"https://github.com/example/repo{i}"
+        out.append(StoredPaper(replace(p, **extra), T0 + timedelta(minutes=7 * i), "sha"))
+    return out
+
+
+def header(u: int) -> dict[str, object]:
+    """The per-user feed arguments pipeline.write_feeds passes."""
+    return {
+        "feed_id": tag_uri(AUTHORITY, f"feed/user/user{u}"),
+        "title": f"Paper digest for User {u}",
+        "self_url": f"{BASE}/user{u}.xml",
+        "alternate_url": "https://digest.example.org",
+        "authority": AUTHORITY,
+        "author": "Paper digest",
+        "max_entries": 50,
+    }
+
+
+def cpu_per_item(fn: Callable[[int], object], n: int, reps: int) -> float:
+    """Median over ``reps`` passes of CPU seconds per call of ``fn(0..n-1)``."""
+    runs = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        for u in range(n):
+            fn(u)
+        runs.append((time.process_time() - t0) / n)
+    return statistics.median(runs)
+
+
+def wall_per_write(folder: Path, blobs: Sequence[bytes], shift: int) -> tuple[float, int]:
+    """Wall seconds per write_feed of ``blobs[(u + shift) % n]`` to user u's file, and how many changed."""
+    n = len(blobs)
+    changed = 0
+    t0 = time.perf_counter()
+    for u in range(n):
+        changed += write_feed(folder / f"user{u}.xml", blobs[(u + shift) % n])
+    return (time.perf_counter() - t0) / n, changed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--users", type=int, default=None)
+    ap.add_argument("--papers", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--dir", type=Path, default=None, help="where to write the feed files (default: a temp dir)")
+    args = ap.parse_args()
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    n_users = args.users or (1_000 if args.quick else 10_000)
+    reps = args.reps or (1 if args.quick else 3)
+    rng = random.Random(1234)
+    stored = load_papers(args.papers, rng)
+    users = [feed_entries(rng.sample(stored, PER_USER)) for _ in range(n_users)]
+    reasoned = [[FeedEntry(e.paper, e.updated, f'abstract: "term{u % 97}" x{u % 5 + 1}') for e in es]
+                for u, es in enumerate(users)]  # fmt: skip
+    heads = [header(u) for u in range(n_users)]
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    print(f"{len(stored)} papers, {n_users} users x {PER_USER} entries, {reps} rep(s), cpus={cpus}")
+
+    prep = []
+    for _ in range(max(reps, 3)):
+        t0 = time.process_time()
+        cache = prepare_entries(stored, authority=AUTHORITY)
+        prep.append(time.process_time() - t0)
+    prep_s = statistics.median(prep)
+    print(f"prepare_entries ({len(cache.elements)} entries, once per run): median {prep_s * 1e3:.0f} ms")
+
+    sample = range(min(n_users, 1_000))
+    same = all(build_feed(users[u], **heads[u], cache=cache) == build_feed(users[u], **heads[u]) for u in sample)
+    same_r = all(build_feed(reasoned[u], **heads[u], cache=cache) == build_feed(reasoned[u], **heads[u])
+                 for u in sample)  # fmt: skip
+    print(f"cached == uncached bytes on {len(sample)} users: {same}; with per-user reasons: {same_r}")
+    if not (same and same_r):
+        raise SystemExit("cached and uncached feeds differ")
+
+    cached = cpu_per_item(lambda u: build_feed(users[u], **heads[u], cache=cache), n_users, reps)
+    naive = cpu_per_item(lambda u: build_feed(users[u], **heads[u]), n_users, reps)
+    n_r = min(n_users, 2_000)
+    cached_r = cpu_per_item(lambda u: build_feed(reasoned[u], **heads[u], cache=cache), n_r, reps)
+    naive_r = cpu_per_item(lambda u: build_feed(reasoned[u], **heads[u]), n_r, reps)
+    print(f"build_feed cached:   {cached * 1e6:6.0f} us/feed = {1 / cached:7,.0f} feeds/s (one core)")
+    print(f"build_feed uncached: {naive * 1e6:6.0f} us/feed = {1 / naive:7,.0f} feeds/s")
+    print(f"  -> cached is {naive / cached:.1f}x faster than uncached")
+    print(
+        f"with per-user reasons ({n_r} users): cached {cached_r * 1e6:.0f} us/feed, "
+        f"uncached {naive_r * 1e6:.0f} us/feed -> {naive_r / cached_r:.1f}x"
+    )
+    total_c, total_n = prep_s + cached * n_users, naive * n_users
+    print(f"  {n_users} feeds: cached {total_c:.2f} s incl. prepare, uncached {total_n:.2f} s")
+
+    blobs = [build_feed(users[u], **heads[u], cache=cache) for u in range(n_users)]
+    size_kb = statistics.median(len(b) for b in blobs) / 1e3
+    folder = Path(tempfile.mkdtemp(prefix="bench-feeds-", dir=args.dir))
+    try:
+        new_s, new_n = wall_per_write(folder, blobs, 0)
+        same_s, same_n = wall_per_write(folder, blobs, 0)
+        diff_s, diff_n = wall_per_write(folder, blobs, 1)
+    finally:
+        shutil.rmtree(folder)
+    print(f"write_feed ({size_kb:.1f} KB median, wall time, {folder.parent}):")
+    print(f"  new file (fsync + rename):       {new_s * 1e6:6.0f} us/file ({new_n} written)")
+    print(f"  unchanged bytes (read, compare): {same_s * 1e6:6.0f} us/file ({same_n} written)")
+    print(f"  changed bytes (fsync + replace): {diff_s * 1e6:6.0f} us/file ({diff_n} written)")
+
+
+if __name__ == "__main__":
+    main()
