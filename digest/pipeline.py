@@ -16,6 +16,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # A deferred message is tried again after 15 min, 30, 60, ... capped at 6 h, until max_retry_age_hours.
 RETRY_BASE = timedelta(minutes=15)
 RETRY_CAP = timedelta(hours=6)
+# Digests rendered and committed to the outbox per transaction while sending: small enough to keep the SMTP
+# connections busy, large enough that commits are not the cost.
+QUEUE_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,51 +281,74 @@ def prepare(
     return Plan(full, cache, mail_settings(cfg, env), empty=len(empty))
 
 
-def enqueue_digest(
+def enqueue_digests(
     conn: sqlite3.Connection,
     cfg: config.Config,
     plan_: Plan,
-    digest: Digest,
+    digests: Sequence[Digest],
     *,
     run_id: int | None,
     now: datetime,
     stages: dict[str, float] | None = None,
-) -> outbox.OutboxRow | None:
-    """Render and compose one user's digest and commit it to the outbox; None if that period already has one."""
+) -> list[outbox.OutboxRow]:
+    """Render and compose these users' digests and commit them to the outbox in one transaction; returns the
+    new rows (a period that already has a row is skipped)."""
     stages = stages if stages is not None else {}
     assert plan_.cache is not None and plan_.mail is not None
-    profile, mail = digest.profile, plan_.mail
-    t0 = time.perf_counter()
-    email = render.render_digest(
-        digest,
-        plan_.cache,
-        unsubscribe_url=_unsubscribe_link(profile, mail),
-        feed_url=feed_url(cfg, profile),
-        manage_hint=_manage_hint(cfg, profile),
-        now=now,
-    )
-    t1 = time.perf_counter()
-    data = compose.compose(email, mail, now=now)
+    mail = plan_.mail
+    render_s = compose_s = 0.0
+    built = []
+    for digest in digests:
+        profile = digest.profile
+        t0 = time.perf_counter()
+        email = render.render_digest(
+            digest,
+            plan_.cache,
+            unsubscribe_url=_unsubscribe_link(profile, mail),
+            feed_url=feed_url(cfg, profile),
+            manage_hint=_manage_hint(cfg, profile),
+            now=now,
+        )
+        t1 = time.perf_counter()
+        built.append((digest, email, compose.compose(email, mail, now=now)))
+        render_s += t1 - t0
+        compose_s += time.perf_counter() - t1
     t2 = time.perf_counter()
+    rows = []
     with store.transaction(conn):
-        row_id = outbox.add_message(
-            conn, user=profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
-            paper_keys=email.paper_keys, message=data, message_id=compose.message_id(profile.name, digest.period, mail),
-            sender=mail.sender, recipient=profile.email,
-        )  # fmt: skip
-    t3 = time.perf_counter()
-    stages["render"] = stages.get("render", 0.0) + t1 - t0
-    stages["compose"] = stages.get("compose", 0.0) + t2 - t1
-    stages["outbox"] = stages.get("outbox", 0.0) + t3 - t2
-    if row_id is None:
-        return None
-    plan_.queued.append(profile.name)
-    return outbox.OutboxRow(
-        id=row_id, user=profile.name, period=digest.period,
-        status="pending", recipient=profile.email, sender=mail.sender, message_id=None, message=None,
-        paper_keys=email.paper_keys, attempts=0, last_code=None, last_reply=None, created_at=now, sent_at=None,
-        run_id=run_id,
-    )  # fmt: skip
+        for digest, email, data in built:
+            profile = digest.profile
+            row_id = outbox.add_message(
+                conn, user=profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
+                paper_keys=email.paper_keys, message=data,
+                message_id=compose.message_id(profile.name, digest.period, mail),
+                sender=mail.sender, recipient=profile.email,
+            )  # fmt: skip
+            if row_id is not None:
+                rows.append(
+                    outbox.OutboxRow(
+                        id=row_id,
+                        user=profile.name,
+                        period=digest.period,
+                        status="pending",
+                        recipient=profile.email,
+                        sender=mail.sender,
+                        message_id=None,
+                        message=None,
+                        paper_keys=email.paper_keys,
+                        attempts=0,
+                        last_code=None,
+                        last_reply=None,
+                        created_at=now,
+                        sent_at=None,
+                        run_id=run_id,
+                    )
+                )
+    plan_.queued.extend(row.user for row in rows)
+    stages["render"] = stages.get("render", 0.0) + render_s
+    stages["compose"] = stages.get("compose", 0.0) + compose_s
+    stages["outbox"] = stages.get("outbox", 0.0) + time.perf_counter() - t2
+    return rows
 
 
 def plan(
@@ -335,8 +362,7 @@ def plan(
 ) -> Plan:
     """Queue every due user's digest for the current period in the outbox, without sending."""
     plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=users)
-    for digest in plan_.digests:
-        enqueue_digest(conn, cfg, plan_, digest, run_id=run_id, now=now)
+    enqueue_digests(conn, cfg, plan_, plan_.digests, run_id=run_id, now=now)
     return plan_
 
 
@@ -351,7 +377,7 @@ def _deliver(
     conn: sqlite3.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
-    rows: Iterable[outbox.OutboxRow | None],
+    rows: Iterable[outbox.OutboxRow],
     *,
     total: int,
     options: RunOptions,
@@ -360,7 +386,7 @@ def _deliver(
     """Send (or, in a dry run, write as .eml) the outbox rows as ``rows`` yields them.
 
     ``rows`` may be lazy: a run renders and queues each new digest while the server is busy with the previous
-    ones, so the CPU work of the run overlaps with the server's. None items (nothing to send) are skipped.
+    ones, so the CPU work of the run overlaps with the server's.
     """
     counts = {"sent": 0, "deferred": 0, "failed": 0}
     if options.dry_run is not None:
@@ -368,8 +394,6 @@ def _deliver(
         for row in rows:
             if options.stop():
                 break
-            if row is None:
-                continue
             name = f"{row.user}-{row.period.replace(':', '')}.eml"
             (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
             counts["sent"] += 1
@@ -397,8 +421,6 @@ def _deliver(
         for row in rows:
             if options.stop():
                 return  # SIGTERM: what is not queued or not sent waits for the next run
-            if row is None:
-                continue
             by_key[str(row.id)] = row
             data = outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
@@ -452,6 +474,74 @@ def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
     return f"{host},{year}"
 
 
+@dataclass
+class FeedWriter:
+    """Writes the Atom feeds of one run: each paper's entry is built once (feeds.EntryCache) and each stored
+    paper is loaded once, however many users' feeds show it."""
+
+    conn: sqlite3.Connection
+    cfg: config.Config
+    out: Path
+    authority: str
+    entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
+    papers: dict[str, StoredPaper] = field(default_factory=dict)
+    # Creating, fsyncing and renaming a file costs ~2 ms here, ten times the build; the threads release the
+    # GIL while they wait on the disk, so the writes overlap with rendering and sending.
+    io: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="feeds"))
+    pending: list[tuple[Path, Future[bool]]] = field(default_factory=list)
+
+    @classmethod
+    def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
+        """A writer into ``out_dir`` (default [feeds].output)."""
+        return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg))
+
+    def _build(self, entries: list[feeds.FeedEntry], *, specific: str, title: str, file: str) -> None:
+        base = feeds_base_url(self.cfg)
+        data = feeds.build_feed(
+            entries,
+            feed_id=feeds.tag_uri(self.authority, specific),
+            title=title,
+            self_url=f"{base}/{file}",
+            alternate_url=self.cfg.digest.base_url or base,
+            authority=self.authority,
+            author=self.cfg.mail.sender_name,
+            max_entries=self.cfg.feeds.max_entries,
+            cache=self.entries,
+        )
+        self.pending.append((self.out / file, self.io.submit(feeds.write_feed, self.out / file, data)))
+
+    def write_global(self) -> None:
+        """The feed of every new paper."""
+        latest = feeds.feed_entries(store.list_papers(self.conn, limit=self.cfg.feeds.max_entries))
+        self._build(latest, specific="feed/all", title="Daily Papers: all new papers", file=self.cfg.feeds.global_feed)
+
+    def write_user(self, profile: Profile) -> None:
+        """One user's feed: the papers of their latest digests."""
+        keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
+        missing = [k for k in keys if k not in self.papers]
+        if missing:
+            self.papers.update((sp.paper.key, sp) for sp in store.get_papers(self.conn, missing))
+        entries = feeds.feed_entries(self.papers[k] for k in keys if k in self.papers)
+        slug = feeds.feed_slug(profile.name)
+        self._build(
+            entries,
+            specific=f"feed/user/{slug}",
+            title=f"Paper digest for {profile.display_name or profile.name}",
+            file=f"{slug}.xml",
+        )
+
+    def finish(self) -> list[Path]:
+        """Wait for every write; returns the files that changed. A failed write raises its RenderError."""
+        try:
+            return [path for path, future in self.pending if future.result()]
+        finally:
+            self.io.shutdown(wait=True)
+
+    def exists(self, profile: Profile) -> bool:
+        """Whether this user's feed file is there."""
+        return (self.out / f"{feeds.feed_slug(profile.name)}.xml").exists()
+
+
 def write_feeds(
     conn: sqlite3.Connection,
     cfg: config.Config,
@@ -459,52 +549,23 @@ def write_feeds(
     out_dir: Path | None = None,
     users: Sequence[str] | None = None,
     changed_users: Sequence[str] | None = None,
+    writer: FeedWriter | None = None,
 ) -> list[Path]:
     """Write the global feed and one feed per user with feed = true; returns the files that changed.
 
     With ``changed_users`` only those users' feeds (and any missing ones) are rebuilt: a user's feed depends
     only on their digests, so the others would come out byte-identical anyway.
     """
-    out = out_dir or cfg.feeds.output
-    base = feeds_base_url(cfg)
-    authority = _authority(conn, cfg)
-    alternate = cfg.digest.base_url or base
-    limit = cfg.feeds.max_entries
-    changed = []
-    latest = feeds.feed_entries(store.list_papers(conn, limit=limit))
-    data = feeds.build_feed(
-        latest,
-        feed_id=feeds.tag_uri(authority, "feed/all"),
-        title="Daily Papers: all new papers",
-        self_url=f"{base}/{cfg.feeds.global_feed}",
-        alternate_url=alternate,
-        authority=authority,
-        author=cfg.mail.sender_name,
-        max_entries=limit,
-    )
-    if feeds.write_feed(out / cfg.feeds.global_feed, data):
-        changed.append(out / cfg.feeds.global_feed)
-    changed_set = set(changed_users or ())
+    writer = writer or FeedWriter.for_run(conn, cfg, out_dir)
+    writer.write_global()
+    changed = set(changed_users or ())
     for profile in cfg.profiles():
         if not profile.feed or (users is not None and profile.name not in users):
             continue
-        slug = feeds.feed_slug(profile.name)
-        if changed_users is not None and profile.name not in changed_set and (out / f"{slug}.xml").exists():
+        if changed_users is not None and profile.name not in changed and writer.exists(profile):
             continue
-        entries = feeds.feed_entries(store.get_papers(conn, outbox.feed_keys(conn, profile.name, limit=limit)))
-        data = feeds.build_feed(
-            entries,
-            feed_id=feeds.tag_uri(authority, f"feed/user/{slug}"),
-            title=f"Paper digest for {profile.display_name or profile.name}",
-            self_url=f"{base}/{slug}.xml",
-            alternate_url=alternate,
-            authority=authority,
-            author=cfg.mail.sender_name,
-            max_entries=limit,
-        )
-        if feeds.write_feed(out / f"{slug}.xml", data):
-            changed.append(out / f"{slug}.xml")
-    return changed
+        writer.write_user(profile)
+    return writer.finish()
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -533,6 +594,7 @@ def run_once(
         run_id = outbox.start_run(conn, now=now)
         errors: list[str] = []
         status = "failed"
+        writer: FeedWriter | None = None
         try:
             paths = inbox_files(conn, cfg.digest.inbox)
             if options.fetch and cfg.digest.source_url:
@@ -554,27 +616,41 @@ def run_once(
             plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             sent = deferred = failed = 0
             started = time.perf_counter()
-            before = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox"))
-            fresh = (
-                enqueue_digest(conn, cfg, plan_, digest, run_id=run_id, now=now, stages=stages)
-                for digest in plan_.digests
-            )
+            before = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox", "feeds"))
+            feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
+            writer = FeedWriter.for_run(conn, cfg, feed_dir)
+            fed: set[str] = set()
+
+            def fresh() -> Iterator[outbox.OutboxRow]:
+                # Each user's digest is rendered, queued and their feed written while the SMTP server is busy
+                # with the messages before it.
+                profiles = {d.profile.name: d.profile for d in plan_.digests}
+                for start in range(0, len(plan_.digests), QUEUE_BATCH):
+                    batch = plan_.digests[start : start + QUEUE_BATCH]
+                    for row in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
+                        if profiles[row.user].feed:
+                            t0 = time.perf_counter()
+                            writer.write_user(profiles[row.user])
+                            fed.add(row.user)
+                            stages["feeds"] = stages.get("feeds", 0.0) + time.perf_counter() - t0
+                        yield row
+
             if options.deliver:
                 old = due_rows(conn, cfg, now=now, users=options.users)
                 sent, deferred, failed = _deliver(
-                    conn, cfg, env, itertools.chain(old, fresh), total=len(old) + len(plan_.digests),
+                    conn, cfg, env, itertools.chain(old, fresh()), total=len(old) + len(plan_.digests),
                     options=options, clock=clock or (lambda: now),
                 )  # fmt: skip
             else:
-                for _ in fresh:
+                for _ in fresh():
                     if options.stop():
                         break
-            queued_s = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox")) - before
+            queued_s = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox", "feeds")) - before
             stages["send"] = time.perf_counter() - started - queued_s
             started = time.perf_counter()
-            feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
-            written = write_feeds(conn, cfg, out_dir=feed_dir, users=options.users, changed_users=plan_.queued)
-            stages["feeds"] = time.perf_counter() - started
+            pending_feeds = [name for name in plan_.queued if name not in fed]
+            written = write_feeds(conn, cfg, users=options.users, changed_users=pending_feeds, writer=writer)
+            stages["feeds"] = stages.get("feeds", 0.0) + time.perf_counter() - started
             status = "failed" if errors or failed else "ok"
             report = RunReport(
                 dumps=tuple(reports),
@@ -604,6 +680,8 @@ def run_once(
             errors.append(f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            if writer is not None:
+                writer.io.shutdown(wait=True)
             outbox.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
             conn.close()
             if conn is not real:
