@@ -255,3 +255,64 @@ def test_preview_never_writes(cfg: config.Config, seeds: list[Path]) -> None:
     digest, _, _ = pipeline.preview_digest(cfg, SECRET_ENV, "ada", now=MONDAY, since=MONDAY.date())
     assert len(digest.matches) > 0
     assert cfg.digest.store.read_bytes() == before
+
+
+def test_failed_login_stops_the_run_and_touches_no_row(tmp_path: Path, seeds: list[Path]) -> None:
+    """A 535 at AUTH (over STARTTLS) aborts the run: rows stay pending, nothing is delivered, a fixed run sends."""
+    import ssl
+
+    import trustme
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from conftest import free_port
+
+    from digest.errors import DeliveryError
+
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    handler = Sink()
+    port = free_port()
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        return AuthResult(success=auth_data == LoginPassword(b"digest", b"right"), handled=False)
+
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True,
+        authenticator=authenticator, auth_required=True,
+    )  # fmt: skip
+    controller.start()
+    try:
+        path = write_config(tmp_path, port, ADA)
+        text = path.read_text().replace('security = "none"', 'security = "starttls"\nusername = "digest"')
+        path.write_text(text + "\n")
+        cfg = config.load_config(path)
+        _drop(cfg, seeds[0])
+        wrong = {**SECRET_ENV, "DIGEST_SMTP_PASSWORD": "wrong"}
+        with pytest.raises(DeliveryError):
+            pipeline.run_once(cfg, wrong, now=MONDAY, options=pipeline.RunOptions(tls_context=client_tls))
+        conn = store.open_store(cfg.digest.store)
+        [row] = outbox.history(conn, users=["ada"])
+        assert (row.status, row.attempts) == ("pending", 0)
+        assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+        right = {**SECRET_ENV, "DIGEST_SMTP_PASSWORD": "right"}
+        report = pipeline.run_once(cfg, right, now=MONDAY, options=pipeline.RunOptions(tls_context=client_tls))
+        assert report.sent == 1 and handler.recipients() == ["ada@example.org"]
+    finally:
+        controller.stop()
+
+
+def test_default_store_honours_xdg_data_home(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seeds: list[Path]
+) -> None:
+    """Without a config or --store, the store goes to $XDG_DATA_HOME/paper-digest/digest.db."""
+    from digest.cli import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    assert main(["ingest", str(seeds[0])]) == 0
+    assert (tmp_path / "data" / "paper-digest" / "digest.db").is_file()
+    capsys.readouterr()
