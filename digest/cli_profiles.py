@@ -70,11 +70,11 @@ def preview(
     if open_browser:
         fmt = "html"
     if fmt == "md":
-        body = render.render_markdown(digest, cache, now=now, **links)
+        body = render.render_part("md", digest, cache, now=now, **links)
     elif fmt == "text":
-        body = render.render_text(digest, cache, now=now, **links)
+        body = render.render_part("txt", digest, cache, now=now, **links)
     elif fmt == "html":
-        body = render.render_html(digest, cache, now=now, **links)
+        body = render.render_part("html", digest, cache, now=now, **links)
     else:
         email = render.render_digest(digest, cache, now=now, **links)
         try:

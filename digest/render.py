@@ -43,7 +43,7 @@ from digest.textmap import splice as _splice
 from digest.textmap import wrap_breaks as _wrap_breaks
 
 __all__ = ["RenderCache", "RenderOptions", "html_size_estimate", "make_environment", "paper_links"]
-__all__ += ["prepare_papers", "render_digest", "render_html", "render_markdown", "render_text", "safe_url"]
+__all__ += ["prepare_papers", "render_digest", "render_part", "safe_url"]
 __all__ += ["templates_dirs"]
 
 log = logging.getLogger(__name__)
@@ -504,48 +504,18 @@ def render_digest(
     )
 
 
-def _one(fmt: str, digest: Digest, cache: RenderCache, kw: dict[str, Any]) -> str:
+def render_part(
+    fmt: str,
+    digest: Digest,
+    cache: RenderCache,
+    *,
+    unsubscribe_url: str,
+    feed_url: str | None = None,
+    manage_hint: str = "",
+    now: datetime | None = None,
+) -> str:
+    """One part alone: "md" (the Markdown text part, what `digest preview` prints), "txt" (plain text without
+    Markdown markup) or "html" (the CSS-inlined HTML body)."""
     fmts = (fmt, "html") if fmt != "html" else ("html",)  # the HTML budget decides what every part shows
+    kw = {"unsubscribe_url": unsubscribe_url, "feed_url": feed_url, "manage_hint": manage_hint, "now": now}
     return _render(digest, cache, fmts, **kw)[0][fmt]
-
-
-def render_markdown(
-    digest: Digest,
-    cache: RenderCache,
-    *,
-    unsubscribe_url: str,
-    feed_url: str | None = None,
-    manage_hint: str = "",
-    now: datetime | None = None,
-) -> str:
-    """The Markdown text part (what `digest preview` prints)."""
-    kw = {"unsubscribe_url": unsubscribe_url, "feed_url": feed_url, "manage_hint": manage_hint, "now": now}
-    return _one("md", digest, cache, kw)
-
-
-def render_text(
-    digest: Digest,
-    cache: RenderCache,
-    *,
-    unsubscribe_url: str,
-    feed_url: str | None = None,
-    manage_hint: str = "",
-    now: datetime | None = None,
-) -> str:
-    """Plain text without Markdown markup (the "text" format)."""
-    kw = {"unsubscribe_url": unsubscribe_url, "feed_url": feed_url, "manage_hint": manage_hint, "now": now}
-    return _one("txt", digest, cache, kw)
-
-
-def render_html(
-    digest: Digest,
-    cache: RenderCache,
-    *,
-    unsubscribe_url: str,
-    feed_url: str | None = None,
-    manage_hint: str = "",
-    now: datetime | None = None,
-) -> str:
-    """The CSS-inlined HTML body."""
-    kw = {"unsubscribe_url": unsubscribe_url, "feed_url": feed_url, "manage_hint": manage_hint, "now": now}
-    return _one("html", digest, cache, kw)

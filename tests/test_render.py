@@ -31,9 +31,7 @@ from digest.render import (
     paper_links,
     prepare_papers,
     render_digest,
-    render_html,
-    render_markdown,
-    render_text,
+    render_part,
     safe_url,
     templates_dirs,
 )
@@ -147,7 +145,7 @@ def test_golden_subject_markdown_text_html(update_golden: bool):
     digest, cache, email = render_sample()
     assert_golden("digest.subject.txt", email.subject + "\n", update_golden)
     assert_golden("digest.md", email.text, update_golden)
-    assert_golden("digest.txt", render_text(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED), update_golden)
+    assert_golden("digest.txt", render_part("txt", digest, cache, unsubscribe_url=UNSUB, feed_url=FEED), update_golden)
     assert_golden("digest.html", email.html, update_golden)
 
 
@@ -155,7 +153,7 @@ def test_golden_empty_digest(update_golden: bool):
     """A digest without papers (no feed) renders as the golden Markdown file."""
     digest = replace(sample_digest(), matches=(), dumps=())
     cache = prepare_papers([], RenderOptions())
-    assert_golden("empty.md", render_markdown(digest, cache, unsubscribe_url=UNSUB), update_golden)
+    assert_golden("empty.md", render_part("md", digest, cache, unsubscribe_url=UNSUB), update_golden)
 
 
 # --- HTML structure -----------------------------------------------------------------------------
@@ -283,7 +281,7 @@ def test_overlapping_hits_are_merged():
     p = Paper(key="arxiv:2401.00001", title="diffusion model serving", abstract="", arxiv_id="2401.00001")
     m = Match(p, 1.0, (Hit("a", "title", 0, 9), Hit("b", "title", 5, 15), Hit("c", "title", 15, 23)), "r")
     d = Digest(Profile(name="u", email="u@example.org"), (m,), NOW, "2026-11-23")
-    md = render_markdown(d, prepare_papers([p]), unsubscribe_url=UNSUB)
+    md = render_part("md", d, prepare_papers([p]), unsubscribe_url=UNSUB)
     assert "[**diffusion model serving**](" in md
 
 
@@ -292,7 +290,7 @@ def test_out_of_range_and_other_field_hits_are_ignored():
     p = Paper(key="arxiv:2401.00002", title="Tiny", abstract="Small.", arxiv_id="2401.00002", organization="Org")
     m = Match(p, 1.0, (Hit("x", "title", 10, 20), Hit("y", "abstract", 3, 3), Hit("o", "org", 0, 3)), "org")
     d = Digest(Profile(name="u", email="u@example.org"), (m,), NOW, "2026-11-23")
-    md = render_markdown(d, prepare_papers([p]), unsubscribe_url=UNSUB)
+    md = render_part("md", d, prepare_papers([p]), unsubscribe_url=UNSUB)
     assert "[Tiny](https://huggingface.co/papers/2401.00002)" in md and "Small." in md
 
 
@@ -301,8 +299,10 @@ def test_empty_title_and_abstract_still_render():
     p = Paper(key="title:e", title=" ", abstract="")
     d = Digest(Profile(name="u", email="u@example.org"), (Match(p, 1.0, (), "org"),), NOW, "2026-11-23")
     cache = prepare_papers([p])
-    assert "### [(untitled)](https://huggingface.co/papers?q=)" in render_markdown(d, cache, unsubscribe_url=UNSUB)
-    assert BeautifulSoup(render_html(d, cache, unsubscribe_url=UNSUB), "lxml").find("p", class_="abstract") is None
+    assert "### [(untitled)](https://huggingface.co/papers?q=)" in render_part("md", d, cache, unsubscribe_url=UNSUB)
+    assert (
+        BeautifulSoup(render_part("html", d, cache, unsubscribe_url=UNSUB), "lxml").find("p", class_="abstract") is None
+    )
 
 
 def test_abstract_trimmed_at_word_boundary_with_read_more():
@@ -397,8 +397,8 @@ def test_users_sharing_a_cache_get_their_own_highlights():
     cache = prepare_papers(digest.matches)
     p = digest.matches[2].paper
     other = replace(digest, matches=(Match(p, 1.0, hits(p.title, "title", "tiny"), "t"),))
-    first = render_markdown(digest, cache, unsubscribe_url=UNSUB)
-    second = render_markdown(other, cache, unsubscribe_url=UNSUB)
+    first = render_part("md", digest, cache, unsubscribe_url=UNSUB)
+    second = render_part("md", other, cache, unsubscribe_url=UNSUB)
     assert "**LLM** agents" in first and "[A **tiny** paper]" not in first
     assert "[A **tiny** paper]" in second and "**LLM** agents" not in second
 
@@ -409,8 +409,8 @@ def test_unprepared_or_changed_paper_is_prepared_on_demand():
     cache = prepare_papers([])
     changed = replace(digest.matches[2].paper, upvotes=99)
     digest2 = replace(digest, matches=(replace(digest.matches[2], paper=changed),))
-    assert "1 upvote" in render_markdown(replace(digest, matches=digest.matches[2:]), cache, unsubscribe_url=UNSUB)
-    assert "99 upvotes" in render_markdown(digest2, cache, unsubscribe_url=UNSUB)
+    assert "1 upvote" in render_part("md", replace(digest, matches=digest.matches[2:]), cache, unsubscribe_url=UNSUB)
+    assert "99 upvotes" in render_part("md", digest2, cache, unsubscribe_url=UNSUB)
 
 
 def test_output_does_not_depend_on_the_cache_instance():
@@ -524,7 +524,7 @@ def test_template_filtering_a_per_user_value_is_an_error(tmp_path: Path):
 def test_no_slot_marker_reaches_the_output():
     """The slot markers used internally never appear in any rendered part."""
     digest, cache, email = render_sample()
-    text = render_text(digest, cache, unsubscribe_url=UNSUB)
+    text = render_part("txt", digest, cache, unsubscribe_url=UNSUB)
     assert not any(cache.nonce.lower() in part.lower() for part in (email.subject, email.text, email.html, text))
 
 
@@ -568,7 +568,7 @@ def test_invalid_unsubscribe_url_is_rejected():
     """An unsubscribe URL with a bad scheme raises RenderError instead of being emitted."""
     digest = sample_digest()
     with pytest.raises(RenderError, match="unsubscribe"):
-        render_html(digest, prepare_papers(digest.matches), unsubscribe_url="javascript:alert(1)")
+        render_part("html", digest, prepare_papers(digest.matches), unsubscribe_url="javascript:alert(1)")
 
 
 # --- real data ----------------------------------------------------------------------------------
