@@ -16,7 +16,6 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -485,10 +484,7 @@ class FeedWriter:
     authority: str
     entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
     papers: dict[str, StoredPaper] = field(default_factory=dict)
-    # Creating, fsyncing and renaming a file costs ~2 ms here, ten times the build; the threads release the
-    # GIL while they wait on the disk, so the writes overlap with rendering and sending.
-    io: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="feeds"))
-    pending: list[tuple[Path, Future[bool]]] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
 
     @classmethod
     def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
@@ -508,7 +504,9 @@ class FeedWriter:
             max_entries=self.cfg.feeds.max_entries,
             cache=self.entries,
         )
-        self.pending.append((self.out / file, self.io.submit(feeds.write_feed, self.out / file, data)))
+        # An fsync per file cost more than building the feed; one flush in finish() keeps the run as durable.
+        if feeds.write_feed(self.out / file, data, durable=False):
+            self.written.append(self.out / file)
 
     def write_global(self) -> None:
         """The feed of every new paper."""
@@ -531,11 +529,10 @@ class FeedWriter:
         )
 
     def finish(self) -> list[Path]:
-        """Wait for every write; returns the files that changed. A failed write raises its RenderError."""
-        try:
-            return [path for path, future in self.pending if future.result()]
-        finally:
-            self.io.shutdown(wait=True)
+        """Flush the written feeds to disk once; returns the files that changed."""
+        if self.written:
+            feeds.sync_dir(self.out)
+        return self.written
 
     def exists(self, profile: Profile) -> bool:
         """Whether this user's feed file is there."""
@@ -594,7 +591,6 @@ def run_once(
         run_id = outbox.start_run(conn, now=now)
         errors: list[str] = []
         status = "failed"
-        writer: FeedWriter | None = None
         try:
             paths = inbox_files(conn, cfg.digest.inbox)
             if options.fetch and cfg.digest.source_url:
@@ -680,8 +676,6 @@ def run_once(
             errors.append(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            if writer is not None:
-                writer.io.shutdown(wait=True)
             outbox.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
             conn.close()
             if conn is not real:
