@@ -291,21 +291,11 @@ def build_feed(
     return out.getvalue()
 
 
-def sync_dir(folder: Path) -> None:
-    """Flush the file system holding ``folder`` once (after many ``durable=False`` writes into it)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.sync()  # Python 3.11 has no syncfs(); one sync of everything beats an fsync per file
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_feed(path: Path, data: bytes, *, durable: bool = True) -> bool:
     """Write ``data`` to ``path`` atomically (temp file + rename); False when the file already held it.
 
     ``durable=False`` skips the fsync: readers still never see a half-written file, but after a power cut
-    the file may be empty until it is written again (the caller then syncs the folder once; see sync_dir)."""
+    the file may be empty until it is written again."""
     path = Path(path)
     try:
         try:

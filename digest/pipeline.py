@@ -504,7 +504,8 @@ class FeedWriter:
             max_entries=self.cfg.feeds.max_entries,
             cache=self.entries,
         )
-        # An fsync per file cost more than building the feed; one flush in finish() keeps the run as durable.
+        # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
+        # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
         if feeds.write_feed(self.out / file, data, durable=False):
             self.written.append(self.out / file)
 
@@ -528,15 +529,10 @@ class FeedWriter:
             file=f"{slug}.xml",
         )
 
-    def finish(self) -> list[Path]:
-        """Flush the written feeds to disk once; returns the files that changed."""
-        if self.written:
-            feeds.sync_dir(self.out)
-        return self.written
-
     def exists(self, profile: Profile) -> bool:
-        """Whether this user's feed file is there."""
-        return (self.out / f"{feeds.feed_slug(profile.name)}.xml").exists()
+        """Whether this user's feed file is there and not empty."""
+        path = self.out / f"{feeds.feed_slug(profile.name)}.xml"
+        return path.is_file() and path.stat().st_size > 0
 
 
 def write_feeds(
@@ -562,7 +558,7 @@ def write_feeds(
         if changed_users is not None and profile.name not in changed and writer.exists(profile):
             continue
         writer.write_user(profile)
-    return writer.finish()
+    return writer.written
 
 
 # ------------------------------------------------------------------------------------------ one run

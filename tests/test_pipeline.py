@@ -316,3 +316,14 @@ def test_default_store_honours_xdg_data_home(
     assert main(["ingest", str(seeds[0])]) == 0
     assert (tmp_path / "data" / "paper-digest" / "digest.db").is_file()
     capsys.readouterr()
+
+
+def test_empty_feed_file_is_rebuilt(cfg: config.Config, seeds: list[Path]) -> None:
+    """A feed left empty (say by a power cut) is rewritten by the next run even with no new digest."""
+    _drop(cfg, seeds[0])
+    _run(cfg, MONDAY)
+    ada = cfg.feeds.output / "ada.xml"
+    good = ada.read_bytes()
+    ada.write_bytes(b"")
+    report = _run(cfg, MONDAY + timedelta(minutes=1))
+    assert str(ada) in report.feeds_written and ada.read_bytes() == good
