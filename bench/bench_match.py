@@ -3,28 +3,35 @@
 Run: python bench/bench_match.py [--quick]
 A seeded generator builds a 5,000-term vocabulary (words and 2-4 word phrases), 300 papers (titles ~80
 characters, abstracts ~1,600) of filler prose with Zipf-drawn vocabulary terms, and profiles of 10-20
-keywords (words, quoted phrases, hyphenated phrases). It prints median times for digest.match
-(compile_profiles + match_all) and for a naive baseline run in the same process (one compiled
-``\\b(?:t1|t2|...)\\b``-style regex per user, looped over users x papers), checks that both pick the same
-(user, paper) pairs, and prints the ratio and the peak RSS. --quick uses 1,000 and 10,000 profiles and
-200 naive users.
+keywords (words, quoted phrases, hyphenated phrases; max_papers 20). For each size it times, interleaved
+under the same load, compile_profiles + match_top (each profile's first max_papers matches and its count:
+what a digest shows) and compile_profiles + match_all (every profile's full list), parse cache cleared each
+time, and checks that match_top is match_all cut to max_papers. It repeats both at 10 keywords per profile
+(the setup of shared/notes/performance-limits.md) and on "broad" profiles (3-6 frequent words, ~100 matches
+each, so most are cut), then runs a naive baseline in the same process (one compiled
+``\b(?:t1|t2|...)\b``-style regex per user, looped over users x papers), checks that it picks the same
+(user, paper) pairs, and prints the ratios. Peak RSS is the process high-water mark (ru_maxrss) after the
+first run of each: match_top runs first, so its figure is not inflated by match_all's.
+--quick uses 1,000 and 10,000 profiles and 200 naive users.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.match import compile_profiles, match_all, parse_query  # noqa: E402
+from digest.match import compile_profiles, match_all, match_top, parse_query  # noqa: E402
 from digest.models import Paper, Profile  # noqa: E402
 
 N_PAPERS = 300
@@ -124,6 +131,16 @@ def make_profiles(
     return profiles
 
 
+def make_broad_profiles(rng: random.Random, n: int, unigrams: list[str], papers: list[Paper]) -> list[Profile]:
+    """Profiles of 3-6 of the 60 words found in most papers: ~100 matches each, most of them cut."""
+    texts = [f" {p.title.lower()} {p.abstract.lower()} " for p in papers]
+    frequent = sorted(unigrams, key=lambda w: -sum(f" {w}" in text for text in texts))[:60]
+    return [
+        Profile(name=f"b{i}", email=f"b{i}@example.org", keywords=tuple(rng.sample(frequent, rng.randint(3, 6))))
+        for i in range(n)
+    ]
+
+
 _SEP = r"[\s\-\u2010-\u2013_/]+"
 
 
@@ -148,14 +165,14 @@ def run_naive(profiles: list[Profile], papers: list[Paper]) -> set[tuple[str, st
     return pairs
 
 
-def run_fast(profiles: list[Profile], papers: list[Paper]) -> tuple[float, float, float, dict]:
-    """(compile wall s, match wall s, total CPU s, result)."""
+def run_fast(profiles: list[Profile], papers: list[Paper], match: Callable) -> tuple[float, float, float, dict]:
+    """(compile wall s, match wall s, total CPU s, result) of compile_profiles + ``match``."""
     parse_query.cache_clear()  # every repetition parses its queries, as a fresh `digest run` would
     cpu = time.process_time()
     start = time.perf_counter()
     matcher = compile_profiles(profiles)
     compiled = time.perf_counter()
-    result = match_all(matcher, papers)
+    result = match(matcher, papers)
     done = time.perf_counter()
     return compiled - start, done - compiled, time.process_time() - cpu, result
 
@@ -164,27 +181,53 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_fast(label: str, profiles: list[Profile], papers: list[Paper], reps: int) -> tuple[float, dict]:
-    """Median compile + match time over ``reps`` runs; prints the figures."""
-    compile_times, match_times, totals, cpus = [], [], [], []
-    result: dict = {}
-    for _ in range(reps):
-        result = {}  # free the previous run's result before the next one
-        c, m, cpu, result = run_fast(profiles, papers)
-        compile_times.append(c)
-        match_times.append(m)
-        totals.append(c + m)
-        cpus.append(cpu)
-    pairs = sum(len(v) for v in result.values())
-    median = statistics.median(totals)
-    print(
-        f"digest.match, {len(profiles):>7,} profiles x {len(papers)} papers{label}: "
-        f"compile {statistics.median(compile_times):.3f} s, match {statistics.median(match_times):.3f} s, "
-        f"total {median:.3f} s (min {min(totals):.3f}, max {max(totals):.3f}; median of {reps}; "
-        f"CPU {statistics.median(cpus):.3f} s); "
-        f"{pairs:,} matches = {pairs / len(profiles):.1f} per profile; peak RSS {peak_rss_mb():.0f} MB"
-    )
-    return median, result
+def bench_pair(label: str, profiles: list[Profile], papers: list[Paper], reps: int) -> dict[str, tuple[float, dict]]:
+    """compile + match_top and compile + match_all, interleaved ``reps`` times; prints the medians.
+
+    Interleaving puts both under the same machine load. Each function's peak RSS is read after its first run:
+    match_top runs first, and a previous result is freed before each run.
+    """
+    runs: dict[str, list[tuple[float, float, float]]] = {"match_top": [], "match_all": []}
+    rss: dict[str, float] = {}
+    results: dict[str, dict] = {}
+    for rep in range(reps):
+        for match in (match_top, match_all):
+            if rep < reps - 1 or match is match_top:
+                results.clear()  # free the previous results; the last match_all run keeps match_top's to compare
+            gc.collect()  # the garbage of the previous run, so no run pays for another's
+            c, m, cpu, results[match.__name__] = run_fast(profiles, papers, match)
+            runs[match.__name__].append((c, m, cpu))
+            rss.setdefault(match.__name__, peak_rss_mb())
+    out = {}
+    for name, times in runs.items():
+        totals = [c + m for c, m, _ in times]
+        result = results[name]
+        if name == "match_top":
+            kept = sum(len(matches) for matches, _ in result.values())
+            pairs = sum(total for _, total in result.values())
+            counts = f"{kept:,} matches kept of {pairs:,} = {pairs / len(profiles):.1f} per profile"
+        else:
+            pairs = sum(len(v) for v in result.values())
+            counts = f"{pairs:,} matches = {pairs / len(profiles):.1f} per profile"
+        median = statistics.median(totals)
+        print(
+            f"{name}, {len(profiles):>7,} profiles x {len(papers)} papers{label}: "
+            f"compile {statistics.median(c for c, _, _ in times):.3f} s, "
+            f"match {statistics.median(m for _, m, _ in times):.3f} s, "
+            f"total {median:.3f} s (min {min(totals):.3f}, max {max(totals):.3f}; median of {reps}; "
+            f"CPU {statistics.median(cpu for _, _, cpu in times):.3f} s); {counts}; peak RSS {rss[name]:.0f} MB"
+        )
+        out[name] = (median, result)
+    top, full = out["match_top"][0], out["match_all"][0]
+    same = same_cut(out["match_top"][1], out["match_all"][1], profiles)
+    print(f"  match_top / match_all = {top / full:.2f}; match_top = match_all cut to max_papers: {same}")
+    return out
+
+
+def same_cut(top: dict, full: dict, profiles: list[Profile]) -> str:
+    """Whether match_top's result is match_all's cut to each profile's max_papers, plus the totals."""
+    wrong = sum(1 for p in profiles if top[p.name] != (full[p.name][: p.max_papers], len(full[p.name])))
+    return "identical" if not wrong and len(top) == len(full) else f"DIFFER for {wrong} profiles"
 
 
 def main() -> None:
@@ -193,7 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     small, large = (1_000, 10_000) if args.quick else (1_000, 100_000)
     naive_users = 200 if args.quick else 1_000
-    reps = 3
+    reps = 3  # per size; 5 at the small size (the machine is shared: medians of interleaved runs)
 
     rng = random.Random(20261123)
     unigrams, phrases, filler = make_vocabulary(rng)
@@ -206,33 +249,43 @@ def main() -> None:
         f"profiles of 10-20 keywords (10% words, 90% phrases); peak RSS {peak_rss_mb():.0f} MB"
     )
 
-    small_median, small_result = bench_fast("", profiles[:small], papers, reps)
-    large_median, _ = bench_fast("", profiles, papers, reps)
+    medians: dict[tuple[int, str], float] = {}
+    small_all: dict = {}
+    for size in (small, large):
+        pair = bench_pair("", profiles[:size], papers, 5 if size == small else reps)
+        for name, (median, _) in pair.items():
+            medians[size, name] = median
+        if size == small:
+            small_all = pair["match_all"][1]
+        del pair  # keep the peak RSS of the next step honest
     ten = make_profiles(random.Random(5), large, unigrams, phrases, sizes=(10, 10))
-    bench_fast(" (10 keywords each, as in the notes)", ten, papers, reps)
+    bench_pair(" (10 keywords each, as in the notes)", ten, papers, reps)
     del ten
+    broad = make_broad_profiles(random.Random(6), large // 5, unigrams, papers)
+    bench_pair(" (broad: 3-6 frequent words each)", broad, papers, reps)
+    del broad
 
     naive_profiles = profiles[:naive_users]
     start = time.perf_counter()
     naive_pairs = run_naive(naive_profiles, papers)
     naive_time = time.perf_counter() - start
     names = {p.name for p in naive_profiles}
-    fast_pairs = {(name, m.paper.key) for name, matches in small_result.items() if name in names for m in matches}
+    fast_pairs = {(name, m.paper.key) for name, matches in small_all.items() if name in names for m in matches}
     agree = "identical" if naive_pairs == fast_pairs else f"DIFFER ({len(naive_pairs ^ fast_pairs)} pairs)"
     per_user_naive = naive_time / naive_users
-    per_user_fast = small_median / small
     print(
-        f"naive per-user regex, {naive_users:,} users x {len(papers)} papers: {naive_time:.2f} s (1 run); "
-        f"(user, paper) pairs vs digest.match: {agree}"
+        f"naive per-user regex, {naive_users:,} users x {len(papers)} papers: {naive_time:.2f} s (1 run, "
+        f"{per_user_naive * 1e3:.2f} ms/user); (user, paper) pairs vs match_all: {agree}"
     )
-    print(
-        f"ratio at {small:,} users: naive {per_user_naive * 1e3:.2f} ms/user vs digest.match "
-        f"{per_user_fast * 1e3:.3f} ms/user -> {per_user_naive / per_user_fast:.0f}x faster"
-    )
-    print(
-        f"naive extrapolated to {large:,} users: {per_user_naive * large:.0f} s vs measured "
-        f"{large_median:.2f} s -> {per_user_naive * large / large_median:.0f}x"
-    )
+    for size in (small, large):
+        naive = per_user_naive * size
+        how = "measured" if size == naive_users else "extrapolated"
+        top, full = medians[size, "match_top"], medians[size, "match_all"]
+        print(
+            f"at {size:,} users: naive {naive:.1f} s ({how}); compile + match_top {top:.3f} s -> "
+            f"{naive / top:.0f}x faster; compile + match_all {full:.3f} s -> {naive / full:.0f}x; "
+            f"match_top / match_all = {top / full:.2f}"
+        )
     print(f"peak RSS {peak_rss_mb():.0f} MB")
 
 

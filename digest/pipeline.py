@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from digest import cadence, compose, config, feeds, match, outbox, render, smtp, sources, store
 from digest.errors import DigestError, DumpError
-from digest.models import Digest, IngestReport, Profile, RunReport, StoredPaper
+from digest.models import Digest, IngestReport, Match, Profile, RunReport, StoredPaper
 from digest.sources import fetch
 
 log = logging.getLogger(__name__)
@@ -191,15 +191,20 @@ def build_digests(
     now: datetime,
     dump_names: Sequence[str] = (),
 ) -> list[Digest]:
-    """Match every profile against its own pool of papers with one automaton; limits applied."""
-    union = {sp.paper.key: sp.paper for pool in pools.values() for sp in pool}
-    matcher = match.compile_profiles(profiles)
-    ranked = match.match_all(matcher, list(union.values()))
+    """Match every profile against its own pool of papers, keeping each profile's top ``max_papers``.
+
+    Users whose pools are the same list (the usual case: same watermark, nothing delivered twice) share one
+    automaton and one pass over the papers; only the matches a digest shows are built in full."""
+    groups: dict[int, tuple[Sequence[StoredPaper], list[Profile]]] = {}
+    for profile in profiles:
+        pool = pools.get(profile.name, ())
+        groups.setdefault(id(pool), (pool, []))[1].append(profile)
+    top: dict[str, tuple[list[Match], int]] = {}
+    for pool, members in groups.values():
+        top.update(match.match_top(match.compile_profiles(members), [sp.paper for sp in pool]))
     digests = []
     for profile in profiles:
-        allowed = {sp.paper.key for sp in pools.get(profile.name, ())}
-        matches = [m for m in ranked.get(profile.name, ()) if m.paper.key in allowed]
-        kept = matches[: profile.max_papers]
+        kept, total = top.get(profile.name, ([], 0))
         digests.append(
             Digest(
                 profile=profile,
@@ -207,7 +212,7 @@ def build_digests(
                 generated_at=now,
                 period=periods[profile.name],
                 dumps=tuple(dump_names),
-                omitted=len(matches) - len(kept),
+                omitted=total - len(kept),
             )
         )
     return digests

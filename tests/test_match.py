@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import regex
 
+import digest.query as query_module
 from digest.errors import ConfigError, QueryError
 from digest.match import (
     ORG_BOOST,
@@ -25,10 +26,11 @@ from digest.match import (
     match_all,
     match_profile,
     match_query,
+    match_top,
     parse_query,
 )
 from digest.models import Match, Paper, Profile
-from digest.query import And, Not, Regex, Term, term_pattern
+from digest.query import ANY, And, Not, Query, Regex, Term, term_pattern
 from digest.sources import read_dump
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -467,6 +469,7 @@ def test_same_term_in_two_keywords_counts_once() -> None:
         ("/(unclosed/", 10, "invalid regular expression"),
         ("/never closed", 0, "unclosed regular expression"),
         ('"!!"', 0, "no letters or digits"),
+        ("AND", 0, "AND needs a term"),
     ],
 )
 def test_syntax_error_position(query: str, position: int, words: str) -> None:
@@ -500,6 +503,18 @@ def test_exclusion_with_a_positive_term_is_accepted() -> None:
 def test_double_negation_cancels() -> None:
     """`--video` and `NOT -video` are just video."""
     assert isinstance(parse_query("NOT -video").root, Term)
+
+
+def test_simple_queries_parse_as_the_full_parser_does(seed_papers: tuple[Paper, ...]) -> None:
+    """A lone ASCII word or phrase (parse_query's fast path) gives the Query the lexer and parser give."""
+    texts = {"LLM", "  GAN ", "TCP/IP", "self_supervised", "GPT-4", "x1-y2-z3", '"a / b_c"', " 'quoted' ", "C++"}
+    for paper in seed_papers:
+        texts.update(re.findall(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+", paper.abstract))
+        texts.update(f'"{phrase}"' for phrase in re.findall(r"[A-Za-z]+ [A-Za-z]+", paper.title))
+    assert len(texts) > 200
+    for text in texts:
+        parser = query_module._Parser(text, query_module._lex(text))  # the slow path, by hand
+        assert parse_query(text) == Query(text, parser.parse_or(ANY)), text
 
 
 def test_compile_names_the_profile_and_keyword_in_errors() -> None:
@@ -702,18 +717,23 @@ def _random_profiles(rng: random.Random, papers: list[Paper], n: int) -> list[Pr
     return profiles
 
 
-def test_automaton_agrees_with_naive_evaluation(seed_papers: tuple[Paper, ...]) -> None:
-    """On every seed paper, 300 random profiles give the same ranked papers, scores and hits both ways."""
-    rng = random.Random(7)
-    papers = [
+def _varied(rng: random.Random, papers: tuple[Paper, ...]) -> list[Paper]:
+    """The papers with random upvotes, dates and organizations, so every tiebreak and org rule is used."""
+    return [
         dataclasses.replace(
             p,
             upvotes=rng.choice([None, 0, 1, 3, 8]),
             published=rng.choice([None, date(2025, 1, rng.randint(1, 28))]),
             organization=rng.choice([None, None, "Apple", "Hugging Face", "OpenAI"]),
         )
-        for p in seed_papers
+        for p in papers
     ]
+
+
+def test_automaton_agrees_with_naive_evaluation(seed_papers: tuple[Paper, ...]) -> None:
+    """On every seed paper, 300 random profiles give the same ranked papers, scores and hits both ways."""
+    rng = random.Random(7)
+    papers = _varied(rng, seed_papers)
     profiles = _random_profiles(rng, papers, 300)
     fast = match_all(compile_profiles(profiles), papers)
     total = 0
@@ -730,6 +750,43 @@ def test_match_all_equals_match_profile_one_by_one(seed_papers: tuple[Paper, ...
     together = match_all(compile_profiles(profiles), seed_papers)
     for prof in profiles:
         assert together[prof.name] == match_profile(prof, seed_papers)
+
+
+def test_match_top_is_match_all_cut_to_max_papers(seed_papers: tuple[Paper, ...]) -> None:
+    """For 300 random profiles with max_papers 1-30, match_top gives match_all's first max_papers and the total."""
+    rng = random.Random(13)
+    papers = _varied(rng, seed_papers)
+    profiles = [dataclasses.replace(p, max_papers=rng.randint(1, 30)) for p in _random_profiles(rng, papers, 300)]
+    profiles += [  # the same keywords as another profile (shared Matches), and organizations without keywords
+        dataclasses.replace(profiles[0], name="twin", max_papers=3),
+        profile("apple", organizations=("apple",), organizations_mode="only", max_papers=2),
+    ]
+    matcher = compile_profiles(profiles)
+    full, top = match_all(matcher, papers), match_top(matcher, papers)
+    assert list(top) == list(full)
+    for prof in profiles:
+        assert top[prof.name] == (full[prof.name][: prof.max_papers], len(full[prof.name])), prof
+    cut = [p for p in profiles if len(full[p.name]) > p.max_papers]
+    assert len(cut) > 100
+    assert any(p.exclude for p in cut) and any(p.min_upvotes for p in cut) and any(p.min_score for p in cut)
+    assert {p.organizations_mode for p in cut if p.organizations} == {"only", "boost"}
+    assert any(not (p.exclude or p.organizations or p.min_upvotes or p.min_score) for p in cut)
+
+
+def test_match_top_counts_what_it_cuts(seed_papers: tuple[Paper, ...]) -> None:
+    """A profile capped at one paper gets its best match and the number of all its matches."""
+    prof = profile(keywords=("LLM",), max_papers=1)
+    every = match_profile(prof, seed_papers)
+    assert len(every) > 1
+    assert match_top(compile_profiles([prof]), seed_papers) == {"alice": ([every[0]], len(every))}
+
+
+def test_match_top_on_no_papers() -> None:
+    """No papers: every profile gets no matches and a count of zero."""
+    assert match_top(compile_profiles([profile(keywords=("LLM",)), profile("b")]), []) == {
+        "alice": ([], 0),
+        "b": ([], 0),
+    }
 
 
 def test_match_all_lists_every_profile(seed_papers: tuple[Paper, ...]) -> None:

@@ -1,0 +1,476 @@
+"""Ranking for digest.match: scores, Match objects, and each profile's ranked list (full or its top k).
+
+A paper reaches a profile through the set of the profile's keyword queries that hold on it (plus an org
+boost). That combination's score, order and Match depend only on the paper and the set, so they are cached
+per paper and shared by every profile with the same set. ``match_all`` ranks (order key, rank, Match)
+entries and so builds the Match of every combination it ranks. ``match_top`` ranks plain ints (order key
+and combination id packed into one int), keeps each profile's first ``max_papers``, and builds Matches only
+for the combinations some profile kept.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import operator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import TYPE_CHECKING
+
+from digest.models import Hit, Match, Paper
+from digest.query import ABSTRACT, ORG, TITLE, LeafHits, Scan, Witness
+
+if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read here
+    from digest.match import Matcher
+
+__all__ = [
+    "ORG_BOOST",
+    "REPEAT_WEIGHT",
+    "WEIGHTS",
+    "Prepared",
+    "filtered_results",
+    "kept_matches",
+    "plain_results",
+    "query_entries",
+    "select_top",
+    "tiebreak_order",
+]
+
+WEIGHTS = {TITLE: 3.0, ABSTRACT: 1.0, ORG: 1.0}
+REPEAT_WEIGHT = 0.5
+ORG_BOOST = 2.0
+_NO_KEYS: frozenset[tuple[int, str]] = frozenset()
+# A combination id lives in the low bits of its top-k sort key; 2**32 combinations would not fit in memory.
+_SHIFT = 32
+_MASK = (1 << _SHIFT) - 1
+
+# What a match_top sort key stands for: the paper, the true keyword query ids, the org boost and the score.
+Combo = tuple["Prepared", tuple[int, ...], bool, float]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One paper normalised once per call: its scans, per term where it hit, and its ranking caches."""
+
+    paper: Paper
+    scans: dict[str, Scan]
+    hits: LeafHits
+    true: dict[int, Witness] = dataclasses.field(default_factory=dict)  # query id -> witness, for true queries
+    parts: dict[int, _Part] = dataclasses.field(default_factory=dict)  # true query id -> its part, on first use
+    scores: dict[int, tuple[frozenset[tuple[int, str]], float]] = dataclasses.field(default_factory=dict)
+    # match_all: (true keyword ids, org boost) -> its entry; profiles with the same ids share it
+    entries: dict[tuple[tuple[int, ...], bool], _Entry] = dataclasses.field(default_factory=dict)
+    keys: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # match_top: true ids -> sort key
+    boosted: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # the same, with org boost
+    org: str = ""  # compacted organization
+    rank: int = 0  # position in tiebreak order: upvotes desc, newest first, input order
+    n_papers: int = 1
+
+
+def tiebreak_order(papers: Sequence[Paper]) -> list[int]:
+    """Paper indexes by upvotes desc, published desc (None last), then input order."""
+    return sorted(
+        range(len(papers)),
+        key=lambda i: (
+            -(papers[i].upvotes or 0),
+            papers[i].published is None,
+            -papers[i].published.toordinal() if papers[i].published else 0,  # type: ignore[union-attr]
+            i,
+        ),
+    )
+
+
+# --- scores -----------------------------------------------------------------------------------------
+# Both entry points take a Match's score from combo_score, so match_top ranks with exactly the floats
+# that match_all puts into its Matches.
+
+
+def _witness_keys(witness: Iterable[tuple[str, int, str]]) -> dict[tuple[int, str], str]:
+    """Distinct (term id, field) of a witness -> the term as first written."""
+    keys: dict[tuple[int, str], str] = {}
+    for written, tid, field in witness:
+        keys.setdefault((tid, field), written)
+    return keys
+
+
+def _keys_score(prep: Prepared, keys: Iterable[tuple[int, str]]) -> float:
+    score = 0.0
+    for tid, field in keys:
+        count = len(prep.hits[tid][field])
+        score += WEIGHTS[field] + (REPEAT_WEIGHT * math.log(count) if count > 1 else 0.0)
+    return score
+
+
+def _query_score(prep: Prepared, qid: int) -> tuple[frozenset[tuple[int, str]], float]:
+    found = prep.scores.get(qid)
+    if found is None:
+        keys = _witness_keys(prep.true[qid])
+        found = prep.scores[qid] = (frozenset(keys), _keys_score(prep, keys))
+    return found
+
+
+def combo_score(prep: Prepared, qids: tuple[int, ...], boost: bool) -> float:
+    """The score of the Match for true queries ``qids``: each distinct term counted once, rounded."""
+    n = len(qids)
+    if n == 1:
+        score = (prep.scores.get(qids[0]) or _query_score(prep, qids[0]))[1]
+    elif n == 2:  # the common merge, kept cheap
+        keys_a, score = prep.scores.get(qids[0]) or _query_score(prep, qids[0])
+        keys_b, score_b = prep.scores.get(qids[1]) or _query_score(prep, qids[1])
+        if keys_a.isdisjoint(keys_b):
+            score += score_b
+        else:
+            score = _shared_score(prep, qids)
+    elif n:
+        parts = [_query_score(prep, qid) for qid in qids]
+        if sum(len(keys) for keys, _ in parts) == len(frozenset().union(*(keys for keys, _ in parts))):
+            score = 0.0
+            for _, part_score in parts:
+                score += part_score
+        else:
+            score = _shared_score(prep, qids)
+    else:
+        score = 0.0
+    if boost:
+        score += ORG_BOOST
+    return round(score, 6)
+
+
+def _shared_score(prep: Prepared, qids: tuple[int, ...]) -> float:
+    """The score of queries that share a term: each distinct (term, field) counted once."""
+    return _keys_score(prep, _witness_keys(chain.from_iterable(map(prep.true.__getitem__, qids))))
+
+
+def _order_key(score: float, prep: Prepared) -> int:
+    """One int that sorts by score desc, then by the paper's tiebreak rank."""
+    return -round(score * 1_000_000) * prep.n_papers + prep.rank
+
+
+# --- Match objects ----------------------------------------------------------------------------------
+
+
+def _span(matcher: Matcher, prep: Prepared, tid: int, field: str, span: tuple[int, int]) -> tuple[int, int]:
+    """Map a hit to offsets in the original field text."""
+    if tid >= matcher.n_terms:
+        return span
+    scan = prep.scans[field]
+    first = bisect.bisect_left(scan.starts, span[0])
+    last = bisect.bisect_right(scan.starts, span[1] - 1) - 1
+    return scan.ostarts[first], scan.oends[last]
+
+
+def _part(matcher: Matcher, prep: Prepared, witness: Witness) -> _Part:
+    """Hits and reason fragments of the distinct terms in ``witness``."""
+    keys = _witness_keys(witness)
+    hits: dict[str, list[Hit]] = {TITLE: [], ABSTRACT: [], ORG: []}
+    fragments: dict[str, list[str]] = {TITLE: [], ABSTRACT: [], ORG: []}
+    for (tid, field), written in keys.items():
+        spans = prep.hits[tid][field]
+        count = len(spans)
+        hits[field] += [Hit(written, field, *_span(matcher, prep, tid, field, span)) for span in spans]
+        fragments[field].append(f'"{written}"' + (f" ×{count}" if count > 1 else ""))
+    return (
+        frozenset(keys),
+        *(tuple(sorted(hits[field], key=_hit_start)) for field in _FIELDS),
+        *(", ".join(fragments[field]) for field in _FIELDS),
+    )  # type: ignore[return-value]
+
+
+def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Part:
+    """The part of several true queries: their parts put together when they share no term."""
+    parts = []
+    for qid in qids:
+        part = prep.parts.get(qid)
+        if part is None:
+            part = prep.parts[qid] = _part(matcher, prep, prep.true[qid])
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2 and parts[0][0].isdisjoint(parts[1][0]):  # the common case, kept cheap
+        a, b = parts
+        return (
+            _NO_KEYS,  # a merged part is never merged again
+            _merge_hits(a[1], b[1]),
+            _merge_hits(a[2], b[2]),
+            _merge_hits(a[3], b[3]),
+            f"{a[4]}, {b[4]}" if a[4] and b[4] else a[4] or b[4],
+            f"{a[5]}, {b[5]}" if a[5] and b[5] else a[5] or b[5],
+            f"{a[6]}, {b[6]}" if a[6] and b[6] else a[6] or b[6],
+        )
+    keys = frozenset().union(*map(_part_keys, parts))
+    if len(keys) < sum(map(len, map(_part_keys, parts))):  # a term shared by two queries counts once
+        return _part(matcher, prep, list(chain.from_iterable(map(prep.true.__getitem__, qids))))
+    # Each part's hits are sorted; sorting the concatenation is a cheap merge of runs.
+    return (
+        keys,
+        tuple(sorted(chain.from_iterable(map(_part_title, parts)), key=_hit_start)),
+        tuple(sorted(chain.from_iterable(map(_part_abstract, parts)), key=_hit_start)),
+        tuple(sorted(chain.from_iterable(map(_part_org, parts)), key=_hit_start)),
+        ", ".join(filter(None, map(_part_title_reason, parts))),
+        ", ".join(filter(None, map(_part_abstract_reason, parts))),
+        ", ".join(filter(None, map(_part_org_reason, parts))),
+    )
+
+
+def _merge_hits(a: tuple[Hit, ...], b: tuple[Hit, ...]) -> tuple[Hit, ...]:
+    return tuple(sorted(a + b, key=_hit_start)) if a and b else a or b
+
+
+def _build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: bool, score: float) -> Match:
+    """The Match of true queries ``qids`` on a paper; ``score`` is their combo_score."""
+    part = _merged_part(matcher, prep, qids) if qids else _EMPTY_PART
+    reasons = []
+    if part[4]:
+        reasons.append("title: " + part[4])
+    if part[5]:
+        reasons.append("abstract: " + part[5])
+    if part[6]:
+        reasons.append("org: " + part[6])
+    if boost:
+        reasons.append(f'org boost: "{prep.paper.organization}" +{ORG_BOOST:g}')
+    elif not qids:
+        reasons.append(f'org: "{prep.paper.organization}"')
+    return Match(prep.paper, score, part[1] + part[2] + part[3], "; ".join(reasons) or "matched")
+
+
+# What a set of true queries contributes to a Match: its distinct (term id, field) keys, its hits in the
+# title, abstract and org (each sorted by offset), and its reason for each field ('"LLM" ×3, "GAN"' or "").
+_Part = tuple[frozenset[tuple[int, str]], tuple[Hit, ...], tuple[Hit, ...], tuple[Hit, ...], str, str, str]
+_EMPTY_PART: _Part = (frozenset(), (), (), (), "", "", "")
+(
+    _part_keys,
+    _part_title,
+    _part_abstract,
+    _part_org,
+    _part_title_reason,
+    _part_abstract_reason,
+    _part_org_reason,
+) = (operator.itemgetter(i) for i in range(7))
+_FIELDS = (TITLE, ABSTRACT, ORG)
+_hit_start = operator.attrgetter("start", "end")
+
+
+def _filtered_candidates(
+    pidx: int, holds: dict[int, list[int]], matcher: Matcher, preps: list[Prepared], org_papers: dict[str, list[int]]
+) -> Iterator[tuple[Prepared, tuple[int, ...], bool]]:
+    """(paper, true keyword ids, org boost) of each paper that passes a profile's exclusions and limits.
+
+    ``min_score`` is left to the caller, which knows the score.
+    """
+    profile = matcher.profiles[pidx]
+    candidates: dict[int, list[int]] = {}
+    for qid in matcher.keyword_ids[pidx]:
+        for rank in holds.get(qid, ()):
+            candidates.setdefault(rank, []).append(qid)
+    orgs = matcher.orgs[pidx]
+    if not matcher.keyword_ids[pidx] and profile.organizations_mode == "only":
+        for org in orgs:
+            for rank in org_papers.get(org, ()):
+                candidates[rank] = []
+    excludes = matcher.excludes[pidx]
+    for rank, qids in candidates.items():
+        prep = preps[rank]
+        if not excludes.isdisjoint(prep.true.keys()) or (prep.paper.upvotes or 0) < profile.min_upvotes:
+            continue
+        boost = False
+        if orgs:
+            in_org = prep.org in orgs
+            if profile.organizations_mode == "only":
+                if not in_org:
+                    continue
+            else:
+                boost = in_org
+        yield prep, tuple(qids), boost
+
+
+# --- match_all: every match, as (order key, paper rank, Match) entries -------------------------------
+
+# The order key is unique per paper within one profile's list.
+_Entry = tuple[int, int, Match]
+_entry_key = operator.itemgetter(0)
+_entry_paper = operator.itemgetter(1)
+_entry_match = operator.itemgetter(2)
+
+
+def _entry(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: bool) -> _Entry:
+    """The ranked Match for the queries ``qids`` that hold on this paper (cached: profiles share it)."""
+    key = (qids, boost)
+    entry = prep.entries.get(key)
+    if entry is None:
+        match = _build_match(matcher, prep, qids, boost, combo_score(prep, qids, boost))
+        entry = prep.entries[key] = (_order_key(match.score, prep), prep.rank, match)
+    return entry
+
+
+def query_entries(matcher: Matcher, preps: list[Prepared], ranks: list[int], qid: int) -> list[_Entry]:
+    """One keyword query's entries on the papers (by rank) where it holds, ranked."""
+    entries = [_entry(matcher, preps[rank], (qid,), False) for rank in ranks]
+    entries.sort(key=_entry_key)
+    return entries
+
+
+def plain_results(
+    keyword_ids: tuple[int, ...],
+    by_query: dict[int, list[_Entry]],
+    masks: dict[int, int],
+    matcher: Matcher,
+    preps: list[Prepared],
+) -> list[Match]:
+    """A plain profile's ranked matches: the lists of its true keywords, merged (the hot path)."""
+    true_ids = list(filter(by_query.__contains__, keyword_ids))
+    if not true_ids:
+        return []
+    if len(true_ids) == 1:
+        return list(map(_entry_match, by_query[true_ids[0]]))
+    # Papers reached through two or more keywords (bit i = paper of rank i) get one Match for all of them.
+    seen = several = 0
+    for qid in true_ids:
+        mask = masks[qid]
+        several |= seen & mask
+        seen |= mask
+    if not several:
+        return list(map(_entry_match, sorted(chain.from_iterable(map(by_query.__getitem__, true_ids)), key=_entry_key)))
+    merged = list(chain.from_iterable(map(by_query.__getitem__, true_ids)))
+    by_paper = dict(zip(map(_entry_paper, merged), merged, strict=True))
+    while several:
+        lowest = several & -several
+        several ^= lowest
+        prep = preps[lowest.bit_length() - 1]
+        qids = tuple(filter(prep.true.__contains__, true_ids))
+        by_paper[prep.rank] = prep.entries.get((qids, False)) or _entry(matcher, prep, qids, False)
+    return list(map(_entry_match, sorted(by_paper.values(), key=_entry_key)))
+
+
+def filtered_results(
+    pidx: int, holds: dict[int, list[int]], matcher: Matcher, preps: list[Prepared], org_papers: dict[str, list[int]]
+) -> list[Match]:
+    """A profile with exclusions, upvote, organization or score limits: every candidate checked."""
+    min_score = matcher.profiles[pidx].min_score
+    out: list[_Entry] = []
+    for prep, qids, boost in _filtered_candidates(pidx, holds, matcher, preps, org_papers):
+        entry = _entry(matcher, prep, qids, boost)
+        if entry[2].score >= min_score:
+            out.append(entry)
+    out.sort(key=_entry_key)
+    return list(map(_entry_match, out))
+
+
+# --- match_top: ints first, Matches only for what is kept ---------------------------------------------
+
+
+def _combo_key(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
+    """The sort key of true queries ``qids`` on a paper: its order key, then its index in ``combos``."""
+    key = (prep.boosted if boost else prep.keys).get(qids)
+    return _new_key(combos, prep, qids, boost) if key is None else key
+
+
+def _new_key(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
+    score = combo_score(prep, qids, boost)
+    key = ((-round(score * 1_000_000) * prep.n_papers + prep.rank) << _SHIFT) | len(combos)  # _order_key, inlined
+    (prep.boosted if boost else prep.keys)[qids] = key
+    combos.append((prep, qids, boost, score))
+    return key
+
+
+def select_top(
+    matcher: Matcher, preps: list[Prepared], holds: dict[int, list[int]], org_papers: dict[str, list[int]]
+) -> tuple[list[tuple[list[int], int]], list[Combo]]:
+    """Per profile (in order): its first ``max_papers`` sort keys and its number of matches; and the combos."""
+    combos: list[Combo] = []
+    keys_of: dict[int, list[int]] = {}  # keyword query id -> sort keys of the papers where it holds, ascending
+    ranks_of: dict[int, list[int]] = {}  # keyword query id -> those papers' ranks, in the same order
+    for qid, ranks in holds.items():
+        keyed = sorted((_new_key(combos, preps[rank], (qid,), False), rank) for rank in ranks)
+        keys_of[qid] = [key for key, _ in keyed]
+        ranks_of[qid] = [rank for _, rank in keyed]
+    masks = {qid: sum(1 << rank for rank in ranks) for qid, ranks in holds.items()}
+    trues, cached = [prep.true for prep in preps], [prep.keys for prep in preps]
+    out = []
+    plain, keyword_ids = matcher.plain, matcher.keyword_ids
+    for pidx, profile in enumerate(matcher.profiles):
+        if plain[pidx]:
+            keys = _top_plain(keyword_ids[pidx], keys_of, ranks_of, masks, trues, cached, combos, preps)
+            out.append((keys[: profile.max_papers], len(keys)))
+        else:
+            out.append(_top_filtered(pidx, holds, matcher, preps, org_papers, combos))
+    return out, combos
+
+
+def _top_plain(
+    keyword_ids: tuple[int, ...],
+    keys_of: dict[int, list[int]],
+    ranks_of: dict[int, list[int]],
+    masks: dict[int, int],
+    trues: list[dict[int, Witness]],
+    cached: list[dict[tuple[int, ...], int]],
+    combos: list[Combo],
+    preps: list[Prepared],
+) -> list[int]:
+    """A plain profile's sort keys, ascending: the hot path of match_top, in C-level calls where it can be."""
+    true_ids = list(filter(keys_of.__contains__, keyword_ids))
+    if len(true_ids) < 2:
+        return keys_of[true_ids[0]] if true_ids else []
+    # Papers reached through two or more keywords (bit i = paper of rank i) get one key for all of them.
+    seen = several = 0
+    for mask in map(masks.__getitem__, true_ids):
+        several |= seen & mask
+        seen |= mask
+    if not several:
+        return sorted(chain.from_iterable(map(keys_of.__getitem__, true_ids)))
+    by_paper = dict(
+        zip(
+            chain.from_iterable(map(ranks_of.__getitem__, true_ids)),
+            chain.from_iterable(map(keys_of.__getitem__, true_ids)),
+            strict=True,
+        )
+    )
+    while several:
+        rank = several.bit_length() - 1
+        several ^= 1 << rank
+        qids = tuple(filter(trues[rank].__contains__, true_ids))
+        key = cached[rank].get(qids)
+        by_paper[rank] = _new_key(combos, preps[rank], qids, False) if key is None else key
+    return sorted(by_paper.values())
+
+
+def _top_filtered(
+    pidx: int,
+    holds: dict[int, list[int]],
+    matcher: Matcher,
+    preps: list[Prepared],
+    org_papers: dict[str, list[int]],
+    combos: list[Combo],
+) -> tuple[list[int], int]:
+    """A filtered profile's first ``max_papers`` sort keys and its number of matches."""
+    profile = matcher.profiles[pidx]
+    out = []
+    for prep, qids, boost in _filtered_candidates(pidx, holds, matcher, preps, org_papers):
+        key = _combo_key(combos, prep, qids, boost)
+        if combos[key & _MASK][3] >= profile.min_score:
+            out.append(key)
+    out.sort()
+    return out[: profile.max_papers], len(out)
+
+
+class _Built(dict[int, Match]):
+    """Sort key -> Match, each built on its first lookup (profiles that kept the same combination share it)."""
+
+    # A dict subclass so that the lookups run in C (map over each profile's keys) and only a miss calls Python.
+    def __init__(self, matcher: Matcher, combos: list[Combo]) -> None:
+        super().__init__()
+        self.matcher = matcher
+        self.combos = combos
+
+    def __missing__(self, key: int) -> Match:
+        prep, qids, boost, score = self.combos[key & _MASK]
+        match = self[key] = _build_match(self.matcher, prep, qids, boost, score)
+        return match
+
+
+def kept_matches(matcher: Matcher, combos: list[Combo], selected: list[tuple[list[int], int]]) -> Iterator[list[Match]]:
+    """Each profile's kept sort keys as Matches, built once per combination that some profile kept."""
+    get = _Built(matcher, combos).__getitem__
+    for keys, _ in selected:
+        yield list(map(get, keys))
