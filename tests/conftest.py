@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +16,26 @@ from digest import store
 FIXTURES = Path(__file__).parent / "fixtures"
 SEEDS = sorted(FIXTURES.glob("0*.txt"))
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def assert_golden(name: str, actual: str, update: bool) -> None:
+    """Compare with tests/golden/<name>; `pytest --update-golden` (or UPDATE_GOLDEN=1) rewrites it instead."""
+    path = GOLDEN / name
+    if update or os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual.encode())
+        return
+    if not path.exists():
+        pytest.fail(f"golden file {path} is missing; create it with pytest --update-golden")
+    expected = path.read_bytes().decode()
+    if actual != expected:
+        diff = difflib.unified_diff(
+            expected.splitlines(keepends=True), actual.splitlines(keepends=True), f"golden/{name}", "new output"
+        )
+        pytest.fail(f"output differs from golden/{name}:\n" + "".join(diff), pytrace=False)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

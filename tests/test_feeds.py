@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import os
 import random
 import re
 import xml.etree.ElementTree as ET
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from conftest import GOLDEN, assert_golden
 
 from digest.errors import RenderError
 from digest.feeds import (
@@ -29,29 +28,11 @@ from digest.feeds import (
 from digest.models import Hit, Match, Paper, StoredPaper
 from digest.sources import read_dump
 
-GOLDEN = Path(__file__).parent / "golden"
 A = "{http://www.w3.org/2005/Atom}"
 AUTHORITY = "digest.example.org,2024"
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
 HOSTILE = "<think>Plan</think> & <script>alert(1)</script> $x<y$ \x0b τ-ζ\x00 naïve"
-
-
-def assert_golden(name: str, actual: str, update: bool) -> None:
-    """Compare with tests/golden/<name>; `pytest --update-golden` (or UPDATE_GOLDEN=1) rewrites it instead."""
-    path = GOLDEN / name
-    if update or os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual.encode())
-        return
-    if not path.exists():
-        pytest.fail(f"golden file {path} is missing; create it with pytest --update-golden {__file__}")
-    expected = path.read_bytes().decode()
-    if actual != expected:
-        diff = difflib.unified_diff(
-            expected.splitlines(keepends=True), actual.splitlines(keepends=True), f"golden/{name}", "built"
-        )
-        pytest.fail("built feed differs from the golden file:\n" + "".join(diff), pytrace=False)
 
 
 def papers() -> list[Paper]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import binascii
-import difflib
 import email.policy
 import json
-import os
 import re
 import textwrap
 from dataclasses import replace
@@ -19,6 +17,7 @@ import css_inline
 import markdown
 import pytest
 from bs4 import BeautifulSoup
+from conftest import assert_golden
 from markupsafe import Markup
 
 from digest import render
@@ -36,7 +35,6 @@ from digest.render import (
     templates_dirs,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 UNSUB = "https://digest.example.org/u/AbCdEf0123456789xyzABC"
@@ -47,23 +45,6 @@ LONG = (
     "We study how $\\nabla^2$ operators & <b>markup</b> interact with scheduling in LLM serving systems, "
     "and show that a simple policy improves throughput by 2.4x on real traces. "
 ) * 6
-
-
-def assert_golden(name: str, actual: str, update: bool) -> None:
-    """Compare with tests/golden/<name>; `pytest --update-golden` (or UPDATE_GOLDEN=1) rewrites it instead."""
-    path = GOLDEN / name
-    if update or os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual.encode())
-        return
-    if not path.exists():
-        pytest.fail(f"golden file {path} is missing; create it with pytest --update-golden {__file__}")
-    expected = path.read_bytes().decode()
-    if actual != expected:
-        diff = difflib.unified_diff(
-            expected.splitlines(keepends=True), actual.splitlines(keepends=True), f"golden/{name}", "rendered"
-        )
-        pytest.fail("rendered output differs from the golden file:\n" + "".join(diff), pytrace=False)
 
 
 def hits(text: str, fld: str, *terms: str) -> tuple[Hit, ...]:
