@@ -131,7 +131,7 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
     cfg = obj.config()
     now = datetime.now(UTC)
     with store.run_lock(cfg.digest.store), contextlib.closing(store.open_store(cfg.digest.store)) as real:
-        conn = pipeline.scratch_copy(real) if dry_run else real
+        conn = pipeline.scratch_copy(real) if dry_run else real  # the copy is closed with the process
         with _progress(not as_json) as progress:
             options = pipeline.RunOptions(users=users or None, dry_run=out if dry_run else None, progress=progress)
             sent, deferred, failed = pipeline.deliver_due(
@@ -214,7 +214,7 @@ def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
     cfg = obj.config()
     if user not in {u.name for u in cfg.users}:
         raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
-    with store.run_lock(cfg.digest.store, wait=True), contextlib.closing(store.open_store(cfg.digest.store)) as conn:
+    with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
         changed = outbox.set_subscribed(conn, user, subscribed, now=datetime.now(UTC))
     state = "subscribed" if subscribed else "unsubscribed"
     click.echo(f"{user}: {state}" + ("" if changed else " (already)"))

@@ -75,12 +75,6 @@ def sync_subscribers(conn: sqlite3.Connection, names: Iterable[str], *, now: dat
     return {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}
 
 
-def added_at(conn: sqlite3.Connection, user: str) -> datetime | None:
-    """When the user first appeared in the config, or None if never recorded."""
-    row = conn.execute("SELECT added_at FROM subscribers WHERE name = ?", (user,)).fetchone()
-    return datetime.fromisoformat(row["added_at"]) if row else None
-
-
 def unsubscribed(conn: sqlite3.Connection) -> set[str]:
     """Names of users who unsubscribed."""
     return {r["name"] for r in conn.execute("SELECT name FROM subscribers WHERE unsubscribed_at IS NOT NULL")}
@@ -121,21 +115,6 @@ def finish_run(conn: sqlite3.Connection, run_id: int, status: str, summary: dict
 def has_period(conn: sqlite3.Connection, user: str, period: str) -> bool:
     """True when the user's digest for this period was already written (sent or not)."""
     return conn.execute("SELECT 1 FROM outbox WHERE user = ? AND period = ?", (user, period)).fetchone() is not None
-
-
-def watermark(conn: sqlite3.Connection, user: str) -> datetime | None:
-    """The first_seen bound up to which papers were already considered for this user."""
-    row = conn.execute("SELECT max(papers_until) AS m FROM outbox WHERE user = ?", (user,)).fetchone()
-    return datetime.fromisoformat(row["m"]) if row and row["m"] else None
-
-
-def delivered_keys(conn: sqlite3.Connection, user: str, keys: Sequence[str]) -> set[str]:
-    """Which of these papers were already delivered to the user."""
-    rows = conn.execute(
-        "SELECT paper_key FROM deliveries WHERE user = ? AND paper_key IN (SELECT value FROM json_each(?))",
-        (user, json.dumps(list(keys))),
-    )
-    return {r["paper_key"] for r in rows}
 
 
 def add_message(
@@ -209,6 +188,7 @@ def due(conn: sqlite3.Connection, *, now: datetime, users: Sequence[str] | None 
     ``message`` is not loaded (see ``load_message``)."""
     sql = (
         f"SELECT {_META} FROM outbox WHERE status IN ('pending', 'deferred') "
+        "AND user NOT IN (SELECT name FROM subscribers WHERE unsubscribed_at IS NOT NULL) "
         "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
     )
     params: list[object] = [_ts(now)]

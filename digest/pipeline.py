@@ -9,6 +9,7 @@ server's acceptance (see ``digest.outbox``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -586,9 +587,14 @@ def run_once(
     clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
     """The whole job once: collect and ingest dumps, plan due digests, deliver, write feeds. Idempotent."""
-    with store.run_lock(cfg.digest.store, wait=options.wait_for_lock):
-        real = store.open_store(cfg.digest.store)
-        conn = scratch_copy(real) if options.dry_run is not None else real
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(store.run_lock(cfg.digest.store, wait=options.wait_for_lock))
+        if options.stop():  # asked to stop while waiting for the lock (SIGTERM during `digest serve`)
+            return RunReport(errors=("stopped by a signal before the run started",))
+        real = stack.enter_context(contextlib.closing(store.open_store(cfg.digest.store)))
+        conn = real
+        if options.dry_run is not None:
+            conn = stack.enter_context(contextlib.closing(scratch_copy(real)))
         run_id = outbox.start_run(conn, now=now)
         errors: list[str] = []
         status = "failed"
@@ -677,10 +683,10 @@ def run_once(
             errors.append(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            outbox.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
-            conn.close()
-            if conn is not real:
-                real.close()
+            try:
+                outbox.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
+            except sqlite3.Error as exc:  # never hide the run's own outcome behind a bookkeeping failure
+                log.error("could not record the end of run %d: %s", run_id, exc)
 
 
 # ------------------------------------------------------------------------------------------ preview
@@ -711,11 +717,8 @@ def preview_digest(
             if since is not None:
                 pool = store.list_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
             else:
-                pool = (
-                    candidate_pools(conn, cfg, [profile], now=now)[user]
-                    if outbox.added_at(conn, user)
-                    else store.list_papers(conn, since=now - timedelta(days=cfg.digest.catchup_max_age_days))
-                )
+                # Exactly what the next run would consider (a user not yet in the store counts as added now).
+                pool = candidate_pools(conn, cfg, [profile], now=now)[user]
             shas = sorted({sp.first_dump for sp in pool})
             dump_names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
         finally:

@@ -5,6 +5,7 @@ doubled or coalesced firing can never send a digest twice or skip one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -16,7 +17,6 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from digest import cadence, compose, config, outbox, pipeline, server, store
-from digest.errors import LockedError
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,9 @@ def scheduled_run(
 ) -> pipeline.RunReport | None:
     """One scheduled firing: a full run that waits for a cron-driven run to finish first; logs one line."""
     log.info("run started")
-    try:
-        report = pipeline.run_once(
-            cfg, env, now=clock(), options=pipeline.RunOptions(stop=stop.is_set, wait_for_lock=True), clock=clock
-        )
-    except LockedError as exc:
-        log.warning("run skipped: %s", exc)
-        return None
+    report = pipeline.run_once(
+        cfg, env, now=clock(), options=pipeline.RunOptions(stop=stop.is_set, wait_for_lock=True), clock=clock
+    )
     log.info(
         "run finished: %d dumps, %d new papers, %d sent, %d deferred, %d failed, %d feeds written%s",
         len(report.dumps),
@@ -82,12 +78,10 @@ def make_http(cfg: config.Config, env: Mapping[str, str]) -> server.ThreadingHTT
     secret = config.secret(cfg, env)
 
     def unsubscribe(user: str) -> None:
-        with store.run_lock(cfg.digest.store, wait=True):
-            conn = store.open_store(cfg.digest.store)
-            try:
-                outbox.set_subscribed(conn, user, False, now=datetime.now(UTC))
-            finally:
-                conn.close()
+        # No run lock: a one-click POST must answer at once, not after a scheduled run has sent everything.
+        # set_subscribed is one BEGIN IMMEDIATE transaction, and a run re-reads unsubscribes before sending.
+        with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
+            outbox.set_subscribed(conn, user, False, now=datetime.now(UTC))
 
     return server.make_server(
         cfg.server.listen_address,

@@ -133,6 +133,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open (creating and migrating unless ``readonly``) the store at ``path``."""
     path = Path(path)
+    conn: sqlite3.Connection | None = None
     try:
         if readonly:
             if not path.exists():
@@ -151,7 +152,11 @@ def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, StoreError) as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, StoreError):
+            raise
         raise StoreError(f"{path}: cannot open the store ({exc})", "is it a paper-digest SQLite file?") from exc
     conn.row_factory = sqlite3.Row
     return conn
@@ -368,17 +373,6 @@ def get_papers(conn: sqlite3.Connection, keys: Sequence[str]) -> list[StoredPape
     )
     found = {row["key"]: _row_to_stored(row) for row in rows}
     return [found[k] for k in keys if k in found]
-
-
-def papers_from_dumps(conn: sqlite3.Connection, shas: Sequence[str]) -> list[StoredPaper]:
-    """Every stored paper listed by any of these dumps (new or not)."""
-    rows = conn.execute(
-        f"SELECT {_PAPER_COLUMNS} FROM papers WHERE key IN "
-        "(SELECT paper_key FROM sightings WHERE dump IN (SELECT value FROM json_each(?))) "
-        "ORDER BY first_seen DESC, key DESC",
-        (json.dumps(list(shas)),),
-    )
-    return [_row_to_stored(row) for row in rows]
 
 
 def dump_names(conn: sqlite3.Connection, shas: Sequence[str]) -> dict[str, str]:

@@ -327,3 +327,20 @@ def test_empty_feed_file_is_rebuilt(cfg: config.Config, seeds: list[Path]) -> No
     ada.write_bytes(b"")
     report = _run(cfg, MONDAY + timedelta(minutes=1))
     assert str(ada) in report.feeds_written and ada.read_bytes() == good
+
+
+def test_queued_message_is_not_sent_after_unsubscribe(cfg: config.Config, sink: Sink, seeds: list[Path]) -> None:
+    """A message queued (or deferred) before the user unsubscribed never goes out."""
+    _drop(cfg, seeds[0])
+    _run(cfg, MONDAY, deliver=False)
+    conn = store.open_store(cfg.digest.store)
+    outbox.set_subscribed(conn, "ada", False, now=MONDAY)
+    _run(cfg, MONDAY + timedelta(minutes=1))
+    assert sink.recipients() == ["bob@example.org"]
+
+
+def test_stop_before_the_lock_is_granted_runs_nothing(cfg: config.Config, sink: Sink, seeds: list[Path]) -> None:
+    """A run told to stop while it waited for the lock does no work (SIGTERM during `digest serve`)."""
+    _drop(cfg, seeds[0])
+    report = pipeline.run_once(cfg, SECRET_ENV, now=MONDAY, options=pipeline.RunOptions(stop=lambda: True))
+    assert report.errors and report.new_papers == 0 and sink.messages == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import tempfile
@@ -44,7 +45,7 @@ def _get(url: str, timeout: float) -> bytes:
             f"{url}: the server answered HTTP {exc.code} {exc.reason} {body!r}",
             "check [digest].source_url and the date (the API has no listing for future dates or weekends)",
         ) from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
         raise _Temporary(str(getattr(exc, "reason", exc))) from exc
 
 
