@@ -77,11 +77,7 @@ def preview(
         body = render.render_part("html", digest, cache, now=now, **links)
     else:
         email = render.render_digest(digest, cache, now=now, **links)
-        try:
-            mail = pipeline.mail_settings(cfg, os.environ)
-        except config.ConfigError:
-            # A preview needs no real secret: the links in it are for looking at, not for use.
-            mail = pipeline.mail_settings(cfg, {cfg.digest.secret_env: "preview-only-secret-not-for-sending"})
+        mail = pipeline.preview_mail_settings(cfg, os.environ)
         body = compose.compose(email, mail, now=now).decode("utf-8")
     if open_browser:
         handle, name = tempfile.mkstemp(prefix=f"digest-{user}-", suffix=".html")

@@ -69,6 +69,18 @@ def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSet
     )
 
 
+PREVIEW_SECRET = "preview-only-secret-not-for-sending"
+
+
+def preview_mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
+    """Mail settings for previews: the real ones, or, when the secret is not set, a stand-in secret (a preview
+    is for looking at; its unsubscribe links would not verify)."""
+    try:
+        return mail_settings(cfg, env)
+    except config.ConfigError:
+        return mail_settings(cfg, {**env, cfg.digest.secret_env: PREVIEW_SECRET})
+
+
 def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> smtp.SmtpSettings:
     """SMTP connection settings, the password from its environment variable."""
     s = cfg.smtp
@@ -728,10 +740,7 @@ def preview_digest(
         [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=dump_names
     )
     cache = render.prepare_papers(digest.matches, render_options(cfg))
-    try:
-        unsubscribe = _unsubscribe_link(profile, mail_settings(cfg, env))
-    except config.ConfigError:  # previewing needs no secret; the real link is signed with it
-        unsubscribe = f"mailto:{cfg.mail.sender}?subject=unsubscribe%20{profile.name}"
+    unsubscribe = _unsubscribe_link(profile, preview_mail_settings(cfg, env))
     links = {
         "unsubscribe_url": unsubscribe,
         "feed_url": feed_url(cfg, profile),
