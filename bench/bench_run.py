@@ -204,13 +204,18 @@ def child(config: str) -> None:
         json.dumps(
             {
                 "wall": wall,
-                "cpu": (c1.user - c0.user) + (c1.system - c0.system),
+                # child processes count too, should a run ever start any
+                "cpu": (c1.user - c0.user)
+                + (c1.system - c0.system)
+                + (c1.children_user - c0.children_user)
+                + (c1.children_system - c0.children_system),
                 "sent": report.sent,
                 "failed": report.failed,
                 "deferred": report.deferred,
                 "new": report.new_papers,
                 "stages": dict(report.stages),
                 "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             }
         )
     )
@@ -304,7 +309,10 @@ def main() -> None:
             ours = json.loads(done.stdout.strip().splitlines()[-1])
             received, sink_cpu1 = sink_stats(sink)
             print(f"== ours: digest run, {users:,} users x {args.papers} papers (one process, sink in another)")
-            print(f"  wall {ours['wall']:.2f} s, CPU {ours['cpu']:.2f} s, peak RSS {ours['peak_mb']:.0f} MB")
+            print(
+                f"  wall {ours['wall']:.2f} s, CPU {ours['cpu']:.2f} s (children included), peak RSS "
+                f"{ours['peak_mb']:.0f} MB (largest child {ours['worker_peak_mb']:.0f} MB)"
+            )
             print(
                 f"  sent {ours['sent']:,} (sink received {received - before:,}), failed {ours['failed']}, "
                 f"deferred {ours['deferred']}; sink CPU {sink_cpu1 - sink_cpu0:.1f} s"
