@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from digest import cadence, compose, config, feeds, match, outbox, render, smtp, sources, store
+from digest import cadence, compose, config, match, outbox, render, smtp, sources, store
 from digest.errors import DigestError, DumpError
 from digest.models import Digest, IngestReport, Match, Profile, RunReport, StoredPaper
+from digest.publish import FeedWriter, write_feeds
+from digest.settings import feed_url, mail_settings, preview_mail_settings, render_options, smtp_settings
 from digest.sources import fetch
 
 log = logging.getLogger(__name__)
@@ -49,78 +50,6 @@ class RunOptions:
     progress: Callable[[int, int], None] | None = None  # (messages done, total)
     stop: Callable[[], bool] = field(default=lambda: False)  # polled between messages (SIGTERM)
     wait_for_lock: bool = False  # wait for a concurrent run instead of raising LockedError
-
-
-# ------------------------------------------------------------------------------------------ settings
-
-
-def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
-    """Message addressing and signing, from the config and the secret's environment variable."""
-    base = cfg.digest.base_url or None
-    domain = (urlsplit(base).hostname if base else None) or cfg.mail.sender.rpartition("@")[2]
-    return compose.MailSettings(
-        sender=cfg.mail.sender,
-        sender_name=cfg.mail.sender_name,
-        list_id=cfg.mail.list_id or f"paper-digest.{domain}",
-        domain=domain,
-        secret=config.secret(cfg, env),
-        unsubscribe_mailto=cfg.mail.unsubscribe_mailto or None,
-        unsubscribe_base_url=base,
-    )
-
-
-PREVIEW_SECRET = "preview-only-secret-not-for-sending"
-
-
-def preview_mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
-    """Mail settings for previews: the real ones, or, when the secret is not set, a stand-in secret (a preview
-    is for looking at; its unsubscribe links would not verify)."""
-    try:
-        return mail_settings(cfg, env)
-    except config.ConfigError:
-        return mail_settings(cfg, {**env, cfg.digest.secret_env: PREVIEW_SECRET})
-
-
-def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> smtp.SmtpSettings:
-    """SMTP connection settings, the password from its environment variable."""
-    s = cfg.smtp
-    return smtp.SmtpSettings(
-        host=s.host,
-        port=s.port,
-        security=s.security,
-        username=s.username or None,
-        password=config.smtp_password(cfg, env),
-        allow_insecure=s.allow_insecure,
-        timeout=min(s.timeout, 30.0),
-        message_timeout=s.timeout,
-        max_connections=s.max_connections,
-        retry_max_age=timedelta(hours=s.max_retry_age_hours),
-    )
-
-
-def render_options(cfg: config.Config) -> render.RenderOptions:
-    """Rendering knobs from the config."""
-    return render.RenderOptions(
-        abstract_chars=cfg.digest.abstract_chars,
-        templates_dir=cfg.digest.templates,
-        base_url=cfg.digest.base_url or None,
-    )
-
-
-def feeds_base_url(cfg: config.Config) -> str:
-    """Where the feeds folder is served: [feeds].base_url, else <base_url>/feeds, else `digest serve`'s address."""
-    if cfg.feeds.base_url:
-        return cfg.feeds.base_url.rstrip("/")
-    if cfg.digest.base_url:
-        return cfg.digest.base_url.rstrip("/") + "/feeds"
-    host, port = cfg.server.listen_address
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}/feeds"
-
-
-def feed_url(cfg: config.Config, profile: Profile) -> str | None:
-    """The URL of a user's Atom feed, or None when they have none."""
-    return f"{feeds_base_url(cfg)}/{feeds.feed_slug(profile.name)}.xml" if profile.feed else None
 
 
 def _manage_hint(cfg: config.Config, profile: Profile) -> str:
@@ -478,105 +407,6 @@ def deliver_due(
     if not rows:
         return 0, 0, 0
     return _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
-
-
-# ------------------------------------------------------------------------------------------ feeds
-
-
-def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
-    host = urlsplit(cfg.digest.base_url).hostname if cfg.digest.base_url else None
-    host = host or cfg.mail.sender.rpartition("@")[2]
-    row = conn.execute("SELECT min(ingested_at) FROM dumps").fetchone()
-    year = row[0][:4] if row and row[0] else "2026"  # the store's birth year: fixed for its whole life
-    return f"{host},{year}"
-
-
-@dataclass
-class FeedWriter:
-    """Writes the Atom feeds of one run: each paper's entry is built once (feeds.EntryCache) and each stored
-    paper is loaded once, however many users' feeds show it."""
-
-    conn: sqlite3.Connection
-    cfg: config.Config
-    out: Path
-    authority: str
-    entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
-    papers: dict[str, StoredPaper] = field(default_factory=dict)
-    written: list[Path] = field(default_factory=list)
-
-    @classmethod
-    def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
-        """A writer into ``out_dir`` (default [feeds].output)."""
-        return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg))
-
-    def _build(self, entries: list[feeds.FeedEntry], *, specific: str, title: str, file: str) -> None:
-        base = feeds_base_url(self.cfg)
-        data = feeds.build_feed(
-            entries,
-            feed_id=feeds.tag_uri(self.authority, specific),
-            title=title,
-            self_url=f"{base}/{file}",
-            alternate_url=self.cfg.digest.base_url or base,
-            authority=self.authority,
-            author=self.cfg.mail.sender_name,
-            max_entries=self.cfg.feeds.max_entries,
-            cache=self.entries,
-        )
-        # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
-        # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
-        if feeds.write_feed(self.out / file, data, durable=False):
-            self.written.append(self.out / file)
-
-    def write_global(self) -> None:
-        """The feed of every new paper."""
-        latest = feeds.feed_entries(store.list_papers(self.conn, limit=self.cfg.feeds.max_entries))
-        self._build(latest, specific="feed/all", title="Daily Papers: all new papers", file=self.cfg.feeds.global_feed)
-
-    def write_user(self, profile: Profile) -> None:
-        """One user's feed: the papers of their latest digests."""
-        keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
-        missing = [k for k in keys if k not in self.papers]
-        if missing:
-            self.papers.update((sp.paper.key, sp) for sp in store.get_papers(self.conn, missing))
-        entries = feeds.feed_entries(self.papers[k] for k in keys if k in self.papers)
-        slug = feeds.feed_slug(profile.name)
-        self._build(
-            entries,
-            specific=f"feed/user/{slug}",
-            title=f"Paper digest for {profile.display_name or profile.name}",
-            file=f"{slug}.xml",
-        )
-
-    def exists(self, profile: Profile) -> bool:
-        """Whether this user's feed file is there and not empty."""
-        path = self.out / f"{feeds.feed_slug(profile.name)}.xml"
-        return path.is_file() and path.stat().st_size > 0
-
-
-def write_feeds(
-    conn: sqlite3.Connection,
-    cfg: config.Config,
-    *,
-    out_dir: Path | None = None,
-    users: Sequence[str] | None = None,
-    changed_users: Sequence[str] | None = None,
-    writer: FeedWriter | None = None,
-) -> list[Path]:
-    """Write the global feed and one feed per user with feed = true; returns the files that changed.
-
-    With ``changed_users`` only those users' feeds (and any missing ones) are rebuilt: a user's feed depends
-    only on their digests, so the others would come out byte-identical anyway.
-    """
-    writer = writer or FeedWriter.for_run(conn, cfg, out_dir)
-    writer.write_global()
-    changed = set(changed_users or ())
-    for profile in cfg.profiles():
-        if not profile.feed or (users is not None and profile.name not in users):
-            continue
-        if changed_users is not None and profile.name not in changed and writer.exists(profile):
-            continue
-        writer.write_user(profile)
-    return writer.written
 
 
 # ------------------------------------------------------------------------------------------ one run

@@ -1,0 +1,109 @@
+"""The Atom feeds of a run: the global feed and one per user, each paper's entry built once per run."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from digest import config, feeds, outbox, store
+from digest.models import Profile, StoredPaper
+from digest.settings import feeds_base_url
+
+
+def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+    host = urlsplit(cfg.digest.base_url).hostname if cfg.digest.base_url else None
+    host = host or cfg.mail.sender.rpartition("@")[2]
+    row = conn.execute("SELECT min(ingested_at) FROM dumps").fetchone()
+    year = row[0][:4] if row and row[0] else "2026"  # the store's birth year: fixed for its whole life
+    return f"{host},{year}"
+
+
+@dataclass
+class FeedWriter:
+    """Writes the Atom feeds of one run: each paper's entry is built once (feeds.EntryCache) and each stored
+    paper is loaded once, however many users' feeds show it."""
+
+    conn: sqlite3.Connection
+    cfg: config.Config
+    out: Path
+    authority: str
+    entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
+    papers: dict[str, StoredPaper] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
+        """A writer into ``out_dir`` (default [feeds].output)."""
+        return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg))
+
+    def _build(self, entries: list[feeds.FeedEntry], *, specific: str, title: str, file: str) -> None:
+        base = feeds_base_url(self.cfg)
+        data = feeds.build_feed(
+            entries,
+            feed_id=feeds.tag_uri(self.authority, specific),
+            title=title,
+            self_url=f"{base}/{file}",
+            alternate_url=self.cfg.digest.base_url or base,
+            authority=self.authority,
+            author=self.cfg.mail.sender_name,
+            max_entries=self.cfg.feeds.max_entries,
+            cache=self.entries,
+        )
+        # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
+        # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
+        if feeds.write_feed(self.out / file, data, durable=False):
+            self.written.append(self.out / file)
+
+    def write_global(self) -> None:
+        """The feed of every new paper."""
+        latest = feeds.feed_entries(store.list_papers(self.conn, limit=self.cfg.feeds.max_entries))
+        self._build(latest, specific="feed/all", title="Daily Papers: all new papers", file=self.cfg.feeds.global_feed)
+
+    def write_user(self, profile: Profile) -> None:
+        """One user's feed: the papers of their latest digests."""
+        keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
+        missing = [k for k in keys if k not in self.papers]
+        if missing:
+            self.papers.update((sp.paper.key, sp) for sp in store.get_papers(self.conn, missing))
+        entries = feeds.feed_entries(self.papers[k] for k in keys if k in self.papers)
+        slug = feeds.feed_slug(profile.name)
+        self._build(
+            entries,
+            specific=f"feed/user/{slug}",
+            title=f"Paper digest for {profile.display_name or profile.name}",
+            file=f"{slug}.xml",
+        )
+
+    def exists(self, profile: Profile) -> bool:
+        """Whether this user's feed file is there and not empty."""
+        path = self.out / f"{feeds.feed_slug(profile.name)}.xml"
+        return path.is_file() and path.stat().st_size > 0
+
+
+def write_feeds(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    *,
+    out_dir: Path | None = None,
+    users: Sequence[str] | None = None,
+    changed_users: Sequence[str] | None = None,
+    writer: FeedWriter | None = None,
+) -> list[Path]:
+    """Write the global feed and one feed per user with feed = true; returns the files that changed.
+
+    With ``changed_users`` only those users' feeds (and any missing ones) are rebuilt: a user's feed depends
+    only on their digests, so the others would come out byte-identical anyway.
+    """
+    writer = writer or FeedWriter.for_run(conn, cfg, out_dir)
+    writer.write_global()
+    changed = set(changed_users or ())
+    for profile in cfg.profiles():
+        if not profile.feed or (users is not None and profile.name not in users):
+            continue
+        if changed_users is not None and profile.name not in changed and writer.exists(profile):
+            continue
+        writer.write_user(profile)
+    return writer.written
