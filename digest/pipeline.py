@@ -358,7 +358,6 @@ def _deliver(
             outbox.mark_failed(
                 conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp, retry_at=retry
             )
-            log.warning("%s for %s: %s %s", result.status, row.user, result.code or "", result.reply)
         counts[result.status] += 1
         if options.progress:
             options.progress(sum(counts.values()), total)
@@ -490,6 +489,11 @@ def run_once(
                 for _ in fresh():
                     if options.stop():
                         break
+            if deferred:
+                errors.append(
+                    f"{deferred} digest(s) deferred by a temporary SMTP failure (`digest status` shows the server's "
+                    "reply); the next run retries them"
+                )
             queued_s = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox", "feeds")) - before
             stages["send"] = time.perf_counter() - started - queued_s
             started = time.perf_counter()

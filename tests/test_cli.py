@@ -175,3 +175,17 @@ def test_run_unknown_user_is_usage_error(capsys: pytest.CaptureFixture[str], con
     """--user with a name not in the config exits 2."""
     code, _, err = _run(capsys, "--config", str(config_file), "run", "--user", "zed")
     assert code == 2 and "zed" in err
+
+
+def test_run_with_smtp_down_exits_1_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, seeds: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the SMTP server cannot be reached the digests are deferred and the run exits 1 saying why."""
+    from conftest import free_port
+
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
+    config_file = write_config(tmp_path, free_port(), ADA)
+    shutil.copy(seeds[0], config_file.parent / "inbox")
+    code, out, err = _run(capsys, "--config", str(config_file), "run")
+    assert code == 1 and "1 deferred" in out and "deferred by a temporary SMTP failure" in err
