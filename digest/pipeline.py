@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import ssl
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -165,7 +166,7 @@ def build_digests(
 
 @dataclass
 class Plan:
-    """The due users of a run, matched and ready to render one by one (see ``enqueue_digest``)."""
+    """The due users of a run, matched and ready to render one by one (see ``enqueue_digests``)."""
 
     digests: list[Digest]  # due users with at least one matching paper
     cache: render.RenderCache | None
@@ -182,11 +183,11 @@ def prepare(
     now: datetime,
     run_id: int | None,
     users: Sequence[str] | None = None,
-    stages: dict[str, float] | None = None,
+    stages: defaultdict[str, float] | None = None,
 ) -> Plan:
     """Find the users whose current period has no digest yet, match them all at once (one automaton), and
-    record the periods with no matching paper. Rendering and queueing happen per user in ``enqueue_digest``."""
-    stages = stages if stages is not None else {}
+    record the periods with no matching paper. Rendering and queueing happen per batch in ``enqueue_digests``."""
+    stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
     outbox.sync_subscribers(conn, [p.name for p in cfg.profiles()], now=now)
@@ -205,10 +206,10 @@ def prepare(
     pools = candidate_pools(conn, cfg, due, now=now)
     shas = sorted({sp.first_dump for pool in {id(p): p for p in pools.values()}.values() for sp in pool})
     names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
-    stages["select"] = stages.get("select", 0.0) + time.perf_counter() - started
+    stages["select"] += time.perf_counter() - started
     started = time.perf_counter()
     digests = build_digests(due, pools, periods=periods, now=now, dump_names=names)
-    stages["match"] = stages.get("match", 0.0) + time.perf_counter() - started
+    stages["match"] += time.perf_counter() - started
     started = time.perf_counter()
     empty = [d for d in digests if not d.matches]
     with store.transaction(conn):
@@ -217,13 +218,13 @@ def prepare(
                 conn, user=digest.profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
                 paper_keys=(), message=None, message_id=None, sender=None, recipient=None,
             )  # fmt: skip
-    stages["outbox"] = stages.get("outbox", 0.0) + time.perf_counter() - started
+    stages["outbox"] += time.perf_counter() - started
     full = [d for d in digests if d.matches]
     if not full:
         return Plan([], None, None, empty=len(empty))
     started = time.perf_counter()
     cache = render.prepare_papers([m for d in full for m in d.matches], render_options(cfg))
-    stages["render"] = stages.get("render", 0.0) + time.perf_counter() - started
+    stages["render"] += time.perf_counter() - started
     return Plan(full, cache, mail_settings(cfg, env), empty=len(empty))
 
 
@@ -235,11 +236,11 @@ def enqueue_digests(
     *,
     run_id: int | None,
     now: datetime,
-    stages: dict[str, float] | None = None,
+    stages: defaultdict[str, float] | None = None,
 ) -> list[outbox.OutboxRow]:
     """Render and compose these users' digests and commit them to the outbox in one transaction; returns the
     new rows (a period that already has a row is skipped)."""
-    stages = stages if stages is not None else {}
+    stages = stages if stages is not None else defaultdict(float)
     assert plan_.cache is not None and plan_.mail is not None
     mail = plan_.mail
     render_s = compose_s = 0.0
@@ -291,25 +292,10 @@ def enqueue_digests(
                     )
                 )
     plan_.queued.extend(row.user for row in rows)
-    stages["render"] = stages.get("render", 0.0) + render_s
-    stages["compose"] = stages.get("compose", 0.0) + compose_s
-    stages["outbox"] = stages.get("outbox", 0.0) + time.perf_counter() - t2
+    stages["render"] += render_s
+    stages["compose"] += compose_s
+    stages["outbox"] += time.perf_counter() - t2
     return rows
-
-
-def plan(
-    conn: sqlite3.Connection,
-    cfg: config.Config,
-    env: Mapping[str, str],
-    *,
-    now: datetime,
-    run_id: int | None,
-    users: Sequence[str] | None = None,
-) -> Plan:
-    """Queue every due user's digest for the current period in the outbox, without sending."""
-    plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=users)
-    enqueue_digests(conn, cfg, plan_, plan_.digests, run_id=run_id, now=now)
-    return plan_
 
 
 # ------------------------------------------------------------------------------------------ delivery
@@ -452,7 +438,7 @@ def run_once(
                         paths.append(fetched)
                 except DigestError as exc:
                     errors.append(str(exc))
-            stages: dict[str, float] = {}
+            stages: defaultdict[str, float] = defaultdict(float)
             started = time.perf_counter()
             reports, refused = ingest_paths(conn, paths, now=now)
             errors += refused
@@ -460,7 +446,7 @@ def run_once(
             plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             sent = deferred = failed = 0
             started = time.perf_counter()
-            before = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox", "feeds"))
+            before = sum(stages[k] for k in ("render", "compose", "outbox", "feeds"))
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
             writer = FeedWriter.for_run(conn, cfg, feed_dir)
             fed: set[str] = set()
@@ -476,7 +462,7 @@ def run_once(
                             t0 = time.perf_counter()
                             writer.write_user(profiles[row.user])
                             fed.add(row.user)
-                            stages["feeds"] = stages.get("feeds", 0.0) + time.perf_counter() - t0
+                            stages["feeds"] += time.perf_counter() - t0
                         yield row
 
             if options.deliver:
@@ -494,12 +480,12 @@ def run_once(
                     f"{deferred} digest(s) deferred by a temporary SMTP failure (`digest status` shows the server's "
                     "reply); the next run retries them"
                 )
-            queued_s = sum(stages.get(k, 0.0) for k in ("render", "compose", "outbox", "feeds")) - before
+            queued_s = sum(stages[k] for k in ("render", "compose", "outbox", "feeds")) - before
             stages["send"] = time.perf_counter() - started - queued_s
             started = time.perf_counter()
             pending_feeds = [name for name in plan_.queued if name not in fed]
             written = write_feeds(conn, cfg, users=options.users, changed_users=pending_feeds, writer=writer)
-            stages["feeds"] = stages.get("feeds", 0.0) + time.perf_counter() - started
+            stages["feeds"] += time.perf_counter() - started
             status = "failed" if errors or failed else "ok"
             report = RunReport(
                 dumps=tuple(reports),
