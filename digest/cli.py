@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import platformdirs
 
 from digest import sources, store
 from digest.errors import ConfigError, DigestError, DumpError
 from digest.models import Dump, IngestReport
 
-APP = "paper-digest"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -58,7 +56,9 @@ class Context:
         cfg = self.config(required=False)
         if cfg is not None:
             return Path(cfg.digest.store)
-        return Path(platformdirs.user_data_dir(APP)) / "digest.db"
+        from digest import config as config_mod
+
+        return config_mod.default_store_path(os.environ)
 
 
 def _echo_json(value: Any) -> None:

@@ -485,6 +485,11 @@ def default_config_path(env: Mapping[str, str]) -> Path:
     return _platform_dir("config", env) / "config.toml"
 
 
+def default_store_path(env: Mapping[str, str]) -> Path:
+    """The store used when no config names one: the platform data dir's digest.db."""
+    return _platform_dir("data", env) / "digest.db"
+
+
 def find_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
     """The config file: ``--config``, then ``$DIGEST_CONFIG``, then the platform config dir."""
     for value, origin in ((cli_value, "--config"), (env.get(CONFIG_ENV), f"${CONFIG_ENV}")):
