@@ -1,16 +1,22 @@
-"""Feed benchmark: 10,000 per-user Atom feeds of 10 entries from 300 papers, entry cache vs no cache.
+"""Feed benchmark: 10,000 per-user Atom feeds of 10 entries from 300 papers: joined bytes vs element copies vs feedgen.
 
 Run: python bench/bench_feeds.py [--quick] [--users N] [--reps R] [--no-pin] [--dir DIR]
 Papers are the real ones of tests/fixtures/00*.txt (abstracts ~1,500 characters), padded to --papers (300)
 with renamed copies; a third get an arXiv id, some an organization and a project URL, all a first-seen time.
 Each user gets 10 seeded-random papers as StoredPaper (what pipeline.write_feeds passes). Build times are CPU
 time of this process pinned to one CPU (the machine is shared), medians of --reps passes over all users:
-  * prepare_entries() once per run (feedgen builds every paper's <entry> once);
-  * build_feed(..., cache=) per user: feedgen header + deep-copied cached entries + lxml serialisation;
+  * prepare_entries() once per run (feedgen builds every paper's <entry> once, lxml serialises it once);
+  * build_feed(..., cache=) per user, the new path: a cached feedgen header with the per-feed id, title and
+    self link escaped into its slots, joined with the cached entry bytes;
+  * build_feed(..., cache=, join=False) per user, the previous cached path: feedgen header + deep-copied
+    cached entry elements + lxml serialisation of the whole tree;
   * build_feed(...) per user without a cache (the naive baseline: feedgen entries and _text over every abstract);
-  * both again with a per-user `reason` on every entry (Match-based feeds; the cache patches the summary);
-and write_feed() (temp file, fsync, rename) per file as wall time: new files, unchanged bytes, changed bytes.
-Every user's cached feed is checked byte-for-byte against the uncached one on a sample before timing.
+  * all three again with a per-user `reason` on every entry (Match-based feeds; the summary gets one more line);
+and write_feed(durable=False) per file, as FeedWriter writes them (temp file, rename, no fsync), as wall time:
+new files, unchanged bytes, changed bytes; then build + write per user, the figure a run pays per feed (the
+outbox query FeedWriter.write_user runs first is not included). File writes cost kernel time that varies
+several-fold on this VM from one minute to the next: compare them within one run, and try --dir /dev/shm.
+Every user's joined feed is checked byte-for-byte against both other builds on a sample before timing.
 --quick: 1,000 users, 1 rep.
 """
 
@@ -95,8 +101,26 @@ def wall_per_write(folder: Path, blobs: Sequence[bytes], shift: int) -> tuple[fl
     changed = 0
     t0 = time.perf_counter()
     for u in range(n):
-        changed += write_feed(folder / f"user{u}.xml", blobs[(u + shift) % n])
+        changed += write_feed(folder / f"user{u}.xml", blobs[(u + shift) % n], durable=False)
     return (time.perf_counter() - t0) / n, changed
+
+
+def wall_per_user(
+    folder: Path,
+    users: Sequence[list[FeedEntry]],
+    heads: Sequence[dict[str, object]],
+    build: Callable[[list[FeedEntry], dict[str, object]], bytes],
+    n: int,
+) -> tuple[float, float]:
+    """Wall seconds per user of build + write_feed(durable=False) of a new file, and of the write alone."""
+    writing = 0.0
+    t0 = time.perf_counter()
+    for u in range(n):
+        data = build(users[u], heads[u])
+        t1 = time.perf_counter()
+        write_feed(folder / f"user{u}.xml", data, durable=False)
+        writing += time.perf_counter() - t1
+    return (time.perf_counter() - t0) / n, writing / n
 
 
 def main() -> None:
@@ -127,30 +151,39 @@ def main() -> None:
         cache = prepare_entries(stored, authority=AUTHORITY)
         prep.append(time.process_time() - t0)
     prep_s = statistics.median(prep)
-    print(f"prepare_entries ({len(cache.elements)} entries, once per run): median {prep_s * 1e3:.0f} ms")
+    print(f"prepare_entries ({len(cache.fragments)} entries, once per run): median {prep_s * 1e3:.0f} ms")
 
     sample = range(min(n_users, 1_000))
-    same = all(build_feed(users[u], **heads[u], cache=cache) == build_feed(users[u], **heads[u]) for u in sample)
-    same_r = all(build_feed(reasoned[u], **heads[u], cache=cache) == build_feed(reasoned[u], **heads[u])
-                 for u in sample)  # fmt: skip
-    print(f"cached == uncached bytes on {len(sample)} users: {same}; with per-user reasons: {same_r}")
-    if not (same and same_r):
-        raise SystemExit("cached and uncached feeds differ")
+    for label, feeds in (("", users), (" with per-user reasons", reasoned)):
+        same = all(
+            build_feed(feeds[u], **heads[u], cache=cache)
+            == build_feed(feeds[u], **heads[u], cache=cache, join=False)
+            == build_feed(feeds[u], **heads[u])
+            for u in sample
+        )
+        print(f"joined == copied == uncached bytes on {len(sample)} users{label}: {same}")
+        if not same:
+            raise SystemExit("the three builds differ")
 
-    cached = cpu_per_item(lambda u: build_feed(users[u], **heads[u], cache=cache), n_users, reps)
-    naive = cpu_per_item(lambda u: build_feed(users[u], **heads[u]), n_users, reps)
+    methods: dict[str, Callable[[list[FeedEntry], dict[str, object]], bytes]] = {
+        "joined (new)": lambda es, h: build_feed(es, **h, cache=cache),
+        "copied (old cached)": lambda es, h: build_feed(es, **h, cache=cache, join=False),
+        "uncached feedgen": lambda es, h: build_feed(es, **h),
+    }
     n_r = min(n_users, 2_000)
-    cached_r = cpu_per_item(lambda u: build_feed(reasoned[u], **heads[u], cache=cache), n_r, reps)
-    naive_r = cpu_per_item(lambda u: build_feed(reasoned[u], **heads[u]), n_r, reps)
-    print(f"build_feed cached:   {cached * 1e6:6.0f} us/feed = {1 / cached:7,.0f} feeds/s (one core)")
-    print(f"build_feed uncached: {naive * 1e6:6.0f} us/feed = {1 / naive:7,.0f} feeds/s")
-    print(f"  -> cached is {naive / cached:.1f}x faster than uncached")
+    plain = {k: cpu_per_item(lambda u, f=f: f(users[u], heads[u]), n_users, reps) for k, f in methods.items()}
+    why = {k: cpu_per_item(lambda u, f=f: f(reasoned[u], heads[u]), n_r, reps) for k, f in methods.items()}
+    new = plain["joined (new)"]
+    print(f"build_feed per feed, CPU (one core); ratio = that method's time / joined; with reasons: {n_r} users")
+    for k in methods:
+        print(
+            f"  {k:20s} {plain[k] * 1e6:6.0f} us/feed = {1 / plain[k]:7,.0f} feeds/s  x{plain[k] / new:5.1f}"
+            f"   | with reasons {why[k] * 1e6:6.0f} us  x{why[k] / why['joined (new)']:5.1f}"
+        )
     print(
-        f"with per-user reasons ({n_r} users): cached {cached_r * 1e6:.0f} us/feed, "
-        f"uncached {naive_r * 1e6:.0f} us/feed -> {naive_r / cached_r:.1f}x"
+        f"  {n_users} feeds: joined {prep_s + new * n_users:.2f} s incl. prepare, copied "
+        f"{prep_s + plain['copied (old cached)'] * n_users:.2f} s, uncached {plain['uncached feedgen'] * n_users:.2f} s"
     )
-    total_c, total_n = prep_s + cached * n_users, naive * n_users
-    print(f"  {n_users} feeds: cached {total_c:.2f} s incl. prepare, uncached {total_n:.2f} s")
 
     blobs = [build_feed(users[u], **heads[u], cache=cache) for u in range(n_users)]
     size_kb = statistics.median(len(b) for b in blobs) / 1e3
@@ -159,12 +192,19 @@ def main() -> None:
         new_s, new_n = wall_per_write(folder, blobs, 0)
         same_s, same_n = wall_per_write(folder, blobs, 0)
         diff_s, diff_n = wall_per_write(folder, blobs, 1)
+        shutil.rmtree(folder)
+        folder.mkdir()
+        n_w = min(n_users, 2_000)
+        both = {k: wall_per_user(folder / k.split()[0], users, heads, methods[k], n_w) for k in list(methods)[:2]}
     finally:
         shutil.rmtree(folder)
-    print(f"write_feed ({size_kb:.1f} KB median, wall time, {folder.parent}):")
-    print(f"  new file (fsync + rename):       {new_s * 1e6:6.0f} us/file ({new_n} written)")
+    print(f"write_feed, durable=False ({size_kb:.1f} KB median, wall time, {folder.parent}):")
+    print(f"  new file (temp + rename):        {new_s * 1e6:6.0f} us/file ({new_n} written)")
     print(f"  unchanged bytes (read, compare): {same_s * 1e6:6.0f} us/file ({same_n} written)")
-    print(f"  changed bytes (fsync + replace): {diff_s * 1e6:6.0f} us/file ({diff_n} written)")
+    print(f"  changed bytes (temp + replace):  {diff_s * 1e6:6.0f} us/file ({diff_n} written)")
+    print(f"build + write of a new file per user, wall time ({n_w} users):")
+    for k, (total, write_part) in both.items():
+        print(f"  {k:20s} {total * 1e6:6.0f} us/user (of which write {write_part * 1e6:.0f} us)")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@ Feeds are a pure function of their entries: ids are tag URIs derived from the pa
 ``updated`` is when a paper was first seen and the feed's ``updated`` is the newest entry's, so
 rebuilding from the same data gives the same bytes and readers see no churn.
 
-A run that writes many feeds builds each paper's ``<entry>`` once (``prepare_entries``, or lazily with an
-``EntryCache``) and each feed copies the cached elements under its own feedgen header: the same bytes, ~7x faster.
+A run that writes many feeds builds each paper's ``<entry>`` once with feedgen (``prepare_entries``, or lazily
+with an ``EntryCache``) and serialises it once, exactly as lxml writes it inside a feed; each feed is then the bytes
+of a feedgen header (built once per run with placeholders for the per-feed id, title and self link) joined with
+those entries. feedgen stays the source of truth for every byte; the join only skips rebuilding and re-serialising
+the same trees, and tests/test_feeds.py checks it against the plain feedgen build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -24,6 +28,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 from feedgen.entry import FeedEntry as FeedgenEntry
 from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
 
 from digest.errors import RenderError
 from digest.models import Match, Paper, StoredPaper
@@ -50,6 +55,17 @@ _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]
 _WS = re.compile(r"\s+")
 _ARXIV = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(?:v\d+)?$", re.IGNORECASE)
 _AUTHORITY = re.compile(r"^(?:[^@\s,:/]+@)?[a-z0-9-]+(?:\.[a-z0-9-]+)*,\d{4}(?:-\d{2}(?:-\d{2})?)?$", re.IGNORECASE)
+# A URL that _url() returns unchanged (nothing to strip, quote or reject): skips urlsplit + quote per feed.
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?")
+# Anything but printable ASCII other than & < > (plus \n in text): lxml escapes it or may refuse it, so such
+# values are escaped by lxml itself (_escaped); the rest are written as they are, which is what lxml does.
+_NOT_PLAIN_TEXT = re.compile("[^\n -%'-;=?-~]")
+_NOT_PLAIN_ATTR = re.compile("[^ !#-%'-;=?-~]")
+# Placeholders for what differs between the feeds of one run; never seen in real values (checked anyway).
+_SLOT_ID = "tag:slot.invalid,2000:x-digest-slot-id"
+_SLOT_TITLE = "x-digest-slot-title"
+_SLOT_SELF = "https://slot.invalid/x-digest-slot-self.xml"
+_TAIL = b"</feed>\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +82,16 @@ class EntryCache:
     """Atom ``<entry>`` elements built once per run and shared by every feed built with it.
 
     Keyed by (authority, paper, first-seen time): everything an entry depends on except the per-user
-    ``reason``, which is appended to a copy's summary. Filled by ``prepare_entries`` or lazily by ``build_feed``.
+    ``reason``, which is spliced into the summary. Filled by ``prepare_entries`` or lazily by ``build_feed``.
+    ``fragments`` holds each element's bytes as they appear inside a feed and the offset where its summary text
+    ends (-1: no summary); ``heads`` the feed headers cut at the per-feed slots (None: the slots did not come
+    out intact, so such feeds are built as trees).
     """
 
     elements: dict[tuple[str, Paper, datetime], etree._Element] = field(default_factory=dict, repr=False)
     ids: dict[tuple[str, Paper], str] = field(default_factory=dict, repr=False)  # entry_id() costs as much as a copy
+    fragments: dict[tuple[str, Paper, datetime], tuple[bytes, int]] = field(default_factory=dict, repr=False)
+    heads: dict[tuple[object, ...], tuple[bytes, ...] | None] = field(default_factory=dict, repr=False)
 
 
 def _cached_id(cache: EntryCache, authority: str, paper: Paper) -> str:
@@ -85,6 +106,8 @@ def _text(value: object) -> str:
 
 
 def _url(url: str | None) -> str | None:
+    if url and _PLAIN_URL.fullmatch(url):
+        return url
     if not url or not (url := _text(url)) or " " in url:
         return None
     try:
@@ -159,15 +182,17 @@ def _links(paper: Paper) -> tuple[str, str | None]:
 
 def _select(
     entries: Iterable[FeedEntry], authority: str, max_entries: int, cache: EntryCache | None = None
-) -> list[tuple[str, FeedEntry]]:
-    """Entries keyed by id, each paper once (at its earliest time), newest first, at most ``max_entries``."""
-    by_id: dict[str, FeedEntry] = {}
+) -> list[tuple[str, datetime, FeedEntry]]:
+    """(id, UTC time, entry) for each paper once (at its earliest time), newest first, at most ``max_entries``."""
+    by_id: dict[str, tuple[datetime, FeedEntry]] = {}
     for e in entries:
         eid = entry_id(e.paper, authority) if cache is None else _cached_id(cache, authority, e.paper)
-        if eid not in by_id or _utc(e.updated) < _utc(by_id[eid].updated):
-            by_id[eid] = e
-    ordered = sorted(by_id.items(), key=lambda kv: (-_utc(kv[1].updated).timestamp(), kv[0]))
-    return ordered[: max(max_entries, 0)]
+        when = _utc(e.updated)
+        old = by_id.get(eid)
+        if old is None or when < old[0]:
+            by_id[eid] = (when, e)
+    ordered = sorted(by_id.items(), key=lambda kv: (-kv[1][0].timestamp(), kv[0]))
+    return [(eid, when, e) for eid, (when, e) in ordered[: max(max_entries, 0)]]
 
 
 def _summary(paper: Paper, reason: str) -> str:
@@ -208,9 +233,8 @@ def _entry_element(eid: str, e: FeedEntry) -> etree._Element:
     return element
 
 
-def _cached(cache: EntryCache, authority: str, eid: str, e: FeedEntry) -> etree._Element:
-    """The cached reason-less element for ``e``, built on first use."""
-    key = (authority, e.paper, _utc(e.updated))
+def _cached(cache: EntryCache, key: tuple[str, Paper, datetime], eid: str, e: FeedEntry) -> etree._Element:
+    """The cached reason-less element for ``e`` (``key`` is its cache key), built on first use."""
     element = cache.elements.get(key)
     if element is None:
         element = cache.elements[key] = _entry_element(eid, FeedEntry(e.paper, e.updated))
@@ -218,8 +242,8 @@ def _cached(cache: EntryCache, authority: str, eid: str, e: FeedEntry) -> etree.
 
 
 def _from_cache(cache: EntryCache, authority: str, eid: str, e: FeedEntry) -> etree._Element:
-    """A private copy of the cached element, with this feed's reason added to its summary."""
-    cached = _cached(cache, authority, eid, e)
+    """A private copy of the cached element, with this feed's reason added to its summary (the tree path)."""
+    cached = _cached(cache, (authority, e.paper, _utc(e.updated)), eid, e)
     if not e.reason:
         return copy.deepcopy(cached)
     summary = cached.find("summary")
@@ -231,6 +255,100 @@ def _from_cache(cache: EntryCache, authority: str, eid: str, e: FeedEntry) -> et
     return element
 
 
+def _serialise(doc: etree._ElementTree) -> bytes:
+    out = io.BytesIO()
+    doc.write(out, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return out.getvalue()
+
+
+def _escaped(value: str, *, attribute: bool = False) -> bytes:
+    """``value`` as lxml writes it in element text (or a double-quoted attribute) of a UTF-8 document."""
+    if not (_NOT_PLAIN_ATTR if attribute else _NOT_PLAIN_TEXT).search(value):
+        return value.encode()
+    element = xml_elem("x", a=value) if attribute else xml_elem("x")
+    if not attribute:
+        element.text = value
+    out = io.BytesIO()
+    element.getroottree().write(out, encoding="UTF-8")  # b'<x a="..."/>' or b"<x>...</x>"
+    return out.getvalue()[6:-3] if attribute else out.getvalue()[3:-4]
+
+
+def _generator(
+    feed_id: str, title: str, self_href: str, alt_href: str, author: str, subtitle: str, lang: str, updated: datetime
+) -> FeedGenerator:
+    """The feed's header in feedgen; the arguments are already cleaned (``_text``, ``_url``)."""
+    fg = FeedGenerator()
+    fg.id(feed_id)
+    fg.title(title)
+    if subtitle:
+        fg.subtitle(subtitle)
+    fg.author({"name": author})
+    fg.link(href=self_href, rel="self", type="application/atom+xml")
+    fg.link(href=alt_href, rel="alternate", type="text/html")
+    fg.language(lang)
+    fg.generator("paper-digest")
+    # feedgen defaults every updated to now(); the newest entry's time keeps rebuilds byte-identical.
+    fg.updated(updated)
+    return fg
+
+
+def _in_feed(element: etree._Element) -> bytes:
+    """``element`` serialised exactly as it appears inside a feed: appended to an empty feedgen feed and cut out
+    (lxml indents an element by its depth, and the feed's last header line is followed by it, not by ``</feed>``)."""
+    feed, doc = _generator(_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, _SLOT_SELF, "a", "", "en", EPOCH)._create_atom()
+    empty = _serialise(doc)
+    feed.append(copy.deepcopy(element))
+    full = _serialise(doc)
+    start = len(empty) - len(_TAIL)
+    if not (empty.endswith(_TAIL) and full.endswith(_TAIL) and full[:start] == empty[:start]):
+        raise RenderError(
+            "lxml no longer serialises a feed as header + entries + </feed>",
+            "build feeds without an EntryCache (build_feed(..., cache=None)) and report the lxml version",
+        )
+    return full[start : -len(_TAIL)]
+
+
+def _fragment(cache: EntryCache, authority: str, eid: str, when: datetime, e: FeedEntry) -> bytes:
+    """The bytes of ``e``'s entry inside a feed: serialised once per paper, the reason spliced into the summary."""
+    key = (authority, e.paper, when)
+    found = cache.fragments.get(key)
+    if found is None:
+        data = _in_feed(_cached(cache, key, eid, e))
+        # Summary text is escaped, so its closing tag is the only "</summary>" in the entry.
+        found = cache.fragments[key] = (data, data.rfind(b"</summary>"))
+    data, end = found
+    if not e.reason:
+        return data
+    if end < 0:  # no organization and no abstract: feedgen must create the <summary> in its place
+        return _in_feed(_entry_element(eid, e))
+    # What _summary() would give: the reason joins the organization and abstract as one more paragraph.
+    return b"".join((data[:end], _escaped(f"\n\n{_why(e.reason)}"), data[end:]))
+
+
+def _head(
+    cache: EntryCache, alt_href: str, author: str, subtitle: str, lang: str, updated: datetime
+) -> tuple[bytes, ...] | None:
+    """feedgen's header cut at the id, title and self-link slots, built once per run for each distinct rest."""
+    key = (alt_href, author, subtitle, lang, updated)
+    if key in cache.heads:
+        return cache.heads[key]
+    fg = _generator(_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, alt_href, author, subtitle, lang, updated)
+    data = _serialise(fg._create_atom()[1])
+    slot_id, slot_title, slot_self = (s.encode() for s in (_SLOT_ID, _SLOT_TITLE, _SLOT_SELF))
+    pieces = None
+    if data.endswith(_TAIL) and all(data.count(s) == 1 for s in (slot_id, slot_title, slot_self)):
+        i, j, k = data.index(slot_id), data.index(slot_title), data.index(slot_self)
+        if i < j < k:
+            pieces = (
+                data[:i],
+                data[i + len(slot_id) : j],
+                data[j + len(slot_title) : k],
+                data[k + len(slot_self) : -len(_TAIL)],
+            )
+    cache.heads[key] = pieces
+    return pieces
+
+
 def prepare_entries(
     items: Iterable[FeedEntry | StoredPaper | Match | Paper],
     *,
@@ -238,10 +356,11 @@ def prepare_entries(
     first_seen: Mapping[str, datetime] | None = None,
     cache: EntryCache | None = None,
 ) -> EntryCache:
-    """Build each paper's ``<entry>`` once per run; pass the result to ``build_feed(..., cache=)``."""
+    """Build and serialise each paper's ``<entry>`` once per run; pass the result to ``build_feed(..., cache=)``."""
     cache = EntryCache() if cache is None else cache
     for e in feed_entries(items, first_seen):
-        _cached(cache, authority, _cached_id(cache, authority, e.paper), e)
+        eid = _cached_id(cache, authority, e.paper)
+        _fragment(cache, authority, eid, _utc(e.updated), FeedEntry(e.paper, e.updated))
     return cache
 
 
@@ -258,10 +377,14 @@ def build_feed(
     max_entries: int = 50,
     lang: str = "en",
     cache: EntryCache | None = None,
+    join: bool = True,
 ) -> bytes:
     """The Atom document (UTF-8 bytes) for ``entries``: the same entries always give the same bytes.
 
-    With ``cache`` (see ``prepare_entries``) each paper's entry is built once and copied; the bytes are the same.
+    With ``cache`` (see ``prepare_entries``) the document is joined from bytes feedgen and lxml produced once
+    per run; without, it is built and serialised as one feedgen tree. ``join=False`` builds the cached feed
+    as one tree of copies of the cached elements (the slower method before byte joining, for comparison).
+    All of them give the same bytes.
     """
     self_href, alt_href = _url(self_url), _url(alternate_url)
     if self_href is None or alt_href is None:
@@ -269,26 +392,37 @@ def build_feed(
             f"feed URLs must be http(s): self={self_url!r} alternate={alternate_url!r}", "fix the feed base URL"
         )
     chosen = _select(entries, authority, max_entries, cache)
-    fg = FeedGenerator()
-    fg.id(feed_id)
-    fg.title(_text(title) or "paper-digest")
-    if subtitle and _text(subtitle):
-        fg.subtitle(_text(subtitle))
-    fg.author({"name": _text(author) or "paper-digest"})
-    fg.link(href=self_href, rel="self", type="application/atom+xml")
-    fg.link(href=alt_href, rel="alternate", type="text/html")
-    fg.language(lang)
-    fg.generator("paper-digest")
-    # feedgen defaults every updated to now(); the newest entry's time keeps rebuilds byte-identical.
-    fg.updated(max((_utc(e.updated) for _, e in chosen), default=EPOCH))
+    title, author = _text(title) or "paper-digest", _text(author) or "paper-digest"
+    subtitle = _text(subtitle) if subtitle else ""
+    updated = max((when for _, when, _ in chosen), default=EPOCH)
+    head = _head(cache, alt_href, author, subtitle, lang, updated) if cache is not None and join and feed_id else None
+    if head is None:  # no cache, not joining, or an id feedgen refuses: the whole tree, as feedgen builds it
+        fg = _generator(feed_id, title, self_href, alt_href, author, subtitle, lang, updated)
+        return _tree(chosen, fg, cache, authority)
+    parts = [
+        head[0],
+        _escaped(feed_id),
+        head[1],
+        _escaped(title),
+        head[2],
+        _escaped(self_href, attribute=True),
+        head[3],
+    ]
+    parts += [_fragment(cache, authority, eid, when, e) for eid, when, e in chosen]
+    parts.append(_TAIL)
+    return b"".join(parts)
+
+
+def _tree(
+    chosen: list[tuple[str, datetime, FeedEntry]], fg: FeedGenerator, cache: EntryCache | None, authority: str
+) -> bytes:
+    """The feed as one lxml tree: feedgen's header and each entry built (or, with ``cache``, copied)."""
     # The header comes from feedgen with no entries; entries are built (or copied) separately and appended,
     # exactly where feedgen's _create_atom would have put them.
     feed, doc = fg._create_atom()
-    for eid, e in chosen:
+    for eid, _, e in chosen:
         feed.append(_entry_element(eid, e) if cache is None else _from_cache(cache, authority, eid, e))
-    out = io.BytesIO()
-    doc.write(out, pretty_print=True, xml_declaration=True, encoding="UTF-8")
-    return out.getvalue()
+    return _serialise(doc)
 
 
 def write_feed(path: Path, data: bytes, *, durable: bool = True) -> bool:
@@ -296,20 +430,28 @@ def write_feed(path: Path, data: bytes, *, durable: bool = True) -> bool:
 
     ``durable=False`` skips the fsync: readers still never see a half-written file, but after a power cut
     the file may be empty until it is written again."""
-    path = Path(path)
+    target = os.fspath(path)
     try:
         try:
-            old = os.stat(path)
+            old = os.stat(target)
         except FileNotFoundError:
             old = None
-        if old is not None and old.st_size == len(data) and path.read_bytes() == data:
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if old is not None and old.st_size == len(data):
+            with open(target, "rb") as f:
+                if f.read() == data:
+                    return False
         mode = old.st_mode & 0o777 if old is not None else 0o644  # readers (a web server) need the usual mode
         # A name of our own per process (feeds are written under the run lock); no mkstemp/chmod per file,
-        # which cost more than building the feed when a run writes 10,000 of them.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        # which cost more than building the feed when a run writes 10,000 of them. Plain os calls, not
+        # pathlib, and no mkdir per file: they were a third of the cost of writing a feed that changed.
+        folder, name = os.path.split(target)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(tmp, flags, mode)
+        except FileNotFoundError:  # the first feed of a new folder
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, flags, mode)
         try:
             try:
                 os.fchmod(fd, mode)  # os.open applies the umask
@@ -320,9 +462,10 @@ def write_feed(path: Path, data: bytes, *, durable: bool = True) -> bool:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
     except OSError as exc:
         raise RenderError(

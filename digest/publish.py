@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest import config, feeds, outbox, store
-from digest.models import Profile, StoredPaper
+from digest.models import Profile
 from digest.settings import feeds_base_url
 
 
@@ -23,15 +23,16 @@ def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
 
 @dataclass
 class FeedWriter:
-    """Writes the Atom feeds of one run: each paper's entry is built once (feeds.EntryCache) and each stored
-    paper is loaded once, however many users' feeds show it."""
+    """Writes the Atom feeds of one run: each paper's entry is built and serialised once (feeds.EntryCache)
+    and each stored paper is loaded once, however many users' feeds show it."""
 
     conn: sqlite3.Connection
     cfg: config.Config
     out: Path
     authority: str
     entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
-    papers: dict[str, StoredPaper] = field(default_factory=dict)
+    papers: dict[str, feeds.FeedEntry] = field(default_factory=dict)  # by paper key, loaded on first use
+    absent: set[str] = field(default_factory=set)  # keys in the outbox that the store no longer has
     written: list[Path] = field(default_factory=list)
 
     @classmethod
@@ -54,8 +55,9 @@ class FeedWriter:
         )
         # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
         # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
-        if feeds.write_feed(self.out / file, data, durable=False):
-            self.written.append(self.out / file)
+        path = self.out / file
+        if feeds.write_feed(path, data, durable=False):
+            self.written.append(path)
 
     def write_global(self) -> None:
         """The feed of every new paper."""
@@ -64,11 +66,16 @@ class FeedWriter:
 
     def write_user(self, profile: Profile) -> None:
         """One user's feed: the papers of their latest digests."""
+        # One query per user, right after the pipeline queued the user's new digest: a batch read ahead would
+        # miss that digest, and reading every user's whole history at once costs more than these queries.
         keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
-        missing = [k for k in keys if k not in self.papers]
+        missing = [k for k in keys if k not in self.papers and k not in self.absent]
         if missing:
-            self.papers.update((sp.paper.key, sp) for sp in store.get_papers(self.conn, missing))
-        entries = feeds.feed_entries(self.papers[k] for k in keys if k in self.papers)
+            found = store.get_papers(self.conn, missing)
+            self.papers.update(zip((sp.paper.key for sp in found), feeds.feed_entries(found), strict=True))
+            self.absent.update(k for k in missing if k not in self.papers)
+        # Each paper's FeedEntry is made once per run, not once per feed that shows it.
+        entries = [self.papers[k] for k in keys if k in self.papers]
         slug = feeds.feed_slug(profile.name)
         self._build(
             entries,

@@ -16,7 +16,7 @@ import math
 import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, filterfalse
 from typing import TYPE_CHECKING
 
 from digest.models import Hit, Match, Paper
@@ -42,9 +42,6 @@ WEIGHTS = {TITLE: 3.0, ABSTRACT: 1.0, ORG: 1.0}
 REPEAT_WEIGHT = 0.5
 ORG_BOOST = 2.0
 _NO_KEYS: frozenset[tuple[int, str]] = frozenset()
-# A combination id lives in the low bits of its top-k sort key; 2**32 combinations would not fit in memory.
-_SHIFT = 32
-_MASK = (1 << _SHIFT) - 1
 
 # What a match_top sort key stands for: the paper, the true keyword query ids, the org boost and the score.
 Combo = tuple["Prepared", tuple[int, ...], bool, float]
@@ -62,7 +59,7 @@ class Prepared:
     scores: dict[int, tuple[frozenset[tuple[int, str]], float]] = dataclasses.field(default_factory=dict)
     # match_all: (true keyword ids, org boost) -> its entry; profiles with the same ids share it
     entries: dict[tuple[tuple[int, ...], bool], _Entry] = dataclasses.field(default_factory=dict)
-    keys: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # match_top: true ids -> sort key
+    keys: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # match_top: true ids -> combo id
     boosted: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # the same, with org boost
     org: str = ""  # compacted organization
     rank: int = 0  # position in tiebreak order: upvotes desc, newest first, input order
@@ -192,9 +189,9 @@ def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Pa
         a, b = parts
         return (
             _NO_KEYS,  # a merged part is never merged again
-            _merge_hits(a[1], b[1]),
-            _merge_hits(a[2], b[2]),
-            _merge_hits(a[3], b[3]),
+            _merge_hits(a[1], b[1]) if a[1] and b[1] else a[1] or b[1],
+            _merge_hits(a[2], b[2]) if a[2] and b[2] else a[2] or b[2],
+            _merge_hits(a[3], b[3]) if a[3] and b[3] else a[3] or b[3],
             f"{a[4]}, {b[4]}" if a[4] and b[4] else a[4] or b[4],
             f"{a[5]}, {b[5]}" if a[5] and b[5] else a[5] or b[5],
             f"{a[6]}, {b[6]}" if a[6] and b[6] else a[6] or b[6],
@@ -215,11 +212,30 @@ def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Pa
 
 
 def _merge_hits(a: tuple[Hit, ...], b: tuple[Hit, ...]) -> tuple[Hit, ...]:
-    return tuple(sorted(a + b, key=_hit_start)) if a and b else a or b
+    """Two offset-sorted runs of hits, merged."""
+    if len(a) == 1 and len(b) == 1:  # one hit each: the usual case
+        return (a[0], b[0]) if (a[0].start, a[0].end) <= (b[0].start, b[0].end) else (b[0], a[0])
+    return tuple(sorted(a + b, key=_hit_start))
 
 
 def _build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: bool, score: float) -> Match:
     """The Match of true queries ``qids`` on a paper; ``score`` is their combo_score."""
+    if len(qids) == 2 and not boost:  # the common merge (most matches of a large run), kept cheap
+        parts = prep.parts
+        a = parts.get(qids[0]) or _query_part(matcher, prep, qids[0])
+        b = parts.get(qids[1]) or _query_part(matcher, prep, qids[1])
+        if a[0].isdisjoint(b[0]):
+            title = _merge_hits(a[1], b[1]) if a[1] and b[1] else a[1] or b[1]
+            abstract = _merge_hits(a[2], b[2]) if a[2] and b[2] else a[2] or b[2]
+            org = _merge_hits(a[3], b[3]) if a[3] and b[3] else a[3] or b[3]
+            reasons = []
+            if a[4] or b[4]:
+                reasons.append(f"title: {a[4]}, {b[4]}" if a[4] and b[4] else "title: " + (a[4] or b[4]))
+            if a[5] or b[5]:
+                reasons.append(f"abstract: {a[5]}, {b[5]}" if a[5] and b[5] else "abstract: " + (a[5] or b[5]))
+            if a[6] or b[6]:
+                reasons.append(f"org: {a[6]}, {b[6]}" if a[6] and b[6] else "org: " + (a[6] or b[6]))
+            return Match(prep.paper, score, title + abstract + org, "; ".join(reasons))
     part = _merged_part(matcher, prep, qids) if qids else _EMPTY_PART
     reasons = []
     if part[4]:
@@ -233,6 +249,11 @@ def _build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost:
     elif not qids:
         reasons.append(f'org: "{prep.paper.organization}"')
     return Match(prep.paper, score, part[1] + part[2] + part[3], "; ".join(reasons) or "matched")
+
+
+def _query_part(matcher: Matcher, prep: Prepared, qid: int) -> _Part:
+    part = prep.parts[qid] = _part(matcher, prep, prep.true[qid])
+    return part
 
 
 # What a set of true queries contributes to a Match: its distinct (term id, field) keys, its hits in the
@@ -358,119 +379,166 @@ def filtered_results(
 
 
 # --- match_top: ints first, Matches only for what is kept ---------------------------------------------
+# Each (paper, true keyword ids, org boost) combination gets an id when first met; once every profile's
+# combinations are known, all of them are sorted once into rank order and each profile sorts the ranks
+# (ordinals) of its own: small ints, which Python compares and sorts several times faster than wide keys.
 
 
-def _combo_key(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
-    """The sort key of true queries ``qids`` on a paper: its order key, then its index in ``combos``."""
-    key = (prep.boosted if boost else prep.keys).get(qids)
-    return _new_key(combos, prep, qids, boost) if key is None else key
+def _combo_id(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
+    """The id of true queries ``qids`` on a paper in ``combos``, added on first use."""
+    cid = (prep.boosted if boost else prep.keys).get(qids)
+    return _new_combo(combos, prep, qids, boost) if cid is None else cid
 
 
-def _new_key(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
-    score = combo_score(prep, qids, boost)
-    key = ((-round(score * 1_000_000) * prep.n_papers + prep.rank) << _SHIFT) | len(combos)  # _order_key, inlined
-    (prep.boosted if boost else prep.keys)[qids] = key
-    combos.append((prep, qids, boost, score))
-    return key
+def _new_combo(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
+    cid = (prep.boosted if boost else prep.keys)[qids] = len(combos)
+    combos.append((prep, qids, boost, combo_score(prep, qids, boost)))
+    return cid
 
 
 def select_top(
     matcher: Matcher, preps: list[Prepared], holds: dict[int, list[int]], org_papers: dict[str, list[int]]
 ) -> tuple[list[tuple[list[int], int]], list[Combo]]:
-    """Per profile (in order): its first ``max_papers`` sort keys and its number of matches; and the combos."""
+    """Per profile (in order): the ranks of its first ``max_papers`` combos and its number of matches; and
+    every combo met, in rank order (score desc, then the paper's tiebreak rank)."""
     combos: list[Combo] = []
-    keys_of: dict[int, list[int]] = {}  # keyword query id -> sort keys of the papers where it holds, ascending
-    ranks_of: dict[int, list[int]] = {}  # keyword query id -> those papers' ranks, in the same order
+    ids_of: dict[int, list[int]] = {}  # keyword query id -> the one-query combo ids of the papers where it holds
+    singles: list[dict[int, int]] = [{} for _ in preps]  # paper rank -> keyword query id -> that combo id
     for qid, ranks in holds.items():
-        keyed = sorted((_new_key(combos, preps[rank], (qid,), False), rank) for rank in ranks)
-        keys_of[qid] = [key for key, _ in keyed]
-        ranks_of[qid] = [rank for _, rank in keyed]
-    masks = {qid: sum(1 << rank for rank in ranks) for qid, ranks in holds.items()}
-    trues, cached = [prep.true for prep in preps], [prep.keys for prep in preps]
+        ids = ids_of[qid] = [_new_combo(combos, preps[rank], (qid,), False) for rank in ranks]
+        for rank, cid in zip(ranks, ids, strict=True):
+            singles[rank][qid] = cid
+    # Pass 1 finds every profile's true keywords and its papers reached through several of them (each such
+    # paper gets one combo for all of its keywords); pass 2, once all combos are known and ranked, ranks
+    # each profile's list.
+    found = _first_pass(matcher, preps, holds, org_papers, combos, ids_of, singles)
+    order = sorted(range(len(combos)), key=lambda cid: _order_key(combos[cid][3], combos[cid][0]))
+    ordinal = [0] * len(order)
+    for position, cid in enumerate(order):
+        ordinal[cid] = position
+    rank_of = ordinal.__getitem__
+    ranks_of = {qid: sorted(map(rank_of, ids)) for qid, ids in ids_of.items()}
+    get_ranks = ranks_of.__getitem__
     out = []
-    plain, keyword_ids = matcher.plain, matcher.keyword_ids
-    for pidx, profile in enumerate(matcher.profiles):
-        if plain[pidx]:
-            keys = _top_plain(keyword_ids[pidx], keys_of, ranks_of, masks, trues, cached, combos, preps)
-            out.append((keys[: profile.max_papers], len(keys)))
+    for profile, (true_ids, combined, drop) in zip(matcher.profiles, found, strict=True):
+        if drop:
+            dropped = set(map(rank_of, drop))
+            ranks = chain(chain.from_iterable(map(get_ranks, true_ids)), map(rank_of, combined))
+            ranked = sorted(filterfalse(dropped.__contains__, ranks))
+        elif combined:  # a filtered profile: its combo ids
+            ranked = sorted(map(rank_of, combined))
+        elif len(true_ids) == 1:
+            ranked = ranks_of[true_ids[0]]
         else:
-            out.append(_top_filtered(pidx, holds, matcher, preps, org_papers, combos))
-    return out, combos
+            ranked = sorted(chain.from_iterable(map(get_ranks, true_ids)))
+        out.append((ranked[: profile.max_papers], len(ranked)))
+    return out, [combos[cid] for cid in order]
 
 
-def _top_plain(
-    keyword_ids: tuple[int, ...],
-    keys_of: dict[int, list[int]],
-    ranks_of: dict[int, list[int]],
-    masks: dict[int, int],
-    trues: list[dict[int, Witness]],
-    cached: list[dict[tuple[int, ...], int]],
-    combos: list[Combo],
+_NONE: tuple[()] = ()
+
+
+def _first_pass(
+    matcher: Matcher,
     preps: list[Prepared],
-) -> list[int]:
-    """A plain profile's sort keys, ascending: the hot path of match_top, in C-level calls where it can be."""
-    true_ids = list(filter(keys_of.__contains__, keyword_ids))
-    if len(true_ids) < 2:
-        return keys_of[true_ids[0]] if true_ids else []
-    # Papers reached through two or more keywords (bit i = paper of rank i) get one key for all of them.
-    seen = several = 0
-    for mask in map(masks.__getitem__, true_ids):
-        several |= seen & mask
-        seen |= mask
-    if not several:
-        return sorted(chain.from_iterable(map(keys_of.__getitem__, true_ids)))
-    by_paper = dict(
-        zip(
-            chain.from_iterable(map(ranks_of.__getitem__, true_ids)),
-            chain.from_iterable(map(keys_of.__getitem__, true_ids)),
-            strict=True,
-        )
-    )
-    while several:
-        rank = several.bit_length() - 1
-        several ^= 1 << rank
-        qids = tuple(filter(trues[rank].__contains__, true_ids))
-        key = cached[rank].get(qids)
-        by_paper[rank] = _new_key(combos, preps[rank], qids, False) if key is None else key
-    return sorted(by_paper.values())
+    holds: dict[int, list[int]],
+    org_papers: dict[str, list[int]],
+    combos: list[Combo],
+    ids_of: dict[int, list[int]],
+    singles: list[dict[int, int]],
+) -> list[tuple[Sequence[int], Sequence[int], Sequence[int]]]:
+    """Per profile: (its true keyword ids, the combos of its papers with several, their one-query combos).
+
+    A filtered profile gives ((), its combo ids, ()). This is the hot loop of match_top: C-level calls where
+    it can be.
+    """
+    # Papers as 4-bit counters (paper of rank i = bits 4i..4i+3): summing a profile's masks counts, per paper,
+    # how many of its keywords hold there, for up to 15 keywords at once.
+    counters = {qid: sum(1 << 4 * rank for rank in ranks) for qid, ranks in holds.items()}
+    low = sum(1 << 4 * rank for rank in range(len(preps)))
+    trues, cached = [prep.true for prep in preps], [prep.keys for prep in preps]
+    has_ids = ids_of.__contains__
+    get_counter = counters.__getitem__
+    out: list[tuple[Sequence[int], Sequence[int], Sequence[int]]] = []
+    append = out.append
+    for pidx, (is_plain, keyword_ids) in enumerate(zip(matcher.plain, matcher.keyword_ids, strict=True)):
+        if not is_plain:
+            append((_NONE, _filtered_ids(pidx, holds, matcher, preps, org_papers, combos), _NONE))
+            continue
+        true_ids = list(filter(has_ids, keyword_ids))
+        if len(true_ids) < 2:
+            append((true_ids, _NONE, _NONE))
+            continue
+        if len(true_ids) < 16:
+            count = sum(map(get_counter, true_ids))
+            several = (count >> 1 | count >> 2 | count >> 3) & low  # bit 4i set: paper i counted twice or more
+        else:
+            seen = several = 0
+            for mask in map(get_counter, true_ids):
+                several |= seen & mask
+                seen |= mask
+        if not several:
+            append((true_ids, _NONE, _NONE))
+            continue
+        combined = []
+        drop: list[int] = []
+        while several:
+            bit = several.bit_length() - 1
+            several ^= 1 << bit
+            rank = bit >> 2
+            qids = tuple(filter(trues[rank].__contains__, true_ids))
+            cid = cached[rank].get(qids)
+            if cid is None:
+                prep = preps[rank]
+                if len(qids) == 2:  # the common combination: two one-query combos' scores, summed when disjoint
+                    keys_a, score_a = prep.scores[qids[0]]
+                    keys_b, score_b = prep.scores[qids[1]]
+                    if keys_a.isdisjoint(keys_b):
+                        cid = cached[rank][qids] = len(combos)
+                        combos.append((prep, qids, False, round(score_a + score_b, 6)))
+                if cid is None:
+                    cid = _new_combo(combos, prep, qids, False)
+            combined.append(cid)
+            drop += map(singles[rank].__getitem__, qids)
+        append((true_ids, combined, drop))
+    return out
 
 
-def _top_filtered(
+def _filtered_ids(
     pidx: int,
     holds: dict[int, list[int]],
     matcher: Matcher,
     preps: list[Prepared],
     org_papers: dict[str, list[int]],
     combos: list[Combo],
-) -> tuple[list[int], int]:
-    """A filtered profile's first ``max_papers`` sort keys and its number of matches."""
-    profile = matcher.profiles[pidx]
+) -> list[int]:
+    """A filtered profile's combo ids, one per paper that passes its exclusions and limits."""
+    min_score = matcher.profiles[pidx].min_score
     out = []
     for prep, qids, boost in _filtered_candidates(pidx, holds, matcher, preps, org_papers):
-        key = _combo_key(combos, prep, qids, boost)
-        if combos[key & _MASK][3] >= profile.min_score:
-            out.append(key)
-    out.sort()
-    return out[: profile.max_papers], len(out)
+        cid = _combo_id(combos, prep, qids, boost)
+        if combos[cid][3] >= min_score:
+            out.append(cid)
+    return out
 
 
 class _Built(dict[int, Match]):
-    """Sort key -> Match, each built on its first lookup (profiles that kept the same combination share it)."""
+    """Combo rank -> Match, each built on its first lookup (profiles that kept the same combination share it)."""
 
-    # A dict subclass so that the lookups run in C (map over each profile's keys) and only a miss calls Python.
+    # A dict subclass so that the lookups run in C (map over each profile's ranks) and only a miss calls Python.
     def __init__(self, matcher: Matcher, combos: list[Combo]) -> None:
         super().__init__()
         self.matcher = matcher
         self.combos = combos
 
     def __missing__(self, key: int) -> Match:
-        prep, qids, boost, score = self.combos[key & _MASK]
+        prep, qids, boost, score = self.combos[key]
         match = self[key] = _build_match(self.matcher, prep, qids, boost, score)
         return match
 
 
 def kept_matches(matcher: Matcher, combos: list[Combo], selected: list[tuple[list[int], int]]) -> Iterator[list[Match]]:
-    """Each profile's kept sort keys as Matches, built once per combination that some profile kept."""
+    """Each profile's kept combo ranks as Matches, built once per combination that some profile kept."""
     get = _Built(matcher, combos).__getitem__
-    for keys, _ in selected:
-        yield list(map(get, keys))
+    for ranks, _ in selected:
+        yield list(map(get, ranks))

@@ -1,4 +1,5 @@
-"""Atom feeds: RFC 4287 structure, stable ids, byte-identical rebuilds, escaping, atomic writes."""
+"""Atom feeds: RFC 4287 structure, stable ids, byte-identical rebuilds (feedgen tree vs cached bytes), escaping,
+atomic writes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from conftest import GOLDEN, assert_golden
+from conftest import GOLDEN, SECRET_ENV, assert_golden, free_port, user_block, write_config
 
+from digest import config, feeds, outbox, pipeline, publish, store
 from digest.errors import RenderError
 from digest.feeds import (
     EntryCache,
@@ -306,7 +308,8 @@ def test_cached_golden_feed(update_golden: bool):
     cache = EntryCache()
     entries = feed_entries(stored())
     assert build(entries, cache=cache) == build(entries, cache=cache) == build(entries)
-    assert len(cache.elements) == 3
+    assert build(entries, cache=cache, join=False) == build(entries)
+    assert len(cache.elements) == len(cache.fragments) == 3
     if not update_golden:
         assert build(entries, cache=cache) == (GOLDEN / "alice.atom.xml").read_bytes()
 
@@ -319,3 +322,115 @@ def test_cached_reason_stays_in_its_feed():
     theirs = feedparser.parse(build([FeedEntry(p, T0)], cache=cache)).entries[0]
     assert mine.summary == 'Tiny abstract.\n\nWhy: title: "tiny"' and theirs.summary == "Tiny abstract."
     assert len(cache.elements) == 1
+
+
+HOSTILE_TITLES = [
+    HOSTILE,
+    "Tom & Jerry <3 > 2 &amp; &#x41; ]]> <![CDATA[ x",
+    "naïve Ünïcödé — 日本語 😀 \u2028 \x85 \xa0 end",
+    "ctrl \x01\x02\x1f\x7f\ufffe chars",
+    "\"quoted\" 'single' \t tab\r\nCRLF\x0c",
+]
+FEED_TITLES = [
+    "Paper digest for alice",
+    "A & B",
+    "A > B",
+    "A < B",
+    "Paper digest for Zoë & <Co> \"q\" 'a'",
+    "ctrl\x01 \t title",
+    " ",
+]
+FEED_IDS = [
+    "tag:digest.example.org,2024:feed/alice",
+    "urn:x:a&b",
+    "urn:x:a>b",
+    "urn:x:Tom&Jerry<é>'\"\n",
+    "tag:a,2024:feed/ü%20",
+]
+SELF_URLS = [
+    "https://digest.example.org/feeds/alice.xml",
+    "https://digest.example.org/feeds/a&b.xml?x='y'&z=\"w\"",
+    "https://digest.example.org/feeds/ünï.xml",
+    "http://127.0.0.1:8080/feeds/u1.xml",
+    "https://digest.example.org/feeds/u1.xml?a=1&b=2",
+    "HTTPS://Digest.Example.org/feeds/x.xml#frag",
+]
+HEADER_EXTRAS: list[dict[str, str | None]] = [
+    {},
+    {"author": "Paper Digest & <Co>", "subtitle": "Sub ü"},
+    {"subtitle": "  ", "lang": "de-AT"},
+    {"alternate_url": "https://huggingface.co/papers?q=a&b=ü"},
+]
+
+
+def test_joined_feeds_equal_feedgen_on_hostile_seed_papers(seeds: list[Path]):
+    """Feeds joined from cached bytes equal feedgen's tree build byte for byte: random subsets of the seed papers
+    with hostile titles (<think>, &, control characters, non-ASCII), hostile reasons and feed headers."""
+    rng = random.Random(4287)
+    pool = [
+        replace(p, title=f"{rng.choice(HOSTILE_TITLES)} {p.title}") if rng.random() < 0.5 else p
+        for p in seed_papers(seeds, rng)
+    ]
+    pool[0] = replace(pool[0], abstract=" ".join(HOSTILE_TITLES), authors=tuple(HOSTILE_TITLES))
+    seen = {p.key: T0 + timedelta(minutes=rng.randint(0, 9000)) for p in pool}
+    reasons = ["", "", 'title: "diffusion"', HOSTILE, "ünï & <b>\r\n", "  ", "a & b", "a > b", "a\tb"]
+    cache = EntryCache()  # filled lazily, across feeds with different headers
+    for i in range(60):
+        chosen = rng.sample(pool, rng.randint(0, 20))
+        entries = [FeedEntry(p, seen[p.key], rng.choice(reasons)) for p in chosen]
+        head = {
+            "feed_id": rng.choice(FEED_IDS),
+            "title": rng.choice(FEED_TITLES),
+            "self_url": rng.choice(SELF_URLS),
+            **rng.choice(HEADER_EXTRAS),
+        }
+        expected = build(entries, **head)
+        assert build(entries, cache=cache, **head) == expected, f"subset {i} differs"
+        assert build(entries, cache=cache, join=False, **head) == expected, f"subset {i} differs (copies)"
+    assert cache.fragments and cache.heads and None not in cache.heads.values()  # the joined path was taken
+
+
+def test_header_values_like_the_slots_fall_back_to_the_tree():
+    """An author or subtitle holding a header placeholder cannot be cut at the slots: the feed is built as a tree."""
+    cache = EntryCache()
+    entries = feed_entries(stored())
+    odd = {"author": feeds._SLOT_TITLE, "subtitle": feeds._SLOT_ID}
+    assert build(entries, cache=cache, **odd) == build(entries, **odd)
+    assert list(cache.heads.values()) == [None]
+
+
+def test_ids_feedgen_refuses_fail_the_same_with_a_cache():
+    """An empty feed id or one with a NUL raises feedgen's or lxml's ValueError with or without a cache."""
+    for bad in ("", "tag:a,2024:x\x00y"):
+        with pytest.raises(ValueError):
+            build([], feed_id=bad)
+        with pytest.raises(ValueError):
+            build([], feed_id=bad, cache=EntryCache())
+
+
+def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]):
+    """Each user's feed written during a run equals feedgen's tree build of the papers of their digests."""
+    zoe = user_block("zoe", "['agent OR reasoning']").replace(
+        'name = "zoe"', 'name = "zoe"\ndisplay_name = "Zoë & <Co>"'
+    )
+    cfg = config.load_config(write_config(tmp_path, free_port(), user_block("ada", "['LLM', 'diffusion']") + zoe))
+    (cfg.digest.inbox / seeds[0].name).write_bytes(seeds[0].read_bytes())
+    report = pipeline.run_once(
+        cfg, SECRET_ENV, now=datetime(2026, 11, 23, 8, tzinfo=UTC), options=pipeline.RunOptions(deliver=False)
+    )
+    assert sorted(Path(p).name for p in report.feeds_written) == ["ada.xml", "all.xml", "zoe.xml"]
+    conn = store.open_store(cfg.digest.store)
+    writer = publish.FeedWriter.for_run(conn, cfg)
+    for name, title in (("ada", "Paper digest for ada"), ("zoe", "Paper digest for Zoë & <Co>")):
+        papers = store.get_papers(conn, outbox.feed_keys(conn, name, limit=cfg.feeds.max_entries))
+        expected = build_feed(
+            feed_entries(papers),
+            feed_id=tag_uri(writer.authority, f"feed/user/{name}"),
+            title=title,
+            self_url=f"https://digest.example.org/feeds/{name}.xml",
+            alternate_url="https://digest.example.org",
+            authority=writer.authority,
+            author=cfg.mail.sender_name,
+            max_entries=cfg.feeds.max_entries,
+        )
+        assert papers and (cfg.feeds.output / f"{name}.xml").read_bytes() == expected
