@@ -209,18 +209,33 @@ def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> in
     return cur.rowcount
 
 
-def mark_sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str, now: datetime) -> None:
-    """The server accepted the message: the row is sent and its papers delivered, in one transaction."""
+def mark_sent(
+    conn: sqlite3.Connection,
+    row_id: int,
+    *,
+    code: int | None,
+    reply: str,
+    now: datetime,
+    user: str | None = None,
+    paper_keys: Sequence[str] | None = None,
+) -> None:
+    """The server accepted the message: the row is sent and its papers delivered, in one transaction.
+
+    ``user`` and ``paper_keys``, when the caller has the row at hand, save reading them back.
+    """
     with transaction(conn):
-        row = conn.execute("SELECT user, paper_keys FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if user is None or paper_keys is None:
+            row = conn.execute("SELECT user, paper_keys FROM outbox WHERE id = ?", (row_id,)).fetchone()
+            user, paper_keys = row["user"], json.loads(row["paper_keys"])
         conn.execute(
             "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_code = ?, last_reply = ?, sent_at = ?, "
             "next_attempt_at = NULL WHERE id = ?",
             (code, reply, _ts(now), row_id),
         )
+        stamp = _ts(now)
         conn.executemany(
             "INSERT OR IGNORE INTO deliveries (user, paper_key, outbox_id, delivered_at) VALUES (?, ?, ?, ?)",
-            ((row["user"], key, row_id, _ts(now)) for key in json.loads(row["paper_keys"])),
+            [(user, key, row_id, stamp) for key in paper_keys],
         )
 
 

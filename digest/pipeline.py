@@ -281,7 +281,7 @@ def enqueue_digests(
                         recipient=profile.email,
                         sender=mail.sender,
                         message_id=None,
-                        message=None,
+                        message=data,
                         paper_keys=email.paper_keys,
                         attempts=0,
                         last_code=None,
@@ -338,7 +338,9 @@ def _deliver(
         row = by_key.pop(item.key)
         stamp = clock()
         if result.status == "sent":
-            outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp)
+            outbox.mark_sent(
+                conn, row.id, code=result.code, reply=result.reply, now=stamp, user=row.user, paper_keys=row.paper_keys
+            )
         else:
             retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
             outbox.mark_failed(
@@ -353,7 +355,8 @@ def _deliver(
             if options.stop():
                 return  # SIGTERM: what is not queued or not sent waits for the next run
             by_key[str(row.id)] = row
-            data = outbox.load_message(conn, row.id)
+            # A row queued by this run carries its bytes (just committed); a row from the store is read back.
+            data = row.message if row.message is not None else outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
     summary = asyncio.run(
