@@ -61,7 +61,9 @@ class RenderOptions:
     """Knobs shared by every digest of a run."""
 
     abstract_chars: int = 600  # abstracts are cut at a word boundary near this length
-    max_html_bytes: int = 90_000  # budget for the quoted-printable encoded HTML part (Gmail clips ~102 KB)
+    # Budget for the HTML, counted as its quoted-printable size (never below its size as sent, decoded: Gmail
+    # clips a message whose HTML passes ~102 KB).
+    max_html_bytes: int = 90_000
     templates_dir: Path | None = None  # user overrides, searched before the default templates
     base_url: str | None = None  # where "N more papers" points when the user has no feed
     site_name: str = "Paper digest"

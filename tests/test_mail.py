@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -162,15 +163,35 @@ def test_same_input_gives_identical_bytes() -> None:
     assert compose(rendered(), settings(), now=NOW) == compose(rendered(), settings(), now=NOW)
 
 
-def test_structure_is_alternative_plain_then_html_in_quoted_printable() -> None:
-    """multipart/alternative with exactly text/plain then text/html, both UTF-8 quoted-printable."""
+def test_structure_is_alternative_plain_in_quoted_printable_then_html_in_base64() -> None:
+    """multipart/alternative with exactly text/plain (UTF-8 quoted-printable) then text/html (UTF-8 base64)."""
     msg = parse(compose(rendered(), settings(), now=NOW))
     assert msg.get_content_type() == "multipart/alternative"
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-    for part in parts:
-        assert part.get_content_charset() == "utf-8"
-        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert [p.get_content_charset() for p in parts] == ["utf-8", "utf-8"]
+    assert [p["Content-Transfer-Encoding"] for p in parts] == ["quoted-printable", "base64"]
+
+
+HTML_BODIES = {
+    "plain": "<p>a</p>\n",
+    "crlf-and-cr": "<p>a</p>\r\n<p>b</p>\r",
+    "long-non-ascii": "<p>" + "é😀" * 3000 + "</p>",
+    "no-final-newline": "<p>a</p>",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HTML_BODIES))
+def test_html_part_is_base64_in_76_character_crlf_lines(name: str) -> None:
+    """The HTML part decodes to the HTML with CRLF line ends, in base64 lines of at most 76 characters."""
+    html = HTML_BODIES[name]
+    data = compose(rendered(html=html), settings(), now=NOW)
+    body = data.split(b"Content-Transfer-Encoding: base64\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n"))
+    expected = html.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode()
+    assert base64.b64decode(body) == expected
+    lf = html.replace("\r\n", "\n").replace("\r", "\n")
+    assert parse(data).get_body(("html",)).get_content().replace("\r\n", "\n") == lf
 
 
 BODIES = {
