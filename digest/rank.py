@@ -1,11 +1,10 @@
-"""Ranking for digest.match: scores, Match objects, and each profile's ranked list (full or its top k).
+"""Ranking for digest.match: scores, Match objects, and each profile's full ranked list (match_all).
 
 A paper reaches a profile through the set of the profile's keyword queries that hold on it (plus an org
 boost). That combination's score, order and Match depend only on the paper and the set, so they are cached
 per paper and shared by every profile with the same set. ``match_all`` ranks (order key, rank, Match)
-entries and so builds the Match of every combination it ranks. ``match_top`` ranks plain ints (order key
-and combination id packed into one int), keeps each profile's first ``max_papers``, and builds Matches only
-for the combinations some profile kept.
+entries and so builds the Match of every combination it ranks. ``match_top`` (digest.top) ranks ints and
+builds Matches only for the combinations some profile keeps.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import math
 import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import chain, filterfalse
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from digest.models import Hit, Match, Paper
@@ -29,12 +28,15 @@ __all__ = [
     "ORG_BOOST",
     "REPEAT_WEIGHT",
     "WEIGHTS",
+    "Combo",
     "Prepared",
+    "build_match",
+    "combo_score",
+    "filtered_candidates",
     "filtered_results",
-    "kept_matches",
+    "order_key",
     "plain_results",
     "query_entries",
-    "select_top",
     "tiebreak_order",
 ]
 
@@ -140,7 +142,7 @@ def _shared_score(prep: Prepared, qids: tuple[int, ...]) -> float:
     return _keys_score(prep, _witness_keys(chain.from_iterable(map(prep.true.__getitem__, qids))))
 
 
-def _order_key(score: float, prep: Prepared) -> int:
+def order_key(score: float, prep: Prepared) -> int:
     """One int that sorts by score desc, then by the paper's tiebreak rank."""
     return -round(score * 1_000_000) * prep.n_papers + prep.rank
 
@@ -218,7 +220,7 @@ def _merge_hits(a: tuple[Hit, ...], b: tuple[Hit, ...]) -> tuple[Hit, ...]:
     return tuple(sorted(a + b, key=_hit_start))
 
 
-def _build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: bool, score: float) -> Match:
+def build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: bool, score: float) -> Match:
     """The Match of true queries ``qids`` on a paper; ``score`` is their combo_score."""
     if len(qids) == 2 and not boost:  # the common merge (most matches of a large run), kept cheap
         parts = prep.parts
@@ -273,7 +275,7 @@ _FIELDS = (TITLE, ABSTRACT, ORG)
 _hit_start = operator.attrgetter("start", "end")
 
 
-def _filtered_candidates(
+def filtered_candidates(
     pidx: int, holds: dict[int, list[int]], matcher: Matcher, preps: list[Prepared], org_papers: dict[str, list[int]]
 ) -> Iterator[tuple[Prepared, tuple[int, ...], bool]]:
     """(paper, true keyword ids, org boost) of each paper that passes a profile's exclusions and limits.
@@ -320,8 +322,8 @@ def _entry(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: bool)
     key = (qids, boost)
     entry = prep.entries.get(key)
     if entry is None:
-        match = _build_match(matcher, prep, qids, boost, combo_score(prep, qids, boost))
-        entry = prep.entries[key] = (_order_key(match.score, prep), prep.rank, match)
+        match = build_match(matcher, prep, qids, boost, combo_score(prep, qids, boost))
+        entry = prep.entries[key] = (order_key(match.score, prep), prep.rank, match)
     return entry
 
 
@@ -370,175 +372,9 @@ def filtered_results(
     """A profile with exclusions, upvote, organization or score limits: every candidate checked."""
     min_score = matcher.profiles[pidx].min_score
     out: list[_Entry] = []
-    for prep, qids, boost in _filtered_candidates(pidx, holds, matcher, preps, org_papers):
+    for prep, qids, boost in filtered_candidates(pidx, holds, matcher, preps, org_papers):
         entry = _entry(matcher, prep, qids, boost)
         if entry[2].score >= min_score:
             out.append(entry)
     out.sort(key=_entry_key)
     return list(map(_entry_match, out))
-
-
-# --- match_top: ints first, Matches only for what is kept ---------------------------------------------
-# Each (paper, true keyword ids, org boost) combination gets an id when first met; once every profile's
-# combinations are known, all of them are sorted once into rank order and each profile sorts the ranks
-# (ordinals) of its own: small ints, which Python compares and sorts several times faster than wide keys.
-
-
-def _combo_id(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
-    """The id of true queries ``qids`` on a paper in ``combos``, added on first use."""
-    cid = (prep.boosted if boost else prep.keys).get(qids)
-    return _new_combo(combos, prep, qids, boost) if cid is None else cid
-
-
-def _new_combo(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
-    cid = (prep.boosted if boost else prep.keys)[qids] = len(combos)
-    combos.append((prep, qids, boost, combo_score(prep, qids, boost)))
-    return cid
-
-
-def select_top(
-    matcher: Matcher, preps: list[Prepared], holds: dict[int, list[int]], org_papers: dict[str, list[int]]
-) -> tuple[list[tuple[list[int], int]], list[Combo]]:
-    """Per profile (in order): the ranks of its first ``max_papers`` combos and its number of matches; and
-    every combo met, in rank order (score desc, then the paper's tiebreak rank)."""
-    combos: list[Combo] = []
-    ids_of: dict[int, list[int]] = {}  # keyword query id -> the one-query combo ids of the papers where it holds
-    singles: list[dict[int, int]] = [{} for _ in preps]  # paper rank -> keyword query id -> that combo id
-    for qid, ranks in holds.items():
-        ids = ids_of[qid] = [_new_combo(combos, preps[rank], (qid,), False) for rank in ranks]
-        for rank, cid in zip(ranks, ids, strict=True):
-            singles[rank][qid] = cid
-    # Pass 1 finds every profile's true keywords and its papers reached through several of them (each such
-    # paper gets one combo for all of its keywords); pass 2, once all combos are known and ranked, ranks
-    # each profile's list.
-    found = _first_pass(matcher, preps, holds, org_papers, combos, ids_of, singles)
-    order = sorted(range(len(combos)), key=lambda cid: _order_key(combos[cid][3], combos[cid][0]))
-    ordinal = [0] * len(order)
-    for position, cid in enumerate(order):
-        ordinal[cid] = position
-    rank_of = ordinal.__getitem__
-    ranks_of = {qid: sorted(map(rank_of, ids)) for qid, ids in ids_of.items()}
-    get_ranks = ranks_of.__getitem__
-    out = []
-    for profile, (true_ids, combined, drop) in zip(matcher.profiles, found, strict=True):
-        if drop:
-            dropped = set(map(rank_of, drop))
-            ranks = chain(chain.from_iterable(map(get_ranks, true_ids)), map(rank_of, combined))
-            ranked = sorted(filterfalse(dropped.__contains__, ranks))
-        elif combined:  # a filtered profile: its combo ids
-            ranked = sorted(map(rank_of, combined))
-        elif len(true_ids) == 1:
-            ranked = ranks_of[true_ids[0]]
-        else:
-            ranked = sorted(chain.from_iterable(map(get_ranks, true_ids)))
-        out.append((ranked[: profile.max_papers], len(ranked)))
-    return out, [combos[cid] for cid in order]
-
-
-_NONE: tuple[()] = ()
-
-
-def _first_pass(
-    matcher: Matcher,
-    preps: list[Prepared],
-    holds: dict[int, list[int]],
-    org_papers: dict[str, list[int]],
-    combos: list[Combo],
-    ids_of: dict[int, list[int]],
-    singles: list[dict[int, int]],
-) -> list[tuple[Sequence[int], Sequence[int], Sequence[int]]]:
-    """Per profile: (its true keyword ids, the combos of its papers with several, their one-query combos).
-
-    A filtered profile gives ((), its combo ids, ()). This is the hot loop of match_top: C-level calls where
-    it can be.
-    """
-    # Papers as 4-bit counters (paper of rank i = bits 4i..4i+3): summing a profile's masks counts, per paper,
-    # how many of its keywords hold there, for up to 15 keywords at once.
-    counters = {qid: sum(1 << 4 * rank for rank in ranks) for qid, ranks in holds.items()}
-    low = sum(1 << 4 * rank for rank in range(len(preps)))
-    trues, cached = [prep.true for prep in preps], [prep.keys for prep in preps]
-    has_ids = ids_of.__contains__
-    get_counter = counters.__getitem__
-    out: list[tuple[Sequence[int], Sequence[int], Sequence[int]]] = []
-    append = out.append
-    for pidx, (is_plain, keyword_ids) in enumerate(zip(matcher.plain, matcher.keyword_ids, strict=True)):
-        if not is_plain:
-            append((_NONE, _filtered_ids(pidx, holds, matcher, preps, org_papers, combos), _NONE))
-            continue
-        true_ids = list(filter(has_ids, keyword_ids))
-        if len(true_ids) < 2:
-            append((true_ids, _NONE, _NONE))
-            continue
-        if len(true_ids) < 16:
-            count = sum(map(get_counter, true_ids))
-            several = (count >> 1 | count >> 2 | count >> 3) & low  # bit 4i set: paper i counted twice or more
-        else:
-            seen = several = 0
-            for mask in map(get_counter, true_ids):
-                several |= seen & mask
-                seen |= mask
-        if not several:
-            append((true_ids, _NONE, _NONE))
-            continue
-        combined = []
-        drop: list[int] = []
-        while several:
-            bit = several.bit_length() - 1
-            several ^= 1 << bit
-            rank = bit >> 2
-            qids = tuple(filter(trues[rank].__contains__, true_ids))
-            cid = cached[rank].get(qids)
-            if cid is None:
-                prep = preps[rank]
-                if len(qids) == 2:  # the common combination: two one-query combos' scores, summed when disjoint
-                    keys_a, score_a = prep.scores[qids[0]]
-                    keys_b, score_b = prep.scores[qids[1]]
-                    if keys_a.isdisjoint(keys_b):
-                        cid = cached[rank][qids] = len(combos)
-                        combos.append((prep, qids, False, round(score_a + score_b, 6)))
-                if cid is None:
-                    cid = _new_combo(combos, prep, qids, False)
-            combined.append(cid)
-            drop += map(singles[rank].__getitem__, qids)
-        append((true_ids, combined, drop))
-    return out
-
-
-def _filtered_ids(
-    pidx: int,
-    holds: dict[int, list[int]],
-    matcher: Matcher,
-    preps: list[Prepared],
-    org_papers: dict[str, list[int]],
-    combos: list[Combo],
-) -> list[int]:
-    """A filtered profile's combo ids, one per paper that passes its exclusions and limits."""
-    min_score = matcher.profiles[pidx].min_score
-    out = []
-    for prep, qids, boost in _filtered_candidates(pidx, holds, matcher, preps, org_papers):
-        cid = _combo_id(combos, prep, qids, boost)
-        if combos[cid][3] >= min_score:
-            out.append(cid)
-    return out
-
-
-class _Built(dict[int, Match]):
-    """Combo rank -> Match, each built on its first lookup (profiles that kept the same combination share it)."""
-
-    # A dict subclass so that the lookups run in C (map over each profile's ranks) and only a miss calls Python.
-    def __init__(self, matcher: Matcher, combos: list[Combo]) -> None:
-        super().__init__()
-        self.matcher = matcher
-        self.combos = combos
-
-    def __missing__(self, key: int) -> Match:
-        prep, qids, boost, score = self.combos[key]
-        match = self[key] = _build_match(self.matcher, prep, qids, boost, score)
-        return match
-
-
-def kept_matches(matcher: Matcher, combos: list[Combo], selected: list[tuple[list[int], int]]) -> Iterator[list[Match]]:
-    """Each profile's kept combo ranks as Matches, built once per combination that some profile kept."""
-    get = _Built(matcher, combos).__getitem__
-    for ranks, _ in selected:
-        yield list(map(get, ranks))
