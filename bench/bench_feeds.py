@@ -1,10 +1,11 @@
 """Feed benchmark: 10,000 per-user Atom feeds of 10 entries from 300 papers: joined bytes vs element copies vs feedgen.
 
-Run: python bench/bench_feeds.py [--quick] [--users N] [--reps R] [--no-pin] [--dir DIR]
+Run: python bench/bench_feeds.py [--quick] [--users N] [--entries E] [--reps R] [--no-pin] [--dir DIR]
 Papers are the real ones of tests/fixtures/00*.txt (abstracts ~1,500 characters), padded to --papers (300)
 with renamed copies; a third get an arXiv id, some an organization and a project URL, all a first-seen time.
-Each user gets 10 seeded-random papers as StoredPaper (what pipeline.write_feeds passes). Build times are CPU
-time of this process pinned to one CPU (the machine is shared), medians of --reps passes over all users:
+Each user gets --entries (10) seeded-random papers as StoredPaper (what pipeline.write_feeds passes). Build
+times are CPU time of this process pinned to one CPU (the machine is shared), medians of --reps passes over
+all users:
   * prepare_entries() once per run (feedgen builds every paper's <entry> once, lxml serialises it once);
   * build_feed(..., cache=) per user, the new path: a cached feedgen header with the per-feed id, title and
     self link escaped into its slots, joined with the cached entry bytes;
@@ -45,7 +46,6 @@ from digest.sources import read_dump  # noqa: E402
 AUTHORITY = "digest.example.org,2024"
 BASE = "https://digest.example.org/feeds"
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
-PER_USER = 10
 ORGS = ["Google DeepMind", "Meta AI", "Tsinghua University", "Hugging Face", None, None]
 
 
@@ -109,18 +109,25 @@ def wall_per_user(
     folder: Path,
     users: Sequence[list[FeedEntry]],
     heads: Sequence[dict[str, object]],
-    build: Callable[[list[FeedEntry], dict[str, object]], bytes],
+    builds: dict[str, Callable[[list[FeedEntry], dict[str, object]], bytes]],
     n: int,
-) -> tuple[float, float]:
-    """Wall seconds per user of build + write_feed(durable=False) of a new file, and of the write alone."""
-    writing = 0.0
-    t0 = time.perf_counter()
+) -> dict[str, tuple[float, float]]:
+    """Per build method, wall seconds per user of build + write_feed(durable=False) of a new file, and of the
+    write alone. The methods take turns user by user (each into its own folder), so they share the noise."""
+    totals = dict.fromkeys(builds, 0.0)
+    writes = dict.fromkeys(builds, 0.0)
+    for name in builds:
+        (folder / name).mkdir()
     for u in range(n):
-        data = build(users[u], heads[u])
-        t1 = time.perf_counter()
-        write_feed(folder / f"user{u}.xml", data, durable=False)
-        writing += time.perf_counter() - t1
-    return (time.perf_counter() - t0) / n, writing / n
+        for name, build in builds.items():
+            t0 = time.perf_counter()
+            data = build(users[u], heads[u])
+            t1 = time.perf_counter()
+            write_feed(folder / name / f"user{u}.xml", data, durable=False)
+            t2 = time.perf_counter()
+            totals[name] += t2 - t0
+            writes[name] += t2 - t1
+    return {name: (totals[name] / n, writes[name] / n) for name in builds}
 
 
 def main() -> None:
@@ -128,6 +135,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--papers", type=int, default=300)
+    ap.add_argument("--entries", type=int, default=10, help="papers per user's feed")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--dir", type=Path, default=None, help="where to write the feed files (default: a temp dir)")
@@ -138,12 +146,12 @@ def main() -> None:
     reps = args.reps or (1 if args.quick else 3)
     rng = random.Random(1234)
     stored = load_papers(args.papers, rng)
-    users = [feed_entries(rng.sample(stored, PER_USER)) for _ in range(n_users)]
+    users = [feed_entries(rng.sample(stored, args.entries)) for _ in range(n_users)]
     reasoned = [[FeedEntry(e.paper, e.updated, f'abstract: "term{u % 97}" x{u % 5 + 1}') for e in es]
                 for u, es in enumerate(users)]  # fmt: skip
     heads = [header(u) for u in range(n_users)]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"{len(stored)} papers, {n_users} users x {PER_USER} entries, {reps} rep(s), cpus={cpus}")
+    print(f"{len(stored)} papers, {n_users} users x {args.entries} entries, {reps} rep(s), cpus={cpus}")
 
     prep = []
     for _ in range(max(reps, 3)):
@@ -195,7 +203,7 @@ def main() -> None:
         shutil.rmtree(folder)
         folder.mkdir()
         n_w = min(n_users, 2_000)
-        both = {k: wall_per_user(folder / k.split()[0], users, heads, methods[k], n_w) for k in list(methods)[:2]}
+        both = wall_per_user(folder, users, heads, {k: methods[k] for k in list(methods)[:2]}, n_w)
     finally:
         shutil.rmtree(folder)
     print(f"write_feed, durable=False ({size_kb:.1f} KB median, wall time, {folder.parent}):")

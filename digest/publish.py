@@ -74,7 +74,8 @@ class FeedWriter:
             found = store.get_papers(self.conn, missing)
             self.papers.update(zip((sp.paper.key for sp in found), feeds.feed_entries(found), strict=True))
             self.absent.update(k for k in missing if k not in self.papers)
-        # Each paper's FeedEntry is made once per run, not once per feed that shows it.
+        # Each paper's FeedEntry is made once per run and shared by every feed that shows it: build_feed finds
+        # what it derived from an entry by the object's identity, without hashing the paper again.
         entries = [self.papers[k] for k in keys if k in self.papers]
         slug = feeds.feed_slug(profile.name)
         self._build(

@@ -408,17 +408,23 @@ def test_ids_feedgen_refuses_fail_the_same_with_a_cache():
             build([], feed_id=bad, cache=EntryCache())
 
 
-def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]):
-    """Each user's feed written during a run equals feedgen's tree build of the papers of their digests."""
+def _run_with_feeds(tmp_path: Path, seed: Path) -> config.Config:
+    """A run without delivery for ada and zoe (display name "Zoë & <Co>") over one seed dump."""
     zoe = user_block("zoe", "['agent OR reasoning']").replace(
         'name = "zoe"', 'name = "zoe"\ndisplay_name = "Zoë & <Co>"'
     )
     cfg = config.load_config(write_config(tmp_path, free_port(), user_block("ada", "['LLM', 'diffusion']") + zoe))
-    (cfg.digest.inbox / seeds[0].name).write_bytes(seeds[0].read_bytes())
+    (cfg.digest.inbox / seed.name).write_bytes(seed.read_bytes())
     report = pipeline.run_once(
         cfg, SECRET_ENV, now=datetime(2026, 11, 23, 8, tzinfo=UTC), options=pipeline.RunOptions(deliver=False)
     )
     assert sorted(Path(p).name for p in report.feeds_written) == ["ada.xml", "all.xml", "zoe.xml"]
+    return cfg
+
+
+def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]):
+    """Each user's feed written during a run equals feedgen's tree build of the papers of their digests."""
+    cfg = _run_with_feeds(tmp_path, seeds[0])
     conn = store.open_store(cfg.digest.store)
     writer = publish.FeedWriter.for_run(conn, cfg)
     for name, title in (("ada", "Paper digest for ada"), ("zoe", "Paper digest for Zoë & <Co>")):
@@ -434,3 +440,20 @@ def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]
             max_entries=cfg.feeds.max_entries,
         )
         assert papers and (cfg.feeds.output / f"{name}.xml").read_bytes() == expected
+
+
+def test_feed_writer_skips_papers_the_store_lost(tmp_path: Path, seeds: list[Path]):
+    """A digest's paper missing from the store is left out of the feed and looked up once per run, not per feed."""
+    cfg = _run_with_feeds(tmp_path, seeds[0])
+    conn = store.open_store(cfg.digest.store)
+    [lost, *kept] = outbox.feed_keys(conn, "ada", limit=cfg.feeds.max_entries)
+    conn.execute("DELETE FROM papers WHERE key = ?", (lost,))
+    writer = publish.FeedWriter.for_run(conn, cfg)
+    ada = next(p for p in cfg.profiles() if p.name == "ada")
+    writer.write_user(ada)
+    assert writer.absent == {lost} and lost not in writer.papers
+    assert len(feedparser.parse((cfg.feeds.output / "ada.xml").read_bytes()).entries) == len(kept)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    writer.write_user(ada)
+    assert statements and not [sql for sql in statements if "FROM papers" in sql]
