@@ -232,6 +232,7 @@ class DigestSettings(_Section):
     abstract_chars: int = Field(600, ge=50)
     catchup_max_age_days: int = Field(7, ge=0)
     backfill_days: int = Field(0, ge=0)
+    keep_sent_days: int = Field(7, ge=0)
     source_url: Annotated[str, AfterValidator(_url(("https", "http")))] = ""
     fetch_timeout: float = Field(30, gt=0)
 

@@ -274,6 +274,18 @@ def runs(conn: sqlite3.Connection, *, limit: int = 20) -> list[dict]:
     return [{**dict(r), "summary": json.loads(r["summary"])} for r in rows]
 
 
+def prune_messages(conn: sqlite3.Connection, *, sent_before: datetime) -> int:
+    """Drop the bodies of messages sent before ``sent_before`` (their rows stay); returns how many."""
+    # A sent body is only kept to show what went out; 10,000 users a day would otherwise add ~400 MB a day.
+    # SQLite reuses the freed pages, so the file stops growing once the retention window is full.
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE outbox SET message = NULL WHERE status = 'sent' AND message IS NOT NULL AND sent_at < ?",
+            (_ts(sent_before),),
+        )
+    return cur.rowcount
+
+
 def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
     """Keys of the papers in the user's most recent digests (what their Atom feed shows), newest first."""
     keys: list[str] = []

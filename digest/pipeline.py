@@ -489,6 +489,8 @@ def run_once(
             pending_feeds = [name for name in plan_.queued if name not in fed]
             written = write_feeds(conn, cfg, users=options.users, changed_users=pending_feeds, writer=writer)
             stages["feeds"] += time.perf_counter() - started
+            if options.dry_run is None:
+                outbox.prune_messages(conn, sent_before=now - timedelta(days=cfg.digest.keep_sent_days))
             status = "failed" if errors or failed else "ok"
             report = RunReport(
                 dumps=tuple(reports),

@@ -102,6 +102,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user, paper_key)
     ) WITHOUT ROWID;
     """,
+    # v3: a user's feed and watermark read an index, not every row of their history (each outbox row sits
+    # beside a ~40 KB message: after 120 daily runs the feed query went from 33 us to 1.9 ms per user).
+    """
+    CREATE INDEX outbox_feed ON outbox(user, id, status, paper_keys) WHERE status != 'empty';
+    CREATE INDEX outbox_until ON outbox(user, papers_until);
+    """,
 )
 
 _PAPER_COLUMNS = (

@@ -80,19 +80,22 @@ def select_top(
         for rank, cid in zip(ranks, ids, strict=True):
             singles[rank][qid] = cid
     n = len(matcher.profiles)
-    half = n // 2 if (may_fork(n) if fork is None else fork and n > 1) else n
     state = (matcher, preps, holds, org_papers, combos, ids_of, singles)
+    if not (may_fork(n) if fork is None else fork and n > 1):
+        selected, order = _passes(range(n), *state, as_ids=False)
+        return selected, [combos[cid] for cid in order]
+    half = n // 2
     shared = len(combos)  # combo ids below this are the same in the child
-    child = _fork(range(half, n), state, shared) if half < n else None
+    child = _fork(range(half, n), state, shared)
     try:
-        selected = _passes(range(half), *state)
+        selected = _passes(range(half), *state, as_ids=True)[0]
     except BaseException:
         if child is not None:
             _abandon(child[0])
         raise
-    if child is not None:
-        theirs = _join(child, preps, combos, shared)
-        selected += theirs if theirs is not None else _passes(range(half, n), *state)
+    theirs = _join(child, preps, combos, shared) if child is not None else None
+    selected += theirs if theirs is not None else _passes(range(half, n), *state, as_ids=True)[0]
+    # The child's combos are ours now: rank all of them once more, and every kept id becomes its rank.
     order = sorted(range(len(combos)), key=lambda cid: order_key(combos[cid][3], combos[cid][0]))
     ordinal = [0] * len(order)
     for position, cid in enumerate(order):
@@ -110,8 +113,11 @@ def _passes(
     combos: list[Combo],
     ids_of: dict[int, list[int]],
     singles: list[dict[int, int]],
-) -> Selected:
-    """Both passes for the profiles ``pidxs``: each one's kept combo ids, best first, and its count."""
+    *,
+    as_ids: bool,
+) -> tuple[Selected, list[int]]:
+    """Both passes for the profiles ``pidxs``: each one's kept combos, best first, and its count; and the
+    combo ids in rank order. Kept combos are given as ranks in that order, or ``as_ids``."""
     found = _first_pass(pidxs, matcher, preps, holds, org_papers, combos, ids_of, singles)
     order = sorted(range(len(combos)), key=lambda cid: order_key(combos[cid][3], combos[cid][0]))
     ordinal = [0] * len(order)
@@ -133,8 +139,9 @@ def _passes(
             ranked = ranks_of[true_ids[0]]
         else:
             ranked = sorted(chain.from_iterable(map(get_ranks, true_ids)))
-        out.append((list(map(combo_at, ranked[: profiles[pidx].max_papers])), len(ranked)))
-    return out
+        kept = ranked[: profiles[pidx].max_papers]
+        out.append((list(map(combo_at, kept)) if as_ids else kept, len(ranked)))
+    return out, order
 
 
 def _first_pass(
@@ -248,7 +255,7 @@ def _fork(pidxs: range, state: _State, shared: int) -> tuple[int, int] | None:
     code = 1
     try:
         os.close(read)
-        selected = _passes(pidxs, *state)
+        selected = _passes(pidxs, *state, as_ids=True)[0]
         combos: list[Combo] = state[4]
         new = [(prep.rank, qids, boost) for prep, qids, boost, _ in islice(combos, shared, None)]
         lengths = array("q", [len(ids) for ids, _ in selected])

@@ -344,3 +344,18 @@ def test_stop_before_the_lock_is_granted_runs_nothing(cfg: config.Config, sink: 
     _drop(cfg, seeds[0])
     report = pipeline.run_once(cfg, SECRET_ENV, now=MONDAY, options=pipeline.RunOptions(stop=lambda: True))
     assert report.errors and report.new_papers == 0 and sink.messages == []
+
+
+def test_sent_bodies_are_dropped_after_keep_sent_days(cfg: config.Config, sink: Sink, seeds: list[Path]) -> None:
+    """A run drops the bodies of messages sent more than keep_sent_days (7) ago; rows and newer bodies stay."""
+    _drop(cfg, seeds[0])
+    _run(cfg, MONDAY)
+    _drop(cfg, seeds[1])
+    _run(cfg, MONDAY + timedelta(days=6))
+    conn = store.open_store(cfg.digest.store)
+    bodies = "SELECT count(*) FROM outbox WHERE user = 'ada' AND status = 'sent' AND message IS NOT NULL"
+    assert conn.execute(bodies).fetchone()[0] == 2
+    _run(cfg, MONDAY + timedelta(days=8))  # nothing new: only the prune
+    assert conn.execute(bodies).fetchone()[0] == 1
+    sent = [row for row in outbox.history(conn, users=["ada"]) if row.status == "sent"]
+    assert len(sent) == 2 and all(row.paper_keys for row in sent)

@@ -164,3 +164,15 @@ def test_first_seen_is_utc(conn: sqlite3.Connection) -> None:
     local = datetime(2026, 3, 1, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
     store.ingest(conn, _dump([Paper("arxiv:1", "A", "x", arxiv_id="1")]), now=local)
     assert store.list_papers(conn)[0].first_seen == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def test_feed_and_watermark_queries_read_indexes(store_path: Path) -> None:
+    """A user's feed keys and watermark come from indexes, not a scan of the outbox and its message bodies."""
+    conn = store.open_store(store_path)
+    feed = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT paper_keys FROM outbox WHERE user = ? AND status != 'empty' ORDER BY id DESC",
+        ("ada",),
+    ).fetchall()
+    assert any("outbox_feed" in row[-1] and "COVERING" in row[-1] for row in feed), feed
+    until = conn.execute("EXPLAIN QUERY PLAN SELECT user, max(papers_until) FROM outbox GROUP BY user").fetchall()
+    assert any("outbox_until" in row[-1] and "COVERING" in row[-1] for row in until), until
