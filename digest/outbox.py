@@ -135,7 +135,7 @@ def add_message(
     returns the new row's id, or None if the period already has one."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO outbox (user, period, run_id, created_at, papers_until, paper_keys, message_id, "
-        "sender, recipient, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             user,
             period,
@@ -146,11 +146,14 @@ def add_message(
             message_id,
             sender,
             recipient,
-            message,
             "pending" if message is not None else "empty",
         ),
     )
-    return cur.lastrowid if cur.rowcount > 0 else None
+    if cur.rowcount <= 0:
+        return None
+    if message is not None:
+        conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (cur.lastrowid, message))
+    return cur.lastrowid
 
 
 def watermarks(conn: sqlite3.Connection) -> dict[str, datetime]:
@@ -173,7 +176,7 @@ def delivered_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, 
 
 def load_message(conn: sqlite3.Connection, row_id: int) -> bytes:
     """The stored message bytes of one outbox row (loaded one at a time so a big run stays small in memory)."""
-    row = conn.execute("SELECT message FROM outbox WHERE id = ?", (row_id,)).fetchone()
+    row = conn.execute("SELECT message FROM outbox_messages WHERE id = ?", (row_id,)).fetchone()
     return bytes(row["message"]) if row and row["message"] is not None else b""
 
 
@@ -280,7 +283,7 @@ def prune_messages(conn: sqlite3.Connection, *, sent_before: datetime) -> int:
     # SQLite reuses the freed pages, so the file stops growing once the retention window is full.
     with transaction(conn):
         cur = conn.execute(
-            "UPDATE outbox SET message = NULL WHERE status = 'sent' AND message IS NOT NULL AND sent_at < ?",
+            "DELETE FROM outbox_messages WHERE id IN (SELECT id FROM outbox WHERE status = 'sent' AND sent_at < ?)",
             (_ts(sent_before),),
         )
     return cur.rowcount

@@ -353,7 +353,7 @@ def test_sent_bodies_are_dropped_after_keep_sent_days(cfg: config.Config, sink: 
     _drop(cfg, seeds[1])
     _run(cfg, MONDAY + timedelta(days=6))
     conn = store.open_store(cfg.digest.store)
-    bodies = "SELECT count(*) FROM outbox WHERE user = 'ada' AND status = 'sent' AND message IS NOT NULL"
+    bodies = "SELECT count(*) FROM outbox JOIN outbox_messages USING (id) WHERE user = 'ada' AND status = 'sent'"
     assert conn.execute(bodies).fetchone()[0] == 2
     _run(cfg, MONDAY + timedelta(days=8))  # nothing new: only the prune
     assert conn.execute(bodies).fetchone()[0] == 1

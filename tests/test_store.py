@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import store
+from digest import outbox, store
 from digest.errors import LockedError, StoreError
 from digest.models import Dump, Paper
 from digest.sources import parse_dump, read_dump
@@ -176,3 +176,22 @@ def test_feed_and_watermark_queries_read_indexes(store_path: Path) -> None:
     assert any("outbox_feed" in row[-1] and "COVERING" in row[-1] for row in feed), feed
     until = conn.execute("EXPLAIN QUERY PLAN SELECT user, max(papers_until) FROM outbox GROUP BY user").fetchall()
     assert any("outbox_until" in row[-1] and "COVERING" in row[-1] for row in until), until
+
+
+def test_v2_store_moves_its_message_bodies_to_their_own_table(tmp_path: Path) -> None:
+    """Migrating a v2 store keeps every queued message body, now in outbox_messages, and drops the old column."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    for step, script in enumerate(store.MIGRATIONS[:2]):
+        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+    old.execute(
+        "INSERT INTO outbox (user, period, created_at, papers_until, message, status) "
+        "VALUES ('ada', '2026-11-23', 'x', 'x', ?, 'pending')",
+        (b"From: a\r\n\r\nbody\r\n",),
+    )
+    old.commit()
+    old.close()
+    conn = store.open_store(path)
+    assert store.schema_version(conn) == len(store.MIGRATIONS)
+    assert outbox.load_message(conn, 1) == b"From: a\r\n\r\nbody\r\n"
+    assert "message" not in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
