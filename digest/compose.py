@@ -358,10 +358,10 @@ def _base64(text: str) -> bytes:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_base64(text.encode("utf-8", "surrogatepass").replace(b"\n", b"\r\n"), newline=False)
-    return b"\r\n".join([encoded[i : i + _B64_LINE] for i in range(0, len(encoded), _B64_LINE)])
+    return b"\r\n".join(_B64_LINES.findall(encoded))
 
 
-_B64_LINE = 76
+_B64_LINES = re.compile(rb".{1,76}", re.DOTALL)  # findall cuts 76-character lines faster than slicing in a loop
 _TEXT_PART = b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
 # The HTML part is base64: binascii encodes it 7x faster than quoted-printable (25 KB: 60 us vs 410 us, the
 # largest CPU cost of composing), and nobody reads HTML source in a mail client. The plain-text part stays
