@@ -12,16 +12,13 @@ each, so most are cut), then runs a naive baseline in the same process (one comp
 ``\b(?:t1|t2|...)\b``-style regex per user, looped over users x papers), checks that it picks the same
 (user, paper) pairs, and prints the ratios. Peak RSS is the process high-water mark (ru_maxrss) after the
 first run of each: match_top runs first, so its figure is not inflated by match_all's.
-At 100,000 profiles match_top forks a child that ranks half of the profiles (digest.top); the line
-"match_top (one process)" is the same call with fork=False, for comparison. Peak RSS counts the largest
-child too. --quick uses 1,000 and 10,000 profiles and 200 naive users.
+--quick uses 1,000 and 10,000 profiles and 200 naive users.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import re
 import resource
@@ -34,9 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.match import Matcher, compile_profiles, match_all, match_top, parse_query  # noqa: E402
+from digest.match import compile_profiles, match_all, match_top, parse_query  # noqa: E402
 from digest.models import Paper, Profile  # noqa: E402
-from digest.top import may_fork  # noqa: E402
 
 N_PAPERS = 300
 
@@ -170,32 +166,19 @@ def run_naive(profiles: list[Profile], papers: list[Paper]) -> set[tuple[str, st
 
 
 def run_fast(profiles: list[Profile], papers: list[Paper], match: Callable) -> tuple[float, float, float, dict]:
-    """(compile wall s, match wall s, total CPU s incl. children, result) of compile_profiles + ``match``."""
+    """(compile wall s, match wall s, total CPU s, result) of compile_profiles + ``match``."""
     parse_query.cache_clear()  # every repetition parses its queries, as a fresh `digest run` would
-    cpu = _cpu()
+    cpu = time.process_time()
     start = time.perf_counter()
     matcher = compile_profiles(profiles)
     compiled = time.perf_counter()
     result = match(matcher, papers)
     done = time.perf_counter()
-    return compiled - start, done - compiled, _cpu() - cpu, result
-
-
-def _cpu() -> float:
-    """CPU seconds of this process and its reaped children (the forked half of match_top)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return compiled - start, done - compiled, time.process_time() - cpu, result
 
 
 def peak_rss_mb() -> float:
-    """The high-water mark of this process or of its largest (forked) child, whichever is higher."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-
-
-def match_top_one_process(matcher: Matcher, papers: list[Paper]) -> dict:
-    """match_top without the forked child."""
-    return match_top(matcher, papers, fork=False)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_pair(label: str, profiles: list[Profile], papers: list[Paper], reps: int) -> dict[str, tuple[float, dict]]:
@@ -204,12 +187,11 @@ def bench_pair(label: str, profiles: list[Profile], papers: list[Paper], reps: i
     Interleaving puts both under the same machine load. Each function's peak RSS is read after its first run:
     match_top runs first, and a previous result is freed before each run.
     """
-    functions = (match_top, match_top_one_process, match_all) if may_fork(len(profiles)) else (match_top, match_all)
-    runs: dict[str, list[tuple[float, float, float]]] = {match.__name__: [] for match in functions}
+    runs: dict[str, list[tuple[float, float, float]]] = {"match_top": [], "match_all": []}
     rss: dict[str, float] = {}
     results: dict[str, dict] = {}
     for rep in range(reps):
-        for match in functions:
+        for match in (match_top, match_all):
             if rep < reps - 1 or match is match_top:
                 results.clear()  # free the previous results; the last match_all run keeps match_top's to compare
             gc.collect()  # the garbage of the previous run, so no run pays for another's
@@ -220,7 +202,7 @@ def bench_pair(label: str, profiles: list[Profile], papers: list[Paper], reps: i
     for name, times in runs.items():
         totals = [c + m for c, m, _ in times]
         result = results[name]
-        if name.startswith("match_top"):
+        if name == "match_top":
             kept = sum(len(matches) for matches, _ in result.values())
             pairs = sum(total for _, total in result.values())
             counts = f"{kept:,} matches kept of {pairs:,} = {pairs / len(profiles):.1f} per profile"
@@ -228,9 +210,8 @@ def bench_pair(label: str, profiles: list[Profile], papers: list[Paper], reps: i
             pairs = sum(len(v) for v in result.values())
             counts = f"{pairs:,} matches = {pairs / len(profiles):.1f} per profile"
         median = statistics.median(totals)
-        how = " (forked child ranks half)" if name == "match_top" and len(functions) == 3 else ""
         print(
-            f"{name}{how}, {len(profiles):>7,} profiles x {len(papers)} papers{label}: "
+            f"{name}, {len(profiles):>7,} profiles x {len(papers)} papers{label}: "
             f"compile {statistics.median(c for c, _, _ in times):.3f} s, "
             f"match {statistics.median(m for _, m, _ in times):.3f} s, "
             f"total {median:.3f} s (min {min(totals):.3f}, max {max(totals):.3f}; median of {reps}; "
@@ -240,10 +221,6 @@ def bench_pair(label: str, profiles: list[Profile], papers: list[Paper], reps: i
     top, full = out["match_top"][0], out["match_all"][0]
     same = same_cut(out["match_top"][1], out["match_all"][1], profiles)
     print(f"  match_top / match_all = {top / full:.2f}; match_top = match_all cut to max_papers: {same}")
-    if "match_top_one_process" in out:
-        alone = out["match_top_one_process"][0]
-        agree = "identical" if out["match_top_one_process"][1] == out["match_top"][1] else "DIFFER"
-        print(f"  forked / one process = {top / alone:.2f}; results {agree}")
     return out
 
 

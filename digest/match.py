@@ -9,9 +9,9 @@ Each profile then merges the ranked lists of its true keywords (a paper reached 
 one combined Match). Profiles with the same true keywords on a paper share one (frozen) Match object.
 
 ``match_all`` returns every profile's full ranked list. ``match_top`` returns only what a digest shows, each
-profile's first ``max_papers`` matches and how many there were: it ranks plain ints (``digest.top``, on two
-CPUs for a large run) and builds Match objects (hits, reasons) only for the matches some profile keeps. Scores
-and Matches live in ``digest.rank``.
+profile's first ``max_papers`` matches and how many there were: it ranks plain ints (``digest.top``) and
+builds Match objects (hits, reasons) only for the matches some profile keeps. Scores and Matches live in
+``digest.rank``.
 """
 
 from __future__ import annotations
@@ -386,20 +386,15 @@ def _match_all(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, list[Matc
     return out
 
 
-def match_top(
-    matcher: Matcher, papers: Sequence[Paper], *, fork: bool | None = None
-) -> dict[str, tuple[list[Match], int]]:
-    """Profile name -> (its first max_papers ranked matches, as match_all gives them; how many it has).
-
-    ``fork``: split the ranking with a forked child (True), never (False), or when it pays (None, see digest.top).
-    """
+def match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list[Match], int]]:
+    """Profile name -> (its first max_papers ranked matches, as match_all gives them; how many it has)."""
     with _gc_paused():
-        return _match_top(matcher, papers, fork)
+        return _match_top(matcher, papers)
 
 
-def _match_top(matcher: Matcher, papers: Sequence[Paper], fork: bool | None) -> dict[str, tuple[list[Match], int]]:
+def _match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list[Match], int]]:
     preps, holds, org_papers = _prepare_all(matcher, papers)
-    selected, combos = select_top(matcher, preps, holds, org_papers, fork=fork)
+    selected, combos = select_top(matcher, preps, holds, org_papers)
     return {
         profile.name: (matches, total)
         for profile, matches, (_, total) in zip(

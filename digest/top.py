@@ -1,4 +1,4 @@
-"""match_top's ranking: each profile's first ``max_papers`` matches and its count, on one CPU or two.
+"""match_top's ranking: each profile's first ``max_papers`` matches and its count.
 
 A profile's match on a paper is a *combo*: (paper, the profile's true keyword ids there, org boost). Combos get
 ids as they are met and are shared by every profile with the same ones. Pass 1 finds each profile's true
@@ -6,22 +6,12 @@ keywords and its papers reached through several of them (one combo for all of th
 keyword); pass 2 sorts every combo once into rank order (score desc, then the paper's tiebreak rank) and
 ranks each profile's list as small ints (ordinals), which Python sorts several times faster than wide keys.
 Match objects are built afterwards, once per combo some profile kept.
-
-With many profiles, on Linux, in a process that runs no other thread, a forked child does both passes for
-the second half of the profiles while this process does the first: the passes are 60% of a 100,000-profile
-call. The child sends back its new combos as (paper rank, keyword ids, boost) and each profile's kept combo
-ids; if it fails in any way, this process does its half itself.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import sys
-import threading
-from array import array
 from collections.abc import Iterator, Sequence
-from itertools import chain, filterfalse, islice
+from itertools import chain, filterfalse
 from typing import TYPE_CHECKING
 
 from digest.models import Match
@@ -30,9 +20,8 @@ from digest.rank import Combo, Prepared, build_match, combo_score, filtered_cand
 if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read here
     from digest.match import Matcher
 
-__all__ = ["FORK_MIN_PROFILES", "kept_matches", "select_top"]
+__all__ = ["kept_matches", "select_top"]
 
-FORK_MIN_PROFILES = 20_000  # below this a fork costs more than half the passes save
 _NONE: tuple[()] = ()
 # Per profile: its kept combo ids (or ordinals), best first, and its number of matches.
 Selected = list[tuple[list[int], int]]
@@ -50,28 +39,14 @@ def _new_combo(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost
     return cid
 
 
-def may_fork(n_profiles: int) -> bool:
-    """Whether select_top may split its passes with a forked child (see the module docstring)."""
-    # fork() copies only the calling thread: with other threads alive (the scheduler, the HTTP server) a lock
-    # one of them holds would stay locked in the child forever, so only a single-threaded process forks.
-    return (
-        n_profiles >= FORK_MIN_PROFILES
-        and sys.platform == "linux"
-        and threading.active_count() == 1
-        and len(os.sched_getaffinity(0)) >= 2
-    )
-
-
 def select_top(
     matcher: Matcher,
     preps: list[Prepared],
     holds: dict[int, list[int]],
     org_papers: dict[str, list[int]],
-    *,
-    fork: bool | None = None,
 ) -> tuple[Selected, list[Combo]]:
     """Per profile (in order): the ranks of its first ``max_papers`` combos and its number of matches; and
-    every combo met, in rank order. ``fork`` forces or forbids the two-process split (default: may_fork)."""
+    every combo met, in rank order."""
     combos: list[Combo] = []
     ids_of: dict[int, list[int]] = {}  # keyword query id -> the one-query combo ids of the papers where it holds
     singles: list[dict[int, int]] = [{} for _ in preps]  # paper rank -> keyword query id -> that combo id
@@ -79,29 +54,8 @@ def select_top(
         ids = ids_of[qid] = [_new_combo(combos, preps[rank], (qid,), False) for rank in ranks]
         for rank, cid in zip(ranks, ids, strict=True):
             singles[rank][qid] = cid
-    n = len(matcher.profiles)
-    state = (matcher, preps, holds, org_papers, combos, ids_of, singles)
-    if not (may_fork(n) if fork is None else fork and n > 1):
-        selected, order = _passes(range(n), *state, as_ids=False)
-        return selected, [combos[cid] for cid in order]
-    half = n // 2
-    shared = len(combos)  # combo ids below this are the same in the child
-    child = _fork(range(half, n), state, shared)
-    try:
-        selected = _passes(range(half), *state, as_ids=True)[0]
-    except BaseException:
-        if child is not None:
-            _abandon(child[0])
-        raise
-    theirs = _join(child, preps, combos, shared) if child is not None else None
-    selected += theirs if theirs is not None else _passes(range(half, n), *state, as_ids=True)[0]
-    # The child's combos are ours now: rank all of them once more, and every kept id becomes its rank.
-    order = sorted(range(len(combos)), key=lambda cid: order_key(combos[cid][3], combos[cid][0]))
-    ordinal = [0] * len(order)
-    for position, cid in enumerate(order):
-        ordinal[cid] = position
-    rank_of = ordinal.__getitem__
-    return [(list(map(rank_of, ids)), count) for ids, count in selected], [combos[cid] for cid in order]
+    selected, order = _passes(range(len(matcher.profiles)), matcher, preps, holds, org_papers, combos, ids_of, singles)
+    return selected, [combos[cid] for cid in order]
 
 
 def _passes(
@@ -113,17 +67,15 @@ def _passes(
     combos: list[Combo],
     ids_of: dict[int, list[int]],
     singles: list[dict[int, int]],
-    *,
-    as_ids: bool,
 ) -> tuple[Selected, list[int]]:
-    """Both passes for the profiles ``pidxs``: each one's kept combos, best first, and its count; and the
-    combo ids in rank order. Kept combos are given as ranks in that order, or ``as_ids``."""
+    """Both passes for the profiles ``pidxs``: the ranks of each one's kept combos, best first, and its count;
+    and the combo ids in rank order."""
     found = _first_pass(pidxs, matcher, preps, holds, org_papers, combos, ids_of, singles)
     order = sorted(range(len(combos)), key=lambda cid: order_key(combos[cid][3], combos[cid][0]))
     ordinal = [0] * len(order)
     for position, cid in enumerate(order):
         ordinal[cid] = position
-    rank_of, combo_at = ordinal.__getitem__, order.__getitem__
+    rank_of = ordinal.__getitem__
     ranks_of = {qid: sorted(map(rank_of, ids)) for qid, ids in ids_of.items()}
     get_ranks = ranks_of.__getitem__
     out = []
@@ -139,8 +91,7 @@ def _passes(
             ranked = ranks_of[true_ids[0]]
         else:
             ranked = sorted(chain.from_iterable(map(get_ranks, true_ids)))
-        kept = ranked[: profiles[pidx].max_papers]
-        out.append((list(map(combo_at, kept)) if as_ids else kept, len(ranked)))
+        out.append((ranked[: profiles[pidx].max_papers], len(ranked)))
     return out, order
 
 
@@ -228,73 +179,6 @@ def _filtered_ids(
         if combos[cid][3] >= min_score:
             out.append(cid)
     return out
-
-
-# --- the forked half ------------------------------------------------------------------------------------
-
-_State = tuple  # (matcher, preps, holds, org_papers, combos, ids_of, singles), as _passes takes them
-
-
-def _fork(pidxs: range, state: _State, shared: int) -> tuple[int, int] | None:
-    """Run both passes for ``pidxs`` in a forked child that writes its result to a pipe; (pid, read fd)."""
-    try:
-        read, write = os.pipe()
-    except OSError:
-        return None
-    try:
-        pid = os.fork()
-    except OSError:  # no fork today (process limit, memory): this process does all the work
-        os.close(read)
-        os.close(write)
-        return None
-    if pid:
-        os.close(write)
-        return pid, read
-    # The child leaves through os._exit whatever happens, so no atexit handler, buffered output or finaliser
-    # of the parent runs twice; an exception (or Ctrl-C) makes it exit 1 and the parent redo its half.
-    code = 1
-    try:
-        os.close(read)
-        selected = _passes(pidxs, *state, as_ids=True)[0]
-        combos: list[Combo] = state[4]
-        new = [(prep.rank, qids, boost) for prep, qids, boost, _ in islice(combos, shared, None)]
-        lengths = array("q", [len(ids) for ids, _ in selected])
-        counts = array("q", [count for _, count in selected])
-        ids = array("q", chain.from_iterable(ids for ids, _ in selected))
-        payload = pickle.dumps((new, lengths, counts, ids), protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(write, "wb") as pipe:
-            pipe.write(payload)
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _join(child: tuple[int, int], preps: list[Prepared], combos: list[Combo], shared: int) -> Selected | None:
-    """The child's result with its combo ids mapped to ours; None if it failed."""
-    pid, read = child
-    try:
-        with os.fdopen(read, "rb") as pipe:
-            payload = pipe.read()
-    finally:
-        _, status = os.waitpid(pid, 0)
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or not payload:
-        return None
-    new, lengths, counts, ids = pickle.loads(payload)
-    # The child's combo ids below `shared` were made before the fork and are ours too; the others are found
-    # (or made) here by what they stand for.
-    mapping = list(range(shared))
-    mapping += [_combo_id(combos, preps[rank], qids, boost) for rank, qids, boost in new]
-    flat = map(mapping.__getitem__, ids)
-    return [(list(islice(flat, length)), count) for length, count in zip(lengths, counts, strict=True)]
-
-
-def _abandon(pid: int) -> None:
-    """Stop and reap a child whose result is no longer wanted."""
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass
 
 
 class _Built(dict[int, Match]):

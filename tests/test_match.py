@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import random
 import re
 import time
@@ -19,7 +18,6 @@ import pytest
 import regex
 
 import digest.query as query_module
-from digest import top
 from digest.errors import ConfigError, QueryError
 from digest.match import (
     ORG_BOOST,
@@ -773,29 +771,6 @@ def test_match_top_is_match_all_cut_to_max_papers(seed_papers: tuple[Paper, ...]
     assert any(p.exclude for p in cut) and any(p.min_upvotes for p in cut) and any(p.min_score for p in cut)
     assert {p.organizations_mode for p in cut if p.organizations} == {"only", "boost"}
     assert any(not (p.exclude or p.organizations or p.min_upvotes or p.min_score) for p in cut)
-
-
-def test_match_top_split_with_a_forked_child_gives_the_same_result(seed_papers: tuple[Paper, ...]) -> None:
-    """The two-process ranking (forced, on 400 random profiles) equals the one-process one and match_all's."""
-    rng = random.Random(17)
-    papers = _varied(rng, seed_papers)
-    profiles = [dataclasses.replace(p, max_papers=rng.randint(1, 30)) for p in _random_profiles(rng, papers, 400)]
-    matcher = compile_profiles(profiles)
-    forked, alone = match_top(matcher, papers, fork=True), match_top(matcher, papers, fork=False)
-    assert forked == alone
-    full = match_all(matcher, papers)
-    assert all(forked[p.name] == (full[p.name][: p.max_papers], len(full[p.name])) for p in profiles)
-    assert sum(total for _, total in forked.values()) > 1000
-
-
-def test_a_failed_forked_child_is_reported_as_no_result() -> None:
-    """A child that exits non-zero (here: at once) yields None, so the caller ranks that half itself."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        os._exit(1)
-    os.close(write)
-    assert top._join((pid, read), [], [], 0) is None
 
 
 def test_match_top_counts_what_it_cuts(seed_papers: tuple[Paper, ...]) -> None:
