@@ -164,6 +164,12 @@ def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # A checkpoint (copy the WAL into the database, fsync) every 40 MB instead of SQLite's 4 MB: a run
+            # queues ~45 KB per message, and at the default it paid a checkpoint every ~90 messages (measured
+            # on 4,000 users: outbox stage 1.2-2.0 s instead of 2.3-3.6 s, whole run 10% faster). The WAL file
+            # is cut back to 64 MB after a checkpoint.
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            conn.execute("PRAGMA journal_size_limit=67108864")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn)
     except (sqlite3.DatabaseError, StoreError) as exc:
