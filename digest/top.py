@@ -54,23 +54,8 @@ def select_top(
         ids = ids_of[qid] = [_new_combo(combos, preps[rank], (qid,), False) for rank in ranks]
         for rank, cid in zip(ranks, ids, strict=True):
             singles[rank][qid] = cid
-    selected, order = _passes(range(len(matcher.profiles)), matcher, preps, holds, org_papers, combos, ids_of, singles)
-    return selected, [combos[cid] for cid in order]
-
-
-def _passes(
-    pidxs: range,
-    matcher: Matcher,
-    preps: list[Prepared],
-    holds: dict[int, list[int]],
-    org_papers: dict[str, list[int]],
-    combos: list[Combo],
-    ids_of: dict[int, list[int]],
-    singles: list[dict[int, int]],
-) -> tuple[Selected, list[int]]:
-    """Both passes for the profiles ``pidxs``: the ranks of each one's kept combos, best first, and its count;
-    and the combo ids in rank order."""
-    found = _first_pass(pidxs, matcher, preps, holds, org_papers, combos, ids_of, singles)
+    found = _first_pass(matcher, preps, holds, org_papers, combos, ids_of, singles)
+    # Pass 2: every combo is known now; rank them all once, then each profile's own.
     order = sorted(range(len(combos)), key=lambda cid: order_key(combos[cid][3], combos[cid][0]))
     ordinal = [0] * len(order)
     for position, cid in enumerate(order):
@@ -78,9 +63,8 @@ def _passes(
     rank_of = ordinal.__getitem__
     ranks_of = {qid: sorted(map(rank_of, ids)) for qid, ids in ids_of.items()}
     get_ranks = ranks_of.__getitem__
-    out = []
-    profiles = matcher.profiles
-    for pidx, (true_ids, combined, drop) in zip(pidxs, found, strict=True):
+    selected = []
+    for profile, (true_ids, combined, drop) in zip(matcher.profiles, found, strict=True):
         if drop:
             dropped = set(map(rank_of, drop))
             ranks = chain(chain.from_iterable(map(get_ranks, true_ids)), map(rank_of, combined))
@@ -91,12 +75,11 @@ def _passes(
             ranked = ranks_of[true_ids[0]]
         else:
             ranked = sorted(chain.from_iterable(map(get_ranks, true_ids)))
-        out.append((ranked[: profiles[pidx].max_papers], len(ranked)))
-    return out, order
+        selected.append((ranked[: profile.max_papers], len(ranked)))
+    return selected, [combos[cid] for cid in order]
 
 
 def _first_pass(
-    pidxs: range,
     matcher: Matcher,
     preps: list[Prepared],
     holds: dict[int, list[int]],
@@ -105,7 +88,7 @@ def _first_pass(
     ids_of: dict[int, list[int]],
     singles: list[dict[int, int]],
 ) -> list[tuple[Sequence[int], Sequence[int], Sequence[int]]]:
-    """Per profile: (its true keyword ids, the combos of its papers with several, their one-query combos).
+    """Pass 1, per profile: (its true keyword ids, the combos of its papers with several, their one-query combos).
 
     A filtered profile gives ((), its combo ids, ()). This is the hot loop of match_top: C-level calls where
     it can be.
@@ -120,7 +103,7 @@ def _first_pass(
     out: list[tuple[Sequence[int], Sequence[int], Sequence[int]]] = []
     append = out.append
     plain, keyword_ids = matcher.plain, matcher.keyword_ids
-    for pidx in pidxs:
+    for pidx in range(len(matcher.profiles)):
         if not plain[pidx]:
             append((_NONE, _filtered_ids(pidx, holds, matcher, preps, org_papers, combos), _NONE))
             continue
