@@ -30,6 +30,7 @@ from markupsafe import Markup
 from digest.errors import RenderError
 from digest.models import Digest, Match, Paper, RenderedEmail
 from digest.textmap import Esc as _Esc
+from digest.textmap import b64_bound as _b64_bound
 from digest.textmap import clean as _clean
 from digest.textmap import cut_offset as _cut
 from digest.textmap import escape as _escape
@@ -38,7 +39,6 @@ from digest.textmap import html_size_estimate, safe_url
 from digest.textmap import md_guard as _md_guard
 from digest.textmap import md_inline as _md_inline
 from digest.textmap import qp as _qp
-from digest.textmap import qp_bound as _qp_bound
 from digest.textmap import splice as _splice
 from digest.textmap import wrap_breaks as _wrap_breaks
 
@@ -61,8 +61,8 @@ class RenderOptions:
     """Knobs shared by every digest of a run."""
 
     abstract_chars: int = 600  # abstracts are cut at a word boundary near this length
-    # Budget for the HTML, counted as its quoted-printable size (never below its size as sent, decoded: Gmail
-    # clips a message whose HTML passes ~102 KB).
+    # Budget for the HTML part as sent (base64, bounded from the quoted-printable cost of its pieces): Gmail
+    # clips a message whose HTML passes ~102 KB, and whether it counts encoded bytes is not documented.
     max_html_bytes: int = 90_000
     templates_dir: Path | None = None  # user overrides, searched before the default templates
     base_url: str | None = None  # where "N more papers" points when the user has no feed
@@ -461,12 +461,12 @@ def _render(
             for i in range(count):
                 cq, cl = _card_qp(prepared[i], spans[i], reason_qp[i], level)
                 q, lines = q + cq, lines + cl
-            return _qp_bound(q, lines)
+            return _b64_bound(q, lines)
 
         budget = opts.max_html_bytes
         level = next((lv for lv in range(len(cache.levels)) if cost(lv, count) <= budget), len(cache.levels) - 1)
         if cost(level, count) > budget:
-            per_card = [_qp_bound(*_card_qp(prepared[i], spans[i], reason_qp[i], level)) for i in range(count)]
+            per_card = [_b64_bound(*_card_qp(prepared[i], spans[i], reason_qp[i], level)) for i in range(count)]
             room = budget - (cost(level, 1) - per_card[0])
             count = max(1, sum(1 for used in accumulate(per_card) if used <= room))
             while count > 1 and cost(level, count) > budget:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 __all__ = ["ALLOWED_SCHEMES", "Esc", "clean", "cut_offset", "escape", "hit_spans", "html_size_estimate"]
-__all__ += ["md_guard", "md_inline", "qp", "qp_bound", "safe_url", "splice", "wrap_breaks"]
+__all__ += ["b64_bound", "md_guard", "md_inline", "qp", "qp_bound", "safe_url", "splice", "wrap_breaks"]
 
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 # C0/C1-ish characters that are never text; runs of them and whitespace collapse to one space.
@@ -221,6 +221,13 @@ def qp(text: str) -> int:
     raw = text.encode()
     # Every byte of a multi-byte character becomes =XX, and there are at most twice the extra bytes of them.
     return len(raw) + 2 * (raw.count(b"=") + 2 * (len(raw) - len(text)))
+
+
+def b64_bound(q: int, lines: int) -> int:
+    """Size bound of the base64 encoding (76-character CRLF lines) of text with ``qp`` octets ``q`` (never fewer
+    than its UTF-8 bytes) and ``lines`` newlines, each sent as CRLF."""
+    encoded = 4 * -(-(q + lines) // 3)
+    return encoded + 2 * -(-encoded // 76)
 
 
 def qp_bound(q: int, lines: int) -> int:
