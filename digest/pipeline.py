@@ -327,7 +327,8 @@ def _deliver(
             if options.stop():
                 break
             name = f"{row.user}-{row.period.replace(':', '')}.eml"
-            (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
+            data = row.message if row.message is not None else outbox.load_message(conn, row.id)
+            (options.dry_run / name).write_bytes(data)
             counts["sent"] += 1
             if options.progress:
                 options.progress(counts["sent"], total)
@@ -490,7 +491,7 @@ def run_once(
             written = write_feeds(conn, cfg, users=options.users, changed_users=pending_feeds, writer=writer)
             stages["feeds"] += time.perf_counter() - started
             if options.dry_run is None:
-                outbox.prune_messages(conn, sent_before=now - timedelta(days=cfg.digest.keep_sent_days))
+                outbox.prune_messages(conn, before=now - timedelta(days=cfg.digest.keep_sent_days))
             status = "failed" if errors or failed else "ok"
             report = RunReport(
                 dumps=tuple(reports),

@@ -105,14 +105,17 @@ MIGRATIONS: tuple[str, ...] = (
     # v3: message bodies move to their own table. SQLite rewrites a whole row on UPDATE, so marking a row
     # with its ~45 KB body inline 'sent' wrote ~100 KB to the WAL, and a user's feed and watermark queries
     # read past the body of every row of their history (indexes now answer them: 1.9 ms -> 33 us per user
-    # after 120 daily runs).
+    # after 120 daily runs). Only bodies that may still be sent move (v2 kept every sent body forever; a
+    # one-off VACUUM gives their space back to the disk). outbox.message stays, always NULL: DROP COLUMN
+    # needs SQLite 3.35, newer than some distributions' Python.
     """
     CREATE TABLE outbox_messages (
         id INTEGER PRIMARY KEY REFERENCES outbox(id),
         message BLOB NOT NULL
     );
-    INSERT INTO outbox_messages (id, message) SELECT id, message FROM outbox WHERE message IS NOT NULL;
-    ALTER TABLE outbox DROP COLUMN message;
+    INSERT INTO outbox_messages (id, message)
+        SELECT id, message FROM outbox WHERE message IS NOT NULL AND status IN ('pending', 'deferred');
+    UPDATE outbox SET message = NULL WHERE message IS NOT NULL;
     CREATE INDEX outbox_feed ON outbox(user, id, status, paper_keys) WHERE status != 'empty';
     CREATE INDEX outbox_until ON outbox(user, papers_until);
     """,

@@ -179,19 +179,52 @@ def test_feed_and_watermark_queries_read_indexes(store_path: Path) -> None:
 
 
 def test_v2_store_moves_its_message_bodies_to_their_own_table(tmp_path: Path) -> None:
-    """Migrating a v2 store keeps every queued message body, now in outbox_messages, and drops the old column."""
+    """Migrating a v2 store keeps the bodies of queued messages (now in outbox_messages) and drops sent ones."""
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     for step, script in enumerate(store.MIGRATIONS[:2]):
         old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-    old.execute(
-        "INSERT INTO outbox (user, period, created_at, papers_until, message, status) "
-        "VALUES ('ada', '2026-11-23', 'x', 'x', ?, 'pending')",
-        (b"From: a\r\n\r\nbody\r\n",),
+    old.executemany(
+        "INSERT INTO outbox (user, period, created_at, papers_until, message, status) VALUES (?, ?, 'x', 'x', ?, ?)",
+        [("ada", "2026-11-23", b"From: a\r\n\r\nqueued\r\n", "pending"), ("bob", "2026-11-22", b"sent", "sent")],
     )
     old.commit()
     old.close()
     conn = store.open_store(path)
     assert store.schema_version(conn) == len(store.MIGRATIONS)
-    assert outbox.load_message(conn, 1) == b"From: a\r\n\r\nbody\r\n"
-    assert "message" not in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    assert outbox.load_message(conn, 1) == b"From: a\r\n\r\nqueued\r\n"
+    assert outbox.load_message(conn, 2) == b""
+    assert conn.execute("SELECT count(*) FROM outbox WHERE message IS NOT NULL").fetchone()[0] == 0
+    assert [tuple(r) for r in conn.execute("SELECT user, status FROM outbox ORDER BY id")] == [
+        ("ada", "pending"),
+        ("bob", "sent"),
+    ]
+
+
+def test_prune_drops_old_sent_and_failed_bodies_only(store_path: Path) -> None:
+    """Bodies sent or failed before the cutoff go; pending ones and newer sent ones stay, and so do all rows."""
+    conn = store.open_store(store_path)
+    day = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    with store.transaction(conn):
+        ids = [
+            outbox.add_message(
+                conn,
+                user=user,
+                period="p",
+                run_id=None,
+                papers_until=day,
+                paper_keys=["k"],
+                message=b"m",
+                message_id="i",
+                sender="a@b",
+                recipient="c@d",
+                now=day,
+            )
+            for user in ("old-sent", "new-sent", "old-failed", "old-pending")
+        ]
+    outbox.mark_sent(conn, ids[0], code=250, reply="ok", now=day)
+    outbox.mark_sent(conn, ids[1], code=250, reply="ok", now=day + timedelta(days=10))
+    outbox.mark_failed(conn, ids[2], status="failed", code=550, reply="no", now=day)
+    assert outbox.prune_messages(conn, before=day + timedelta(days=5)) == 2
+    assert [outbox.load_message(conn, i) for i in ids] == [b"", b"m", b"", b"m"]
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 4
