@@ -43,9 +43,8 @@ __all__ = [
 WEIGHTS = {TITLE: 3.0, ABSTRACT: 1.0, ORG: 1.0}
 REPEAT_WEIGHT = 0.5
 ORG_BOOST = 2.0
-_NO_KEYS: frozenset[tuple[int, str]] = frozenset()
 
-# What a match_top sort key stands for: the paper, the true keyword query ids, the org boost and the score.
+# A combo (digest.top): the paper, the true keyword query ids there, the org boost, and their score.
 Combo = tuple["Prepared", tuple[int, ...], bool, float]
 
 
@@ -187,17 +186,6 @@ def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Pa
         parts.append(part)
     if len(parts) == 1:
         return parts[0]
-    if len(parts) == 2 and parts[0][0].isdisjoint(parts[1][0]):  # the common case, kept cheap
-        a, b = parts
-        return (
-            _NO_KEYS,  # a merged part is never merged again
-            _merge_hits(a[1], b[1]) if a[1] and b[1] else a[1] or b[1],
-            _merge_hits(a[2], b[2]) if a[2] and b[2] else a[2] or b[2],
-            _merge_hits(a[3], b[3]) if a[3] and b[3] else a[3] or b[3],
-            f"{a[4]}, {b[4]}" if a[4] and b[4] else a[4] or b[4],
-            f"{a[5]}, {b[5]}" if a[5] and b[5] else a[5] or b[5],
-            f"{a[6]}, {b[6]}" if a[6] and b[6] else a[6] or b[6],
-        )
     keys = frozenset().union(*map(_part_keys, parts))
     if len(keys) < sum(map(len, map(_part_keys, parts))):  # a term shared by two queries counts once
         return _part(matcher, prep, list(chain.from_iterable(map(prep.true.__getitem__, qids))))
@@ -215,6 +203,8 @@ def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Pa
 
 def _merge_hits(a: tuple[Hit, ...], b: tuple[Hit, ...]) -> tuple[Hit, ...]:
     """Two offset-sorted runs of hits, merged."""
+    if not a or not b:
+        return a or b
     if len(a) == 1 and len(b) == 1:  # one hit each: the usual case
         return (a[0], b[0]) if (a[0].start, a[0].end) <= (b[0].start, b[0].end) else (b[0], a[0])
     return tuple(sorted(a + b, key=_hit_start))
@@ -227,9 +217,7 @@ def build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: 
         a = parts.get(qids[0]) or _query_part(matcher, prep, qids[0])
         b = parts.get(qids[1]) or _query_part(matcher, prep, qids[1])
         if a[0].isdisjoint(b[0]):
-            title = _merge_hits(a[1], b[1]) if a[1] and b[1] else a[1] or b[1]
-            abstract = _merge_hits(a[2], b[2]) if a[2] and b[2] else a[2] or b[2]
-            org = _merge_hits(a[3], b[3]) if a[3] and b[3] else a[3] or b[3]
+            title, abstract, org = _merge_hits(a[1], b[1]), _merge_hits(a[2], b[2]), _merge_hits(a[3], b[3])
             reasons = []
             if a[4] or b[4]:
                 reasons.append(f"title: {a[4]}, {b[4]}" if a[4] and b[4] else "title: " + (a[4] or b[4]))

@@ -130,17 +130,7 @@ def _first_pass(
             rank = bit >> 2
             qids = tuple(filter(trues[rank].__contains__, true_ids))
             cid = cached[rank].get(qids)
-            if cid is None:
-                prep = preps[rank]
-                if len(qids) == 2:  # the common combination: two one-query combos' scores, summed when disjoint
-                    keys_a, score_a = prep.scores[qids[0]]
-                    keys_b, score_b = prep.scores[qids[1]]
-                    if keys_a.isdisjoint(keys_b):
-                        cid = cached[rank][qids] = len(combos)
-                        combos.append((prep, qids, False, round(score_a + score_b, 6)))
-                if cid is None:
-                    cid = _new_combo(combos, prep, qids, False)
-            combined.append(cid)
+            combined.append(_new_combo(combos, preps[rank], qids, False) if cid is None else cid)
             drop += map(singles[rank].__getitem__, qids)
         append((true_ids, combined, drop))
     return out
