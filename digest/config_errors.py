@@ -24,8 +24,15 @@ __all__ = [
 ]  # fmt: skip
 
 # Keys people reach for when they mean to put a secret in the file; each maps to the indirection to use.
-_SECRET_KEYS = {"password": "password_env", "passwd": "password_env", "smtp_password": "password_env",
-                "pass": "password_env", "secret": "secret_env", "token": "secret_env", "api_key": "secret_env"}
+_SECRET_KEYS = {
+    "password": "password_env",
+    "passwd": "password_env",
+    "smtp_password": "password_env",
+    "pass": "password_env",
+    "secret": "secret_env",
+    "token": "secret_env",
+    "api_key": "secret_env",
+}
 
 
 # ---------------------------------------------------------------------------------------------- problems
@@ -233,9 +240,17 @@ def schema_at(root: type[BaseModel], loc: Loc) -> tuple[type[BaseModel] | None, 
 
 
 _EXPECTED = {
-    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number",
-    "bool_type": "true or false", "tuple_type": "an array", "list_type": "an array", "model_type": "a table",
-    "dict_type": "a table", "is_instance_of": "a string (a path)", "path_type": "a string (a path)",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "tuple_type": "an array",
+    "list_type": "an array",
+    "model_type": "a table",
+    "dict_type": "a table",
+    "is_instance_of": "a string (a path)",
+    "path_type": "a string (a path)",
 }
 
 
@@ -247,8 +262,10 @@ def pydantic_message(err: Any, root: type[BaseModel]) -> str:
         return str(ctx["text"])
     if kind == "extra_forbidden":
         if key.casefold() in _SECRET_KEYS:
-            return (f'expected {_SECRET_KEYS[key.casefold()]} = "NAME_OF_AN_ENV_VAR", got a secret in the file '
-                    f"(value not shown): secrets are only read from environment variables")
+            return (
+                f'expected {_SECRET_KEYS[key.casefold()]} = "NAME_OF_AN_ENV_VAR", got a secret in the file '
+                f"(value not shown): secrets are only read from environment variables"
+            )
         model = schema_at(root, loc[:-1])[0]
         known = list(model.model_fields) if model else []
         near = closest(key, known)
@@ -257,15 +274,21 @@ def pydantic_message(err: Any, root: type[BaseModel]) -> str:
         return f'expected one of {", ".join(known)}, got unknown key "{key}"'
     if kind == "missing":
         field = schema_at(root, loc)[1]
-        return f"expected {field.description if field and field.description else 'a value'}, got nothing " \
-               "(the key is required)"
+        return (
+            f"expected {field.description if field and field.description else 'a value'}, got nothing "
+            "(the key is required)"
+        )
     if kind == "literal_error":
         options = re.findall(r"'([^']*)'", ctx.get("expected", ""))
         near = closest(str(found), options) if isinstance(found, str) else None
         tip = f' (did you mean "{near}"?)' if near else ""
         return f"expected one of {', '.join(json.dumps(o) for o in options)}{tip}, got {show(found, typed=True)}"
-    bounds = {"greater_than_equal": ">= {ge}", "greater_than": "> {gt}", "less_than_equal": "<= {le}",
-              "less_than": "< {lt}"}
+    bounds = {
+        "greater_than_equal": ">= {ge}",
+        "greater_than": "> {gt}",
+        "less_than_equal": "<= {le}",
+        "less_than": "< {lt}",
+    }
     if kind in bounds:
         tidy = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
         return f"expected a number {bounds[kind].format(**tidy)}, got {show(found)}"
@@ -280,4 +303,3 @@ def pydantic_message(err: Any, root: type[BaseModel]) -> str:
             expected = f"an array of {field.description}"
         return f"expected {expected}, got {show(found, typed=True)}"
     return f"expected a valid value ({err['msg']}), got {show(found)}"
-

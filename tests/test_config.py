@@ -98,14 +98,19 @@ def test_example_queries_parse() -> None:
 def test_example_documents_every_key() -> None:
     """Each key of each section appears in config.example.toml, set or as a commented '# key =' line."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    sections = {"digest": DigestSettings, "mail": MailSettings, "smtp": SmtpSettings, "feeds": FeedSettings,
-                "server": ServerSettings, "[users]": UserSettings}
+    sections = {
+        "digest": DigestSettings,
+        "mail": MailSettings,
+        "smtp": SmtpSettings,
+        "feeds": FeedSettings,
+        "server": ServerSettings,
+        "[users]": UserSettings,
+    }
     missing = []
     for header, model in sections.items():
         body = re.search(rf"^\[{re.escape(header)}\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
         assert body, header
-        missing += [f"{header}.{key}" for key in model.model_fields
-                    if not re.search(rf"^(# )?{key} = ", body[1], re.M)]
+        missing += [f"{header}.{key}" for key in model.model_fields if not re.search(rf"^(# )?{key} = ", body[1], re.M)]
     assert missing == []
 
 
@@ -209,8 +214,14 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load_config(path, env={})
     lines = str(info.value.message).splitlines()
     assert [line.split(": ")[1] for line in lines] == [
-        "digest.store", "mail.sender", "smtp.max_conections", "server.schedule", "server.timezone",
-        "users[0].keywords[1]", "users[1].name", "users[1].cadence",
+        "digest.store",
+        "mail.sender",
+        "smtp.max_conections",
+        "server.schedule",
+        "server.timezone",
+        "users[0].keywords[1]",
+        "users[1].name",
+        "users[1].cadence",
     ]
     assert [p.line for p in info.value.problems] == [2, 5, 8, 11, 12, 19, 23, 26]
     assert all(re.fullmatch(rf"{re.escape(str(path))}:\d+: \S+: expected .+, got .+", line) for line in lines)
@@ -224,7 +235,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         ('[digest]\nabstract_chars = "600"\n', "digest.abstract_chars", 'expected an integer, got "600" (a string)'),
         ("[smtp]\nallow_insecure = 1\n", "smtp.allow_insecure", "expected true or false, got 1 (an integer)"),
         ("[feeds]\nmax_entries = 0\n", "feeds.max_entries", "expected a number >= 1, got 0"),
-        ('[mail]\nlist_id = "nodot"\n', "mail.list_id", 'expected a dot-atom list id'),
+        ('[mail]\nlist_id = "nodot"\n', "mail.list_id", "expected a dot-atom list id"),
         ('[digest]\nbase_url = "http://x.org"\n', "digest.base_url", "expected an absolute https:// URL"),
         ('[server]\nlisten = "8080"\n', "server.listen", 'expected "host:port"'),
         ('[server]\nschedule = "0 7 * *"\n', "server.schedule", "expected a 5-field crontab expression"),
@@ -258,7 +269,7 @@ def test_invalid_global_value_is_reported(tmp_path: Path, snippet: str, path: st
         ("max_papers = 0", "users[0].max_papers", "expected a number >= 1"),
         ('timezone = "Mars/Olympus"', "users[0].timezone", "expected an IANA time zone"),
         ('name = "a b"', "users[0].name", "expected a name of letters, digits"),
-        ("exclude = [\"\"]", "users[0].exclude[0]", "expected a query, got an empty string"),
+        ('exclude = [""]', "users[0].exclude[0]", "expected a query, got an empty string"),
     ],
 )
 def test_invalid_user_value_is_reported(tmp_path: Path, extra: str, path: str, expected: str) -> None:

@@ -73,9 +73,7 @@ def test_kill_9_mid_run_then_rerun_sends_the_rest_once(tmp_path: Path, sink: Sin
     assert _rerun(tmp_path).returncode == 0 and len(sink.messages) == total  # a third run sends nothing
 
 
-def test_sigterm_mid_run_loses_nothing_and_sends_nothing_twice(
-    tmp_path: Path, sink: Sink, seeds: list[Path]
-) -> None:
+def test_sigterm_mid_run_loses_nothing_and_sends_nothing_twice(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
     """SIGTERM lets the current messages finish and commit; the next run sends exactly the rest."""
     sink.delay = 0.25
     proc = _start_run(tmp_path, sink.port, seeds[0])
