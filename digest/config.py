@@ -75,10 +75,8 @@ def _optional_email(value: str) -> str:
 def _env_name(value: str) -> str:
     if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         # Never echo the value: people paste the secret itself here.
-        raise _bad(
-            "expected the name of an environment variable (letters, digits, _), got something else "
-            "(not shown, it may be a secret)"
-        )
+        raise _bad("expected the name of an environment variable (letters, digits, _), got something else "
+                   "(not shown, it may be a secret)")
     return value
 
 
@@ -90,10 +88,8 @@ def _url(schemes: tuple[str, ...]) -> Any:
         plain = value.isascii() and not re.search(r"[\s<>,\"'\\\x00-\x1f\x7f]", value) and len(value) <= 200
         if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or not plain:
             expected = " or ".join(f"{s}://" for s in schemes)
-            raise _bad(
-                f"expected an absolute {expected} URL (ASCII, no spaces, query or fragment, at most "
-                f"200 characters), got {show(value)}"
-            )
+            raise _bad(f"expected an absolute {expected} URL (ASCII, no spaces, query or fragment, at most "
+                       f"200 characters), got {show(value)}")
         return value.rstrip("/")
 
     return check
@@ -119,10 +115,8 @@ def _cron(value: str) -> str:
         raise _bad(f"expected a 5-field crontab expression (minute hour day month weekday), got {show(value)}")
     if re.search(r"\d", fields[4]):
         # APScheduler 3 counts weekdays from Monday = 0, crontab from Sunday = 0: names are unambiguous.
-        raise _bad(
-            f"expected weekday names (mon-sun) in the weekday field, got {show(fields[4])} "
-            "(APScheduler reads 0 as Monday, crontab as Sunday)"
-        )
+        raise _bad(f"expected weekday names (mon-sun) in the weekday field, got {show(fields[4])} "
+                   "(APScheduler reads 0 as Monday, crontab as Sunday)")
     try:
         parse_cron(value, "UTC")
     except ValueError as exc:
@@ -174,7 +168,8 @@ def _query(value: str) -> str:
         why = exc.message.splitlines()[0].rstrip(":")
         if exc.position is not None and "at character" not in why:
             why += f" at character {exc.position + 1}"
-        raise _bad(f"expected a valid query, got {show(value)} ({why}{'; ' + exc.hint if exc.hint else ''})") from None
+        raise _bad(f"expected a valid query, got {show(value)} ({why}{'; ' + exc.hint if exc.hint else ''})") \
+            from None
     return value
 
 
@@ -194,9 +189,8 @@ Query = Annotated[str, AfterValidator(_query)]
 # TOML arrays arrive as lists; tuples keep the frozen sections hashable. Items stay strict.
 Queries = Annotated[tuple[Query, ...], Strict(False)]
 Texts = Annotated[tuple[Text, ...], Strict(False)]
-Formats = Annotated[
-    tuple[Literal["html", "markdown", "text"], ...], Strict(False), Field(min_length=1), AfterValidator(_unique)
-]
+Formats = Annotated[tuple[Literal["html", "markdown", "text"], ...], Strict(False), Field(min_length=1),
+                    AfterValidator(_unique)]
 
 
 def _platform_dir(kind: Literal["config", "data"], env: Mapping[str, str]) -> Path:
@@ -325,21 +319,11 @@ class UserSettings(_Section):
         """This user as the ``Profile`` the matcher and renderer use."""
         cadence = {"daily": "daily", "weekly": f"weekly:{self.weekday}", "cron": f"cron:{self.cron}"}[self.cadence]
         return Profile(
-            name=self.name,
-            email=self.email,
-            keywords=self.keywords,
-            exclude=self.exclude,
-            min_upvotes=self.min_upvotes,
-            organizations=self.organizations,
-            organizations_mode=self.organizations_mode,
-            max_papers=self.max_papers,
-            min_score=self.min_score,
-            cadence=cadence,
-            timezone=self.timezone,
-            send_time=self.send_time,
-            formats=self.formats,
-            feed=self.feed,
-            display_name=self.display_name or None,
+            name=self.name, email=self.email, keywords=self.keywords, exclude=self.exclude,
+            min_upvotes=self.min_upvotes, organizations=self.organizations,
+            organizations_mode=self.organizations_mode, max_papers=self.max_papers, min_score=self.min_score,
+            cadence=cadence, timezone=self.timezone, send_time=self.send_time, formats=self.formats,
+            feed=self.feed, display_name=self.display_name or None,
         )
 
 
@@ -386,29 +370,17 @@ def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
     """Rules spanning several keys, checked on the raw TOML so they are reported alongside type errors."""
     digest, smtp = raw.get("digest"), raw.get("smtp")
     if isinstance(digest, dict) and digest.get("base_url") and digest.get("secret_env", "DIGEST_SECRET") == "":
-        yield (
-            ("digest", "secret_env"),
-            "expected the name of the variable holding the secret (base_url is "
-            'set, so unsubscribe links must be signed), got ""',
-        )
+        yield ("digest", "secret_env"), "expected the name of the variable holding the secret (base_url is " \
+            'set, so unsubscribe links must be signed), got ""'
     if isinstance(smtp, dict):
         host, security = smtp.get("host", "localhost"), smtp.get("security", "starttls")
-        if (
-            security == "none"
-            and isinstance(host, str)
-            and not _is_loopback(host)
-            and smtp.get("allow_insecure") is not True
-        ):
-            yield (
-                ("smtp", "security"),
-                f'expected "starttls" or "tls" for the non-loopback host {show(host)} '
-                '(or allow_insecure = true), got "none"',
-            )
+        if security == "none" and isinstance(host, str) and not _is_loopback(host) \
+                and smtp.get("allow_insecure") is not True:
+            yield ("smtp", "security"), f'expected "starttls" or "tls" for the non-loopback host {show(host)} ' \
+                '(or allow_insecure = true), got "none"'
         if smtp.get("username") and smtp.get("password_env", "DIGEST_SMTP_PASSWORD") == "":
-            yield (
-                ("smtp", "password_env"),
-                'expected the name of the variable holding the password (username is set), got ""',
-            )
+            yield ("smtp", "password_env"), "expected the name of the variable holding the password " \
+                '(username is set), got ""'
     users = raw.get("users")
     if not isinstance(users, list):
         return
@@ -419,10 +391,8 @@ def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
         name = user.get("name")
         if isinstance(name, str) and name:
             if name.casefold() in seen:
-                yield (
-                    ("users", i, "name"),
-                    f"expected a unique name, got {show(name)} (users[{seen[name.casefold()]}] has it already)",
-                )
+                yield ("users", i, "name"), f"expected a unique name, got {show(name)} " \
+                    f"(users[{seen[name.casefold()]}] has it already)"
             seen.setdefault(name.casefold(), i)
         cadence = user.get("cadence", "daily")
         if cadence == "cron" and not user.get("cron"):
@@ -430,40 +400,28 @@ def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
         if user.get("cron") and cadence in ("daily", "weekly"):
             yield ("users", i, "cron"), f'expected no cron (cadence = "{cadence}"), got {show(user["cron"])}'
         if "weekday" in user and cadence in ("daily", "cron"):
-            yield (
-                ("users", i, "weekday"),
-                f'expected no weekday (cadence = "{cadence}"; use "weekly"), got {show(user["weekday"])}',
-            )
+            yield ("users", i, "weekday"), f'expected no weekday (cadence = "{cadence}"; use "weekly"), ' \
+                f"got {show(user['weekday'])}"
         if "send_time" in user and cadence == "cron":
-            yield (
-                ("users", i, "send_time"),
-                f"expected no send_time (the cron expression sets the time), got {show(user['send_time'])}",
-            )
+            yield ("users", i, "send_time"), "expected no send_time (the cron expression sets the time), " \
+                f"got {show(user['send_time'])}"
         orgs_only = user.get("organizations_mode") == "only" and user.get("organizations")
         if user.get("keywords", []) == [] and not orgs_only:
-            yield (
-                ("users", i, "keywords"),
-                'expected at least one query (or organizations with organizations_mode = "only"), got none',
-            )
+            yield ("users", i, "keywords"), "expected at least one query (or organizations with " \
+                'organizations_mode = "only"), got none'
 
 
 def _warnings(parsed: _File) -> Iterator[tuple[Loc, str]]:
     """Settings that are valid but will bite: no way to unsubscribe, a send time in the DST window."""
     if not parsed.digest.base_url and not parsed.mail.unsubscribe_mailto:
-        yield (
-            ("mail", "unsubscribe_mailto"),
-            "no unsubscribe method: set [digest].base_url (one-click link) "
-            "or [mail].unsubscribe_mailto before sending mail",
-        )
+        yield ("mail", "unsubscribe_mailto"), "no unsubscribe method: set [digest].base_url (one-click link) " \
+            "or [mail].unsubscribe_mailto before sending mail"
     for i, user in enumerate(parsed.users):
         zone = zoneinfo.ZoneInfo(user.timezone)
         jan, jul = (datetime(2026, m, 1, tzinfo=zone).utcoffset() for m in (1, 7))
         if user.cadence != "cron" and jan != jul and "01:00" <= user.send_time < "04:00":
-            yield (
-                ("users", i, "send_time"),
-                f"{user.send_time} is inside the {user.timezone} DST change "
-                "window (01:00-03:59): on change days it may fire twice or not at all",
-            )
+            yield ("users", i, "send_time"), f"{user.send_time} is inside the {user.timezone} DST change " \
+                "window (01:00-03:59): on change days it may fire twice or not at all"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -476,18 +434,17 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"config file {file} not found", "check the path, or run `digest init` to write a starter config"
-        ) from None
+        raise ConfigError(f"config file {file} not found",
+                          "check the path, or run `digest init` to write a starter config") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror}", "check the path and permissions") from None
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}", "check the path and permissions") \
+            from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigValidationError(
-            [ConfigProblem(file, line, "", "expected UTF-8 text, got bytes that are not UTF-8")]
-        ) from None
+        raise ConfigValidationError([ConfigProblem(file, line, "", "expected UTF-8 text, got bytes that are "
+                                                   "not UTF-8")]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -495,10 +452,8 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
         what = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
         line = int(where[1]) if where else text.count("\n") + 1
         col = f" at column {where[2]}" if where else ""
-        raise ConfigValidationError(
-            [ConfigProblem(file, line, "", f"expected valid TOML, got {what}{col}")],
-            "fix the TOML syntax (https://toml.io)",
-        ) from None
+        raise ConfigValidationError([ConfigProblem(file, line, "", f"expected valid TOML, got {what}{col}")],
+                                    "fix the TOML syntax (https://toml.io)") from None
 
     found: list[tuple[Loc, str]] = []
     parsed: _File | None = None
@@ -522,16 +477,8 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
     warnings = tuple(located(file, text, list(_warnings(parsed))))
     for warning in warnings:
         log.warning("%s", warning)
-    return Config(
-        path=Path(path).resolve(),
-        digest=parsed.digest,
-        mail=mail,
-        smtp=smtp,
-        feeds=feeds,
-        server=parsed.server,
-        users=parsed.users,
-        warnings=warnings,
-    )
+    return Config(path=Path(path).resolve(), digest=parsed.digest, mail=mail, smtp=smtp, feeds=feeds,
+                  server=parsed.server, users=parsed.users, warnings=warnings)
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -550,17 +497,13 @@ def find_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
         if value:
             path = Path(value).expanduser()
             if not path.is_file():
-                raise ConfigError(
-                    f"config file {path} (from {origin}) not found",
-                    f"check {origin}, or run `digest init {path}` to write a starter config there",
-                )
+                raise ConfigError(f"config file {path} (from {origin}) not found",
+                                  f"check {origin}, or run `digest init {path}` to write a starter config there")
             return path
     path = default_config_path(env)
     if not path.is_file():
-        raise ConfigError(
-            f"no config file: not given with --config or ${CONFIG_ENV}, and {path} does not exist",
-            f"run `digest init` to write a starter config to {path}",
-        )
+        raise ConfigError(f"no config file: not given with --config or ${CONFIG_ENV}, and {path} does not exist",
+                          f"run `digest init` to write a starter config to {path}")
     return path
 
 
@@ -573,10 +516,8 @@ def secret(config: Config, env: Mapping[str, str]) -> bytes:
     value = env.get(name, "")
     if len(value) < MIN_SECRET_CHARS:
         problem = "is not set" if not value else f"is shorter than {MIN_SECRET_CHARS} characters"
-        raise ConfigError(
-            f"environment variable {name} (named by {where}) {problem}",
-            f"export {name}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"",
-        )
+        raise ConfigError(f"environment variable {name} (named by {where}) {problem}",
+                          f"export {name}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"")
     return value.encode("utf-8")
 
 
@@ -588,10 +529,8 @@ def smtp_password(config: Config, env: Mapping[str, str]) -> str | None:
     where = f"[smtp].password_env in {config.path}"
     if not name or not env.get(name):
         var = f"environment variable {name}" if name else "no password variable"
-        raise ConfigError(
-            f"[smtp].username is set but {var} (named by {where}) is not set",
-            f"export {name or 'DIGEST_SMTP_PASSWORD'}=... before running, or clear [smtp].username",
-        )
+        raise ConfigError(f"[smtp].username is set but {var} (named by {where}) is not set",
+                          f"export {name or 'DIGEST_SMTP_PASSWORD'}=... before running, or clear [smtp].username")
     return env[name]
 
 
@@ -649,5 +588,6 @@ def write_starter_config(path: Path, *, force: bool = False) -> Path:
     except FileExistsError:
         raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it") from None
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
+            from None
     return path.resolve()
