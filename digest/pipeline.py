@@ -83,16 +83,26 @@ def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[Path]:
 
 def ingest_paths(
     conn: sqlite3.Connection, paths: Sequence[Path], *, now: datetime
-) -> tuple[list[IngestReport], list[str]]:
-    """Ingest each file; a refused dump is reported and the others go on."""
-    reports, errors = [], []
+) -> tuple[list[IngestReport], list[tuple[Path, str]]]:
+    """Ingest each file; a refused dump is returned with its error and the others go on."""
+    reports, refused = [], []
     for path in paths:
         try:
             reports.append(store.ingest(conn, sources.read_dump(path), now=now))
         except DumpError as exc:
-            errors.append(str(exc))
-            log.error("dump refused: %s", exc)
-    return reports, errors
+            refused.append((path, str(exc)))
+    return reports, refused
+
+
+def quarantine(path: Path) -> Path:
+    """Move a refused dump into the inbox's ``refused/`` folder, so later runs do not refuse it again."""
+    folder = path.parent / "refused"
+    folder.mkdir(exist_ok=True)
+    target, n = folder / path.name, 0
+    while target.exists():
+        n += 1
+        target = folder / f"{path.name}.{n}"
+    return path.rename(target)
 
 
 # ------------------------------------------------------------------------------------------ matching
@@ -445,7 +455,13 @@ def run_once(
             stages: defaultdict[str, float] = defaultdict(float)
             started = time.perf_counter()
             reports, refused = ingest_paths(conn, paths, now=now)
-            errors += refused
+            for path, message in refused:
+                # A refused dump left in the inbox would fail every later run too: one report, then it moves.
+                if options.dry_run is None and path.parent == cfg.digest.inbox:
+                    moved = quarantine(path)
+                    message += f" (moved to {moved}; fix it and move it back into the inbox to retry)"
+                log.error("dump refused: %s", message)
+                errors.append(message)
             stages["ingest"] = time.perf_counter() - started
             plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             sent = deferred = failed = 0

@@ -247,6 +247,26 @@ def test_refused_dump_is_reported_and_others_go_on(cfg: config.Config, sink: Sin
     assert len(report.errors) == 1 and "0-broken.json" in report.errors[0]
 
 
+def test_refused_dump_moves_aside_and_is_reported_once(cfg: config.Config, sink: Sink, seeds: list[Path]) -> None:
+    """A refused inbox dump moves to inbox/refused/ (the error says where); the next run does not refuse it again."""
+    (cfg.digest.inbox / "0-broken.json").write_text('{"error": "Sorry"}')
+    (cfg.digest.inbox / "refused").mkdir()
+    (cfg.digest.inbox / "refused" / "0-broken.json").write_text("an older refused file")
+    report = _run(cfg, MONDAY)
+    moved = cfg.digest.inbox / "refused" / "0-broken.json.1"
+    assert moved.read_text() == '{"error": "Sorry"}' and not (cfg.digest.inbox / "0-broken.json").exists()
+    assert str(moved) in report.errors[0] and "move it back into the inbox" in report.errors[0]
+    assert _run(cfg, MONDAY + timedelta(hours=1)).errors == ()
+
+
+def test_dry_run_leaves_a_refused_dump_in_place(cfg: config.Config, tmp_path: Path) -> None:
+    """A dry run reports a broken inbox dump but moves nothing."""
+    (cfg.digest.inbox / "0-broken.json").write_text('{"error": "Sorry"}')
+    report = _run(cfg, MONDAY, dry_run=tmp_path / "out")
+    assert len(report.errors) == 1 and (cfg.digest.inbox / "0-broken.json").exists()
+    assert not (cfg.digest.inbox / "refused").exists()
+
+
 def test_preview_never_writes(cfg: config.Config, seeds: list[Path]) -> None:
     """Preview from the store leaves the database file byte-identical."""
     _drop(cfg, seeds[0])
