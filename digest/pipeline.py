@@ -458,8 +458,11 @@ def run_once(
             for path, message in refused:
                 # A refused dump left in the inbox would fail every later run too: one report, then it moves.
                 if options.dry_run is None and path.parent == cfg.digest.inbox:
-                    moved = quarantine(path)
-                    message += f" (moved to {moved}; fix it and move it back into the inbox to retry)"
+                    try:
+                        moved = quarantine(path)
+                        message += f" (moved to {moved}; fix it and move it back into the inbox to retry)"
+                    except OSError as exc:
+                        message += f" (could not move it to {path.parent / 'refused'}: {exc.strerror})"
                 log.error("dump refused: %s", message)
                 errors.append(message)
             stages["ingest"] = time.perf_counter() - started
