@@ -62,7 +62,7 @@ from digest.rank import (
     query_entries,
     tiebreak_order,
 )
-from digest.top import kept_matches, select_top
+from digest.top import ranked_lists
 
 __all__ = [
     "ORG_BOOST",
@@ -394,13 +394,8 @@ def match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list
 
 def _match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list[Match], int]]:
     preps, holds, org_papers = _prepare_all(matcher, papers)
-    selected, combos = select_top(matcher, preps, holds, org_papers)
-    return {
-        profile.name: (matches, total)
-        for profile, matches, (_, total) in zip(
-            matcher.profiles, kept_matches(matcher, combos, selected), selected, strict=True
-        )
-    }
+    lists = ranked_lists(matcher, preps, holds, org_papers)
+    return {profile.name: found for profile, found in zip(matcher.profiles, lists, strict=True)}
 
 
 def match_profile(profile: Profile, papers: Sequence[Paper]) -> list[Match]:
