@@ -58,9 +58,7 @@ def ranked_lists(
     n_profiles = len(matcher.profiles)
     combos: list[Combo] = []
     singles = _single_combos(preps, holds, combos, len(matcher.queries))
-    prof, cids = _plain_rows(matcher, singles)
-    if len(cids):
-        prof, cids = _merge_several(prof, cids, singles, len(matcher.queries), preps, combos)
+    prof, cids = _merge_several(_plain_rows(matcher, singles), singles, len(matcher.queries), preps, combos)
     extra_prof: list[int] = []
     extra_cids: list[int] = []
     for pidx in np.flatnonzero(~np.fromiter(matcher.plain, bool, n_profiles)).tolist():
@@ -79,14 +77,18 @@ def ranked_lists(
     by_rank = np.argsort(keys, kind="stable")
     ordinal = np.empty(n_combos, _INT)
     ordinal[by_rank] = np.arange(n_combos, dtype=_INT)
-    rows = prof * n_combos + ordinal[cids]
-    rows.sort(kind="stable")
-    row_prof = rows // n_combos
-    rows -= row_prof * n_combos  # now the combo rank
-    counts = np.bincount(row_prof, minlength=n_profiles)
-    limits = np.fromiter((profile.max_papers for profile in matcher.profiles), _INT, n_profiles)
-    position = np.arange(len(rows), dtype=_INT) - np.repeat(np.cumsum(counts) - counts, counts)
-    kept = rows[position < np.repeat(limits, counts)]
+    counts = np.bincount(prof, minlength=n_profiles)
+    rows = prof * n_combos
+    del prof
+    rows += ordinal[cids]
+    del cids
+    rows.sort(kind="stable")  # a timsort: the rows are grouped by profile already
+    kept_counts = np.minimum(counts, np.fromiter((p.max_papers for p in matcher.profiles), _INT, n_profiles))
+    np.maximum(kept_counts, 0, out=kept_counts)
+    some = np.flatnonzero(kept_counts)
+    kept = rows[_ranges((np.cumsum(counts) - counts)[some], kept_counts[some])]
+    del rows
+    np.remainder(kept, n_combos, out=kept)  # each kept row's combo rank
 
     # Matches: one per kept combo, shared by every profile that kept it.
     distinct = np.flatnonzero(np.bincount(kept, minlength=n_combos))
@@ -95,10 +97,24 @@ def ranked_lists(
         (build_match(matcher, *combos[cid]) for cid in by_rank[distinct].tolist()), object, len(distinct)
     )
     flat = built[kept].tolist()
-    ends = np.cumsum(np.minimum(counts, np.maximum(limits, 0))).tolist()
+    ends = np.cumsum(kept_counts).tolist()
     return [
         (flat[start:end], count) for start, end, count in zip(chain((0,), ends), ends, counts.tolist(), strict=False)
     ]
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """starts[0], starts[0] + 1, ..., starts[0] + lengths[0] - 1, starts[1], ...: the ranges concatenated.
+
+    ``lengths`` must all be positive. One array is allocated (np.repeat + np.arange would take three).
+    """
+    out = np.ones(int(lengths.sum()), _INT)
+    if len(out):
+        out[0] = starts[0]
+        # The first row of each later range jumps from the previous range's last value to its own start.
+        out[np.cumsum(lengths[:-1])] = starts[1:] - starts[:-1] - lengths[:-1] + 1
+        np.cumsum(out, out=out)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,41 +154,44 @@ def _single_combos(preps: list[Prepared], holds: dict[int, list[int]], combos: l
     return _Singles(np.array(ranks, _INT), np.array(qids, _INT), by_query, start, length)
 
 
-def _plain_rows(matcher: Matcher, singles: _Singles) -> tuple[np.ndarray, np.ndarray]:
-    """(profile, single combo id) of every (plain profile, keyword, paper where it holds), grouped by profile."""
+def _plain_rows(matcher: Matcher, singles: _Singles) -> np.ndarray:
+    """One row per (plain profile, keyword, paper where it holds): profile x number of singles + single combo id,
+    grouped by profile."""
     n_profiles = len(matcher.profiles)
     per_profile = np.fromiter(map(len, matcher.keyword_ids), _INT, n_profiles)
     qids = np.fromiter(chain.from_iterable(matcher.keyword_ids), _INT, int(per_profile.sum()))
-    owner = np.repeat(np.arange(n_profiles, dtype=_INT), per_profile)
-    papers = singles.length[qids] * np.repeat(np.fromiter(matcher.plain, bool, n_profiles), per_profile)
+    papers = singles.length[qids]
+    if not all(matcher.plain):
+        papers[~np.repeat(np.fromiter(matcher.plain, bool, n_profiles), per_profile)] = 0
     true = np.flatnonzero(papers)
-    qids, owner, papers = qids[true], owner[true], papers[true]
-    ends = np.cumsum(papers)
-    # Row r of keyword entry e is that query's combo number (r - first row of e).
-    first = np.repeat(singles.start[qids] - (ends - papers), papers)
-    first += np.arange(int(ends[-1]) if len(ends) else 0, dtype=_INT)
-    return np.repeat(owner, papers), singles.by_query[first]
+    owner = np.repeat(np.arange(n_profiles, dtype=_INT), per_profile)[true]
+    qids, papers = qids[true], papers[true]
+    cids = singles.by_query[_ranges(singles.start[qids], papers)]
+    rows = np.repeat(owner * len(singles.rank), papers)
+    rows += cids
+    return rows
 
 
 def _merge_several(
-    prof: np.ndarray, cids: np.ndarray, singles: _Singles, n_queries: int, preps: list[Prepared], combos: list[Combo]
+    rows: np.ndarray, singles: _Singles, n_queries: int, preps: list[Prepared], combos: list[Combo]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rows sorted by (profile, single combo id), each paper a profile reaches through several keywords
-    replaced by one row of the combo of all of them."""
-    n_singles = len(singles.rank)
-    rows = prof * n_singles + cids
+    """(profile, combo id) of every row, sorted by profile, each paper a profile reaches through several keywords
+    reduced to one row: the combo of all of them."""
+    n_singles = max(len(singles.rank), 1)
     rows.sort(kind="stable")  # a timsort: the rows are already grouped by profile
     prof = rows // n_singles
-    cids = rows - prof * n_singles
+    cids = np.remainder(rows, n_singles, out=rows)
     paper = singles.rank[cids]
-    later = np.zeros(len(rows), bool)  # the same (profile, paper) as the row before
+    later = np.zeros(len(cids), bool)  # the same (profile, paper) as the row before
     np.logical_and(prof[1:] == prof[:-1], paper[1:] == paper[:-1], out=later[1:])
+    del paper
     if not later.any():
         return prof, cids
-    heads = np.flatnonzero(~later)
-    sizes = np.diff(np.append(heads, len(rows)))
-    several = sizes > 1
-    first, size = heads[several], sizes[several]
+    # A group (a paper reached through several keywords) is a row and the run of ``later`` rows after it.
+    edges = np.diff(later.view(np.int8), prepend=0, append=0)
+    runs = np.flatnonzero(edges == 1)
+    first, size = runs - 1, np.flatnonzero(edges == -1) - runs + 1
+    del edges
     group_cid = np.empty(len(first), _INT)
     pairs = np.flatnonzero(size == 2)
     if len(pairs) and len(preps) * n_queries * n_queries < 2**62:
@@ -190,9 +209,10 @@ def _merge_several(
         others = np.arange(len(first))
     for g, start, n in zip(others.tolist(), first[others].tolist(), size[others].tolist(), strict=True):
         members = cids[start : start + n]
-        group_cid[g] = _combo_id(combos, preps[int(paper[start])], tuple(singles.qid[members].tolist()), False)
+        rank = int(singles.rank[members[0]])
+        group_cid[g] = _combo_id(combos, preps[rank], tuple(singles.qid[members].tolist()), False)
     cids[first] = group_cid
-    keep = ~later
+    keep = np.logical_not(later, out=later)
     return prof[keep], cids[keep]
 
 
