@@ -62,7 +62,6 @@ from digest.rank import (
     query_entries,
     tiebreak_order,
 )
-from digest.top import ranked_lists
 
 __all__ = [
     "ORG_BOOST",
@@ -394,6 +393,8 @@ def match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list
 
 def _match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list[Match], int]]:
     preps, holds, org_papers = _prepare_all(matcher, papers)
+    from digest.top import ranked_lists  # imports numpy (~70 ms): only commands that rank many profiles pay it
+
     lists = ranked_lists(matcher, preps, holds, org_papers)
     return {profile.name: found for profile, found in zip(matcher.profiles, lists, strict=True)}
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read 
 __all__ = ["ranked_lists"]
 
 _INT = np.int64
+# Groups of two keywords are deduplicated as one int64 (paper, query, query) when it fits, else one by one.
+PACK_LIMIT = 2**62
 _score = operator.itemgetter(3)
 _prep = operator.itemgetter(0)
 
@@ -194,7 +196,7 @@ def _merge_several(
     del edges
     group_cid = np.empty(len(first), _INT)
     pairs = np.flatnonzero(size == 2)
-    if len(pairs) and len(preps) * n_queries * n_queries < 2**62:
+    if len(pairs) and len(preps) * n_queries * n_queries < PACK_LIMIT:
         # Two keywords (most groups): one Python call per distinct (paper, query, query).
         a, b = cids[first[pairs]], cids[first[pairs] + 1]
         code = (singles.rank[a] * n_queries + singles.qid[a]) * n_queries + singles.qid[b]

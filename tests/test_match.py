@@ -18,6 +18,7 @@ import pytest
 import regex
 
 import digest.query as query_module
+import digest.top
 from digest.errors import ConfigError, QueryError
 from digest.match import (
     ORG_BOOST,
@@ -752,8 +753,14 @@ def test_match_all_equals_match_profile_one_by_one(seed_papers: tuple[Paper, ...
         assert together[prof.name] == match_profile(prof, seed_papers)
 
 
-def test_match_top_is_match_all_cut_to_max_papers(seed_papers: tuple[Paper, ...]) -> None:
-    """For 300 random profiles with max_papers 1-30, match_top gives match_all's first max_papers and the total."""
+@pytest.mark.parametrize("packed", [True, False], ids=["packed-pairs", "pairs-one-by-one"])
+def test_match_top_is_match_all_cut_to_max_papers(
+    seed_papers: tuple[Paper, ...], packed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For 300 random profiles with max_papers 1-30, match_top gives match_all's first max_papers and the total
+    (papers reached through two keywords are merged by both of match_top's paths)."""
+    if not packed:
+        monkeypatch.setattr(digest.top, "PACK_LIMIT", 0)
     rng = random.Random(13)
     papers = _varied(rng, seed_papers)
     profiles = [dataclasses.replace(p, max_papers=rng.randint(1, 30)) for p in _random_profiles(rng, papers, 300)]
@@ -771,6 +778,26 @@ def test_match_top_is_match_all_cut_to_max_papers(seed_papers: tuple[Paper, ...]
     assert any(p.exclude for p in cut) and any(p.min_upvotes for p in cut) and any(p.min_score for p in cut)
     assert {p.organizations_mode for p in cut if p.organizations} == {"only", "boost"}
     assert any(not (p.exclude or p.organizations or p.min_upvotes or p.min_score) for p in cut)
+
+
+def test_match_top_merges_a_paper_reached_through_several_keywords(seed_papers: tuple[Paper, ...]) -> None:
+    """A paper hit by two, three or four of a profile's keywords is one Match with every keyword's hits, ranked as
+    match_all ranks it; profiles with the same keywords share that Match."""
+    paper = seed_papers[0]
+    words = list(dict.fromkeys(w for w in re.findall(r"[A-Za-z]{7,}", paper.title)))[:4]
+    assert len(words) == 4, paper.title
+    profiles = [profile(f"p{n}", keywords=tuple(words[:n]), max_papers=50) for n in range(2, len(words) + 1)]
+    profiles.append(profile("twin", keywords=tuple(reversed(words[:2])), max_papers=50))
+    matcher = compile_profiles(profiles)
+    full, top = match_all(matcher, seed_papers), match_top(matcher, seed_papers)
+    for prof in profiles:
+        matches, total = top[prof.name]
+        assert (matches, total) == (full[prof.name][:50], len(full[prof.name]))
+        merged = next(m for m in matches if m.paper is paper)
+        assert {h.term for h in merged.hits} == set(prof.keywords)
+        assert len({m.paper.key for m in matches}) == len(matches)  # one Match per paper
+    twin = next(m for m in top["twin"][0] if m.paper is paper)
+    assert twin is next(m for m in top["p2"][0] if m.paper is paper)
 
 
 def test_match_top_counts_what_it_cuts(seed_papers: tuple[Paper, ...]) -> None:
