@@ -272,11 +272,12 @@ def filtered_candidates(
     """
     profile = matcher.profiles[pidx]
     candidates: dict[int, list[int]] = {}
-    for qid in matcher.keyword_ids[pidx]:
+    keyword_ids = matcher.keyword_ids(pidx)
+    for qid in keyword_ids:
         for rank in holds.get(qid, ()):
             candidates.setdefault(rank, []).append(qid)
     orgs = matcher.orgs[pidx]
-    if not matcher.keyword_ids[pidx] and profile.organizations_mode == "only":
+    if not keyword_ids and profile.organizations_mode == "only":
         for org in orgs:
             for rank in org_papers.get(org, ()):
                 candidates[rank] = []
@@ -323,7 +324,7 @@ def query_entries(matcher: Matcher, preps: list[Prepared], ranks: list[int], qid
 
 
 def plain_results(
-    keyword_ids: tuple[int, ...],
+    keyword_ids: Sequence[int],
     by_query: dict[int, list[_Entry]],
     masks: dict[int, int],
     matcher: Matcher,

@@ -160,8 +160,8 @@ def _plain_rows(matcher: Matcher, singles: _Singles) -> np.ndarray:
     """One row per (plain profile, keyword, paper where it holds): profile x number of singles + single combo id,
     grouped by profile."""
     n_profiles = len(matcher.profiles)
-    per_profile = np.fromiter(map(len, matcher.keyword_ids), _INT, n_profiles)
-    qids = np.fromiter(chain.from_iterable(matcher.keyword_ids), _INT, int(per_profile.sum()))
+    per_profile = np.diff(matcher.keyword_start)
+    qids = matcher.keyword_qids
     papers = singles.length[qids]
     if not all(matcher.plain):
         papers[~np.repeat(np.fromiter(matcher.plain, bool, n_profiles), per_profile)] = 0
