@@ -8,10 +8,10 @@ an index term -> queries means only queries with a hit are evaluated, once per p
 Each profile then merges the ranked lists of its true keywords (a paper reached through two keywords gets
 one combined Match). Profiles with the same true keywords on a paper share one (frozen) Match object.
 
-``match_all`` returns every profile's full ranked list. ``match_top`` returns only what a digest shows, each
-profile's first ``max_papers`` matches and how many there were: it ranks plain ints (``digest.top``) and
-builds Match objects (hits, reasons) only for the matches some profile keeps. Scores and Matches live in
-``digest.rank``.
+``match_all`` returns every profile's full ranked list, profile by profile in Python. ``match_top`` returns only
+what a digest shows, each profile's first ``max_papers`` matches and how many there were: it ranks every
+(profile, paper) pair at once as rows of numpy arrays (``digest.top``) and builds Match objects (hits, reasons)
+only for the matches some profile keeps. Scores and Matches live in ``digest.rank``.
 """
 
 from __future__ import annotations

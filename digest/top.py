@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read 
 __all__ = ["ranked_lists"]
 
 _INT = np.int64
+_ROW = np.int32  # per-row arrays (profile ids, combo ids): millions of rows, half the memory of int64
 # Groups of two keywords are deduplicated as one int64 (paper, query, query) when it fits, else one by one.
 PACK_LIMIT = 2**62
 _score = operator.itemgetter(3)
@@ -68,8 +69,8 @@ def ranked_lists(
         extra_prof += [pidx] * len(found)
         extra_cids += found
     if extra_cids:
-        prof = np.concatenate((prof, np.array(extra_prof, _INT)))
-        cids = np.concatenate((cids, np.array(extra_cids, _INT)))
+        prof = np.concatenate((prof, np.array(extra_prof, _ROW)))
+        cids = np.concatenate((cids, np.array(extra_cids, _ROW)))
     if not combos:
         return [([], 0) for _ in range(n_profiles)]
 
@@ -77,11 +78,12 @@ def ranked_lists(
     n_combos = len(combos)
     keys = np.fromiter(map(order_key, map(_score, combos), map(_prep, combos)), _INT, n_combos)
     by_rank = np.argsort(keys, kind="stable")
-    ordinal = np.empty(n_combos, _INT)
-    ordinal[by_rank] = np.arange(n_combos, dtype=_INT)
+    ordinal = np.empty(n_combos, _ROW)
+    ordinal[by_rank] = np.arange(n_combos, dtype=_ROW)
     counts = np.bincount(prof, minlength=n_profiles)
-    rows = prof * n_combos
+    rows = prof.astype(_INT)
     del prof
+    rows *= n_combos
     rows += ordinal[cids]
     del cids
     rows.sort(kind="stable")  # a timsort: the rows are grouped by profile already
@@ -152,8 +154,8 @@ def _single_combos(preps: list[Prepared], holds: dict[int, list[int]], combos: l
     for qid, cids in cids_of.items():
         start[qid], length[qid] = offset, len(cids)
         offset += len(cids)
-    by_query = np.fromiter(chain.from_iterable(cids_of.values()), _INT, offset)
-    return _Singles(np.array(ranks, _INT), np.array(qids, _INT), by_query, start, length)
+    by_query = np.fromiter(chain.from_iterable(cids_of.values()), _ROW, offset)
+    return _Singles(np.array(ranks, _ROW), np.array(qids, _INT), by_query, start, length)
 
 
 def _plain_rows(matcher: Matcher, singles: _Singles) -> np.ndarray:
@@ -181,8 +183,9 @@ def _merge_several(
     reduced to one row: the combo of all of them."""
     n_singles = max(len(singles.rank), 1)
     rows.sort(kind="stable")  # a timsort: the rows are already grouped by profile
-    prof = rows // n_singles
-    cids = np.remainder(rows, n_singles, out=rows)
+    prof = np.floor_divide(rows, n_singles, out=np.empty(len(rows), _ROW), casting="unsafe")
+    cids = np.remainder(rows, n_singles, out=rows).astype(_ROW)
+    del rows
     paper = singles.rank[cids]
     later = np.zeros(len(cids), bool)  # the same (profile, paper) as the row before
     np.logical_and(prof[1:] == prof[:-1], paper[1:] == paper[:-1], out=later[1:])
@@ -194,18 +197,18 @@ def _merge_several(
     runs = np.flatnonzero(edges == 1)
     first, size = runs - 1, np.flatnonzero(edges == -1) - runs + 1
     del edges
-    group_cid = np.empty(len(first), _INT)
+    group_cid = np.empty(len(first), _ROW)
     pairs = np.flatnonzero(size == 2)
     if len(pairs) and len(preps) * n_queries * n_queries < PACK_LIMIT:
         # Two keywords (most groups): one Python call per distinct (paper, query, query).
         a, b = cids[first[pairs]], cids[first[pairs] + 1]
-        code = (singles.rank[a] * n_queries + singles.qid[a]) * n_queries + singles.qid[b]
+        code = (singles.rank[a].astype(_INT) * n_queries + singles.qid[a]) * n_queries + singles.qid[b]
         distinct, which = np.unique(code, return_inverse=True)
         made = []
         for value in distinct.tolist():
             rank, rest = divmod(value, n_queries * n_queries)
             made.append(_combo_id(combos, preps[rank], divmod(rest, n_queries), False))
-        group_cid[pairs] = np.array(made, _INT)[which]
+        group_cid[pairs] = np.array(made, _ROW)[which]
         others = np.flatnonzero(size != 2)
     else:
         others = np.arange(len(first))
