@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from digest.config_errors import ConfigProblem, ConfigValidationError, Loc, closest, located, pydantic_message, show
 from digest.errors import ConfigError, QueryError
 from digest.models import Profile
+from digest.net import is_loopback_host
 
 __all__ = [
     "APP_NAME", "CONFIG_ENV", "STARTER_CONFIG", "Config", "ConfigProblem", "ConfigValidationError",
@@ -357,15 +357,6 @@ class Config:
 # ---------------------------------------------------------------------------------------------- cross-key checks
 
 
-def _is_loopback(host: str) -> bool:
-    if host.casefold() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
     """Rules spanning several keys, checked on the raw TOML so they are reported alongside type errors."""
     digest, smtp = raw.get("digest"), raw.get("smtp")
@@ -374,7 +365,7 @@ def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
             'set, so unsubscribe links must be signed), got ""'
     if isinstance(smtp, dict):
         host, security = smtp.get("host", "localhost"), smtp.get("security", "starttls")
-        if security == "none" and isinstance(host, str) and not _is_loopback(host) \
+        if security == "none" and isinstance(host, str) and not is_loopback_host(host) \
                 and smtp.get("allow_insecure") is not True:
             yield ("smtp", "security"), f'expected "starttls" or "tls" for the non-loopback host {show(host)} ' \
                 '(or allow_insecure = true), got "none"'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import logging
 import re
@@ -26,6 +25,7 @@ from tenacity import (
 )
 
 from digest.errors import ConfigError, DeliveryError
+from digest.net import is_loopback_host
 
 __all__ = ["Outgoing", "SendResult", "SendSummary", "SmtpSettings", "check_smtp_settings", "send_all"]
 
@@ -95,16 +95,6 @@ class SendSummary:
     unreachable: str | None = None  # why nothing more could be sent, when every connection failed
 
 
-def _is_loopback(host: str) -> bool:
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def check_smtp_settings(smtp: SmtpSettings) -> None:
     """Raise ConfigError for settings that are unusable or would expose mail or credentials."""
     if smtp.security not in ("tls", "starttls", "none"):
@@ -116,7 +106,7 @@ def check_smtp_settings(smtp: SmtpSettings) -> None:
         raise ConfigError(f"invalid SMTP host {smtp.host!r}", "give a host name or IP address")
     if not 0 < smtp.port < 65536:
         raise ConfigError(f"invalid SMTP port {smtp.port}", "use 465 for tls, 587 for starttls")
-    if smtp.security == "none" and not smtp.allow_insecure and not _is_loopback(smtp.host):
+    if smtp.security == "none" and not smtp.allow_insecure and not is_loopback_host(smtp.host):
         raise ConfigError(
             f"refusing plaintext SMTP to {smtp.host}: mail would cross the network unencrypted",
             'use security = "starttls" (port 587) or "tls" (port 465); allow_insecure = true only on a trusted link',

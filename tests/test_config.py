@@ -29,6 +29,8 @@ from digest.config import (
 )
 from digest.errors import ConfigError
 from digest.models import Profile
+from digest.settings import smtp_settings
+from digest.smtp import check_smtp_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config.example.toml"
@@ -165,6 +167,13 @@ def test_plaintext_smtp_to_loopback_is_allowed(tmp_path: Path) -> None:
     """security = "none" is accepted for localhost without allow_insecure."""
     config = load(tmp_path, '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n' + MINIMAL)
     assert (config.smtp.security, config.smtp.port) == ("none", 25)
+
+
+@pytest.mark.parametrize("host", ["localhost", "mail.localhost", "localhost.", "[::1]", "127.0.0.2"])
+def test_plaintext_loopback_rule_is_the_senders(tmp_path: Path, host: str) -> None:
+    """`digest check` accepts plaintext SMTP to exactly the hosts the sender treats as loopback."""
+    config = load(tmp_path, f'[smtp]\nhost = "{host}"\nsecurity = "none"\n' + MINIMAL)
+    check_smtp_settings(smtp_settings(config, {}))  # raises ConfigError if the sender would refuse it
 
 
 def test_send_time_in_dst_window_warns(tmp_path: Path) -> None:
