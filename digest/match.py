@@ -418,7 +418,9 @@ def _match_all(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, list[Matc
 
 
 def match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[list[Match], int]]:
-    """Profile name -> (its first max_papers ranked matches, as match_all gives them; how many it has)."""
+    """Profile name -> (its first max_papers ranked matches, as match_all gives them; how many it has).
+
+    A max_papers below 1 (the config requires 1 or more) keeps no matches."""
     with _gc_paused():
         return _match_top(matcher, papers)
 

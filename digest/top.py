@@ -57,14 +57,15 @@ def ranked_lists(
     holds: dict[int, list[int]],
     org_papers: dict[str, list[int]],
 ) -> list[tuple[list[Match], int]]:
-    """Per profile (in order): its first ``max_papers`` Matches, best first, and its number of matches."""
+    """Per profile (in order): its first ``max_papers`` Matches, best first (none if ``max_papers`` < 1), and its
+    number of matches."""
     n_profiles = len(matcher.profiles)
     combos: list[Combo] = []
     singles = _single_combos(preps, holds, combos, len(matcher.queries))
     prof, cids = _merge_several(_plain_rows(matcher, singles), singles, len(matcher.queries), preps, combos)
     extra_prof: list[int] = []
     extra_cids: list[int] = []
-    for pidx in np.flatnonzero(~np.fromiter(matcher.plain, bool, n_profiles)).tolist():
+    for pidx in [i for i, plain in enumerate(matcher.plain) if not plain]:
         found = _filtered_ids(pidx, holds, matcher, preps, org_papers, combos)
         extra_prof += [pidx] * len(found)
         extra_cids += found
@@ -101,16 +102,19 @@ def ranked_lists(
         (build_match(matcher, *combos[cid]) for cid in by_rank[distinct].tolist()), object, len(distinct)
     )
     flat = built[kept].tolist()
-    ends = np.cumsum(kept_counts).tolist()
+    ends = np.cumsum(kept_counts)
+    starts = ends - kept_counts
     return [
-        (flat[start:end], count) for start, end, count in zip(chain((0,), ends), ends, counts.tolist(), strict=False)
+        (flat[start:end], count)
+        for start, end, count in zip(starts.tolist(), ends.tolist(), counts.tolist(), strict=True)
     ]
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """starts[0], starts[0] + 1, ..., starts[0] + lengths[0] - 1, starts[1], ...: the ranges concatenated.
 
-    ``lengths`` must all be positive. One array is allocated (np.repeat + np.arange would take three).
+    ``lengths`` must all be positive. One array of the output's length is allocated (np.repeat + np.arange
+    would take three).
     """
     out = np.ones(int(lengths.sum()), _INT)
     if len(out):

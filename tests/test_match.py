@@ -808,6 +808,13 @@ def test_match_top_counts_what_it_cuts(seed_papers: tuple[Paper, ...]) -> None:
     assert match_top(compile_profiles([prof]), seed_papers) == {"alice": ([every[0]], len(every))}
 
 
+def test_match_top_with_max_papers_below_one_keeps_nothing(seed_papers: tuple[Paper, ...]) -> None:
+    """A profile built in code with max_papers 0 or -1 keeps no matches but still counts them."""
+    every = len(match_profile(profile(keywords=("LLM",)), seed_papers))
+    profiles = [profile("zero", keywords=("LLM",), max_papers=0), profile("minus", keywords=("LLM",), max_papers=-1)]
+    assert match_top(compile_profiles(profiles), seed_papers) == {"zero": ([], every), "minus": ([], every)}
+
+
 def test_match_top_on_no_papers() -> None:
     """No papers: every profile gets no matches and a count of zero."""
     assert match_top(compile_profiles([profile(keywords=("LLM",)), profile("b")]), []) == {
