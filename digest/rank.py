@@ -60,8 +60,8 @@ class Prepared:
     scores: dict[int, tuple[frozenset[tuple[int, str]], float]] = dataclasses.field(default_factory=dict)
     # match_all: (true keyword ids, org boost) -> its entry; profiles with the same ids share it
     entries: dict[tuple[tuple[int, ...], bool], _Entry] = dataclasses.field(default_factory=dict)
-    keys: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # match_top: true ids -> combo id
-    boosted: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # the same, with org boost
+    combo_ids: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # match_top: true ids -> combo id
+    boosted_combo_ids: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # the same, with org boost
     org: str = ""  # compacted organization
     rank: int = 0  # position in tiebreak order: upvotes desc, newest first, input order
     n_papers: int = 1

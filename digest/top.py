@@ -41,12 +41,12 @@ _prep = operator.itemgetter(0)
 
 def _combo_id(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
     """The id of true queries ``qids`` on a paper in ``combos``, added on first use."""
-    cid = (prep.boosted if boost else prep.keys).get(qids)
+    cid = (prep.boosted_combo_ids if boost else prep.combo_ids).get(qids)
     return _new_combo(combos, prep, qids, boost) if cid is None else cid
 
 
 def _new_combo(combos: list[Combo], prep: Prepared, qids: tuple[int, ...], boost: bool) -> int:
-    cid = (prep.boosted if boost else prep.keys)[qids] = len(combos)
+    cid = (prep.boosted_combo_ids if boost else prep.combo_ids)[qids] = len(combos)
     combos.append((prep, qids, boost, combo_score(prep, qids, boost)))
     return cid
 
