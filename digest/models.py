@@ -15,12 +15,13 @@ class Paper:
     abstract: str
     authors: tuple[str, ...] = ()
     n_authors: int | None = None
-    organization: str | None = None
+    organization: str | None = None  # display name, e.g. "AI at Meta"
     published: date | None = None  # only when the dump gave a full date (never an invented year)
     published_text: str | None = None  # the date as the dump wrote it, e.g. "Apr 8"
     upvotes: int | None = None
     arxiv_id: str | None = None
     url: str | None = None  # project page or code repository, when the dump has one
+    org_handle: str | None = None  # Hugging Face organization name, e.g. "facebook" (API JSON and HTML only)
 
 
 @dataclass(frozen=True, slots=True)

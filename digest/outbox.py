@@ -169,7 +169,8 @@ def delivered_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, 
     """For these papers, which users already received which of them."""
     found: dict[str, set[str]] = {}
     rows = conn.execute(
-        "SELECT user, paper_key FROM deliveries WHERE paper_key IN (SELECT value FROM json_each(?))",
+        "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?)) "
+        "AND state IN ('delivered', 'archived', 'queued')",
         (json.dumps(list(keys)),),
     )
     for row in rows:
@@ -240,7 +241,9 @@ def mark_sent(
             (code, reply, stamp, row_id),
         )
         conn.executemany(
-            "INSERT OR IGNORE INTO deliveries (user, paper_key, outbox_id, delivered_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at) VALUES (?, ?, 'delivered', ?, ?) "
+            "ON CONFLICT (user, paper_key) DO UPDATE SET state = 'delivered', outbox_id = excluded.outbox_id, "
+            "updated_at = excluded.updated_at",
             [(user, key, row_id, stamp) for key in paper_keys],
         )
 

@@ -119,11 +119,43 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_feed ON outbox(user, id, status, paper_keys) WHERE status != 'empty';
     CREATE INDEX outbox_until ON outbox(user, papers_until);
     """,
+    # v4: per-(user, paper) delivery state instead of a per-user watermark (a watermark lost every matching
+    # paper it moved past without sending: overflow, papers updated later, the window of a new user).
+    # state: 'queued' (in an outbox row not yet accepted by the server), 'delivered' (accepted),
+    # 'archived' (listed on an archive page, never mailed), 'carried' (matched, over max_papers: offered again
+    # by the next digests), 'dropped' (matched, never delivered, now older than the catch-up window).
+    # outbox.scheduled_at: the period's scheduled time (catch-up windows count from the first missed period).
+    # outbox.in_flight: handed to the server with no outcome recorded yet (a crash there resends it once).
+    # papers.org_handle: the Hugging Face organization name ("facebook") beside its display name.
+    # feed_ids: an entry id fixed at first use (a re-keyed paper keeps it; config changes do not move it).
+    """
+    ALTER TABLE papers ADD COLUMN org_handle TEXT;
+    ALTER TABLE outbox ADD COLUMN scheduled_at TEXT;
+    ALTER TABLE outbox ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE user_papers (
+        user TEXT NOT NULL,
+        paper_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        outbox_id INTEGER REFERENCES outbox(id),
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (user, paper_key)
+    ) WITHOUT ROWID;
+    INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at)
+        SELECT user, paper_key, 'delivered', outbox_id, delivered_at FROM deliveries;
+    INSERT OR IGNORE INTO user_papers (user, paper_key, state, outbox_id, updated_at)
+        SELECT o.user, j.value, 'queued', o.id, o.created_at FROM outbox AS o, json_each(o.paper_keys) AS j
+        WHERE o.status IN ('pending', 'deferred');
+    DROP TABLE deliveries;
+    CREATE INDEX user_papers_outbox ON user_papers(outbox_id);
+    CREATE INDEX user_papers_state ON user_papers(user, state, outbox_id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE feed_ids (paper_key TEXT PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
+    """,
 )
 
 _PAPER_COLUMNS = (
     "key, title_fp, arxiv_id, title, abstract, authors, n_authors, organization, published, "
-    "published_text, upvotes, url, first_seen, first_dump, last_seen"
+    "published_text, upvotes, url, first_seen, first_dump, last_seen, org_handle"
 )
 
 
@@ -233,6 +265,7 @@ def _row_to_stored(row: sqlite3.Row) -> StoredPaper:
         upvotes=row["upvotes"],
         arxiv_id=row["arxiv_id"],
         url=row["url"],
+        org_handle=row["org_handle"],
     )
     return StoredPaper(paper, datetime.fromisoformat(row["first_seen"]), row["first_dump"])
 
@@ -249,21 +282,29 @@ def _richness(paper: Paper) -> int:
             paper.upvotes,
             paper.url,
             paper.abstract,
+            paper.org_handle,
         )
     )
 
 
 def merge(old: Paper, new: Paper) -> Paper:
-    """Keep the richer record, fill its gaps from the other; upvotes follow the newest sighting."""
+    """Keep the richer record, fill its gaps from the other; upvotes are the highest seen.
+
+    Upvotes on the listing only grow in practice, so the highest count is the newest one whatever order the
+    dumps arrive in: an old dump ingested late never lowers them (which could unmatch a min_upvotes profile).
+    """
     base, other = (new, old) if _richness(new) > _richness(old) else (old, new)
     filled = {
         name: getattr(other, name)
-        for name in ("authors", "n_authors", "organization", "published", "published_text", "url", "arxiv_id")
+        for name in (
+            "authors", "n_authors", "organization", "org_handle", "published", "published_text", "url", "arxiv_id"
+        )
         if getattr(base, name) in (None, "", ()) and getattr(other, name) not in (None, "", ())
     }
     merged = replace(base, **filled)
-    if new.upvotes is not None:
-        merged = replace(merged, upvotes=new.upvotes)
+    votes = [v for v in (old.upvotes, new.upvotes) if v is not None]
+    if votes:
+        merged = replace(merged, upvotes=max(votes))
     if merged.arxiv_id:
         merged = replace(merged, key=f"arxiv:{merged.arxiv_id}")
     return merged
@@ -327,9 +368,15 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                 # A text-scrape paper has gained its arXiv id: re-key it and its sightings.
                 conn.execute("DELETE FROM papers WHERE key = ?", (old_key,))
                 conn.execute("UPDATE sightings SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
-                conn.execute("UPDATE deliveries SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
+                # Its per-user state and feed entry id follow it: delivered stays delivered, same entry id.
+                conn.execute(
+                    "UPDATE OR IGNORE user_papers SET paper_key = ? WHERE paper_key = ?", (record.key, old_key)
+                )
+                conn.execute("DELETE FROM user_papers WHERE paper_key = ?", (old_key,))
+                conn.execute("UPDATE OR IGNORE feed_ids SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
+                conn.execute("DELETE FROM feed_ids WHERE paper_key = ?", (old_key,))
             conn.execute(
-                f"INSERT OR REPLACE INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                f"INSERT OR REPLACE INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 16)})",
                 (
                     record.key,
                     title_fingerprint(record.title),
@@ -346,6 +393,7 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                     first_seen,
                     first_dump,
                     stamp,
+                    record.org_handle,
                 ),
             )
             conn.execute("INSERT OR IGNORE INTO sightings (paper_key, dump) VALUES (?, ?)", (record.key, dump.sha256))
