@@ -98,3 +98,12 @@ def current_period(profile: Profile, now: datetime) -> Period:
         year, week, _ = day.isocalendar()
         return Period(f"{year}-W{week:02d}", scheduled)
     return Period(day.isoformat(), scheduled)
+
+
+def next_scheduled_after(profile: Profile, moment: datetime) -> datetime:
+    """The first scheduled time of this user's cadence strictly after ``moment`` (the end of the period that
+    follows a digest scheduled at ``moment``)."""
+    fire = trigger_for(profile).get_next_fire_time(None, moment + timedelta(seconds=1))
+    if fire is None:
+        raise ConfigError(f"the cadence of user {profile.name!r} never fires again", "check its cadence")
+    return fire

@@ -108,6 +108,9 @@ class Digest:
     period: str  # e.g. "2026-11-23" or "2026-W47"
     dumps: tuple[str, ...] = ()  # names of the dumps the papers came from
     omitted: int = 0  # matches left out by limits or the size budget
+    overflow: tuple[Match, ...] = ()  # matches over max_papers: carried over into the next digests
+    dropped: tuple[str, ...] = ()  # keys of matching papers never delivered, now older than the catch-up window
+    scheduled_at: datetime | None = None  # when the period was scheduled (catch-up windows count from it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,14 @@
-"""Delivery state in the store: subscribers, runs, the outbox (one row per user per period), deliveries.
+"""Delivery state in the store: subscribers, runs, the outbox (one row per user per period) and the state of
+each (user, paper): queued, delivered, archived, carried over, dropped.
 
 The outbox is what makes delivery exactly-once across crashes: a run first commits each user's rendered
-message here, then sends; the row turns 'sent' and the user's papers 'delivered' in the one transaction
-that follows the server's 250 reply. The only duplicate window is between that 250 and the commit
-(at most one message per open connection), and a resend then carries the same Message-ID and bytes.
+message here, then sends. Right before a message is handed to the server its row is committed *in flight*
+('sending'); if that write fails the message is not sent. The row turns 'sent' and its papers 'delivered' in
+the transaction that follows the server's 250 reply, before any other work. The only duplicate window is
+between that 250 and that commit, and a resend then carries the same Message-ID and bytes. A row found in
+flight by a later run (a crash, a failed store write, a stop at the deadline) is sent once more; found in
+flight a second time it is given up ('failed', outcome unknown) rather than risk a third copy, and its papers
+go back to the user's pool.
 A power cut or OS crash (not a killed process) can also undo the commits since the store's last WAL
 checkpoint (synchronous=NORMAL, up to ~40 MB of WAL: a few hundred messages), which are then sent again,
 with the same Message-IDs.
@@ -13,15 +18,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from digest.store import transaction
 
-# Row statuses: 'pending' (written, not yet tried), 'deferred' (temporary failure, retried later),
-# 'sent', 'failed' (permanent failure or too old to retry), 'empty' (period had no matching paper).
-DUE_STATUSES = ("pending", "deferred")
+# Row statuses: 'pending' (written, not yet tried), 'sending' (handed to the server, outcome not recorded),
+# 'deferred' (temporary failure, retried later), 'sent', 'failed' (permanent failure or too old to retry),
+# 'empty' (no matching paper when the period was planned; it does not use the period up).
+DUE_STATUSES = ("pending", "sending", "deferred")
+# States of a (user, paper) that keep the paper out of the user's next digests.
+SETTLED_STATES = ("queued", "delivered", "archived", "dropped")
+# A row found in flight this many times is given up instead of sent again.
+MAX_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +126,12 @@ def finish_run(conn: sqlite3.Connection, run_id: int, status: str, summary: dict
 
 
 def has_period(conn: sqlite3.Connection, user: str, period: str) -> bool:
-    """True when the user's digest for this period was already written (sent or not)."""
-    return conn.execute("SELECT 1 FROM outbox WHERE user = ? AND period = ?", (user, period)).fetchone() is not None
+    """True when the user's digest for this period was already written (sent or not). A period that had no
+    matching paper ('empty') is not used up: papers arriving later in it are sent in it."""
+    row = conn.execute(
+        "SELECT 1 FROM outbox WHERE user = ? AND period = ? AND status != 'empty'", (user, period)
+    ).fetchone()
+    return row is not None
 
 
 def add_message(
@@ -125,6 +139,7 @@ def add_message(
     *,
     user: str,
     period: str,
+    scheduled_at: datetime,
     run_id: int | None,
     papers_until: datetime,
     paper_keys: Sequence[str],
@@ -133,49 +148,105 @@ def add_message(
     sender: str | None,
     recipient: str | None,
     now: datetime,
+    carried: Sequence[str] = (),
+    dropped: Sequence[str] = (),
 ) -> int | None:
-    """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction;
-    returns the new row's id, or None if the period already has one."""
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO outbox (user, period, run_id, created_at, papers_until, paper_keys, message_id, "
-        "sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            user,
-            period,
-            run_id,
-            _ts(now),
-            _ts(papers_until),
-            json.dumps(list(paper_keys)),
-            message_id,
-            sender,
-            recipient,
-            "pending" if message is not None else "empty",
-        ),
+    """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction, with the
+    state of its papers: ``paper_keys`` queued, ``carried`` (matched, left for the next digests), ``dropped``
+    (matched, older than the catch-up window). Returns the row id, or None if the period already has one."""
+    status = "pending" if message is not None else "empty"
+    values = (user, period, _ts(scheduled_at), run_id, _ts(now), _ts(papers_until), json.dumps(list(paper_keys)),
+              message_id, sender, recipient, status)  # fmt: skip
+    # An 'empty' row of the period is replaced: it never blocks papers that arrive later in the period.
+    row = conn.execute(
+        "INSERT INTO outbox (user, period, scheduled_at, run_id, created_at, papers_until, paper_keys, message_id, "
+        "sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (user, period) DO UPDATE SET scheduled_at = excluded.scheduled_at, run_id = excluded.run_id, "
+        "created_at = excluded.created_at, papers_until = excluded.papers_until, paper_keys = excluded.paper_keys, "
+        "message_id = excluded.message_id, sender = excluded.sender, recipient = excluded.recipient, "
+        "status = excluded.status WHERE outbox.status = 'empty'",
+        values,
     )
-    if cur.rowcount <= 0:
+    if row.rowcount <= 0:
         return None
+    # Not lastrowid: an upsert that updates leaves it unchanged (and RETURNING needs SQLite 3.35).
+    row_id = int(conn.execute("SELECT id FROM outbox WHERE user = ? AND period = ?", (user, period)).fetchone()[0])
+    stamp = _ts(now)
     if message is not None:
-        conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (cur.lastrowid, message))
-    return cur.lastrowid
+        conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
+        conn.executemany(
+            "INSERT INTO user_papers (user, paper_key, state, outbox_id, position, updated_at) "
+            "VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT (user, paper_key) DO UPDATE SET state = 'queued', "
+            "outbox_id = excluded.outbox_id, position = excluded.position, updated_at = excluded.updated_at",
+            [(user, key, row_id, i, stamp) for i, key in enumerate(paper_keys)],
+        )
+    for state, keys in (("carried", carried), ("dropped", dropped)):
+        conn.executemany(
+            "INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (user, paper_key) DO UPDATE SET state = excluded.state, outbox_id = excluded.outbox_id, "
+            "updated_at = excluded.updated_at WHERE user_papers.state = 'carried'",
+            [(user, key, state, row_id, stamp) for key in keys],
+        )
+    return row_id
 
 
-def watermarks(conn: sqlite3.Connection) -> dict[str, datetime]:
-    """Per user, the first_seen bound up to which papers were already considered."""
-    rows = conn.execute("SELECT user, max(papers_until) AS m FROM outbox GROUP BY user")
-    return {r["user"]: datetime.fromisoformat(r["m"]) for r in rows}
+@dataclass(frozen=True, slots=True)
+class LastDigest:
+    """A user's latest digest that carried papers: when it was scheduled and up to when it looked."""
+
+    scheduled_at: datetime
+    papers_until: datetime
 
 
-def delivered_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, set[str]]:
-    """For these papers, which users already received which of them."""
+def last_digests(conn: sqlite3.Connection) -> dict[str, LastDigest]:
+    """Per user, their latest non-empty digest (rows from before schema v4 count from their creation)."""
+    rows = conn.execute(
+        "SELECT user, max(coalesce(scheduled_at, created_at)) AS at, max(papers_until) AS until FROM outbox "
+        "WHERE status != 'empty' GROUP BY user"
+    )
+    return {r["user"]: LastDigest(datetime.fromisoformat(r["at"]), datetime.fromisoformat(r["until"])) for r in rows}
+
+
+def settled_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, set[str]]:
+    """For these papers, per user, those that are out of the user's pool: queued, delivered, archived, dropped."""
     found: dict[str, set[str]] = {}
     rows = conn.execute(
         "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?)) "
-        "AND state IN ('delivered', 'archived', 'queued')",
+        "AND state != 'carried'",
         (json.dumps(list(keys)),),
     )
     for row in rows:
         found.setdefault(row["user"], set()).add(row["paper_key"])
     return found
+
+
+def carried_before(
+    conn: sqlite3.Connection, users: Sequence[str], before: Mapping[str, datetime]
+) -> dict[str, list[str]]:
+    """Per user, papers carried over whose first sighting is older than the user's bound in ``before``."""
+    out: dict[str, list[str]] = {}
+    rows = conn.execute(
+        "SELECT u.user, u.paper_key, p.first_seen FROM user_papers AS u JOIN papers AS p ON p.key = u.paper_key "
+        "WHERE u.state = 'carried' AND u.user IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(users)),),
+    )
+    for row in rows:
+        if datetime.fromisoformat(row["first_seen"]) < before[row["user"]]:
+            out.setdefault(row["user"], []).append(row["paper_key"])
+    return out
+
+
+def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, object]]:
+    """Every paper matched for ``user`` that did not reach them by mail (queued, carried, dropped, archived),
+    newest first, with the title and the outbox row's status: what `digest status --user` explains."""
+    rows = conn.execute(
+        "SELECT u.paper_key, u.state, u.updated_at, p.title, p.first_seen, o.period, o.status AS message_status "
+        "FROM user_papers AS u LEFT JOIN papers AS p ON p.key = u.paper_key "
+        "LEFT JOIN outbox AS o ON o.id = u.outbox_id WHERE u.user = ? AND u.state != 'delivered' "
+        "ORDER BY u.updated_at DESC, u.paper_key",
+        (user,),
+    )
+    return [dict(r) for r in rows]
 
 
 def load_message(conn: sqlite3.Connection, row_id: int) -> bytes:
@@ -191,12 +262,12 @@ _META = (
 
 
 def due(conn: sqlite3.Connection, *, now: datetime, users: Sequence[str] | None = None) -> list[OutboxRow]:
-    """Rows waiting to be sent now (pending, or deferred and past their next attempt), oldest first.
-    ``message`` is not loaded (see ``load_message``)."""
+    """Rows waiting to be sent now (pending, in flight when a run stopped, or deferred and past their next
+    attempt), oldest first. ``message`` is not loaded (see ``load_message``)."""
     sql = (
-        f"SELECT {_META} FROM outbox WHERE status IN ('pending', 'deferred') "
+        f"SELECT {_META} FROM outbox WHERE status IN ('pending', 'sending', 'deferred') "
         "AND user NOT IN (SELECT name FROM subscribers WHERE unsubscribed_at IS NOT NULL) "
-        "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        "AND (status = 'sending' OR next_attempt_at IS NULL OR next_attempt_at <= ?)"
     )
     params: list[object] = [_ts(now)]
     if users is not None:
@@ -205,46 +276,58 @@ def due(conn: sqlite3.Connection, *, now: datetime, users: Sequence[str] | None 
     return [_row(r) for r in conn.execute(sql + " ORDER BY id", params)]
 
 
-def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> int:
-    """Mark deferred/pending rows older than ``max_age`` as failed; returns how many."""
+def _release(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> None:
+    # Papers of a message that will never go out return to the user's pool (within the catch-up window).
+    conn.execute(
+        f"DELETE FROM user_papers WHERE state = 'queued' AND outbox_id IN (SELECT id FROM outbox WHERE {where})",
+        params,
+    )
+
+
+def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> list[OutboxRow]:
+    """Give up on rows that cannot go out: pending or deferred ones older than ``max_age``, and ones found in
+    flight ``MAX_IN_FLIGHT`` times (sending again could deliver a third copy). They become 'failed' and their
+    papers return to the user's pool. Returns the rows given up."""
+    too_old = "status IN ('pending', 'deferred') AND created_at < ?"
+    unknown = f"status = 'sending' AND in_flight >= {MAX_IN_FLIGHT}"
+    params = (_ts(now - max_age),)
     with transaction(conn):
-        cur = conn.execute(
-            "UPDATE outbox SET status = 'failed', last_reply = 'gave up: ' || coalesce(last_reply, 'not sent') "
-            "|| ' (older than the retry limit)' WHERE status IN ('pending', 'deferred') AND created_at < ?",
-            (_ts(now - max_age),),
+        rows = [_row(r) for r in conn.execute(f"SELECT {_META} FROM outbox WHERE ({too_old}) OR ({unknown})", params)]
+        if not rows:
+            return []
+        _release(conn, f"({too_old}) OR ({unknown})", params)
+        conn.execute(
+            "UPDATE outbox SET status = 'failed', last_reply = 'gave up: outcome unknown after two attempts whose "
+            "result could not be recorded; not sent again to avoid a third copy', in_flight = 0 "
+            f"WHERE {unknown}"
         )
-    return cur.rowcount
+        conn.execute(
+            "UPDATE outbox SET status = 'failed', last_reply = 'gave up: ' || coalesce(last_reply, 'not sent') "
+            f"|| ' (older than the retry limit)' WHERE {too_old}",
+            params,
+        )
+    return rows
 
 
-def mark_sent(
-    conn: sqlite3.Connection,
-    row_id: int,
-    *,
-    code: int | None,
-    reply: str,
-    now: datetime,
-    user: str | None = None,
-    paper_keys: Sequence[str] | None = None,
-) -> None:
-    """The server accepted the message: the row is sent and its papers delivered, in one transaction.
-
-    ``user`` and ``paper_keys``, when the caller has the row at hand, save reading them back.
-    """
+def mark_in_flight(conn: sqlite3.Connection, row_id: int) -> None:
+    """Record durably that the message is being handed to the server; raises if the store cannot be written,
+    and then the message must not be sent."""
     with transaction(conn):
-        if user is None or paper_keys is None:
-            row = conn.execute("SELECT user, paper_keys FROM outbox WHERE id = ?", (row_id,)).fetchone()
-            user, paper_keys = row["user"], json.loads(row["paper_keys"])
-        stamp = _ts(now)
+        conn.execute("UPDATE outbox SET status = 'sending', in_flight = in_flight + 1 WHERE id = ?", (row_id,))
+
+
+def mark_sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str, now: datetime) -> None:
+    """The server accepted the message: the row is sent and its papers delivered, in one transaction."""
+    stamp = _ts(now)
+    with transaction(conn):
         conn.execute(
             "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_code = ?, last_reply = ?, sent_at = ?, "
-            "next_attempt_at = NULL WHERE id = ?",
+            "next_attempt_at = NULL, in_flight = 0 WHERE id = ?",
             (code, reply, stamp, row_id),
         )
-        conn.executemany(
-            "INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at) VALUES (?, ?, 'delivered', ?, ?) "
-            "ON CONFLICT (user, paper_key) DO UPDATE SET state = 'delivered', outbox_id = excluded.outbox_id, "
-            "updated_at = excluded.updated_at",
-            [(user, key, row_id, stamp) for key in paper_keys],
+        conn.execute(
+            "UPDATE user_papers SET state = 'delivered', updated_at = ? WHERE outbox_id = ? AND state = 'queued'",
+            (stamp, row_id),
         )
 
 
@@ -258,13 +341,16 @@ def mark_failed(
     now: datetime,
     retry_at: datetime | None = None,
 ) -> None:
-    """Record a deferred (retry at ``retry_at``) or failed attempt with the server's reply."""
+    """Record a deferred (retry at ``retry_at``) or failed attempt with the server's reply. A failed message's
+    papers return to the user's pool."""
     with transaction(conn):
         conn.execute(
             "UPDATE outbox SET status = ?, attempts = attempts + 1, last_code = ?, last_reply = ?, "
-            "next_attempt_at = ? WHERE id = ?",
+            "next_attempt_at = ?, in_flight = 0 WHERE id = ?",
             (status, code, reply, _ts(retry_at) if retry_at else None, row_id),
         )
+        if status == "failed":
+            _release(conn, "id = ?", (row_id,))
 
 
 def history(conn: sqlite3.Connection, *, users: Sequence[str] | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -300,14 +386,11 @@ def prune_messages(conn: sqlite3.Connection, *, before: datetime) -> int:
 
 
 def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
-    """Keys of the papers in the user's most recent digests (what their Atom feed shows), newest first."""
-    keys: list[str] = []
-    for row in conn.execute(
-        "SELECT paper_keys FROM outbox WHERE user = ? AND status != 'empty' ORDER BY id DESC", (user,)
-    ):
-        for key in json.loads(row["paper_keys"]):
-            if key not in keys:
-                keys.append(key)
-        if len(keys) >= limit:
-            break
-    return keys[:limit]
+    """Keys of the papers the user was shown most recently (what their Atom feed holds), newest digest first,
+    each digest in its own order. Read from the (user, paper) state, so a re-keyed paper stays in the feed."""
+    rows = conn.execute(
+        "SELECT paper_key FROM user_papers WHERE user = ? AND state IN ('queued', 'delivered', 'archived') "
+        "ORDER BY outbox_id DESC, position LIMIT ?",
+        (user, int(limit)),
+    )
+    return [r["paper_key"] for r in rows]

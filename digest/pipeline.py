@@ -11,20 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import logging
 import sqlite3
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digest import cadence, compose, config, match, outbox, render, smtp, sources, store
 from digest.errors import DigestError, DumpError
-from digest.models import Digest, IngestReport, Match, Profile, RunReport, StoredPaper
+from digest.models import Digest, IngestReport, Match, Profile, RenderedEmail, RunReport, StoredPaper
 from digest.publish import FeedWriter, write_feeds
 from digest.settings import feed_url, mail_settings, preview_mail_settings, render_options, smtp_settings
 from digest.sources import fetch
@@ -105,35 +104,111 @@ def quarantine(path: Path) -> Path:
     return path.rename(target)
 
 
-# ------------------------------------------------------------------------------------------ matching
+# ------------------------------------------------------------------------------------------ selection
 
 
-def _lower_bound(cfg: config.Config, added: datetime | None, mark: datetime | None, now: datetime) -> datetime:
-    # first_seen has second resolution and the watermark itself was already offered, hence the +1 s.
-    lower = (added or now) - timedelta(days=cfg.digest.backfill_days) if mark is None else mark + timedelta(seconds=1)
-    return max(lower, now - timedelta(days=cfg.digest.catchup_max_age_days))
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which papers a user's digest looks at, by when paper-digest first saw them."""
+
+    lower: datetime  # papers first seen at or after this (and not settled for the user) are offered
+    scan_from: datetime  # matching papers first seen in [scan_from, lower) are recorded as dropped (too old)
 
 
-def candidate_pools(
-    conn: sqlite3.Connection, cfg: config.Config, profiles: Sequence[Profile], *, now: datetime
-) -> dict[str, list[StoredPaper]]:
-    """Per user, the papers not offered yet: first seen after their last digest (or when they were added,
-    minus the backfill window), never older than the catch-up limit, and never delivered to them before.
-    Users with the same bounds share one list, so 10,000 users cost a handful of queries."""
-    marks = outbox.watermarks(conn)
+def user_window(
+    cfg: config.Config,
+    profile: Profile,
+    period: cadence.Period,
+    *,
+    added: datetime | None,
+    last: outbox.LastDigest | None,
+    now: datetime,
+) -> Window:
+    """The window of a user's digest for ``period``.
+
+    A new user (no digest yet) gets the papers first seen up to ``backfill_days`` before they first appeared in
+    the config. Afterwards the catch-up limit counts back from the end of the first period after the last
+    digest (after downtime: the first missed one), so a catch-up digest covers every missed period; what
+    matched before that bound and was never delivered is dropped, and counted."""
+    first_seen_by_user = (added or now) - timedelta(days=cfg.digest.backfill_days)
+    if last is None:
+        return Window(first_seen_by_user, first_seen_by_user)
+    first_missed_end = min(cadence.next_scheduled_after(profile, last.scheduled_at), period.scheduled_at)
+    lower = max(first_missed_end - timedelta(days=cfg.digest.catchup_max_age_days), first_seen_by_user)
+    return Window(lower, min(lower, max(last.papers_until, first_seen_by_user)))
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A user whose period has no digest yet, with the window their digest looks at."""
+
+    profile: Profile
+    period: cadence.Period
+    window: Window
+
+
+def due_users(
+    conn: sqlite3.Connection, cfg: config.Config, profiles: Sequence[Profile], *, now: datetime, force: bool = False
+) -> list[Due]:
+    """Users whose current period has no digest yet (``force``: every given user, as if due now). Read-only."""
     added = {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}
-    lowers = {p.name: _lower_bound(cfg, added.get(p.name), marks.get(p.name), now) for p in profiles}
-    by_lower = {
-        lower: store.list_papers(conn, since=lower, until=now + timedelta(seconds=1)) for lower in set(lowers.values())
-    }
-    keys = sorted({sp.paper.key for pool in by_lower.values() for sp in pool})
-    delivered = outbox.delivered_among(conn, keys) if keys else {}
-    pools = {}
-    for name, lower in lowers.items():
-        pool = by_lower[lower]
-        done = delivered.get(name)
-        pools[name] = [sp for sp in pool if sp.paper.key not in done] if done else pool
-    return pools
+    gone = outbox.unsubscribed(conn)
+    last = outbox.last_digests(conn)
+    due = []
+    for profile in profiles:
+        if profile.name in gone and not force:
+            continue
+        period = cadence.current_period(profile, now)
+        if force or not outbox.has_period(conn, profile.name, period.key):
+            mark = last.get(profile.name)
+            window = user_window(cfg, profile, period, added=added.get(profile.name), last=mark, now=now)
+            due.append(Due(profile, period, window))
+    return due
+
+
+def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetime) -> list[Digest]:
+    """Every due user's digest: their matches among the papers of their window that are not settled for them
+    (queued, delivered, archived or dropped), best first; the first ``max_papers`` are shown, the rest carried
+    over. Read-only, so ``preview`` and ``run`` share it. All users are matched in one pass over one pool."""
+    if not due:
+        return []
+    pool = store.list_papers(conn, since=min(d.window.scan_from for d in due), until=now + timedelta(seconds=1))
+    first_seen = {sp.paper.key: sp.first_seen for sp in pool}
+    settled = outbox.settled_among(conn, sorted(first_seen)) if pool else {}
+    ranked = match.match_all(match.compile_profiles([d.profile for d in due]), [sp.paper for sp in pool])
+    expired = outbox.carried_before(conn, [d.profile.name for d in due], {d.profile.name: d.window.lower for d in due})
+    shas = sorted({sp.first_dump for sp in pool})
+    names = dict(store.dump_names(conn, shas)) if shas else {}
+    first_dump = {sp.paper.key: sp.first_dump for sp in pool}
+    digests = []
+    for d in due:
+        name, done = d.profile.name, settled.get(d.profile.name, set())
+        offered: list[Match] = []
+        dropped = list(expired.get(name, ()))
+        for m in ranked.get(name, ()):
+            seen = first_seen[m.paper.key]
+            if m.paper.key in done or seen < d.window.scan_from:
+                continue
+            if seen < d.window.lower:
+                dropped.append(m.paper.key)
+            else:
+                offered.append(m)
+        shown = offered[: max(d.profile.max_papers, 0)]
+        dumps = sorted({Path(names[first_dump[m.paper.key]]).name for m in shown if first_dump[m.paper.key] in names})
+        digests.append(
+            Digest(
+                profile=d.profile,
+                matches=tuple(shown),
+                generated_at=now,
+                period=d.period.key,
+                dumps=tuple(dumps),
+                omitted=len(offered) - len(shown),
+                overflow=tuple(offered[len(shown) :]),
+                dropped=tuple(dict.fromkeys(dropped)),
+                scheduled_at=d.period.scheduled_at,
+            )
+        )
+    return digests
 
 
 def build_digests(
@@ -144,10 +219,8 @@ def build_digests(
     now: datetime,
     dump_names: Sequence[str] = (),
 ) -> list[Digest]:
-    """Match every profile against its own pool of papers, keeping each profile's top ``max_papers``.
-
-    Users whose pools are the same list (the usual case: same watermark, nothing delivered twice) share one
-    automaton and one pass over the papers; only the matches a digest shows are built in full."""
+    """Match each profile against a given pool of papers (backtests: ``--dump``, ``--since``), keeping each
+    profile's top ``max_papers``."""
     groups: dict[int, tuple[Sequence[StoredPaper], list[Profile]]] = {}
     for profile in profiles:
         pool = pools.get(profile.name, ())
@@ -178,10 +251,10 @@ def build_digests(
 class Plan:
     """The due users of a run, matched and ready to render one by one (see ``enqueue_digests``)."""
 
-    digests: list[Digest]  # due users with at least one matching paper
+    digests: list[Digest]  # due users with at least one paper to show
     cache: render.RenderCache | None
     mail: compose.MailSettings | None
-    empty: int = 0  # due users with no matching paper (their period is recorded as 'empty')
+    empty: int = 0  # due users with no paper to show (their period is recorded as 'empty', not used up)
     queued: list[str] = field(default_factory=list)  # users whose message is in the outbox now
 
 
@@ -195,38 +268,27 @@ def prepare(
     users: Sequence[str] | None = None,
     stages: defaultdict[str, float] | None = None,
 ) -> Plan:
-    """Find the users whose current period has no digest yet, match them all at once (one automaton), and
-    record the periods with no matching paper. Rendering and queueing happen per batch in ``enqueue_digests``."""
+    """Find the users whose current period has no digest yet, match them all at once, and record the periods
+    with nothing to show. Rendering and queueing happen per batch in ``enqueue_digests``."""
     stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
     outbox.sync_subscribers(conn, [p.name for p in cfg.profiles()], now=now)
-    gone = outbox.unsubscribed(conn)
-    due: list[Profile] = []
-    periods: dict[str, str] = {}
-    for profile in profiles:
-        if profile.name in gone:
-            continue
-        period = cadence.current_period(profile, now)
-        if not outbox.has_period(conn, profile.name, period.key):
-            due.append(profile)
-            periods[profile.name] = period.key
+    due = due_users(conn, cfg, profiles, now=now)
+    stages["select"] += time.perf_counter() - started
     if not due:
         return Plan([], None, None)
-    pools = candidate_pools(conn, cfg, due, now=now)
-    shas = sorted({sp.first_dump for pool in {id(p): p for p in pools.values()}.values() for sp in pool})
-    names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
-    stages["select"] += time.perf_counter() - started
     started = time.perf_counter()
-    digests = build_digests(due, pools, periods=periods, now=now, dump_names=names)
+    digests = select_digests(conn, due, now=now)
     stages["match"] += time.perf_counter() - started
     started = time.perf_counter()
     empty = [d for d in digests if not d.matches]
     with store.transaction(conn):
         for digest in empty:
             outbox.add_message(
-                conn, user=digest.profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
-                paper_keys=(), message=None, message_id=None, sender=None, recipient=None,
+                conn, user=digest.profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
+                run_id=run_id, papers_until=now, now=now, paper_keys=(), message=None, message_id=None, sender=None,
+                recipient=None, dropped=digest.dropped,
             )  # fmt: skip
     stages["outbox"] += time.perf_counter() - started
     full = [d for d in digests if d.matches]
@@ -247,65 +309,57 @@ def enqueue_digests(
     run_id: int | None,
     now: datetime,
     stages: defaultdict[str, float] | None = None,
-) -> list[outbox.OutboxRow]:
-    """Render and compose these users' digests and commit them to the outbox in one transaction; returns the
-    new rows (a period that already has a row is skipped)."""
+) -> list[str]:
+    """Render and compose these users' digests and commit them to the outbox in one transaction, with the
+    state of every matched paper (queued, carried over, dropped); returns the users queued."""
     stages = stages if stages is not None else defaultdict(float)
     assert plan_.cache is not None and plan_.mail is not None
     mail = plan_.mail
     render_s = compose_s = 0.0
     built = []
     for digest in digests:
-        profile = digest.profile
         t0 = time.perf_counter()
-        email = render.render_digest(
-            digest,
-            plan_.cache,
-            unsubscribe_url=_unsubscribe_link(profile, mail),
-            feed_url=feed_url(cfg, profile),
-            manage_hint=_manage_hint(cfg, profile),
-            now=now,
-        )
+        email = render_email(cfg, digest, plan_.cache, mail, now=now)
         t1 = time.perf_counter()
         built.append((digest, email, compose.compose(email, mail, now=now)))
         render_s += t1 - t0
         compose_s += time.perf_counter() - t1
     t2 = time.perf_counter()
-    rows = []
+    queued = []
     with store.transaction(conn):
         for digest, email, data in built:
             profile = digest.profile
+            shown = set(email.paper_keys)
             row_id = outbox.add_message(
-                conn, user=profile.name, period=digest.period, run_id=run_id, papers_until=now, now=now,
-                paper_keys=email.paper_keys, message=data,
+                conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
+                run_id=run_id, papers_until=now, now=now, paper_keys=email.paper_keys, message=data,
                 message_id=compose.message_id(profile.name, digest.period, mail),
                 sender=mail.sender, recipient=profile.email,
+                carried=[m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown],
+                dropped=digest.dropped,
             )  # fmt: skip
             if row_id is not None:
-                rows.append(
-                    outbox.OutboxRow(
-                        id=row_id,
-                        user=profile.name,
-                        period=digest.period,
-                        status="pending",
-                        recipient=profile.email,
-                        sender=mail.sender,
-                        message_id=None,
-                        message=data,
-                        paper_keys=email.paper_keys,
-                        attempts=0,
-                        last_code=None,
-                        last_reply=None,
-                        created_at=now,
-                        sent_at=None,
-                        run_id=run_id,
-                    )
-                )
-    plan_.queued.extend(row.user for row in rows)
+                queued.append(profile.name)
+    plan_.queued.extend(queued)
     stages["render"] += render_s
     stages["compose"] += compose_s
     stages["outbox"] += time.perf_counter() - t2
-    return rows
+    return queued
+
+
+def render_email(
+    cfg: config.Config, digest: Digest, cache: render.RenderCache, mail: compose.MailSettings, *, now: datetime
+) -> RenderedEmail:
+    """The email of one digest, as ``run`` queues it and ``preview`` shows it."""
+    profile = digest.profile
+    return render.render_digest(
+        digest,
+        cache,
+        unsubscribe_url=_unsubscribe_link(profile, mail),
+        feed_url=feed_url(cfg, profile),
+        manage_hint=_manage_hint(cfg, profile),
+        now=now,
+    )
 
 
 # ------------------------------------------------------------------------------------------ delivery
@@ -315,67 +369,90 @@ def _retry_at(attempts: int, now: datetime) -> datetime:
     return now + min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
+def _store_write(what: str, action: Callable[[], None]) -> None:
+    """Run a store write of the delivery ledger; a failure becomes a StoreError that says what to fix."""
+    try:
+        action()
+    except sqlite3.OperationalError as exc:
+        raise store.store_write_error(exc, what) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What one delivery pass did."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    stopped: bool = False
+
+
 def _deliver(
     conn: sqlite3.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
-    rows: Iterable[outbox.OutboxRow],
+    rows: Sequence[outbox.OutboxRow],
     *,
-    total: int,
     options: RunOptions,
     clock: Callable[[], datetime],
-) -> tuple[int, int, int]:
-    """Send (or, in a dry run, write as .eml) the outbox rows as ``rows`` yields them.
-
-    ``rows`` may be lazy: a run renders and queues each new digest while the server is busy with the previous
-    ones, so the CPU work of the run overlaps with the server's.
-    """
+) -> Delivered:
+    """Send (or, in a dry run, write as .eml) these outbox rows. Each message is committed in flight before it
+    is handed to the server and sent right after the server's reply; its bytes are read from the store one at
+    a time, so memory stays flat."""
     counts = {"sent": 0, "deferred": 0, "failed": 0}
+    total = len(rows)
     if options.dry_run is not None:
         options.dry_run.mkdir(parents=True, exist_ok=True)
         for row in rows:
             if options.stop():
-                break
+                return Delivered(counts["sent"], stopped=True)
             name = f"{row.user}-{row.period.replace(':', '')}.eml"
-            data = row.message if row.message is not None else outbox.load_message(conn, row.id)
-            (options.dry_run / name).write_bytes(data)
+            (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
             counts["sent"] += 1
             if options.progress:
                 options.progress(counts["sent"], total)
-        return counts["sent"], 0, 0
-    by_key: dict[str, outbox.OutboxRow] = {}
+        return Delivered(counts["sent"])
+    by_key = {str(row.id): row for row in rows}
+
+    def on_start(item: smtp.Outgoing) -> None:
+        _store_write("record a message as in flight", lambda: outbox.mark_in_flight(conn, by_key[item.key].id))
 
     def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
-        row = by_key.pop(item.key)
+        row = by_key[item.key]
         stamp = clock()
         if result.status == "sent":
-            outbox.mark_sent(
-                conn, row.id, code=result.code, reply=result.reply, now=stamp, user=row.user, paper_keys=row.paper_keys
+            _store_write(
+                "record a sent message",
+                lambda: outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp),
             )
         else:
             retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
-            outbox.mark_failed(
-                conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp, retry_at=retry
-            )
+            _store_write(
+                "record a failed attempt",
+                lambda: outbox.mark_failed(
+                    conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp,
+                    retry_at=retry,
+                ),
+            )  # fmt: skip
         counts[result.status] += 1
         if options.progress:
             options.progress(sum(counts.values()), total)
 
     def messages() -> Iterator[smtp.Outgoing]:
         for row in rows:
-            if options.stop():
-                return  # SIGTERM: what is not queued or not sent waits for the next run
-            by_key[str(row.id)] = row
-            # A row queued by this run carries its bytes (just committed); a row from the store is read back.
-            data = row.message if row.message is not None else outbox.load_message(conn, row.id)
+            data = outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
     summary = asyncio.run(
-        smtp.send_all(messages(), smtp_settings(cfg, env), on_result=on_result, tls_context=options.tls_context)
-    )
+        smtp.send_all(
+            messages(), smtp_settings(cfg, env), on_result=on_result, on_start=on_start, stop=options.stop,
+            tls_context=options.tls_context,
+        )
+    )  # fmt: skip
     if summary.unreachable:
         log.error("SMTP server unreachable: %s", summary.unreachable)
-    return counts["sent"], counts["deferred"], counts["failed"]
+    stopped = options.stop() and sum(counts.values()) < total
+    return Delivered(counts["sent"], counts["deferred"], counts["failed"], stopped)
 
 
 def due_rows(
@@ -385,10 +462,22 @@ def due_rows(
     now: datetime,
     users: Sequence[str] | None = None,
     retry_deferred: bool = True,
-) -> list[outbox.OutboxRow]:
-    """Outbox rows to send now, after giving up on those older than the retry limit."""
-    outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
-    return [r for r in outbox.due(conn, now=now, users=users) if retry_deferred or r.status == "pending"]
+) -> tuple[list[outbox.OutboxRow], list[outbox.OutboxRow]]:
+    """Outbox rows to send now, and the rows given up first (older than the retry limit, or found in flight
+    twice)."""
+    gave_up = outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
+    for row in gave_up:
+        log.error("gave up on the digest of %s for %s: %s", row.user, row.period, row.last_reply or "never sent")
+    rows = [r for r in outbox.due(conn, now=now, users=users) if retry_deferred or r.status != "deferred"]
+    return rows, gave_up
+
+
+def _gave_up_error(gave_up: Sequence[outbox.OutboxRow]) -> str:
+    users = ", ".join(sorted({r.user for r in gave_up}))
+    return (
+        f"gave up on {len(gave_up)} digest(s) ({users}): older than [smtp].max_retry_age_hours, or sent twice "
+        "without a recorded outcome; their papers go into the next digests (`digest status` shows why)"
+    )
 
 
 def deliver_due(
@@ -401,11 +490,13 @@ def deliver_due(
     clock: Callable[[], datetime] | None = None,
     retry_deferred: bool = True,
 ) -> tuple[int, int, int]:
-    """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed)."""
-    rows = due_rows(conn, cfg, now=now, users=options.users, retry_deferred=retry_deferred)
+    """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed), failed
+    including the rows given up."""
+    rows, gave_up = due_rows(conn, cfg, now=now, users=options.users, retry_deferred=retry_deferred)
     if not rows:
-        return 0, 0, 0
-    return _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
+        return 0, 0, len(gave_up)
+    done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
+    return done.sent, done.deferred, done.failed + len(gave_up)
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -419,6 +510,35 @@ def scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
     return scratch
 
 
+def _ingest_inbox(
+    conn: sqlite3.Connection, cfg: config.Config, options: RunOptions, *, now: datetime, errors: list[str]
+) -> list[IngestReport]:
+    paths = inbox_files(conn, cfg.digest.inbox)
+    if options.fetch and cfg.digest.source_url:
+        try:
+            fetched = fetch.fetch_listing(
+                cfg.digest.source_url,
+                cfg.digest.inbox if options.dry_run is None else options.dry_run,
+                timeout=cfg.digest.fetch_timeout,
+            )
+            if fetched not in paths:
+                paths.append(fetched)
+        except DigestError as exc:
+            errors.append(str(exc))
+    reports, refused = ingest_paths(conn, paths, now=now)
+    for path, message in refused:
+        # A refused dump left in the inbox would fail every later run too: one report, then it moves.
+        if options.dry_run is None and path.parent == cfg.digest.inbox:
+            try:
+                moved = quarantine(path)
+                message += f" (moved to {moved}; fix it and move it back into the inbox to retry)"
+            except OSError as exc:
+                message += f" (could not move it to {path.parent / 'refused'}: {exc.strerror})"
+        log.error("dump refused: %s", message)
+        errors.append(message)
+    return reports
+
+
 def run_once(
     cfg: config.Config,
     env: Mapping[str, str],
@@ -427,7 +547,11 @@ def run_once(
     options: RunOptions = RunOptions(),
     clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
-    """The whole job once: collect and ingest dumps, plan due digests, deliver, write feeds. Idempotent."""
+    """The whole job once: collect and ingest dumps, plan due digests, queue them all, deliver, write feeds.
+
+    Every digest is rendered and committed to the outbox before the first message goes out, so sending does
+    nothing but I/O and one commit per message: the time between the server's 250 and its commit (the only
+    window in which a crash duplicates a message) stays a fraction of a millisecond. Idempotent."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(store.run_lock(cfg.digest.store, wait=options.wait_for_lock))
         if options.stop():  # asked to stop while waiting for the lock (SIGTERM during `digest serve`)
@@ -440,83 +564,54 @@ def run_once(
         errors: list[str] = []
         status = "failed"
         try:
-            paths = inbox_files(conn, cfg.digest.inbox)
-            if options.fetch and cfg.digest.source_url:
-                try:
-                    fetched = fetch.fetch_listing(
-                        cfg.digest.source_url,
-                        cfg.digest.inbox if options.dry_run is None else options.dry_run,
-                        timeout=cfg.digest.fetch_timeout,
-                    )
-                    if fetched not in paths:
-                        paths.append(fetched)
-                except DigestError as exc:
-                    errors.append(str(exc))
             stages: defaultdict[str, float] = defaultdict(float)
             started = time.perf_counter()
-            reports, refused = ingest_paths(conn, paths, now=now)
-            for path, message in refused:
-                # A refused dump left in the inbox would fail every later run too: one report, then it moves.
-                if options.dry_run is None and path.parent == cfg.digest.inbox:
-                    try:
-                        moved = quarantine(path)
-                        message += f" (moved to {moved}; fix it and move it back into the inbox to retry)"
-                    except OSError as exc:
-                        message += f" (could not move it to {path.parent / 'refused'}: {exc.strerror})"
-                log.error("dump refused: %s", message)
-                errors.append(message)
+            reports = _ingest_inbox(conn, cfg, options, now=now, errors=errors)
             stages["ingest"] = time.perf_counter() - started
             plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
-            sent = deferred = failed = 0
-            started = time.perf_counter()
-            before = sum(stages[k] for k in ("render", "compose", "outbox", "feeds"))
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
             writer = FeedWriter.for_run(conn, cfg, feed_dir)
             fed: set[str] = set()
-
-            def fresh() -> Iterator[outbox.OutboxRow]:
-                # Each user's digest is rendered, queued and their feed written while the SMTP server is busy
-                # with the messages before it.
-                profiles = {d.profile.name: d.profile for d in plan_.digests}
-                for start in range(0, len(plan_.digests), QUEUE_BATCH):
-                    batch = plan_.digests[start : start + QUEUE_BATCH]
-                    for row in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
-                        if profiles[row.user].feed:
-                            t0 = time.perf_counter()
-                            writer.write_user(profiles[row.user])
-                            fed.add(row.user)
-                            stages["feeds"] += time.perf_counter() - t0
-                        yield row
-
-            if options.deliver:
-                old = due_rows(conn, cfg, now=now, users=options.users)
-                sent, deferred, failed = _deliver(
-                    conn, cfg, env, itertools.chain(old, fresh()), total=len(old) + len(plan_.digests),
-                    options=options, clock=clock or (lambda: now),
-                )  # fmt: skip
-            else:
-                for _ in fresh():
-                    if options.stop():
-                        break
-            if deferred:
+            profiles = {d.profile.name: d.profile for d in plan_.digests}
+            for start in range(0, len(plan_.digests), QUEUE_BATCH):
+                if options.stop():
+                    break
+                batch = plan_.digests[start : start + QUEUE_BATCH]
+                for user in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
+                    if profiles[user].feed:
+                        t0 = time.perf_counter()
+                        writer.write_user(profiles[user])
+                        fed.add(user)
+                        stages["feeds"] += time.perf_counter() - t0
+            done, gave_up = Delivered(), []
+            if options.deliver and not options.stop():
+                started = time.perf_counter()
+                rows, gave_up = due_rows(conn, cfg, now=now, users=options.users)
+                done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
+                stages["send"] = time.perf_counter() - started
+            if gave_up:
+                errors.append(_gave_up_error(gave_up))
+            if done.deferred:
                 errors.append(
-                    f"{deferred} digest(s) deferred by a temporary SMTP failure (`digest status` shows the server's "
-                    "reply); the next run retries them"
+                    f"{done.deferred} digest(s) deferred by a temporary SMTP failure (`digest status` shows the "
+                    "server's reply); the next run retries them"
                 )
-            queued_s = sum(stages[k] for k in ("render", "compose", "outbox", "feeds")) - before
-            stages["send"] = time.perf_counter() - started - queued_s
+            if options.stop():
+                errors.append("stopped by a signal: what was not sent waits for the next run (a message still "
+                              "in flight is sent once more, with the same Message-ID)")  # fmt: skip
             started = time.perf_counter()
             pending_feeds = [name for name in plan_.queued if name not in fed]
             written = write_feeds(conn, cfg, users=options.users, changed_users=pending_feeds, writer=writer)
             stages["feeds"] += time.perf_counter() - started
             if options.dry_run is None:
                 outbox.prune_messages(conn, before=now - timedelta(days=cfg.digest.keep_sent_days))
+            failed = done.failed + len(gave_up)
             status = "failed" if errors or failed else "ok"
             report = RunReport(
                 dumps=tuple(reports),
                 new_papers=sum(r.new for r in reports),
-                sent=sent,
-                deferred=deferred,
+                sent=done.sent,
+                deferred=done.deferred,
                 failed=failed,
                 feeds_written=tuple(str(p) for p in written),
                 errors=tuple(errors),
@@ -525,16 +620,9 @@ def run_once(
             log.info(
                 "run %d: %d dumps, %d new papers, %d digests planned (%d periods with no match), "
                 "%d sent, %d deferred, %d failed, %d feeds written",
-                run_id,
-                len(reports),
-                report.new_papers,
-                len(plan_.queued),
-                plan_.empty,
-                sent,
-                deferred,
-                failed,
-                len(written),
-            )
+                run_id, len(reports), report.new_papers, len(plan_.queued), plan_.empty, done.sent, done.deferred,
+                failed, len(written),
+            )  # fmt: skip
             return report
         except BaseException as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -558,32 +646,33 @@ def preview_digest(
     dump: Path | None = None,
     since: date | None = None,
 ) -> tuple[Digest, render.RenderCache, dict[str, str | None]]:
-    """What ``user`` would receive now (or from one dump, or from stored papers since a date); never writes."""
+    """What ``user`` would receive if their period were due now (same selection as ``run``: window, carried
+    over papers, nothing already delivered), or from one dump, or from stored papers since a date. Never
+    writes."""
     profile = next((p for p in cfg.profiles() if p.name == user), None)
     if profile is None:
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
-    dump_names: list[str] = []
-    if dump is not None:
-        parsed = sources.read_dump(dump)
-        pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
-        dump_names = [dump.name]
-    else:
-        conn = store.open_store(cfg.digest.store, readonly=True)
-        try:
-            if since is not None:
+    if dump is not None or since is not None:
+        dump_names: list[str] = []
+        if dump is not None:
+            parsed = sources.read_dump(dump)
+            pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
+            dump_names = [dump.name]
+        else:
+            assert since is not None
+            with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
                 pool = store.list_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
-            else:
-                # Exactly what the next run would consider (a user not yet in the store counts as added now).
-                pool = candidate_pools(conn, cfg, [profile], now=now)[user]
-            shas = sorted({sp.first_dump for sp in pool})
-            dump_names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
-        finally:
-            conn.close()
-    period = cadence.current_period(profile, now).key
-    [digest] = build_digests(
-        [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=dump_names
-    )
+                shas = sorted({sp.first_dump for sp in pool})
+                dump_names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
+        period = cadence.current_period(profile, now).key
+        [digest] = build_digests(
+            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=dump_names
+        )
+    else:
+        with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+            # A user not yet in the store counts as added now, as the next run would record them.
+            [digest] = select_digests(conn, due_users(conn, cfg, [profile], now=now, force=True), now=now)
     cache = render.prepare_papers(digest.matches, render_options(cfg))
     unsubscribe = _unsubscribe_link(profile, preview_mail_settings(cfg, env))
     links = {

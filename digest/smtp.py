@@ -156,6 +156,7 @@ class _Run:
     dead_workers: int = 0
     last_connect_error: str | None = None
     stop: bool = False
+    stopped: bool = False  # stop was asked for from outside (a signal), not caused by a run-level error
 
 
 def _drop(conn: _Conn) -> None:
@@ -227,12 +228,11 @@ async def _open(client_args: dict[str, Any]) -> aiosmtplib.SMTP:
     return client
 
 
-async def _transaction(
-    client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str], prepare: Callable[[], None]
-) -> str:
+async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str]) -> str:
     """MAIL, RCPT and DATA for one message on an open session; return the server's final reply.
 
-    ``prepare`` runs while the server digests the payload, the longest wait of the transaction.
+    Nothing else runs between writing the payload and reading the reply: the 250 is read (and the caller
+    commits it) as soon as it arrives, which is what keeps the duplicate window after a crash small.
     """
     # execute_command() is aiosmtplib's public command API; the payload goes through the protocol's
     # write()/read_response() so it is not re-scanned (see _wire). Addresses were checked by the caller.
@@ -258,8 +258,6 @@ async def _transaction(
         raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
     stage[0] = "end of data"
     protocol.write(payload)
-    # Synchronous, so the reply cannot be consumed before read_response() below is waiting for it.
-    prepare()
     reply = await protocol.read_response(timeout=client.timeout)
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
@@ -273,7 +271,6 @@ async def _attempt(
     smtp: SmtpSettings,
     client_args: dict[str, Any],
     run: _Run,
-    prepare: Callable[[], None],
 ) -> SendResult:
     """Try ``msg`` once on the worker's session, opening one if needed; classify the outcome."""
     at_connect = conn.client is None or not conn.client.is_connected
@@ -288,7 +285,7 @@ async def _attempt(
                 log.debug("connected to %s", where)
             at_connect = False
             assert conn.client is not None
-            reply = await _transaction(conn.client, msg, payload, stage, prepare)
+            reply = await _transaction(conn.client, msg, payload, stage)
         return SendResult("sent", 250, reply)
     except aiosmtplib.SMTPAuthenticationError as exc:
         _drop(conn)
@@ -346,7 +343,6 @@ async def _deliver(
     smtp: SmtpSettings,
     client_args: dict[str, Any],
     run: _Run,
-    prepare: Callable[[], None],
 ) -> tuple[SendResult, bool]:
     """Send ``msg`` with in-run retries; return the final result and whether it ended at connect time."""
     if not _ENVELOPE_ADDRESS.fullmatch(msg.sender):
@@ -368,7 +364,7 @@ async def _deliver(
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                result = await _attempt(msg, payload, conn, smtp, client_args, run, prepare)
+                result = await _attempt(msg, payload, conn, smtp, client_args, run)
     except _Transient as exc:
         return replace(exc.result, attempts=attempts), exc.at_connect
     return replace(result, attempts=attempts), False
@@ -393,46 +389,28 @@ async def _worker(
     client_args: dict[str, Any],
     run: _Run,
     on_result: Callable[[Outgoing, SendResult], None],
+    on_start: Callable[[Outgoing], None],
 ) -> None:
     """Pull messages off the shared iterator and send them over one session at a time."""
     conn = _Conn()
-    ahead: list[tuple[Outgoing, bytes] | BaseException] = []  # at most one message taken in advance
-
-    def prepare() -> None:
-        # Take (and, for a lazy caller, compose) the next message while the server is busy with the
-        # current one, so that work does not hold up the other sessions' replies. next() runs in this
-        # thread between awaits, so workers never re-enter a generator.
-        if ahead or run.stop:
-            return
-        try:
-            msg = next(queue, None)
-        except Exception as exc:  # the caller's generator failed: raise it once this message is reported
-            ahead.append(exc)
-            return
-        if msg is not None:
-            ahead.append((msg, _wire(msg.data)))
-
     try:
         while not run.stop:
-            prepare()
-            if not ahead:
+            # next() runs in this thread between awaits, so workers never re-enter a generator. It runs
+            # before the transaction, never while a reply is awaited.
+            msg = next(queue, None)
+            if msg is None:
                 break
-            item = ahead.pop()
-            if isinstance(item, BaseException):
-                raise item
-            msg, payload = item
-            result, at_connect = await _deliver(msg, payload, conn, smtp, client_args, run, prepare)
+            payload = _wire(msg.data)
+            # The caller records the message as in flight; if it cannot (store error) this raises and the
+            # message is not sent.
+            on_start(msg)
+            result, at_connect = await _deliver(msg, payload, conn, smtp, client_args, run)
             # The caller commits the outcome here, before this session carries another message.
             _record(run, msg, result, on_result)
             if at_connect:
                 # This worker cannot reach the server; the others carry on, or the rest is deferred.
                 run.dead_workers += 1
                 run.last_connect_error = result.reply
-                for held in ahead:
-                    if not isinstance(held, BaseException):
-                        _record(
-                            run, held[0], SendResult("deferred", None, f"not attempted: {result.reply}", 0), on_result
-                        )
                 return
             if conn.client is not None:
                 conn.used += 1
@@ -443,6 +421,19 @@ async def _worker(
         run.stop = True
         _drop(conn)
         raise
+
+
+async def _watch_stop(stop: Callable[[], bool], run: _Run, workers: list[asyncio.Task[None]], grace: float) -> None:
+    """Poll ``stop`` (a signal handler's flag); once set, take no new message and retry nothing, give the
+    messages in flight ``grace`` seconds to be answered, then cancel them (they stay in flight for the
+    caller, which sends them once more next time)."""
+    while not stop():
+        await asyncio.sleep(0.1)
+    run.stop = True
+    run.stopped = True
+    _, pending = await asyncio.wait(workers, timeout=grace)
+    for task in pending:
+        task.cancel()
 
 
 def _client_args(smtp: SmtpSettings, tls_context: ssl.SSLContext | None, helo: str) -> dict[str, Any]:
@@ -468,12 +459,19 @@ async def send_all(
     smtp: SmtpSettings,
     *,
     on_result: Callable[[Outgoing, SendResult], None],
+    on_start: Callable[[Outgoing], None] = lambda _msg: None,
+    stop: Callable[[], bool] = lambda: False,
+    stop_grace: float = 5.0,
     tls_context: ssl.SSLContext | None = None,
 ) -> SendSummary:
     """Send every message over at most ``max_connections`` reused sessions, reporting each via ``on_result``.
 
     ``messages`` may be lazy (a generator composing or loading each one): it is consumed as sessions
     free up, so composing overlaps with the server's work and memory stays flat.
+    ``on_start`` is called right before a message is first handed to a session (the caller records it in
+    flight; raising there stops the run with that message unsent). Once ``stop()`` is true no new message
+    or retry starts, and messages still unanswered after ``stop_grace`` seconds are abandoned (no
+    ``on_result`` for them), so a stop takes seconds even with a server that does not answer.
     Raises DeliveryError for run-level failures (bad credentials, no STARTTLS, sender refused);
     ``on_result`` has then been called only for messages that were answered before.
     """
@@ -487,22 +485,26 @@ async def send_all(
     queue = itertools.chain((first,), queue)
     run = _Run()
     n_workers = min(smtp.max_connections, len(messages)) if isinstance(messages, Sized) else smtp.max_connections
-    workers = [asyncio.create_task(_worker(queue, smtp, client_args, run, on_result)) for _ in range(n_workers)]
+    workers = [
+        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_start)) for _ in range(n_workers)
+    ]
+    watcher = asyncio.create_task(_watch_stop(stop, run, workers, stop_grace))
     try:
         await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
         # After a run-level error (run.stop is set) the other sessions finish the message they hold, so
         # every message the server accepted is reported, then stop.
         await asyncio.wait(workers)
     finally:
+        watcher.cancel()
         for task in workers:
             task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(watcher, *workers, return_exceptions=True)
     for task in workers:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
     unreachable = run.last_connect_error if run.dead_workers == n_workers else None
     not_attempted = 0
-    for msg in queue:
+    for msg in queue if unreachable and not run.stopped else ():
         # Every session failed to connect: keep the rest for a later run instead of failing them.
         _record(run, msg, SendResult("deferred", None, f"not attempted: {unreachable}", 0), on_result)
         not_attempted += 1

@@ -137,6 +137,7 @@ MIGRATIONS: tuple[str, ...] = (
         paper_key TEXT NOT NULL,
         state TEXT NOT NULL,
         outbox_id INTEGER REFERENCES outbox(id),
+        position INTEGER NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL,
         PRIMARY KEY (user, paper_key)
     ) WITHOUT ROWID;
@@ -147,7 +148,9 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE o.status IN ('pending', 'deferred');
     DROP TABLE deliveries;
     CREATE INDEX user_papers_outbox ON user_papers(outbox_id);
-    CREATE INDEX user_papers_state ON user_papers(user, state, outbox_id);
+    CREATE INDEX user_papers_state ON user_papers(user, state);
+    CREATE INDEX user_papers_feed ON user_papers(user, outbox_id, position)
+        WHERE state IN ('queued', 'delivered', 'archived');
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE feed_ids (paper_key TEXT PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
     """,
@@ -246,6 +249,20 @@ def run_lock(store_path: Path, *, wait: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def store_write_error(exc: sqlite3.Error, what: str) -> StoreError:
+    """A failed write to the store as an error that says what to fix (disk full, read-only, locked)."""
+    text = str(exc)
+    if "full" in text:
+        hint = "free disk space where the store lives ([digest].store), then run again"
+    elif "readonly" in text or "read-only" in text:
+        hint = "make the store file and its folder writable by this user ([digest].store), then run again"
+    elif "locked" in text or "busy" in text:
+        hint = "another program holds the store open for writing; close it and run again"
+    else:
+        hint = "check the disk and the store file ([digest].store); `sqlite3 FILE 'PRAGMA integrity_check'`"
+    return StoreError(f"could not {what} in the store: {text}", hint)
 
 
 def _iso(value: date | datetime | None) -> str | None:

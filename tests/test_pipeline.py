@@ -67,8 +67,8 @@ def test_papers_are_delivered_only_after_acceptance(cfg: config.Config, sink: Si
     report = _run(cfg, MONDAY)
     assert (report.sent, report.failed) == (1, 1)
     conn = store.open_store(cfg.digest.store)
-    assert conn.execute("SELECT count(*) FROM deliveries WHERE user = 'ada'").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM deliveries WHERE user = 'bob'").fetchone()[0] > 0
+    assert conn.execute("SELECT count(*) FROM user_papers WHERE user = 'ada' AND state = 'delivered'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM user_papers WHERE user = 'bob' AND state = 'delivered'").fetchone()[0] > 0
     [row] = outbox.history(conn, users=["ada"])
     assert (row.status, row.last_code) == ("failed", 550) and "no such user" in (row.last_reply or "")
 
@@ -316,7 +316,7 @@ def test_failed_login_stops_the_run_and_touches_no_row(tmp_path: Path, seeds: li
         conn = store.open_store(cfg.digest.store)
         [row] = outbox.history(conn, users=["ada"])
         assert (row.status, row.attempts) == ("pending", 0)
-        assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM user_papers WHERE state = 'delivered'").fetchone()[0] == 0
         right = {**SECRET_ENV, "DIGEST_SMTP_PASSWORD": "right"}
         report = pipeline.run_once(cfg, right, now=MONDAY, options=pipeline.RunOptions(tls_context=client_tls))
         assert report.sent == 1 and handler.recipients() == ["ada@example.org"]
