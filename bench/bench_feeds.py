@@ -1,6 +1,6 @@
 """Feed benchmark: 10,000 per-user Atom feeds of 10 entries from 300 papers: joined bytes vs element copies vs feedgen.
 
-Run: python bench/bench_feeds.py [--quick] [--users N] [--entries E] [--reps R] [--no-pin] [--dir DIR]
+Run: python bench/bench_feeds.py [--quick] [--users N] [--entries E] [--reps R] [--no-pin] [--dir DIR] [--ids N]
 Papers are the real ones of tests/fixtures/00*.txt (abstracts ~1,500 characters), padded to --papers (300)
 with renamed copies; a third get an arXiv id, some an organization and a project URL, all a first-seen time.
 Each user gets --entries (10) seeded-random papers as StoredPaper (what pipeline.write_feeds passes). Build
@@ -17,6 +17,9 @@ and write_feed(durable=False) per file, as FeedWriter writes them (temp file, re
 new files, unchanged bytes, changed bytes; then build + write per user, the figure a run pays per feed (the
 outbox query FeedWriter.write_user runs first is not included). File writes cost kernel time that varies
 several-fold on this VM from one minute to the next: compare them within one run, and try --dir /dev/shm.
+Then what entry ids fixed at first use (digest/feed_ids.py) add to a run, in a real SQLite store holding --ids
+(30,000: about 580 days of dumps) recorded ids: the one query that reads them all, recording a day's 50 new
+papers in one transaction, and build_feed per feed when every entry carries its recorded id (as FeedWriter's do).
 Every user's joined feed is checked byte-for-byte against both other builds on a sample before timing.
 --quick: 1,000 users, 1 rep.
 """
@@ -39,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from digest import feed_ids, store  # noqa: E402
 from digest.feeds import FeedEntry, build_feed, feed_entries, prepare_entries, tag_uri, write_feed  # noqa: E402
 from digest.models import Paper, StoredPaper  # noqa: E402
 from digest.sources import read_dump  # noqa: E402
@@ -139,6 +143,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--dir", type=Path, default=None, help="where to write the feed files (default: a temp dir)")
+    ap.add_argument("--ids", type=int, default=30_000, help="entry ids already recorded in the store")
     args = ap.parse_args()
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -213,6 +218,48 @@ def main() -> None:
     print(f"build + write of a new file per user, wall time ({n_w} users):")
     for k, (total, write_part) in both.items():
         print(f"  {k:20s} {total * 1e6:6.0f} us/user (of which write {write_part * 1e6:.0f} us)")
+    fixed_ids(stored, users, heads, args.ids, reps, args.dir)
+
+
+def fixed_ids(
+    stored: list[StoredPaper], users: list[list[FeedEntry]], heads: list[dict[str, object]], n_ids: int, reps: int,
+    where: Path | None,
+) -> None:  # fmt: skip
+    """What a run pays for entry ids fixed at first use: reading the recorded ids, recording new ones, and
+    building feeds whose entries carry their ids."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-feed-ids-", dir=where))
+    try:
+        conn = store.open_store(folder / "digest.db")
+        history = {f"title:h{i:019d}": tag_uri(AUTHORITY, f"paper/title/h{i:019d}") for i in range(n_ids)}
+        feed_ids.record(conn, history)
+        loads = []
+        for _ in range(max(reps, 5)):
+            t0 = time.perf_counter()
+            ids = feed_ids.load(conn)
+            loads.append(time.perf_counter() - t0)
+        assert len(ids) == n_ids
+        records = []
+        for day in range(max(reps, 5)):
+            new = {f"title:d{day}-{i:03d}": tag_uri(AUTHORITY, f"paper/title/d{day}-{i:03d}") for i in range(50)}
+            t0 = time.perf_counter()
+            feed_ids.record(conn, new)
+            records.append(time.perf_counter() - t0)
+        conn.close()
+    finally:
+        shutil.rmtree(folder)
+    print(f"fixed entry ids (feed_ids), wall time, a store of {n_ids:,} recorded ids:")
+    print(f"  read every id, one query per run:    {statistics.median(loads) * 1e3:6.1f} ms")
+    print(f"  record 50 new ids, one transaction:  {statistics.median(records) * 1e3:6.1f} ms")
+    recorded = {sp.paper.key: tag_uri(AUTHORITY, f"paper/fixed/{i}") for i, sp in enumerate(stored)}
+    carried = [[FeedEntry(e.paper, e.updated, fixed_id=recorded[e.paper.key]) for e in es] for es in users]
+    cache = prepare_entries([FeedEntry(sp.paper, sp.first_seen, fixed_id=recorded[sp.paper.key]) for sp in stored],
+                            authority=AUTHORITY)  # fmt: skip
+    n = len(users)
+    if not all(build_feed(carried[u], **heads[u], cache=cache) == build_feed(carried[u], **heads[u])
+               for u in range(min(n, 1_000))):  # fmt: skip
+        raise SystemExit("fixed ids: the joined and uncached builds differ")
+    joined = cpu_per_item(lambda u: build_feed(carried[u], **heads[u], cache=cache), n, reps)
+    print(f"  build_feed per feed, joined, entries with their recorded ids: {joined * 1e6:6.0f} us/feed (CPU)")
 
 
 if __name__ == "__main__":

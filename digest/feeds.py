@@ -1,6 +1,7 @@
 """Atom feeds (RFC 4287) of papers: one per user and one of all new papers, written atomically.
 
-Feeds are a pure function of their entries: ids are tag URIs derived from the paper's identity,
+Feeds are a pure function of their entries: ids are tag URIs derived from the paper's identity (or, for
+entries that carry one, the id recorded when a feed first showed the paper: see digest/feed_ids.py),
 ``updated`` is when a paper was first seen and the feed's ``updated`` is the newest entry's, so
 rebuilding from the same data gives the same bytes and readers see no churn.
 
@@ -70,19 +71,24 @@ _TAIL = b"</feed>\n"
 
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
-    """One paper in a feed; ``updated`` is when it was first seen (never the build time)."""
+    """One paper in a feed; ``updated`` is when it was first seen (never the build time).
+
+    ``fixed_id`` is the entry id recorded when a feed first showed the paper (digest/feed_ids.py); empty, the
+    id is derived from the paper with ``entry_id``. A recorded id outlives config changes and re-keying."""
 
     paper: Paper
     updated: datetime
     reason: str = ""  # why it matched, for per-user feeds
+    fixed_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared by identity: it is a run's scratch space
 class EntryCache:
     """Atom ``<entry>`` elements built once per run and shared by every feed built with it.
 
-    Keyed by (authority, paper, first-seen time): everything an entry depends on except the per-user
-    ``reason``, which is spliced into the summary. Filled by ``prepare_entries`` or lazily by ``build_feed``.
+    Keyed by (entry id, paper, first-seen time): everything an entry depends on except the per-user
+    ``reason``, which is spliced into the summary (the id holds the authority, and a recorded id may differ
+    from the one the paper gives today). Filled by ``prepare_entries`` or lazily by ``build_feed``.
     ``fragments`` holds each element's bytes as they appear inside a feed and the offset where its summary text
     ends (-1: no summary); ``heads`` the feed headers cut at the per-feed slots (None: the slots did not come
     out intact, so such feeds are built as trees); ``seen`` what was derived from each FeedEntry object.
@@ -106,10 +112,13 @@ class _Seen:
     fragment: tuple[bytes, int] | None = None
 
 
-def _cached_id(cache: EntryCache, authority: str, paper: Paper) -> str:
-    eid = cache.ids.get((authority, paper))
+def _cached_id(cache: EntryCache, authority: str, e: FeedEntry) -> str:
+    """``e``'s recorded id, else the one derived from its paper (once per run)."""
+    if e.fixed_id:
+        return e.fixed_id
+    eid = cache.ids.get((authority, e.paper))
     if eid is None:
-        eid = cache.ids[authority, paper] = entry_id(paper, authority)
+        eid = cache.ids[authority, e.paper] = entry_id(e.paper, authority)
     return eid
 
 
@@ -121,7 +130,7 @@ def _seen(cache: EntryCache, authority: str, e: FeedEntry) -> _Seen:
     by rendering and sending in between, cost more than the rest of building a feed."""
     found = cache.seen.get(id(e))
     if found is None or found.authority != authority:
-        found = cache.seen[id(e)] = _Seen(e, authority, _cached_id(cache, authority, e.paper), _utc(e.updated))
+        found = cache.seen[id(e)] = _Seen(e, authority, _cached_id(cache, authority, e), _utc(e.updated))
     return found
 
 
@@ -176,15 +185,20 @@ def feed_slug(name: str) -> str:
 
 
 def feed_entries(
-    items: Iterable[FeedEntry | StoredPaper | Match | Paper], first_seen: Mapping[str, datetime] | None = None
+    items: Iterable[FeedEntry | StoredPaper | Match | Paper],
+    first_seen: Mapping[str, datetime] | None = None,
+    *,
+    ids: Mapping[str, str] | None = None,
 ) -> list[FeedEntry]:
-    """Feed entries from stored papers (their ``first_seen``) or matches/papers plus a key -> first-seen map."""
+    """Feed entries from stored papers (their ``first_seen``) or matches/papers plus a key -> first-seen map;
+    ``ids`` (paper key -> recorded entry id) fixes the ids of the papers it holds."""
     out = []
+    ids = ids or {}
     for item in items:
         if isinstance(item, FeedEntry):
             out.append(item)
         elif isinstance(item, StoredPaper):
-            out.append(FeedEntry(item.paper, item.first_seen))
+            out.append(FeedEntry(item.paper, item.first_seen, fixed_id=ids.get(item.paper.key, "")))
         else:
             paper, reason = (item.paper, item.reason) if isinstance(item, Match) else (item, "")
             if first_seen is None or paper.key not in first_seen:
@@ -192,7 +206,7 @@ def feed_entries(
                     f"no first-seen time for paper {paper.key}",
                     "pass first_seen={key: datetime} from the store so feed dates come from the data",
                 )
-            out.append(FeedEntry(paper, first_seen[paper.key], reason))
+            out.append(FeedEntry(paper, first_seen[paper.key], reason, ids.get(paper.key, "")))
     return out
 
 
@@ -211,7 +225,7 @@ def _select(
     by_id: dict[str, tuple[datetime, FeedEntry]] = {}
     for e in entries:
         if cache is None:
-            eid, when = entry_id(e.paper, authority), _utc(e.updated)
+            eid, when = e.fixed_id or entry_id(e.paper, authority), _utc(e.updated)
         else:
             seen = _seen(cache, authority, e)
             eid, when = seen.eid, seen.when
@@ -268,9 +282,9 @@ def _cached(cache: EntryCache, key: tuple[str, Paper, datetime], eid: str, e: Fe
     return element
 
 
-def _from_cache(cache: EntryCache, authority: str, eid: str, e: FeedEntry) -> etree._Element:
+def _from_cache(cache: EntryCache, eid: str, e: FeedEntry) -> etree._Element:
     """A private copy of the cached element, with this feed's reason added to its summary (the tree path)."""
-    cached = _cached(cache, (authority, e.paper, _utc(e.updated)), eid, e)
+    cached = _cached(cache, (eid, e.paper, _utc(e.updated)), eid, e)
     if not e.reason:
         return copy.deepcopy(cached)
     summary = cached.find("summary")
@@ -335,10 +349,10 @@ def _in_feed(element: etree._Element) -> bytes:
     return full[start : -len(_TAIL)]
 
 
-def _paper_fragment(cache: EntryCache, authority: str, eid: str, when: datetime, e: FeedEntry) -> tuple[bytes, int]:
-    """The reason-less entry of ``e``'s paper as bytes inside a feed, serialised once per paper and time, and
-    where its summary text ends (-1: no summary)."""
-    key = (authority, e.paper, when)
+def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -> tuple[bytes, int]:
+    """The reason-less entry of ``e``'s paper as bytes inside a feed, serialised once per id, paper and time,
+    and where its summary text ends (-1: no summary)."""
+    key = (eid, e.paper, when)
     found = cache.fragments.get(key)
     if found is None:
         data = _in_feed(_cached(cache, key, eid, e))
@@ -351,7 +365,7 @@ def _fragment(cache: EntryCache, authority: str, e: FeedEntry) -> bytes:
     """The bytes of ``e``'s entry inside a feed, with its reason spliced into the summary."""
     seen = _seen(cache, authority, e)
     if seen.fragment is None:
-        seen.fragment = _paper_fragment(cache, authority, seen.eid, seen.when, e)
+        seen.fragment = _paper_fragment(cache, seen.eid, seen.when, e)
     data, end = seen.fragment
     if not e.reason:
         return data
@@ -395,7 +409,7 @@ def prepare_entries(
     """Build and serialise each paper's ``<entry>`` once per run; pass the result to ``build_feed(..., cache=)``."""
     cache = EntryCache() if cache is None else cache
     for e in feed_entries(items, first_seen):
-        _paper_fragment(cache, authority, _cached_id(cache, authority, e.paper), _utc(e.updated), e)
+        _paper_fragment(cache, _cached_id(cache, authority, e), _utc(e.updated), e)
     return cache
 
 
@@ -433,7 +447,7 @@ def build_feed(
     head = _head(cache, alt_href, author, subtitle, lang, updated) if cache is not None and join and feed_id else None
     if head is None:  # no cache, not joining, or an id feedgen refuses: the whole tree, as feedgen builds it
         fg = _generator(feed_id, title, self_href, alt_href, author, subtitle, lang, updated)
-        return _tree(chosen, fg, cache, authority)
+        return _tree(chosen, fg, cache)
     parts = [
         head[0],
         _escaped(feed_id),
@@ -448,15 +462,13 @@ def build_feed(
     return b"".join(parts)
 
 
-def _tree(
-    chosen: list[tuple[str, datetime, FeedEntry]], fg: FeedGenerator, cache: EntryCache | None, authority: str
-) -> bytes:
+def _tree(chosen: list[tuple[str, datetime, FeedEntry]], fg: FeedGenerator, cache: EntryCache | None) -> bytes:
     """The feed as one lxml tree: feedgen's header and each entry built (or, with ``cache``, copied)."""
     # The header comes from feedgen with no entries; entries are built (or copied) separately and appended,
     # exactly where feedgen's _create_atom would have put them.
     feed, doc = fg._create_atom()
     for eid, _, e in chosen:
-        feed.append(_entry_element(eid, e) if cache is None else _from_cache(cache, authority, eid, e))
+        feed.append(_entry_element(eid, e) if cache is None else _from_cache(cache, eid, e))
     return _serialise(doc)
 
 

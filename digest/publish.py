@@ -1,24 +1,41 @@
-"""The Atom feeds of a run: the global feed and one per user, each paper's entry built once per run."""
+"""The Atom feeds of a run: the global feed and one per user, each paper's entry built once per run.
+
+Every id in them is fixed at first use (digest/feed_ids.py): the tag authority at the store's first feed
+write, each paper's entry id the first time a feed shows it. Readers key on entry ids, so an id that moved
+with a config change or a re-keyed paper would show them every entry again.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest import config, feeds, outbox, store
-from digest.models import Profile
+from digest import config, feed_ids, feeds, outbox, store
+from digest.models import Paper, Profile
 from digest.settings import feeds_base_url
 
 
-def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+def _config_authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+    """The authority the config gives today: base_url's host (else the sender's domain), the store's birth year."""
     host = urlsplit(cfg.digest.base_url).hostname if cfg.digest.base_url else None
     host = host or cfg.mail.sender.rpartition("@")[2]
     row = conn.execute("SELECT min(ingested_at) FROM dumps").fetchone()
     year = row[0][:4] if row and row[0] else "2026"  # the store's birth year: fixed for its whole life
     return f"{host},{year}"
+
+
+def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+    """The tag authority of this store's feeds: taken from the config at the first feed write, then recorded
+    and read back whatever the config says later (setting base_url must not change every id)."""
+    recorded = feed_ids.authority(conn)
+    if recorded is None:
+        candidate = _config_authority(conn, cfg)
+        feeds.tag_uri(candidate, "feed/all")  # refused before it is recorded: a bad one would stay for good
+        recorded = feed_ids.record_authority(conn, candidate)
+    return recorded
 
 
 @dataclass
@@ -31,6 +48,9 @@ class FeedWriter:
     out: Path
     authority: str
     entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
+    # Recorded entry ids by paper key (feed_ids), read in one query at first use and extended as papers first
+    # appear; None until then, so a writer made without for_run still reads them before assigning any.
+    ids: dict[str, str] | None = None
     papers: dict[str, feeds.FeedEntry] = field(default_factory=dict)  # by paper key, loaded on first use
     absent: set[str] = field(default_factory=set)  # keys in the outbox that the store no longer has
     written: list[Path] = field(default_factory=list)
@@ -39,6 +59,18 @@ class FeedWriter:
     def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
         """A writer into ``out_dir`` (default [feeds].output)."""
         return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg))
+
+    def _fixed_ids(self, papers: Iterable[Paper]) -> dict[str, str]:
+        """Recorded entry ids by paper key, covering ``papers``: a paper no feed has shown yet gets its id now
+        (feeds.entry_id with the recorded authority), recorded before any feed holding it is written."""
+        if self.ids is None:
+            self.ids = feed_ids.load(self.conn)
+        ids = self.ids
+        new = {p.key: feeds.entry_id(p, self.authority) for p in papers if p.key not in ids}
+        if new:
+            feed_ids.record(self.conn, new)
+            ids.update(new)
+        return ids
 
     def _build(self, entries: list[feeds.FeedEntry], *, specific: str, title: str, file: str) -> None:
         base = feeds_base_url(self.cfg)
@@ -61,7 +93,8 @@ class FeedWriter:
 
     def write_global(self) -> None:
         """The feed of every new paper."""
-        latest = feeds.feed_entries(store.list_papers(self.conn, limit=self.cfg.feeds.max_entries))
+        found = store.list_papers(self.conn, limit=self.cfg.feeds.max_entries)
+        latest = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
         self._build(latest, specific="feed/all", title="Daily Papers: all new papers", file=self.cfg.feeds.global_feed)
 
     def write_user(self, profile: Profile) -> None:
@@ -72,7 +105,8 @@ class FeedWriter:
         missing = [k for k in keys if k not in self.papers and k not in self.absent]
         if missing:
             found = store.get_papers(self.conn, missing)
-            self.papers.update(zip((sp.paper.key for sp in found), feeds.feed_entries(found), strict=True))
+            made = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
+            self.papers.update(zip((sp.paper.key for sp in found), made, strict=True))
             self.absent.update(k for k in missing if k not in self.papers)
         # Each paper's FeedEntry is made once per run and shared by every feed that shows it: build_feed finds
         # what it derived from an entry by the object's identity, without hashing the paper again.

@@ -3,8 +3,12 @@ atomic writes."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -457,3 +461,152 @@ def test_feed_writer_skips_papers_the_store_lost(tmp_path: Path, seeds: list[Pat
     conn.set_trace_callback(statements.append)
     writer.write_user(ada)
     assert statements and not [sql for sql in statements if "FROM papers" in sql]
+
+
+# --------------------------------------------------------------------------- entry ids fixed at first use
+
+# A trimmed copy of a real Daily Papers API entry (../shared/corpus/api_json_2024/2024-10-14.json, arXiv
+# 2410.08391): the paper tests/fixtures/004_*.txt scraped as text, with the same title, so ingesting it re-keys
+# the text-scrape paper "title:ae1b577f9903ef697ade" to "arxiv:2410.08391".
+KV_TITLE = "KV Prediction for Improved Time to First Token"
+KV_JSON = [
+    {
+        "paper": {
+            "id": "2410.08391",
+            "authors": [
+                {"_id": "670c99dda88de61073ac57ce", "name": "Maxwell Horton", "hidden": False},
+                {"_id": "670c99dda88de61073ac57cf", "name": "Qingqing Cao", "hidden": False},
+                {"_id": "670c99dda88de61073ac57d0", "name": "Chenfan Sun", "hidden": False},
+                {"_id": "670c99dda88de61073ac57d1", "name": "Yanzi Jin", "hidden": False},
+                {"_id": "670c99dda88de61073ac57d2", "name": "Sachin Mehta", "hidden": False},
+                {"_id": "670c99dda88de61073ac57d3", "name": "Mohammad Rastegari", "hidden": False},
+                {"_id": "670c99dda88de61073ac57d4", "name": "Moin Nabi", "hidden": False},
+            ],
+            "publishedAt": "2024-10-10T21:55:11.000Z",
+            "title": KV_TITLE,
+            "summary": "Inference with transformer-based language models begins with a prompt\nprocessing step. In "
+            "this step, the model generates the first output token and\nstores the KV cache needed for future "
+            "generation steps. [...] We release our code at\n"
+            "https://github.com/apple/corenet/tree/main/projects/kv-prediction .",
+            "upvotes": 6,
+            "discussionId": "670c99dea88de61073ac57ff",
+        },
+        "publishedAt": "2024-10-14T02:41:21.778Z",
+        "title": KV_TITLE,
+        "numComments": 1,
+    }
+]
+
+
+def entry_ids(path: Path) -> dict[str, str]:
+    """A feed file's entry ids by entry title, parsed back with feedparser."""
+    parsed = feedparser.parse(path.read_bytes())
+    assert parsed.bozo is False, parsed.get("bozo_exception")
+    ids = {e.title: e.id for e in parsed.entries}
+    assert len(ids) == len(parsed.entries) > 0
+    return ids
+
+
+def with_base_url(path: Path, base_url: str | None, sender: str = "digest@example.org") -> config.Config:
+    """``path`` (a conftest config) rewritten with another [digest].base_url (None: none) and [mail].sender."""
+    text = re.sub(r'(?m)^base_url = ".*"\n', "", path.read_text(encoding="utf-8"))
+    if base_url:
+        text = text.replace("[digest]\n", f'[digest]\nbase_url = "{base_url}"\n', 1)
+    path.write_text(re.sub(r'(?m)^sender = ".*"$', f'sender = "{sender}"', text), encoding="utf-8")
+    return config.load_config(path)
+
+
+def test_fixed_ids_win_over_derived_ones():
+    """An entry's recorded id is what the feed shows, with or without a cache, even where the cache already
+    holds the same paper under its derived id."""
+    p = papers()[2]
+    fixed = "tag:old.example.org,2025:paper/title/0f3c9a"
+    entries = feed_entries([StoredPaper(p, T0, "sha")], ids={p.key: fixed})
+    assert entries == [FeedEntry(p, T0, fixed_id=fixed)]
+    cache = prepare_entries([StoredPaper(p, T0, "sha")], authority=AUTHORITY)
+    for kw in ({}, {"cache": cache}, {"cache": cache, "join": False}):
+        assert [e.id for e in feedparser.parse(build(entries, **kw)).entries] == [fixed]
+    assert build(entries, cache=cache) == build(entries)
+    assert [e.id for e in feedparser.parse(build(feed_entries([StoredPaper(p, T0, "sha")]), cache=cache)).entries] == [
+        entry_id(p, AUTHORITY)
+    ]
+
+
+def queue_digest(conn, user: str, keys: list[str], now: datetime) -> None:
+    """A digest of ``keys`` queued for ``user``, as the pipeline queues one: what the user's feed shows."""
+    with store.transaction(conn):
+        outbox.add_message(
+            conn, user=user, period=now.date().isoformat(), scheduled_at=now, run_id=None, papers_until=now,
+            paper_keys=keys, message=b"Subject: digest\r\n\r\nx\r\n", message_id=f"<{user}@example.org>",
+            sender="digest@example.org", recipient=f"{user}@example.org", now=now,
+        )  # fmt: skip
+
+
+def test_entry_ids_survive_setting_base_url(conn, tmp_path: Path, seeds: list[Path]):
+    """Feeds written, then [digest].base_url set in the config and written again: every entry id (and feed id) is
+    the same, and the global and per-user feeds give a paper the same id."""
+    path = write_config(tmp_path, free_port(), user_block("ada", "['LLM', 'diffusion']"))
+    cfg = with_base_url(path, None)  # a cron-only install: ids come from the sender's domain
+    store.ingest(conn, read_dump(seeds[0]), now=T0)
+    shown = [sp.paper.key for sp in store.list_papers(conn, limit=5)]
+    queue_digest(conn, "ada", shown, T0)
+    assert outbox.feed_keys(conn, "ada", limit=50) == shown
+    publish.write_feeds(conn, cfg)
+    before = {name: entry_ids(cfg.feeds.output / name) for name in ("all.xml", "ada.xml")}
+    feed_before = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes()).feed
+    assert all(i.startswith("tag:example.org,2026:paper/") for i in before["all.xml"].values())
+
+    cfg = with_base_url(path, "https://papers.example.net")
+    publish.write_feeds(conn, cfg)
+    after = {name: entry_ids(cfg.feeds.output / name) for name in ("all.xml", "ada.xml")}
+    feed_after = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes()).feed
+    assert feed_after.links[0].href == "https://papers.example.net/feeds/all.xml"  # the new config is in use
+    assert after == before and feed_after.id == feed_before.id
+    assert len(before["ada.xml"]) == 5 and before["ada.xml"].items() <= before["all.xml"].items()
+
+
+def test_rekeyed_paper_keeps_its_text_scrape_entry_id(conn, tmp_path: Path, seeds: list[Path]):
+    """A paper shown in the global feed from a text scrape, then re-keyed to its arXiv id by a JSON dump with the
+    same title, keeps its entry id (not the arXiv-based one its new key would give)."""
+    cfg = config.load_config(write_config(tmp_path, free_port(), ""))
+    store.ingest(conn, read_dump(seeds[4]), now=T0)
+    publish.write_feeds(conn, cfg)
+    first = entry_ids(cfg.feeds.output / "all.xml")[KV_TITLE]
+    assert first == "tag:digest.example.org,2026:paper/title/ae1b577f9903ef697ade"
+
+    dump = tmp_path / "2024-10-14.json"
+    dump.write_text(json.dumps(KV_JSON), encoding="utf-8")
+    store.ingest(conn, read_dump(dump), now=T0 + timedelta(days=1))
+    [kv] = store.get_papers(conn, ["arxiv:2410.08391", "title:ae1b577f9903ef697ade"])
+    assert kv.paper.key == "arxiv:2410.08391" and kv.paper.title == KV_TITLE  # re-keyed, not a second paper
+
+    publish.write_feeds(conn, cfg)
+    parsed = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes())
+    [entry] = [e for e in parsed.entries if e.title == KV_TITLE]
+    assert entry.link == "https://huggingface.co/papers/2410.08391"  # the feed shows the merged record
+    assert entry.id == first != entry_id(kv.paper, publish.FeedWriter.for_run(conn, cfg).authority)
+
+
+def test_entry_ids_survive_a_fresh_process_and_a_new_config(conn, tmp_path: Path, seeds: list[Path]):
+    """Ids come from the store, not from memory: another process with another base_url and sender writes the
+    same entry and feed ids."""
+    path = write_config(tmp_path, free_port(), "")
+    cfg = config.load_config(path)
+    for day, seed in enumerate(seeds[:2]):
+        store.ingest(conn, read_dump(seed), now=T0 + timedelta(days=day))
+    publish.write_feeds(conn, cfg)
+    before = entry_ids(cfg.feeds.output / "all.xml")
+    feed_before = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes()).feed.id
+    (cfg.feeds.output / "all.xml").unlink()
+
+    with_base_url(path, "https://elsewhere.example.com", sender="news@mail.example.net")
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom digest import config, publish, store\n"
+        "cfg = config.load_config(Path(sys.argv[1]))\nconn = store.open_store(cfg.digest.store)\n"
+        "publish.write_feeds(conn, cfg)\nconn.close()\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, cwd=tmp_path, env=env, timeout=60)
+    parsed = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes())
+    assert parsed.feed.links[0].href == "https://elsewhere.example.com/feeds/all.xml"
+    assert entry_ids(cfg.feeds.output / "all.xml") == before and parsed.feed.id == feed_before
