@@ -13,36 +13,84 @@ from pathlib import Path
 import click
 
 from digest import compose, config, match, pipeline, render, store
-from digest.cli import Context, _echo_json, _parse_day, cli
+from digest.cli import EXIT_USAGE, Context, _echo_json, _parse_day, cli
+from digest.errors import DigestError
 
 
 @cli.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.option("--force", is_flag=True, help="Replace an existing config file (the env file is never replaced).")
 def init(path: Path | None, force: bool) -> None:
-    """Write a commented starter config (to PATH, else the platform config dir)."""
-    target = config.write_starter_config(path or config.default_config_path(os.environ), force=force)
+    """Write a commented starter config (to PATH, else the platform config dir) and, beside it, the env file
+    holding a fresh signing secret."""
+    default = config.default_config_path(os.environ)
+    target = config.write_starter_config(path or default, force=force)
     click.echo(f"wrote {target}")
-    click.echo(f"next: edit it, then run `digest --config {target} check`")
+    env_file = target.parent / config.ENV_FILE_NAME
+    if config.write_env_file(env_file):
+        click.echo(f"wrote {env_file} (mode 600) with a new random DIGEST_SECRET; keep it, it signs message ids "
+                   "and unsubscribe links; put the SMTP password there too if [smtp].username is set")
+    else:
+        click.echo(f"kept {env_file} (it exists already; its secrets are left as they are)")
+    again = "digest check" if target == default.resolve() else f"digest --config {target} check"
+    click.echo(f"next: edit the config ([mail] sender, [smtp], one [[users]] table per subscriber), then run "
+               f"`{again}`")
+
+
+def _organizations_seen(store_path: Path) -> list[str] | None:
+    """Every organization name and handle in the store; None when there is no store yet."""
+    if not store_path.exists():
+        return None
+    with contextlib.closing(store.open_store(store_path, readonly=True)) as conn:
+        # TODO(store owner): this belongs in store.py as store.organizations_seen(conn).
+        rows = conn.execute(
+            "SELECT organization FROM papers WHERE organization IS NOT NULL AND organization != '' "
+            "UNION SELECT org_handle FROM papers WHERE org_handle IS NOT NULL AND org_handle != ''"
+        )
+        return [row[0] for row in rows]
+
+
+def _store_warnings(obj: Context, cfg: config.Config) -> list[str]:
+    """Organizations configured but never seen in the store (nothing to say without a store)."""
+    if not any(user.organizations for user in cfg.users):
+        return []
+    try:
+        seen = _organizations_seen(obj.store_file())
+    except DigestError as exc:
+        return [f"organizations not checked against the store: {exc}"]
+    return [] if seen is None else [str(w) for w in config.organization_warnings(cfg, seen)]
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def check(obj: Context, as_json: bool) -> None:
-    """Validate the config file and report every problem at once (exit 2 on any)."""
-    cfg = obj.config()
+    """Validate the config file and the secrets it names, and compare its organizations with the store; report
+    every problem at once (exit 2 on any error; warnings alone exit 0)."""
+    cfg = obj.config()  # an invalid file raises here, listing every problem; its warnings are printed
+    errors = config.environment_problems(cfg, os.environ)
+    warnings = _store_warnings(obj, cfg)
     if as_json:
         _echo_json(
             {
                 "config": str(cfg.path),
+                "env_file": str(cfg.digest.env_file),
                 "users": [u.name for u in cfg.users],
-                "ok": True,
-                "warnings": [str(w) for w in cfg.warnings],
+                "ok": not errors,
+                "errors": [str(e) for e in errors],
+                "warnings": [str(w) for w in cfg.warnings] + warnings,
             }
         )
+        if errors:
+            raise SystemExit(EXIT_USAGE)
         return
-    click.echo(f"{cfg.path}: ok, {len(cfg.users)} users ({', '.join(u.name for u in cfg.users)})")
+    for warning in warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    if errors:
+        raise config.ConfigValidationError(errors, "fix the problems above, then run `digest check` again")
+    count = len(cfg.warnings) + len(warnings)
+    note = f"; {count} warning{'s' if count != 1 else ''} above" if count else ""
+    click.echo(f"{cfg.path}: ok, {len(cfg.users)} users ({', '.join(u.name for u in cfg.users)}){note}")
 
 
 def _now() -> datetime:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import sys
-import tempfile
 import tomllib
 import zoneinfo
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -23,22 +22,36 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Valid
 from pydantic import field_validator as _field_validator
 from pydantic_core import PydanticCustomError
 
-# config_errors never imports this module; ConfigProblem and ConfigValidationError are re-exported from here.
-from digest.config_errors import ConfigProblem, ConfigValidationError, Loc, closest, located, pydantic_message, show
+# config_errors never imports this module; the problem types, the env file and starter writers are re-exported here.
+from digest.config_errors import (
+    STARTER_CONFIG,
+    ConfigProblem,
+    ConfigValidationError,
+    Loc,
+    closest,
+    located,
+    pydantic_message,
+    read_env_file,
+    show,
+    write_env_file,
+    write_starter_config,
+)
 from digest.errors import ConfigError, QueryError
 from digest.models import Profile
 from digest.net import is_loopback_host
 
 __all__ = [
-    "APP_NAME", "CONFIG_ENV", "STARTER_CONFIG", "Config", "ConfigProblem", "ConfigValidationError",
+    "APP_NAME", "CONFIG_ENV", "ENV_FILE_NAME", "STARTER_CONFIG", "Config", "ConfigProblem", "ConfigValidationError",
     "DigestSettings", "FeedSettings", "MailSettings", "ServerSettings", "SmtpSettings", "UserSettings",
-    "default_config_path", "find_config_path", "load_config", "secret", "smtp_password", "write_starter_config",
+    "default_config_path", "environment", "environment_problems", "find_config_path", "load_config",
+    "organization_warnings", "read_env_file", "secret", "smtp_password", "write_env_file", "write_starter_config",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "paper-digest"
 CONFIG_ENV = "DIGEST_CONFIG"
+ENV_FILE_NAME = "env"  # the env file's default name, beside the config file
 MIN_SECRET_CHARS = 16
 
 
@@ -229,17 +242,20 @@ class DigestSettings(_Section):
     templates: Path | None = Field("", validate_default=True)
     base_url: Annotated[str, AfterValidator(_url(("https",)))] = ""
     secret_env: EnvName = "DIGEST_SECRET"
+    env_file: Path = Field("", validate_default=True)
     abstract_chars: int = Field(600, ge=50)
     catchup_max_age_days: int = Field(7, ge=0)
-    backfill_days: int = Field(0, ge=0)
+    backfill_days: int = Field(7, ge=0)
     keep_sent_days: int = Field(7, ge=0)
     source_url: Annotated[str, AfterValidator(_url(("https", "http")))] = ""
     fetch_timeout: float = Field(30, gt=0)
 
-    @_field_validator("store", "inbox", "templates", mode="before")
+    @_field_validator("store", "inbox", "templates", "env_file", mode="before")
     @classmethod
     def _paths(cls, value: Any, info: ValidationInfo) -> Any:
-        defaults = {"store": "digest.db", "inbox": "inbox", "templates": None}
+        if info.field_name == "env_file" and value in ("", None):  # default: beside the config file
+            return Path((info.context or {}).get("base", ".")).resolve() / ENV_FILE_NAME
+        defaults = {"store": "digest.db", "inbox": "inbox", "templates": None, "env_file": None}
         return _path(value, info, defaults[info.field_name or ""])
 
 
@@ -498,87 +514,113 @@ def find_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
     return path
 
 
-def secret(config: Config, env: Mapping[str, str]) -> bytes:
-    """The signing secret from the variable named by ``[digest].secret_env``."""
-    name = config.digest.secret_env
-    where = f"[digest].secret_env in {config.path}"
+# ---------------------------------------------------------------------------------------------- secrets
+
+
+def environment(config: Config, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables secrets are read from: the env file ([digest].env_file), overridden by ``env`` (the real
+    process environment wins). cron, systemd and manual runs all read secrets through this one function."""
+    required = "env_file" in config.digest.model_fields_set
+    return {**read_env_file(config.digest.env_file, required=required), **env}
+
+
+def _looked(config: Config, name: str, env: Mapping[str, str]) -> str:
+    path = config.digest.env_file
+    if name in env:
+        return f"(from the process environment, which wins over {path})"
+    return f"(looked in the environment and in {path}{'' if path.exists() else ', which does not exist'})"
+
+
+def _secret_problem(config: Config, merged: Mapping[str, str], env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(what is wrong, how to fix it) with the signing secret, or None."""
+    name, path = config.digest.secret_env, shlex.quote(str(config.digest.env_file))
     if not name:
-        raise ConfigError("no signing secret configured", f"set {where} to the name of an environment variable")
-    value = env.get(name, "")
-    if len(value) < MIN_SECRET_CHARS:
-        problem = "is not set" if not value else f"is shorter than {MIN_SECRET_CHARS} characters"
-        raise ConfigError(f"environment variable {name} (named by {where}) {problem}",
-                          f"export {name}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"")
-    return value.encode("utf-8")
+        return "no signing secret configured", "set [digest].secret_env to the name of a variable, e.g. DIGEST_SECRET"
+    value = merged.get(name, "")
+    if len(value) >= MIN_SECRET_CHARS:
+        return None
+    problem = "is not set" if not value else f"is shorter than {MIN_SECRET_CHARS} characters"
+    fix = "unset it there or set it to 16+ random characters" if name in env else \
+        (f"add a line {name}=<16+ random characters> to {path} (mode 600): (umask 077; python3 -c 'import secrets; "
+         f"print(\"{name}=\" + secrets.token_urlsafe(32))' >> {path}); keep it stable, it signs message ids")
+    return f"{name} {problem} {_looked(config, name, env)}", fix
+
+
+def _password_problem(config: Config, merged: Mapping[str, str], env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(what is wrong, how to fix it) with the SMTP password, or None (also when no username is set)."""
+    name = config.smtp.password_env
+    if not config.smtp.username or (name and merged.get(name)):
+        return None
+    if not name:
+        return "[smtp].username is set but no password variable", "set [smtp].password_env, or clear [smtp].username"
+    problem = "is empty" if name in merged else "is not set"
+    return (f"[smtp].username is set but {name} {problem} {_looked(config, name, env)}",
+            f"add a line {name}=<the password> to {shlex.quote(str(config.digest.env_file))} (mode 600), "
+            "or clear [smtp].username")
+
+
+def secret(config: Config, env: Mapping[str, str]) -> bytes:
+    """The signing secret from the variable named by ``[digest].secret_env`` (environment, then env file)."""
+    merged = environment(config, env)
+    problem = _secret_problem(config, merged, env)
+    if problem:
+        raise ConfigError(f"{problem[0]}; the variable is named by [digest].secret_env in {config.path}", problem[1])
+    return merged[config.digest.secret_env].encode("utf-8")
 
 
 def smtp_password(config: Config, env: Mapping[str, str]) -> str | None:
-    """The SMTP password from the variable named by ``[smtp].password_env``; None when no username is set."""
+    """The SMTP password from the variable named by ``[smtp].password_env`` (environment, then env file); None
+    when no username is set."""
     if not config.smtp.username:
         return None
-    name = config.smtp.password_env
-    where = f"[smtp].password_env in {config.path}"
-    if not name or not env.get(name):
-        var = f"environment variable {name}" if name else "no password variable"
-        raise ConfigError(f"[smtp].username is set but {var} (named by {where}) is not set",
-                          f"export {name or 'DIGEST_SMTP_PASSWORD'}=... before running, or clear [smtp].username")
-    return env[name]
+    merged = environment(config, env)
+    problem = _password_problem(config, merged, env)
+    if problem:
+        raise ConfigError(f"{problem[0]}; the variable is named by [smtp].password_env in {config.path}", problem[1])
+    return merged[config.smtp.password_env]
 
 
-# ---------------------------------------------------------------------------------------------- starter config
-
-
-def _read_starter() -> str:
-    # Installed wheels carry it as package data; a checkout has it at the repository root.
+def _config_text(config: Config) -> str:
     try:
-        return resources.files("digest").joinpath("config.example.toml").read_text("utf-8")
-    except OSError:
-        pass
+        return config.path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def environment_problems(config: Config, env: Mapping[str, str]) -> list[ConfigProblem]:
+    """What `digest check` reports about secrets: an unreadable env file, a missing or short signing secret, a
+    missing SMTP password; each problem says which variable, which env file was read and how to fix it."""
+    found: list[tuple[Loc, str]] = []
     try:
-        return (Path(__file__).resolve().parent.parent / "config.example.toml").read_text("utf-8")
-    except OSError:
-        return ""  # neither packaged nor in a checkout: write_starter_config reports it
+        merged = environment(config, env)
+    except ConfigValidationError as exc:  # lines of the env file that are not KEY=VALUE
+        return exc.problems
+    except ConfigError as exc:  # the env file is unreadable or refused: the secrets cannot be judged yet
+        return located(str(config.path), _config_text(config), [(("digest", "env_file"), f"{exc.message}: {exc.hint}")])
+    for loc, problem in ((("digest", "secret_env"), _secret_problem(config, merged, env)),
+                         (("smtp", "password_env"), _password_problem(config, merged, env))):
+        if problem:
+            found.append((loc, f"{problem[0]}: {problem[1]}"))
+    return located(str(config.path), _config_text(config), found)
 
 
-STARTER_CONFIG: str = _read_starter()
+def organization_warnings(config: Config, seen: Iterable[str]) -> list[ConfigProblem]:
+    """Configured organizations that match no name ``seen`` in the store (handles and display names, compared
+    without case, spaces or punctuation), and "only" profiles that can therefore only be empty."""
+    from digest.match import compact_org  # imported late: the matcher pulls in pyahocorasick
 
-
-def _link_no_clobber(tmp: str, path: Path) -> None:
-    try:
-        os.link(tmp, path)  # fails if someone created the file meanwhile: never clobber
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links: the exists() check above is the best we have
-        if path.exists():
-            raise FileExistsError(path) from None
-        os.replace(tmp, path)
-
-
-def write_starter_config(path: Path, *, force: bool = False) -> Path:
-    """Write the commented starter config to ``path`` atomically; refuse to replace a file unless ``force``."""
-    path = Path(path).expanduser()
-    if not STARTER_CONFIG:
-        raise ConfigError("the starter config is missing from this installation", "reinstall paper-digest")
-    if path.exists() and not force:
-        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it with the starter")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(STARTER_CONFIG)
-                out.flush()
-                os.fsync(out.fileno())
-            if force:
-                os.replace(tmp, path)
-            else:
-                _link_no_clobber(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except FileExistsError:
-        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
-            from None
-    return path.resolve()
+    names = sorted(set(seen))
+    known = {compact_org(name) for name in names}
+    none_yet = "" if names else " (no stored paper has an organization yet: dumps before 2025-10 carry none)"
+    found: list[tuple[Loc, str]] = []
+    for i, user in enumerate(config.users):
+        missing = [j for j, org in enumerate(user.organizations) if compact_org(org) not in known]
+        for j in missing:
+            near = closest(user.organizations[j], names)
+            tip = f' (did you mean "{near}"?)' if near else ""
+            found.append((("users", i, "organizations", j), f"{show(user.organizations[j])} was never seen in the "
+                          f"store as an organization name or display name{tip}{none_yet}"))
+        if user.organizations_mode == "only" and user.organizations and len(missing) == len(user.organizations):
+            found.append((("users", i, "organizations_mode"), '"only", and none of these organizations was ever '
+                          "seen in the store: this digest stays empty until a dump lists one of them"))
+    return located(str(config.path), _config_text(config), found) if found else []

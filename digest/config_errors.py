@@ -1,16 +1,23 @@
-"""Config problems and their wording: find the line a key path is on, turn pydantic errors into plain text.
-
-Kept apart from ``digest.config`` (which imports this module, never the reverse) so the schema stays short.
+"""The config's companions, kept apart from ``digest.config`` (which imports this module, never the reverse) so
+the schema stays short: problems and their wording (the line a key path is on, pydantic errors in plain text),
+the env file that holds the secrets (read and written), and the starter files `digest init` writes.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import secrets
+import shlex
+import stat
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
@@ -19,8 +26,9 @@ from pydantic.fields import FieldInfo
 from digest.errors import ConfigError
 
 __all__ = [
-    "ConfigProblem", "ConfigValidationError", "Loc", "closest", "format_loc", "key_lines", "line_of", "located",
-    "pydantic_message", "schema_at", "show",
+    "ENV_FILE_TEMPLATE", "STARTER_CONFIG", "ConfigProblem", "ConfigValidationError", "Loc", "closest", "format_loc",
+    "key_lines", "line_of", "located", "parse_env_text", "pydantic_message", "read_env_file", "schema_at", "show",
+    "write_env_file", "write_starter_config",
 ]  # fmt: skip
 
 # Keys people reach for when they mean to put a secret in the file; each maps to the indirection to use.
@@ -303,3 +311,171 @@ def pydantic_message(err: Any, root: type[BaseModel]) -> str:
             expected = f"an array of {field.description}"
         return f"expected {expected}, got {show(found, typed=True)}"
     return f"expected a valid value ({err['msg']}), got {show(found)}"
+
+
+# ---------------------------------------------------------------------------------------------- the env file
+
+
+_ENV_LINE = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(.*)", re.DOTALL)
+_AFTER_QUOTE = re.compile(r"[ \t]*(#.*)?")
+
+
+def _env_value(raw: str) -> str | None:
+    """The value of one assignment: quoted ('literal' or "with \\ escapes") or the rest of the line; None when a
+    quote is not closed or text follows the closing quote."""
+    if not raw or raw[0] not in "'\"":
+        return raw
+    quote, out, i = raw[0], [], 1
+    while i < len(raw):
+        ch = raw[i]
+        if ch == quote:
+            return "".join(out) if _AFTER_QUOTE.fullmatch(raw, i + 1) else None
+        if quote == '"' and ch == "\\" and i + 1 < len(raw) and raw[i + 1] in '"\\$`':
+            i += 1
+            ch = raw[i]
+        out.append(ch)
+        i += 1
+    return None
+
+
+def parse_env_text(text: str, file: str) -> tuple[dict[str, str], list[ConfigProblem]]:
+    """KEY=VALUE lines (``export `` allowed, # comments, blank lines, optional quotes; the last assignment of a
+    key wins) and a problem per line that is none of these. Values are never echoed: they are secrets."""
+    values: dict[str, str] = {}
+    problems: list[ConfigProblem] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(line)
+        if not match:
+            problems.append(ConfigProblem(file, number, "", "expected KEY=VALUE (a variable name, =, its value), "
+                                          "got a line that is not one (not shown, it may hold a secret)"))
+            continue
+        value = _env_value(match[2])
+        if value is None:
+            problems.append(ConfigProblem(file, number, match[1], "expected a value whose closing quote ends the "
+                                          "line (values cannot span lines), got something else (not shown)"))
+            continue
+        values[match[1]] = value
+    return values, problems
+
+
+def read_env_file(path: Path, *, required: bool = False) -> dict[str, str]:
+    """The KEY=VALUE pairs of the env file at ``path``; {} when it does not exist (unless ``required``). A file
+    that other users can read or write is refused: it holds the secrets."""
+    try:
+        with open(path, "rb") as handle:
+            mode, data = os.fstat(handle.fileno()).st_mode, handle.read()
+    except FileNotFoundError:
+        if not required:
+            return {}
+        raise ConfigError(f"env file {path} (named by [digest].env_file) not found",
+                          "create it (mode 600) with KEY=VALUE lines, or remove [digest].env_file") \
+            from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read env file {path}: {exc.strerror}", "it should be a file you own, mode 600") \
+            from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"env file {path} is not UTF-8 text", "write it as KEY=VALUE lines in UTF-8") from None
+    values, problems = parse_env_text(text, str(path))
+    if problems:
+        raise ConfigValidationError(problems, "write KEY=VALUE lines (# starts a comment line; quote a value "
+                                    "to keep spaces at its ends)")
+    if values and os.name == "posix" and mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError(f"env file {path} holds secrets but every user may read or change it "
+                          f"(mode {stat.S_IMODE(mode):o})", f"chmod 600 {shlex.quote(str(path))}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------- starter files
+
+
+def _read_starter() -> str:
+    # Installed wheels carry it as package data; a checkout has it at the repository root.
+    try:
+        return resources.files("digest").joinpath("config.example.toml").read_text("utf-8")
+    except OSError:
+        pass
+    try:
+        return (Path(__file__).resolve().parent.parent / "config.example.toml").read_text("utf-8")
+    except OSError:
+        return ""  # neither packaged nor in a checkout: write_starter_config reports it
+
+
+STARTER_CONFIG: str = _read_starter()
+
+
+def _link_no_clobber(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if someone created the file meanwhile: never clobber
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: the exists() check above is the best we have
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+
+
+def write_starter_config(path: Path, *, force: bool = False) -> Path:
+    """Write the commented starter config to ``path`` atomically; refuse to replace a file unless ``force``."""
+    path = Path(path).expanduser()
+    if not STARTER_CONFIG:
+        raise ConfigError("the starter config is missing from this installation", "reinstall paper-digest")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it with the starter")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(STARTER_CONFIG)
+                out.flush()
+                os.fsync(out.fileno())
+            if force:
+                os.replace(tmp, path)
+            else:
+                _link_no_clobber(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
+            from None
+    return path.resolve()
+
+
+ENV_FILE_TEMPLATE = """\
+# paper-digest secrets. Every digest command reads this file itself (cron, systemd and manual runs alike);
+# a variable set in the real environment wins over the same name here. KEY=VALUE lines, # comments.
+# Keep it private (mode 600). Values are read literally: quote a value to keep spaces at its ends.
+
+# Signs Message-IDs and unsubscribe links ([digest].secret_env). Keep it stable: a new one changes them.
+DIGEST_SECRET={secret}
+
+# The SMTP password ([smtp].password_env), needed when [smtp].username is set:
+# DIGEST_SMTP_PASSWORD=
+"""
+
+
+def write_env_file(path: Path) -> bool:
+    """Create the env file at ``path`` (mode 600) with a fresh random DIGEST_SECRET; an existing file is never
+    touched (the secret must stay stable). True when the file was created."""
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
+            from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(ENV_FILE_TEMPLATE.format(secret=secrets.token_urlsafe(32)))
+        out.flush()
+        os.fsync(out.fileno())
+    return True

@@ -1,4 +1,5 @@
-"""Settings for the stages, derived from the config and the environment (secrets come only from there)."""
+"""Settings for the stages, derived from the config and the environment (secrets come only from there: the
+process environment, then the env file, both read through ``config.environment``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from digest import compose, config, feeds, render, smtp
 from digest.models import Profile
 
 
-def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
-    """Message addressing and signing, from the config and the secret's environment variable."""
+def _mail_settings(cfg: config.Config, secret: bytes) -> compose.MailSettings:
     base = cfg.digest.base_url or None
     domain = (urlsplit(base).hostname if base else None) or cfg.mail.sender.rpartition("@")[2]
     return compose.MailSettings(
@@ -19,26 +19,31 @@ def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSet
         sender_name=cfg.mail.sender_name,
         list_id=cfg.mail.list_id or f"paper-digest.{domain}",
         domain=domain,
-        secret=config.secret(cfg, env),
+        secret=secret,
         unsubscribe_mailto=cfg.mail.unsubscribe_mailto or None,
         unsubscribe_base_url=base,
     )
+
+
+def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
+    """Message addressing and signing, from the config and the secret (environment, then the env file)."""
+    return _mail_settings(cfg, config.secret(cfg, env))
 
 
 PREVIEW_SECRET = "preview-only-secret-not-for-sending"
 
 
 def preview_mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
-    """Mail settings for previews: the real ones, or, when the secret is not set, a stand-in secret (a preview
-    is for looking at; its unsubscribe links would not verify)."""
+    """Mail settings for previews: the real ones, or, when the secret is missing (or the env file unreadable), a
+    stand-in secret (a preview is for looking at; its unsubscribe links would not verify)."""
     try:
         return mail_settings(cfg, env)
     except config.ConfigError:
-        return mail_settings(cfg, {**env, cfg.digest.secret_env: PREVIEW_SECRET})
+        return _mail_settings(cfg, PREVIEW_SECRET.encode("utf-8"))
 
 
 def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> smtp.SmtpSettings:
-    """SMTP connection settings, the password from its environment variable."""
+    """SMTP connection settings, the password from its variable (environment, then the env file)."""
     s = cfg.smtp
     return smtp.SmtpSettings(
         host=s.host,

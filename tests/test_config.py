@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -21,12 +22,18 @@ from digest.config import (
     SmtpSettings,
     UserSettings,
     default_config_path,
+    environment,
+    environment_problems,
     find_config_path,
     load_config,
+    organization_warnings,
+    read_env_file,
     secret,
     smtp_password,
+    write_env_file,
     write_starter_config,
 )
+from digest.config_errors import parse_env_text
 from digest.errors import ConfigError
 from digest.models import Profile
 from digest.settings import smtp_settings
@@ -131,6 +138,7 @@ def test_minimal_config_fills_defaults(tmp_path: Path) -> None:
     assert config.digest.store == tmp_path / "data" / "paper-digest" / "digest.db"
     assert config.feeds.output == tmp_path / "data" / "paper-digest" / "feeds"
     assert config.digest.templates is None
+    assert config.digest.backfill_days == 7
     assert (config.smtp.security, config.smtp.port) == ("starttls", 587)
     assert config.mail.list_id == "paper-digest.example.org"
     assert config.server.listen_address == ("127.0.0.1", 8080)
@@ -407,7 +415,8 @@ def test_missing_secret_names_variable_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         secret(config, {})
     assert "DIGEST_SECRET" in info.value.message and "[digest].secret_env" in info.value.message
-    assert "export DIGEST_SECRET=" in info.value.hint
+    assert str(tmp_path / "env") in info.value.message and "does not exist" in info.value.message
+    assert f"DIGEST_SECRET=<16+ random characters> to {tmp_path / 'env'}" in info.value.hint
 
 
 def test_short_secret_is_refused(tmp_path: Path) -> None:
@@ -433,6 +442,156 @@ def test_missing_smtp_password_names_variable_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         smtp_password(config, {})
     assert "DIGEST_SMTP_PASSWORD" in info.value.message and "[smtp].password_env" in info.value.message
+
+
+# ---------------------------------------------------------------------------------------------- the env file
+
+
+def write_env(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_env_file_syntax() -> None:
+    """KEY=VALUE, `export `, comments, blank lines, quotes (single literal, double with escapes); last one wins."""
+    text = textwrap.dedent(r"""
+        # a comment
+
+        PLAIN=abc def
+          export EXPORTED = spaced#not-a-comment
+        SINGLE=' keep $HOME \n '
+        DOUBLE="a \"q\" \\ \$x \n"   # a comment after the quote
+        EMPTY=
+        EQUALS=a=b=c
+        PLAIN=last wins
+        """)
+    values, problems = parse_env_text(text, "env")
+    assert problems == []
+    assert values == {
+        "PLAIN": "last wins", "EXPORTED": "spaced#not-a-comment", "SINGLE": " keep $HOME \\n ",
+        "DOUBLE": 'a "q" \\ $x \\n', "EMPTY": "", "EQUALS": "a=b=c",
+    }  # fmt: skip
+
+
+def test_env_file_bad_lines_are_located_and_never_echoed() -> None:
+    """A line that is not KEY=VALUE, or a quote left open, is reported at its line without showing the value."""
+    text = "OK=1\nhunter2-secret\n1BAD=x\nOPEN=\"hunter3\nAFTER='x' trailing\n"
+    values, problems = parse_env_text(text, "/etc/env")
+    assert values == {"OK": "1"}
+    assert [(p.file, p.line, p.path) for p in problems] == [
+        ("/etc/env", 2, ""), ("/etc/env", 3, ""), ("/etc/env", 4, "OPEN"), ("/etc/env", 5, "AFTER")
+    ]  # fmt: skip
+    assert not any("hunter" in str(p) for p in problems)
+
+
+def test_env_file_beside_the_config_fills_in_and_the_environment_wins(tmp_path: Path) -> None:
+    """By default the env file is `env` beside the config; its values fill in, a real variable wins over it."""
+    config = load(tmp_path, MINIMAL)
+    assert config.digest.env_file == tmp_path.resolve() / "env"
+    write_env(tmp_path / "env", "DIGEST_SECRET=from-the-env-file-0123\nOTHER=file\n")
+    assert secret(config, {}) == b"from-the-env-file-0123"
+    assert secret(config, {"DIGEST_SECRET": "from-the-process-0123"}) == b"from-the-process-0123"
+    assert environment(config, {"OTHER": "process"})["OTHER"] == "process"
+
+
+def test_env_file_key_is_relative_to_the_config(tmp_path: Path) -> None:
+    """[digest].env_file names another file, relative to the config's folder."""
+    (tmp_path / "secrets").mkdir()
+    write_env(tmp_path / "secrets" / "digest.env", "export PW='pa ss # word'\n")
+    config = load(tmp_path, '[digest]\nenv_file = "secrets/digest.env"\n[smtp]\nusername = "u"\npassword_env = "PW"\n'
+                  + MINIMAL)
+    assert smtp_password(config, {}) == "pa ss # word"
+
+
+def test_missing_env_file_is_fine_unless_named(tmp_path: Path) -> None:
+    """No default env file is no error; a file named by [digest].env_file that does not exist is one."""
+    assert environment(load(tmp_path, MINIMAL), {"A": "1"}) == {"A": "1"}
+    config = load(tmp_path, '[digest]\nenv_file = "nope.env"\n' + MINIMAL)
+    with pytest.raises(ConfigError, match=r"nope\.env.*not found"):
+        environment(config, {})
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX file modes")
+def test_env_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    """An env file holding secrets that every user may read is refused, with the chmod that fixes it."""
+    path = write_env(tmp_path / "env", "DIGEST_SECRET=0123456789abcdefXYZ\n", mode=0o644)
+    with pytest.raises(ConfigError, match="every user may read") as info:
+        read_env_file(path)
+    assert info.value.hint == f"chmod 600 {path}"
+    path.chmod(0o640)  # group-readable is allowed (a service group)
+    assert read_env_file(path) == {"DIGEST_SECRET": "0123456789abcdefXYZ"}
+
+
+def test_write_env_file_makes_a_private_secret_once(tmp_path: Path) -> None:
+    """write_env_file creates the file (mode 600) with a long random secret and never replaces it."""
+    path = tmp_path / "conf" / "env"
+    assert write_env_file(path) is True
+    assert path.stat().st_mode & 0o777 == 0o600
+    first = read_env_file(path)
+    assert len(first["DIGEST_SECRET"]) >= 32 and "DIGEST_SMTP_PASSWORD" not in first
+    assert write_env_file(path) is False and read_env_file(path) == first
+    write_env_file(tmp_path / "other")
+    assert read_env_file(tmp_path / "other") != first  # a fresh secret each time
+
+
+def test_environment_problems_name_variable_file_and_fix(tmp_path: Path) -> None:
+    """check's secret problems: which variable, at which config line, which env file was read, what to add."""
+    text = '[smtp]\nusername = "u"\n' + MINIMAL
+    config = load(tmp_path, text)
+    found = environment_problems(config, {})
+    secret_problem, password_problem = only(found, "digest.secret_env"), only(found, "smtp.password_env")
+    env = str(tmp_path.resolve() / "env")
+    assert "DIGEST_SECRET is not set" in secret_problem.message and env in secret_problem.message
+    assert "DIGEST_SMTP_PASSWORD is not set" in password_problem.message and env in password_problem.message
+    assert password_problem.line == 1 and password_problem.file == str(config.path)
+    write_env(tmp_path / "env", "DIGEST_SECRET=short\nDIGEST_SMTP_PASSWORD=pw\n")
+    assert [p.message.split(" (")[0] for p in environment_problems(config, {})] == [
+        "DIGEST_SECRET is shorter than 16 characters"
+    ]
+    write_env(tmp_path / "env", "DIGEST_SECRET=0123456789abcdef\nDIGEST_SMTP_PASSWORD=pw\n")
+    assert environment_problems(config, {}) == []
+    (tmp_path / "env").chmod(0o604)
+    assert [p.path for p in environment_problems(config, {})] == ["digest.env_file"]
+
+
+# ---------------------------------------------------------------------------------------------- organizations
+
+
+ORGS = MINIMAL + """
+[[users]]
+name = "grace"
+email = "grace@example.org"
+organizations = ["facebook", "meta-llama"]
+organizations_mode = "only"
+"""
+
+
+def test_organization_warnings_compare_handles_and_names_loosely(tmp_path: Path) -> None:
+    """An organization matching a seen handle or display name (case, spaces, punctuation aside) is fine; one
+    never seen is warned about at its line, with the closest seen name."""
+    text = MINIMAL.replace('keywords = ["diffusion"]',
+                           'keywords = ["diffusion"]\norganizations = ["bytedance seed", "AI-at-Meta", "Qwenn"]')
+    text += ORGS.removeprefix(MINIMAL)
+    config = load(tmp_path, text)
+    warnings = organization_warnings(config, ["ByteDance-Seed", "AI at Meta", "Qwen", "Facebook"])
+    assert [w.path for w in warnings] == ["users[0].organizations[2]", "users[1].organizations[1]"]
+    assert warnings[0].line == line_of(text, "Qwenn") and 'did you mean "Qwen"?' in warnings[0].message
+    assert [w.path for w in organization_warnings(config, ["Meta Llama"])] == [
+        "users[0].organizations[0]", "users[0].organizations[1]", "users[0].organizations[2]",
+        "users[1].organizations[0]",
+    ]  # fmt: skip
+
+
+def test_only_profile_that_can_only_be_empty_is_warned(tmp_path: Path) -> None:
+    """With no organization in the store at all, each one is warned about and the "only" profile too."""
+    text = ORGS
+    warnings = organization_warnings(load(tmp_path, text), [])
+    assert [w.path for w in warnings] == [
+        "users[1].organizations[0]", "users[1].organizations[1]", "users[1].organizations_mode",
+    ]  # fmt: skip
+    assert "dumps before 2025-10" in warnings[0].message and "stays empty" in warnings[2].message
+    assert warnings[2].line == line_of(text, "organizations_mode")
 
 
 # ---------------------------------------------------------------------------------------------- finding the file
