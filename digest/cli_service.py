@@ -157,12 +157,14 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
         rows = outbox.history(conn, users=users or None, limit=limit)
         runs = outbox.runs(conn, limit=10)
         gone = outbox.unsubscribed(conn)
+        unsent = {user: outbox.user_paper_states(conn, user) for user in users}
     if as_json:
         _echo_json(
             {
                 "messages": [{k: v for k, v in asdict(r).items() if k != "message"} for r in rows],
                 "runs": runs,
                 "unsubscribed": sorted(gone),
+                "not_mailed": unsent,
             }
         )
         return
@@ -182,6 +184,24 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
         )
     if gone:
         click.echo(f"unsubscribed: {', '.join(sorted(gone))}")
+    for user, states in unsent.items():
+        click.echo(f"matched for {user} but not mailed (newest first):")
+        for item in states[:limit]:
+            why = _WHY_NOT_MAILED.get(str(item["state"]), item["state"])
+            click.echo(f"  {why}: {item['title'] or item['paper_key']}")
+        if not states:
+            click.echo("  (nothing: every matching paper was mailed)")
+        elif len(states) > limit:
+            click.echo(f"  ... and {len(states) - limit} more (--limit)")
+
+
+# Why a matched paper did not (yet) reach a user by mail, per (user, paper) state.
+_WHY_NOT_MAILED = {
+    "queued": "queued (in a digest not accepted by the server yet)",
+    "carried": "carried over (over max_papers; comes in the next digest)",
+    "dropped": "dropped (never sent, now older than catchup_max_age_days)",
+    "archived": "archived (listed on the digest's archive page, not mailed)",
+}
 
 
 @cli.command()

@@ -192,17 +192,18 @@ def add_message(
 
 @dataclass(frozen=True, slots=True)
 class LastDigest:
-    """A user's latest digest that carried papers: when it was scheduled and up to when it looked."""
+    """A user's latest planned digest: when it was scheduled and up to when it looked at papers."""
 
     scheduled_at: datetime
     papers_until: datetime
 
 
 def last_digests(conn: sqlite3.Connection) -> dict[str, LastDigest]:
-    """Per user, their latest non-empty digest (rows from before schema v4 count from their creation)."""
+    """Per user, their latest planned digest (rows from before schema v4 count from their creation)."""
+    # 'empty' rows count: their period was planned (nothing matched then), not missed.
     rows = conn.execute(
         "SELECT user, max(coalesce(scheduled_at, created_at)) AS at, max(papers_until) AS until FROM outbox "
-        "WHERE status != 'empty' GROUP BY user"
+        "GROUP BY user"
     )
     return {r["user"]: LastDigest(datetime.fromisoformat(r["at"]), datetime.fromisoformat(r["until"])) for r in rows}
 
@@ -314,6 +315,16 @@ def mark_in_flight(conn: sqlite3.Connection, row_id: int) -> None:
     and then the message must not be sent."""
     with transaction(conn):
         conn.execute("UPDATE outbox SET status = 'sending', in_flight = in_flight + 1 WHERE id = ?", (row_id,))
+
+
+def release_in_flight(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    """Undo ``mark_in_flight`` for rows known not to have been handed to the server."""
+    with transaction(conn):
+        conn.execute(
+            "UPDATE outbox SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'pending' END, "
+            "in_flight = max(in_flight - 1, 0) WHERE status = 'sending' AND id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
+        )
 
 
 def mark_sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str, now: datetime) -> None:

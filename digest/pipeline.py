@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digest import cadence, compose, config, match, outbox, render, smtp, sources, store
-from digest.errors import DigestError, DumpError
+from digest.errors import DeliveryError, DigestError, DumpError, StoreError
 from digest.models import Digest, IngestReport, Match, Profile, RenderedEmail, RunReport, StoredPaper
 from digest.publish import FeedWriter, write_feeds
 from digest.settings import feed_url, mail_settings, preview_mail_settings, render_options, smtp_settings
@@ -131,11 +131,12 @@ def user_window(
     digest (after downtime: the first missed one), so a catch-up digest covers every missed period; what
     matched before that bound and was never delivered is dropped, and counted."""
     first_seen_by_user = (added or now) - timedelta(days=cfg.digest.backfill_days)
-    if last is None:
-        return Window(first_seen_by_user, first_seen_by_user)
-    first_missed_end = min(cadence.next_scheduled_after(profile, last.scheduled_at), period.scheduled_at)
+    # The end of the first period with no digest: the one after the last digest, or a new user's first one.
+    after = last.scheduled_at if last is not None else (added or now)
+    first_missed_end = min(cadence.next_scheduled_after(profile, after), max(period.scheduled_at, after))
     lower = max(first_missed_end - timedelta(days=cfg.digest.catchup_max_age_days), first_seen_by_user)
-    return Window(lower, min(lower, max(last.papers_until, first_seen_by_user)))
+    considered = max(last.papers_until, first_seen_by_user) if last is not None else first_seen_by_user
+    return Window(lower, min(lower, considered))
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,8 +374,11 @@ def _store_write(what: str, action: Callable[[], None]) -> None:
     """Run a store write of the delivery ledger; a failure becomes a StoreError that says what to fix."""
     try:
         action()
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         raise store.store_write_error(exc, what) from exc
+    except StoreError as exc:
+        cause = exc.message.partition(": ")[2] or exc.message
+        raise StoreError(f"could not {what} the store: {cause}", exc.hint) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,20 +419,20 @@ def _deliver(
     by_key = {str(row.id): row for row in rows}
 
     def on_start(item: smtp.Outgoing) -> None:
-        _store_write("record a message as in flight", lambda: outbox.mark_in_flight(conn, by_key[item.key].id))
+        _store_write("record a message as in flight in", lambda: outbox.mark_in_flight(conn, by_key[item.key].id))
 
     def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
         row = by_key[item.key]
         stamp = clock()
         if result.status == "sent":
             _store_write(
-                "record a sent message",
+                "record a sent message in",
                 lambda: outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp),
             )
         else:
             retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
             _store_write(
-                "record a failed attempt",
+                "record a failed attempt in",
                 lambda: outbox.mark_failed(
                     conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp,
                     retry_at=retry,
@@ -443,33 +447,42 @@ def _deliver(
             data = outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
-    summary = asyncio.run(
-        smtp.send_all(
-            messages(), smtp_settings(cfg, env), on_result=on_result, on_start=on_start, stop=options.stop,
-            tls_context=options.tls_context,
-        )
-    )  # fmt: skip
+    try:
+        summary = asyncio.run(
+            smtp.send_all(
+                messages(), smtp_settings(cfg, env), on_result=on_result, on_start=on_start, stop=options.stop,
+                tls_context=options.tls_context,
+            )
+        )  # fmt: skip
+    except DeliveryError:
+        # A run-level refusal (login, STARTTLS, sender) comes before DATA and every other session finished its
+        # message first: a row still in flight was never handed over, so it waits as it was, not as in flight.
+        outbox.release_in_flight(conn, [row.id for row in rows])
+        raise
     if summary.unreachable:
         log.error("SMTP server unreachable: %s", summary.unreachable)
     stopped = options.stop() and sum(counts.values()) < total
     return Delivered(counts["sent"], counts["deferred"], counts["failed"], stopped)
 
 
+def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> list[outbox.OutboxRow]:
+    """Give up on outbox rows older than the retry limit or found in flight twice (their papers return to
+    their users' pools, so a run does this before planning); returns them."""
+    gave_up = outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
+    for row in gave_up:
+        log.error("gave up on the digest of %s for %s: %s", row.user, row.period, row.last_reply or "never sent")
+    return gave_up
+
+
 def due_rows(
     conn: sqlite3.Connection,
-    cfg: config.Config,
     *,
     now: datetime,
     users: Sequence[str] | None = None,
     retry_deferred: bool = True,
-) -> tuple[list[outbox.OutboxRow], list[outbox.OutboxRow]]:
-    """Outbox rows to send now, and the rows given up first (older than the retry limit, or found in flight
-    twice)."""
-    gave_up = outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
-    for row in gave_up:
-        log.error("gave up on the digest of %s for %s: %s", row.user, row.period, row.last_reply or "never sent")
-    rows = [r for r in outbox.due(conn, now=now, users=users) if retry_deferred or r.status != "deferred"]
-    return rows, gave_up
+) -> list[outbox.OutboxRow]:
+    """Outbox rows to send now (call ``give_up`` first)."""
+    return [r for r in outbox.due(conn, now=now, users=users) if retry_deferred or r.status != "deferred"]
 
 
 def _gave_up_error(gave_up: Sequence[outbox.OutboxRow]) -> str:
@@ -492,7 +505,8 @@ def deliver_due(
 ) -> tuple[int, int, int]:
     """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed), failed
     including the rows given up."""
-    rows, gave_up = due_rows(conn, cfg, now=now, users=options.users, retry_deferred=retry_deferred)
+    gave_up = give_up(conn, cfg, now=now)
+    rows = due_rows(conn, now=now, users=options.users, retry_deferred=retry_deferred)
     if not rows:
         return 0, 0, len(gave_up)
     done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
@@ -568,6 +582,7 @@ def run_once(
             started = time.perf_counter()
             reports = _ingest_inbox(conn, cfg, options, now=now, errors=errors)
             stages["ingest"] = time.perf_counter() - started
+            gave_up = give_up(conn, cfg, now=now) if options.deliver else []
             plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
             writer = FeedWriter.for_run(conn, cfg, feed_dir)
@@ -583,10 +598,10 @@ def run_once(
                         writer.write_user(profiles[user])
                         fed.add(user)
                         stages["feeds"] += time.perf_counter() - t0
-            done, gave_up = Delivered(), []
+            done = Delivered()
             if options.deliver and not options.stop():
                 started = time.perf_counter()
-                rows, gave_up = due_rows(conn, cfg, now=now, users=options.users)
+                rows = due_rows(conn, now=now, users=options.users)
                 done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
                 stages["send"] = time.perf_counter() - started
             if gave_up:

@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -223,13 +224,20 @@ def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        # Disk full, read-only file, I/O error: say what to fix instead of "unexpected ... report the traceback".
+        if _WRITE_FAILURE.search(str(exc)):
+            raise store_write_error(exc, "write") from exc
         raise
-    conn.execute("COMMIT")
 
 
 @contextlib.contextmanager
@@ -251,6 +259,9 @@ def run_lock(store_path: Path, *, wait: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
+_WRITE_FAILURE = re.compile(r"full|readonly|read-only|disk I/O|unable to open|locked|busy", re.IGNORECASE)
+
+
 def store_write_error(exc: sqlite3.Error, what: str) -> StoreError:
     """A failed write to the store as an error that says what to fix (disk full, read-only, locked)."""
     text = str(exc)
@@ -262,7 +273,7 @@ def store_write_error(exc: sqlite3.Error, what: str) -> StoreError:
         hint = "another program holds the store open for writing; close it and run again"
     else:
         hint = "check the disk and the store file ([digest].store); `sqlite3 FILE 'PRAGMA integrity_check'`"
-    return StoreError(f"could not {what} in the store: {text}", hint)
+    return StoreError(f"could not {what} the store: {text}", hint)
 
 
 def _iso(value: date | datetime | None) -> str | None:
