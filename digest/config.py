@@ -483,7 +483,7 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
         feeds = feeds.model_copy(update={"base_url": parsed.digest.base_url + "/feeds"})
     warnings = tuple(located(file, text, list(_warnings(parsed))))
     for warning in warnings:
-        log.warning("%s", warning)
+        log.info("config warning: %s", warning)  # the CLI shows them (Config.warnings); logged once, not twice
     return Config(path=Path(path).resolve(), digest=parsed.digest, mail=mail, smtp=smtp, feeds=feeds,
                   server=parsed.server, users=parsed.users, warnings=warnings)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import SECRET_ENV, Sink, user_block, write_config
+from conftest import SECRET_ENV, SEEDS, Sink, user_block, write_config
 
 from digest import store
 from digest.cli import cli, main
@@ -70,8 +74,12 @@ def test_missing_config_is_exit_2_with_init_hint(
     assert code == 2 and "digest init" in err
 
 
-def test_init_writes_a_config_that_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """init writes the starter config, refuses to overwrite it, and the result validates."""
+def test_init_writes_a_config_that_checks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init writes the starter config, refuses to overwrite it, and the result validates (the secret comes from
+    the env file init wrote beside it, not from the environment)."""
+    monkeypatch.delenv("DIGEST_SECRET", raising=False)
     target = tmp_path / "conf" / "config.toml"
     assert _run(capsys, "init", str(target))[0] == 0
     code, _, err = _run(capsys, "init", str(target))
@@ -189,3 +197,182 @@ def test_run_with_smtp_down_exits_1_and_says_so(
     shutil.copy(seeds[0], config_file.parent / "inbox")
     code, out, err = _run(capsys, "--config", str(config_file), "run")
     assert code == 1 and "1 deferred" in out and "deferred by a temporary SMTP failure" in err
+
+
+# --------------------------------------------------------------------------- secrets and the env file
+
+
+def test_check_reports_a_missing_secret_until_the_env_file_has_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without DIGEST_SECRET anywhere check exits 2 naming the variable and the env file; with the file, ok."""
+    monkeypatch.delenv("DIGEST_SECRET", raising=False)
+    config_file = write_config(tmp_path, sink.port, ADA)
+    env_file = tmp_path / "env"
+    code, out, err = _run(capsys, "--config", str(config_file), "check")
+    assert code == 2 and "ok" not in out
+    assert "DIGEST_SECRET is not set" in err and f"{env_file}, which does not exist" in err
+    assert f"{config_file}:" in err and "digest.secret_env" in err and f">> {env_file}" in err
+    code, out, _ = _run(capsys, "--config", str(config_file), "check", "--json")
+    assert code == 2 and json.loads(out)["ok"] is False and json.loads(out)["env_file"] == str(env_file)
+    env_file.write_text("# secrets\nexport DIGEST_SECRET='0123456789abcdef-from-file'\n")
+    env_file.chmod(0o600)
+    code, out, _ = _run(capsys, "--config", str(config_file), "check")
+    assert code == 0 and "ok, 1 users" in out
+
+
+def test_check_reports_a_missing_smtp_password_and_an_open_env_file(
+    capsys: pytest.CaptureFixture[str], config_file: Path
+) -> None:
+    """With [smtp].username set and no password, check names DIGEST_SMTP_PASSWORD; a world-readable env file
+    is refused with the chmod that fixes it."""
+    text = config_file.read_text().replace('security = "none"', 'security = "none"\nusername = "me"')
+    config_file.write_text(text)
+    code, _, err = _run(capsys, "--config", str(config_file), "check")
+    assert code == 2 and "smtp.password_env" in err and "DIGEST_SMTP_PASSWORD is not set" in err
+    env_file = config_file.parent / "env"
+    env_file.write_text("DIGEST_SMTP_PASSWORD=pw\n")
+    env_file.chmod(0o644)
+    code, _, err = _run(capsys, "--config", str(config_file), "check")
+    assert code == 2 and "every user may read" in err and f"chmod 600 {env_file}" in err
+    env_file.chmod(0o600)
+    assert _run(capsys, "--config", str(config_file), "check")[0] == 0
+
+
+def test_init_writes_a_private_env_file_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init writes env (mode 600, a fresh DIGEST_SECRET) beside the config and says so; --force keeps it."""
+    monkeypatch.delenv("DIGEST_SECRET", raising=False)
+    target = tmp_path / "conf" / "config.toml"
+    code, out, _ = _run(capsys, "init", str(target))
+    env_file = target.parent / "env"
+    assert code == 0 and f"wrote {env_file} (mode 600)" in out and "DIGEST_SECRET" in out
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    before = env_file.read_text()
+    code, out, _ = _run(capsys, "init", "--force", str(target))
+    assert code == 0 and f"kept {env_file}" in out and env_file.read_text() == before
+
+
+# --------------------------------------------------------------------------- organizations against the store
+
+
+ORG_USERS = """
+[[users]]
+name = "ada"
+email = "ada@example.org"
+keywords = ["LLM"]
+organizations = ["bytedance-seed", "Midea AI Research Center", "facebook"]
+
+[[users]]
+name = "meta"
+email = "meta@example.org"
+organizations = ["facebook", "meta-llama"]
+organizations_mode = "only"
+"""
+
+
+def test_check_warns_about_organizations_a_text_store_never_had(
+    capsys: pytest.CaptureFixture[str], config_file: Path, seeds: list[Path]
+) -> None:
+    """Text scrapes carry no organization: every configured one is warned about (file:line), the "only" profile
+    can only be empty, and check still exits 0; without a store it says nothing about organizations."""
+    config_file = write_config(config_file.parent, 2525, ORG_USERS)
+    code, out, err = _run(capsys, "--config", str(config_file), "check")
+    assert code == 0 and "never seen" not in err
+    assert _run(capsys, "--config", str(config_file), "ingest", str(seeds[0]))[0] == 0
+    code, out, err = _run(capsys, "--config", str(config_file), "check")
+    lines = config_file.read_text().splitlines()
+    only_line = next(i for i, line in enumerate(lines, 1) if "organizations_mode" in line)
+    assert code == 0 and "ok, 2 users" in out and "6 warnings above" in out
+    assert err.count("was never seen in the store") == 5 and "dumps before 2025-10" in err
+    assert f"warning: {config_file}:{only_line}: users[1].organizations_mode:" in err and "stays empty" in err
+
+
+def test_check_matches_organization_handles_and_names_in_a_real_store(
+    capsys: pytest.CaptureFixture[str], config_file: Path, corpus: Path
+) -> None:
+    """After ingesting real API JSON, handles and display names both count as seen; the rest are warned about."""
+    config_file = write_config(config_file.parent, 2525, ORG_USERS)
+    assert _run(capsys, "--config", str(config_file), "ingest", str(corpus / "api_json" / "2026-04-16.json"))[0] == 0
+    code, out, _ = _run(capsys, "--config", str(config_file), "check", "--json")
+    warnings = json.loads(out)["warnings"]
+    assert code == 0 and json.loads(out)["ok"] is True
+    assert [w.split(": ")[1] for w in warnings] == [
+        "users[0].organizations[2]", "users[1].organizations[0]", "users[1].organizations[1]",
+        "users[1].organizations_mode",
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the shipped cron and systemd files
+
+
+CRON = README.parent / "cron"
+VENV_DIGEST = Path(sys.prefix) / "bin" / "digest"
+
+
+def _cron_home(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
+    """A fresh HOME as the README leaves it: the venv's `digest` where the shipped files expect it, `digest init`
+    run, [smtp] pointed at ``port``; and an environment as bare as cron's (no DIGEST_SECRET)."""
+    home = tmp_path / "home"
+    bin_dir = home / ".local" / "share" / "paper-digest" / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "digest").symlink_to(VENV_DIGEST)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "digest", "LANG": "C.UTF-8"}
+    subprocess.run([str(bin_dir / "digest"), "init"], env=env, check=True, capture_output=True)
+    config_file = home / ".config" / "paper-digest" / "config.toml"
+    text = config_file.read_text()
+    for old, new in ((r'(?m)^host = "localhost"$', 'host = "127.0.0.1"'), (r"(?m)^port = 587$", f"port = {port}"),
+                     (r'(?m)^security = "starttls"$', 'security = "none"')):
+        text, count = re.subn(old, new, text)
+        assert count == 1, old
+    config_file.write_text(text)
+    inbox = home / ".local" / "share" / "paper-digest" / "inbox"
+    inbox.mkdir(parents=True)
+    shutil.copy(SEEDS[0], inbox)
+    return home, env
+
+
+def _cron_command() -> str:
+    """The command of the one job line in cron/crontab (the part after the five time fields)."""
+    jobs = [line for line in (CRON / "crontab").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert len(jobs) == 1
+    command = jobs[0].split(None, 5)[5]
+    assert "%" not in command  # cron would turn it into a newline
+    return command
+
+
+def test_shipped_crontab_line_works_as_is(tmp_path: Path, sink: Sink) -> None:
+    """The crontab line, run by sh with cron's bare environment, reads the secret from the env file `digest init`
+    wrote: exit 0. Without that file the same line exits 2 naming DIGEST_SECRET and the file it looked in."""
+    home, env = _cron_home(tmp_path, sink.port)
+    env_file = home / ".config" / "paper-digest" / "env"
+    env_file.rename(tmp_path / "env.away")
+    failed = subprocess.run(["/bin/sh", "-c", _cron_command()], env=env, capture_output=True, text=True, cwd=home)
+    assert failed.returncode == 2 and "DIGEST_SECRET is not set" in failed.stderr and str(env_file) in failed.stderr
+    (tmp_path / "env.away").rename(env_file)
+    done = subprocess.run(["/bin/sh", "-c", _cron_command()], env=env, capture_output=True, text=True, cwd=home)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_shipped_systemd_unit_runs_as_is(tmp_path: Path, sink: Sink) -> None:
+    """paper-digest-run.service's ExecStart (with %h = HOME, no shell, no EnvironmentFile) exits 0; the serve
+    unit runs the same program with the same config."""
+    home, env = _cron_home(tmp_path, sink.port)
+
+    def exec_start(unit: str) -> list[str]:
+        lines = [line for line in (CRON / unit).read_text().splitlines() if line.startswith("ExecStart=")]
+        assert len(lines) == 1
+        return shlex.split(lines[0].removeprefix("ExecStart=").replace("%h", str(home)))
+
+    run = exec_start("paper-digest-run.service")
+    done = subprocess.run(run, env=env, capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert exec_start("paper-digest-serve.service")[:-1] == run[:-2] and run[-2:] == ["run", "--quiet"]
+
+
+def test_readme_cron_line_is_the_shipped_one() -> None:
+    """The crontab line in the README is the one in cron/crontab."""
+    command = _cron_command()
+    assert any(line.startswith("*/15 ") and line.endswith(command) for line in README.read_text().splitlines())
