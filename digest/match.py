@@ -78,6 +78,8 @@ __all__ = [
     "match_profile",
     "match_query",
     "match_top",
+    "org_keys",
+    "org_text",
     "parse_query",
 ]
 
@@ -140,6 +142,33 @@ _excludes = operator.attrgetter("exclude")
 def compact_org(name: str) -> str:
     """An organization name without case, spaces or punctuation ("Hugging Face" -> "huggingface")."""
     return "".join(ch for ch in fold(name)[0] if ch.isalnum())
+
+
+def org_keys(paper: Paper) -> tuple[str, ...]:
+    """The paper's organization as profiles may name it: its display name and its handle, compacted, distinct.
+
+    A profile's ``organizations`` entry matches when it equals either, so "facebook" and "AI at Meta" both pick
+    Meta's papers, and "huggingface" matches "Hugging Face" even without a handle.
+    """
+    names = (paper.organization, paper.org_handle)
+    return tuple(dict.fromkeys(filter(None, (compact_org(name) for name in names if name))))
+
+
+def org_text(paper: Paper) -> str:
+    """The text ``org:`` terms search and org Hit offsets point into.
+
+    It is the display name, followed by the handle in parentheses when the handle's words are not already a
+    run of the display name's: "AI at Meta (facebook)", "Hugging Face (huggingface)", but just "Google" for
+    handle "google" and "Tencent Hunyuan" for "tencent", so a handle that repeats the name does not count
+    twice. The parenthesis is a hard break, so a phrase never runs from the name into the handle.
+    """
+    display, handle = paper.organization or "", paper.org_handle or ""
+    if not handle or not display:
+        return display or handle
+    words = scan_text(handle).text
+    if not words.strip() or words in scan_text(display).text:
+        return display
+    return f"{display} ({handle})"
 
 
 def _parse_all(profiles: Sequence[Profile], texts: Sequence[str]) -> list[Query]:
@@ -278,7 +307,7 @@ def _scan_hits(matcher: Matcher, scan: Scan, field: str, hits: LeafHits) -> None
 
 
 def _regex_hits(matcher: Matcher, paper: Paper, hits: LeafHits, timeouts: list[int]) -> None:
-    texts = {TITLE: paper.title, ABSTRACT: paper.abstract, ORG: paper.organization or ""}
+    texts = {TITLE: paper.title, ABSTRACT: paper.abstract, ORG: org_text(paper)}
     for index, (src, compiled, fields) in enumerate(matcher.regexes):
         if timeouts[index] >= REGEX_MAX_TIMEOUTS:
             continue
@@ -312,15 +341,15 @@ def _regex_hits(matcher: Matcher, paper: Paper, hits: LeafHits, timeouts: list[i
 
 def _prepare(matcher: Matcher, paper: Paper, timeouts: list[int]) -> Prepared:
     scans = {TITLE: scan_text(paper.title), ABSTRACT: scan_text(paper.abstract)}
-    if paper.organization:
-        scans[ORG] = scan_text(paper.organization)
+    if paper.organization or paper.org_handle:
+        scans[ORG] = scan_text(org_text(paper))
     hits: LeafHits = {}
     if matcher.automaton is not None:
         for field, scan in scans.items():
             _scan_hits(matcher, scan, field, hits)
     if matcher.regexes:
         _regex_hits(matcher, paper, hits, timeouts)
-    return Prepared(paper, scans, hits, org=compact_org(paper.organization) if paper.organization else "")
+    return Prepared(paper, scans, hits, orgs=org_keys(paper))
 
 
 def _true_queries(matcher: Matcher, hits: LeafHits) -> dict[int, Witness]:
@@ -369,7 +398,8 @@ def _prepare_all(
     matcher: Matcher, papers: Sequence[Paper]
 ) -> tuple[list[Prepared], dict[int, list[int]], dict[str, list[int]]]:
     """Every paper scanned and evaluated once, in tiebreak order (index = rank); keyword query id -> ranks
-    of the papers where it holds; compacted organization -> ranks of its papers."""
+    of the papers where it holds; compacted organization (display name or handle) -> ranks of its papers, each
+    paper listed under both of its names so a profile finds it by either."""
     timeouts = [0] * len(matcher.regexes)
     preps: list[Prepared] = []
     holds: dict[int, list[int]] = {}
@@ -380,8 +410,8 @@ def _prepare_all(
         prep.true = _true_queries(matcher, prep.hits)
         prep.rank, prep.n_papers = rank, len(papers)
         preps.append(prep)
-        if prep.org:
-            org_papers.setdefault(prep.org, []).append(rank)
+        for org in prep.orgs:
+            org_papers.setdefault(org, []).append(rank)
         for qid in prep.true:
             if qid in keyword_queries:
                 holds.setdefault(qid, []).append(rank)

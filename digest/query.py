@@ -18,7 +18,8 @@ case folding on both the query and the paper).
 - `diffusion -video` or `diffusion NOT video`: diffusion, but not papers that mention video.
 - `(diffusion OR flow) -video`: parentheses group.
 - `title:agent` (or `ti:agent`): only in the title. Also `abstract:` (`abs:`) and `org:` (the
-  organization). Without a field a term looks in the title and the abstract.
+  organization's display name and its Hugging Face handle: `org:meta` and `org:facebook` both find
+  "AI at Meta"). Without a field a term looks in the title and the abstract.
 - `title:(agent OR planner)`: a field scope applies to a whole group.
 - `/gpt-?4o?/`: an opt-in regular expression ([regex](https://pypi.org/project/regex/) syntax,
   case-insensitive, on the original text, at most 200 characters). A pattern that runs longer than
@@ -34,9 +35,11 @@ Plural tolerance works one way: `LLMs` does not match "LLM". A profile without k
 **Ranking.** Each distinct term found in a title scores 3, in an abstract 1, in `org:` 1, plus
 0.5 × ln(count) for repeats; an organization listed in the profile (mode "boost") adds 2. Papers are
 ordered by score, then upvotes, then newest first, then dump order. `min_score` and `min_upvotes`
-filter; `organizations` with mode "only" keeps just papers from those organizations (compared without
-case, spaces or punctuation, so "huggingface" matches "Hugging Face"). Each match says why in one
-line, e.g. `title: "diffusion"; abstract: "LLM" ×3, "self-supervised"` (keywords in A-Z order).
+filter; `organizations` with mode "only" keeps just papers from those organizations. An entry may be
+the organization's Hugging Face handle or its display name ("facebook" or "AI at Meta"), compared
+without case, spaces or punctuation, so "huggingface" also matches "Hugging Face". Each match says
+why in one line, e.g. `title: "diffusion"; abstract: "LLM" ×3, "self-supervised"` (keywords in A-Z
+order).
 """
 
 from __future__ import annotations

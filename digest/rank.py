@@ -62,7 +62,7 @@ class Prepared:
     entries: dict[tuple[tuple[int, ...], bool], _Entry] = dataclasses.field(default_factory=dict)
     combo_ids: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # match_top: true ids -> combo id
     boosted_combo_ids: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)  # the same, with org boost
-    org: str = ""  # compacted organization
+    orgs: tuple[str, ...] = ()  # compacted organization display name and handle (digest.match.org_keys)
     rank: int = 0  # position in tiebreak order: upvotes desc, newest first, input order
     n_papers: int = 1
 
@@ -234,10 +234,9 @@ def build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: 
         reasons.append("abstract: " + part[5])
     if part[6]:
         reasons.append("org: " + part[6])
-    if boost:
-        reasons.append(f'org boost: "{prep.paper.organization}" +{ORG_BOOST:g}')
-    elif not qids:
-        reasons.append(f'org: "{prep.paper.organization}"')
+    if boost or not qids:
+        name = prep.paper.organization or prep.paper.org_handle  # the display name reads better than a handle
+        reasons.append(f'org boost: "{name}" +{ORG_BOOST:g}' if boost else f'org: "{name}"')
     return Match(prep.paper, score, part[1] + part[2] + part[3], "; ".join(reasons) or "matched")
 
 
@@ -288,7 +287,7 @@ def filtered_candidates(
             continue
         boost = False
         if orgs:
-            in_org = prep.org in orgs
+            in_org = not orgs.isdisjoint(prep.orgs)  # the profile named the paper's handle or its display name
             if profile.organizations_mode == "only":
                 if not in_org:
                     continue

@@ -68,10 +68,27 @@ def profile(name: str = "alice", **fields: object) -> Profile:
     return Profile(name=name, email=f"{name}@example.org", **fields)  # type: ignore[arg-type]
 
 
+def org_field(paper: Paper) -> str:
+    """The org field as QUERY_HELP and org_text define it, rewritten here: the display name, then "(handle)"
+    unless the handle's words already run in the display name."""
+    display, handle = paper.organization or "", paper.org_handle or ""
+    if not display or not handle:
+        return display or handle
+    d, h = (re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", s).casefold()) for s in (display, handle))
+    inside = any(d[i : i + len(h)] == h for i in range(len(d) - len(h) + 1))
+    return display if not h or inside else f"{display} ({handle})"
+
+
+def org_names(paper: Paper) -> set[str]:
+    """The paper's display name and handle without case, spaces or punctuation (rewritten, not imported)."""
+    names = (paper.organization or "", paper.org_handle or "")
+    return {re.sub(r"[\W_]", "", unicodedata.normalize("NFKC", n).casefold()) for n in names} - {""}
+
+
 def field_text(match: Match, field: str) -> str:
     """The original text of a hit's field."""
     paper = match.paper
-    return {"title": paper.title, "abstract": paper.abstract, "org": paper.organization or ""}[field]
+    return {"title": paper.title, "abstract": paper.abstract, "org": org_field(paper)}[field]
 
 
 # --- words, plurals, phrases, prefixes -------------------------------------------------------------
@@ -338,6 +355,102 @@ def test_org_only_profile_without_keywords_gets_all_org_papers() -> None:
     assert result[0].hits == () and result[0].reason == 'org: "Hugging Face"'
 
 
+# --- organizations by handle or display name (real API entries: tests/fixtures/orgs/) ----
+
+
+@cache
+def _api_papers() -> tuple[Paper, ...]:
+    """Three real 2026-04-16 API entries: TREX (internlm / "Intern Large Models"), a Princeton paper
+    (princetonu / "Princeton University") and one without an organization."""
+    return read_dump(FIXTURES / "orgs" / "api_2026-04-16.json").papers
+
+
+def _trex() -> Paper:
+    paper = next(p for p in _api_papers() if p.title.startswith("TREX"))
+    assert (paper.organization, paper.org_handle) == ("Intern Large Models", "internlm")
+    return paper
+
+
+def _both_ways(profiles: list[Profile], papers: tuple[Paper, ...]) -> dict[str, list[Match]]:
+    """match_all's lists, after checking that match_top gives the same (cut to max_papers, with the count)."""
+    matcher = compile_profiles(profiles)
+    full, top = match_all(matcher, papers), match_top(matcher, papers)
+    for prof in profiles:
+        assert top[prof.name] == (full[prof.name][: prof.max_papers], len(full[prof.name])), prof.name
+    return full
+
+
+@pytest.mark.parametrize("name", ["internlm", "InternLM", "INTERN-LM", "Intern Large Models", "intern large models"])
+def test_organizations_only_matches_handle_or_display_name(name: str) -> None:
+    """Mode "only" picks a paper named by its handle or its display name, without case, spaces or punctuation,
+    with and without keywords, the same in match_all and match_top."""
+    papers = _api_papers()
+    found = _both_ways(
+        [
+            profile("bare", organizations=(name,), organizations_mode="only"),
+            profile("train", keywords=("train*",), organizations=(name,), organizations_mode="only"),
+        ],
+        papers,
+    )
+    assert [m.paper for m in found["bare"]] == [_trex()]
+    assert found["bare"][0].reason == 'org: "Intern Large Models"'
+    assert [m.paper for m in found["train"]] == [_trex()]
+    assert len(match_query("train*", papers)) == 3  # the org rule did the picking
+
+
+def test_organizations_boost_by_handle() -> None:
+    """Mode "boost" adds ORG_BOOST to the paper of the named handle only, and says so with the display name."""
+    papers = _api_papers()
+    found = _both_ways(
+        [
+            profile("plain", keywords=("benchmark*",)),
+            profile("boost", keywords=("benchmark*",), organizations=("InternLM",)),
+            profile("name", keywords=("benchmark*",), organizations=("Intern Large Models",)),
+        ],
+        papers,
+    )
+    plain = {m.paper.key: m for m in found["plain"]}
+    boosted = {m.paper.key: m for m in found["boost"]}
+    assert boosted.keys() == plain.keys() and len(plain) == 3
+    trex = _trex().key
+    assert found["plain"][0].paper.key != trex and found["boost"][0].paper.key == trex  # the boost moved it up
+    for key, match in boosted.items():
+        assert match.score == pytest.approx(plain[key].score + (ORG_BOOST if key == trex else 0.0))
+    assert boosted[trex].reason.endswith('org boost: "Intern Large Models" +2')
+    assert found["name"] == found["boost"]
+
+
+def test_org_query_finds_the_handle() -> None:
+    """org:internlm finds the handle, with offsets into "Intern Large Models (internlm)"; org:intern finds the
+    display name once; a handle that repeats the display name's words is not searched twice."""
+    papers = _api_papers()
+    (match,) = match_query("org:internlm", papers)
+    assert match.paper == _trex() and match.reason == 'org: "internlm"'
+    assert [org_field(match.paper)[h.start : h.end] for h in match.hits] == ["internlm"]
+    assert org_field(match.paper) == "Intern Large Models (internlm)"
+    (intern,) = match_query("org:intern", papers)
+    assert [(h.start, h.end) for h in intern.hits] == [(0, 6)]
+    princeton = next(p for p in papers if p.org_handle == "princetonu")
+    assert [m.paper for m in match_query("org:princetonu", papers)] == [princeton]
+    assert [m.paper for m in match_query('org:"princeton university"', papers)] == [princeton]
+    tencent = dataclasses.replace(princeton, organization="Tencent Hunyuan", org_handle="tencent")
+    (once,) = match_query("org:tencent", [tencent])
+    assert len(once.hits) == 1 and once.score == 1.0
+
+
+def test_org_phrase_does_not_run_from_name_into_handle() -> None:
+    """The handle is a field part of its own: a phrase spanning display name and handle does not match."""
+    assert match_query('org:"models internlm"', _api_papers()) == []
+
+
+def test_handle_without_display_name_still_matches() -> None:
+    """A paper with only a handle (as an old store row might hold) is matched by it and named by it."""
+    paper = dataclasses.replace(_trex(), organization=None)
+    (match,) = match_profile(profile(organizations=("internlm",), organizations_mode="only"), [paper])
+    assert match.reason == 'org: "internlm"'
+    assert [h.field for h in match_query("org:internlm", [paper])[0].hits] == ["org"]
+
+
 def test_min_score_filters_weak_matches(seed_papers: tuple[Paper, ...]) -> None:
     """min_score drops matches scoring below it."""
     result = match_profile(profile(keywords=("LLM",), min_score=3.0), seed_papers)
@@ -596,7 +709,7 @@ def _folded(text: str) -> str:
 @cache
 def _naive_hits(leaf: Term | Regex, paper: Paper, field: str) -> int:
     """How often a leaf occurs in a field, overlapping occurrences included."""
-    text = {"title": paper.title, "abstract": paper.abstract, "org": paper.organization or ""}[field]
+    text = {"title": paper.title, "abstract": paper.abstract, "org": org_field(paper)}[field]
     if isinstance(leaf, Regex):
         return sum(1 for m in regex.finditer(leaf.pattern, text, regex.IGNORECASE) if m.end() > m.start())
     return len(_leaf_regex(leaf).findall(_folded(text), overlapped=True))
@@ -631,8 +744,7 @@ def _naive_match_profile(prof: Profile, papers: list[Paper]) -> list[tuple[str, 
             continue
         if (paper.upvotes or 0) < prof.min_upvotes:
             continue
-        org = re.sub(r"[\W_]", "", unicodedata.normalize("NFKC", paper.organization or "").casefold())
-        in_org = bool(org) and org in orgs
+        in_org = not orgs.isdisjoint(org_names(paper))
         if orgs and prof.organizations_mode == "only" and not in_org:
             continue
         evidence: dict[tuple[str, bool, str], int] = {}
@@ -686,7 +798,7 @@ def _random_profiles(rng: random.Random, papers: list[Paper], n: int) -> list[Pr
         if kind < 0.92:
             return rng.choice(["title:", "ti:", "abs:"]) + rng.choice(vocab)
         if kind < 0.95:
-            return rng.choice(["org:apple", "org:face", r"/spec\w+/"])
+            return rng.choice(["org:apple", "org:face", "org:facebook", "org:meta", r"/spec\w+/"])
         return rng.choice(vocab).upper()
 
     def query() -> str:
@@ -710,7 +822,7 @@ def _random_profiles(rng: random.Random, papers: list[Paper], n: int) -> list[Pr
                 keywords=tuple(query() for _ in range(rng.randint(1, 6))),
                 exclude=tuple(query() for _ in range(rng.choice([0, 0, 0, 1]))),
                 min_upvotes=rng.choice([0, 0, 0, 2, 5]),
-                organizations=rng.choice([(), (), (), ("Apple",), ("hugging face", "OpenAI")]),
+                organizations=rng.choice([(), (), (), ("Apple",), ("hugging face", "OpenAI"), ("FACEBOOK",)]),
                 organizations_mode=rng.choice(["boost", "only"]),
                 min_score=rng.choice([0.0, 0.0, 0.0, 2.0, 4.0]),
             )
@@ -720,15 +832,28 @@ def _random_profiles(rng: random.Random, papers: list[Paper], n: int) -> list[Pr
 
 def _varied(rng: random.Random, papers: tuple[Paper, ...]) -> list[Paper]:
     """The papers with random upvotes, dates and organizations, so every tiebreak and org rule is used."""
-    return [
-        dataclasses.replace(
-            p,
-            upvotes=rng.choice([None, 0, 1, 3, 8]),
-            published=rng.choice([None, date(2025, 1, rng.randint(1, 28))]),
-            organization=rng.choice([None, None, "Apple", "Hugging Face", "OpenAI"]),
+    varied = []
+    for p in papers:
+        upvotes = rng.choice([None, 0, 1, 3, 8])
+        published = rng.choice([None, date(2025, 1, rng.randint(1, 28))])
+        organization, org_handle = rng.choice(_ORGS)
+        varied.append(
+            dataclasses.replace(
+                p, upvotes=upvotes, published=published, organization=organization, org_handle=org_handle
+            )
         )
-        for p in papers
-    ]
+    return varied
+
+
+# (display name, handle) as the API gives them; None where there is no handle (a bare string in a dump).
+_ORGS = [
+    (None, None),
+    (None, None),
+    ("Apple", "apple"),
+    ("Hugging Face", "huggingface"),
+    ("OpenAI", None),
+    ("AI at Meta", "facebook"),
+]
 
 
 def test_automaton_agrees_with_naive_evaluation(seed_papers: tuple[Paper, ...]) -> None:
@@ -767,6 +892,9 @@ def test_match_top_is_match_all_cut_to_max_papers(
     profiles += [  # the same keywords as another profile (shared Matches), and organizations without keywords
         dataclasses.replace(profiles[0], name="twin", max_papers=3),
         profile("apple", organizations=("apple",), organizations_mode="only", max_papers=2),
+        profile("meta", organizations=("Facebook",), organizations_mode="only", max_papers=2),  # by handle
+        profile("meta-llm", keywords=("LLM",), organizations=("facebook",), max_papers=5),  # boost by handle
+        profile("meta-name", organizations=("ai at meta",), organizations_mode="only", max_papers=40),
     ]
     matcher = compile_profiles(profiles)
     full, top = match_all(matcher, papers), match_top(matcher, papers)
@@ -778,6 +906,10 @@ def test_match_top_is_match_all_cut_to_max_papers(
     assert any(p.exclude for p in cut) and any(p.min_upvotes for p in cut) and any(p.min_score for p in cut)
     assert {p.organizations_mode for p in cut if p.organizations} == {"only", "boost"}
     assert any(not (p.exclude or p.organizations or p.min_upvotes or p.min_score) for p in cut)
+    by_handle = [m.paper for m in full["meta"]]
+    assert by_handle and by_handle == [m.paper for m in full["meta-name"]]  # by handle = by display name
+    assert all(p.org_handle == "facebook" for p in by_handle)
+    assert any("org boost" in m.reason for m in full["meta-llm"])
 
 
 def test_match_top_merges_a_paper_reached_through_several_keywords(seed_papers: tuple[Paper, ...]) -> None:
@@ -848,3 +980,26 @@ def test_corpus_organizations(corpus: Path) -> None:
     assert keys(match_query("org:tencent", papers)) == tencent
     only = match_profile(profile(organizations=("Tencent", "Tencent Hunyuan"), organizations_mode="only"), papers)
     assert keys(only) == {p.key for p in papers if p.organization in ("Tencent", "Tencent Hunyuan")}
+
+
+@pytest.mark.parametrize("day", ["2026-04-10", "2026-04-16"])
+def test_corpus_every_organization_by_handle_or_name(corpus: Path, day: str) -> None:
+    """On a real day, every organization is found by its handle and by its display name (mode "only", any case),
+    boosted by its handle, and match_all and match_top agree on all of it."""
+    papers = read_dump(corpus / "api_json" / f"{day}.json").papers
+    orgs = sorted({(p.org_handle, p.organization) for p in papers if p.org_handle and p.organization})
+    assert len(orgs) > 10 and len(orgs) == len({p.org_handle for p in papers if p.org_handle})
+    profiles = []
+    for i, (handle, name) in enumerate(orgs):
+        profiles += [
+            profile(f"handle{i}", organizations=(handle.upper(),), organizations_mode="only"),
+            profile(f"name{i}", organizations=(name.lower(),), organizations_mode="only"),
+            profile(f"boost{i}", keywords=("model*",), organizations=(handle,), max_papers=5),
+        ]
+    found = _both_ways([*profiles, profile("plain", keywords=("model*",))], papers)
+    plain = {m.paper.key: m.score for m in found["plain"]}
+    for i, (handle, _name) in enumerate(orgs):
+        expected = {p.key for p in papers if p.org_handle == handle}
+        assert keys(found[f"handle{i}"]) == keys(found[f"name{i}"]) == expected, handle
+        for m in found[f"boost{i}"]:
+            assert m.score == pytest.approx(plain[m.paper.key] + (ORG_BOOST if m.paper.key in expected else 0.0))

@@ -13,6 +13,10 @@ from digest.sources import detect_format, parse_dump, read_dump
 from digest.sources.identity import normalise_title, paper_key, title_fingerprint
 
 EXPECTED_FOUND = [82, 49, 53, 119, 78]
+FIXTURES = Path(__file__).parent / "fixtures"
+# Three real 2026-04-16 API entries, trimmed (two authors, no avatars of users), and the same as a saved page.
+API_ORGS = FIXTURES / "orgs" / "api_2026-04-16.json"
+PAGE_ORGS = FIXTURES / "orgs" / "page_2026-04-16.html"
 
 
 def test_seed_paper_counts(seeds: list[Path]) -> None:
@@ -47,6 +51,14 @@ def test_metadata_lines_are_parsed(seeds: list[Path]) -> None:
     assert hogwild.published is None  # no invented year
     mirror = papers["Mirror Speculative Decoding: Breaking the Serial Barrier in LLM Inference"]
     assert (mirror.organization, mirror.published_text, mirror.upvotes) == ("Apple", "Oct 15", 2)
+
+
+def test_text_org_line_gives_handle_and_display_name(seeds: list[Path]) -> None:
+    """The scrape's organization line "apple Apple" is the handle then the display name; both are kept."""
+    papers = {p.title: p for p in read_dump(seeds[1]).papers}
+    mirror = papers["Mirror Speculative Decoding: Breaking the Serial Barrier in LLM Inference"]
+    assert (mirror.organization, mirror.org_handle) == ("Apple", "apple")
+    assert all(p.org_handle is None for p in papers.values() if p.organization is None)
 
 
 def test_date_with_year_and_upvotes(seeds: list[Path]) -> None:
@@ -122,6 +134,86 @@ def test_corpus_organization_and_authors(corpus: Path) -> None:
     papers = read_dump(corpus / "api_json/2026-04-16.json").papers
     assert any(p.organization == "ByteDance Seed" for p in papers)
     assert max(p.n_authors or 0 for p in papers) > 0
+
+
+def test_api_json_keeps_org_handle_and_display_name() -> None:
+    """An organization object gives the display name (fullname) and the handle (name); no object gives neither."""
+    dump = read_dump(API_ORGS)
+    assert dump.format == "json" and not dump.skipped
+    assert [(p.arxiv_id, p.organization, p.org_handle) for p in dump.papers] == [
+        ("2604.14116", "Intern Large Models", "internlm"),
+        ("2604.14084", "Princeton University", "princetonu"),
+        ("2604.11626", None, None),
+    ]
+
+
+def test_html_page_keeps_org_handle_and_display_name() -> None:
+    """The saved page's data-props (the API shape) gives the same papers, handles and display names."""
+    page = read_dump(PAGE_ORGS)
+    assert page.format == "html" and not page.skipped
+    assert page.papers == read_dump(API_ORGS).papers
+
+
+def _org_of(organization: object, *, entry_org: object = None) -> tuple[str | None, str | None]:
+    """(display name, handle) read from one entry whose paper has this organization value."""
+    paper: dict[str, object] = {"id": "2604.14116", "title": "T", "summary": "S", "organization": organization}
+    entry: dict[str, object] = {"paper": paper}
+    if entry_org is not None:
+        entry["organization"] = entry_org
+    (read,) = parse_dump(json.dumps([entry]).encode(), "o.json").papers
+    return read.organization, read.org_handle
+
+
+@pytest.mark.parametrize(
+    ("organization", "expected"),
+    [
+        ({"name": "facebook", "fullname": "AI at Meta", "avatar": "https://x/a.png"}, ("AI at Meta", "facebook")),
+        ({"name": "Qwen", "fullname": "Qwen"}, ("Qwen", "Qwen")),
+        ({"name": "acme"}, ("acme", "acme")),  # no fullname: the handle is also the name shown
+        ({"name": "acme", "fullname": None}, ("acme", "acme")),
+        ({"name": "acme", "fullname": 7}, ("acme", "acme")),
+        ({"name": 42, "fullname": "Acme Labs"}, ("Acme Labs", None)),
+        ({"name": {"x": 1}, "fullname": ["Acme"]}, (None, None)),
+        (
+            {"name": " Northeastern ", "fullname": "Northeastern University "},
+            ("Northeastern University", "Northeastern"),
+        ),
+        ({"name": "", "fullname": "  "}, (None, None)),
+        ("Apple", ("Apple", None)),  # a bare string is a display name
+        (42, (None, None)),
+        (True, (None, None)),
+        (["facebook"], (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_organization_values(organization: object, expected: tuple[str | None, str | None]) -> None:
+    """Only strings are stored: other values are ignored, never turned into a Python repr."""
+    assert _org_of(organization) == expected
+
+
+def test_unusable_paper_organization_falls_back_to_the_entry() -> None:
+    """When the paper's organization is unusable the entry-level copy is read."""
+    entry_org = {"name": "facebook", "fullname": "AI at Meta"}
+    assert _org_of({"name": 5}, entry_org=entry_org) == ("AI at Meta", "facebook")
+    assert _org_of(None, entry_org=entry_org) == ("AI at Meta", "facebook")
+    assert _org_of({"name": "google", "fullname": "Google"}, entry_org=entry_org) == ("Google", "google")
+
+
+def test_corpus_org_handles(corpus: Path) -> None:
+    """On the real API JSON every organization object gives its fullname and its name, as strings."""
+    for day in ("2026-04-10", "2026-04-16"):
+        raw = json.loads((corpus / "api_json" / f"{day}.json").read_text(encoding="utf-8"))
+        expected = [
+            (e["paper"]["organization"]["fullname"].strip(), e["paper"]["organization"]["name"])
+            if e["paper"].get("organization")
+            else (None, None)
+            for e in raw
+        ]
+        papers = read_dump(corpus / "api_json" / f"{day}.json").papers
+        assert [(p.organization, p.org_handle) for p in papers] == expected
+        assert sum(1 for p in papers if p.org_handle) > 10
+    by_handle = {p.org_handle: p.organization for p in read_dump(corpus / "api_json/2026-04-16.json").papers}
+    assert by_handle["internlm"] == "Intern Large Models" and by_handle["ByteDance-Seed"] == "ByteDance Seed"
 
 
 @pytest.mark.parametrize(

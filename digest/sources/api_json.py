@@ -18,12 +18,28 @@ def _parse_date(value: Any) -> date | None:
         return None
 
 
-def _organization(entry: dict[str, Any], paper: dict[str, Any]) -> str | None:
-    org = paper.get("organization") or entry.get("organization")
-    if isinstance(org, dict):
-        name = org.get("fullname") or org.get("name")
-        return str(name) if name else None
-    return str(org) if isinstance(org, str) and org else None
+def _text(value: Any) -> str | None:
+    """A non-empty string field, controls and outer spaces removed; None for anything else (never a repr)."""
+    if not isinstance(value, str):
+        return None
+    return strip_controls(value).strip() or None
+
+
+def _organization(entry: dict[str, Any], paper: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(display name, Hugging Face handle) of the paper's organization, e.g. ("AI at Meta", "facebook").
+
+    Profiles name organizations either way, so both are kept. The paper's own object wins; the entry's copy
+    is the fallback when the paper's is missing or unusable. A bare string is a display name (no handle).
+    """
+    for org in (paper.get("organization"), entry.get("organization")):
+        if isinstance(org, dict):
+            handle = _text(org.get("name"))
+            display = _text(org.get("fullname")) or handle
+            if display:
+                return display, handle
+        elif display := _text(org):
+            return display, None
+    return None, None
 
 
 def _safe_url(value: Any) -> str | None:
@@ -59,13 +75,15 @@ def parse_entry(entry: Any) -> Paper:
     authors = tuple(str(a["name"]) for a in paper.get("authors") or () if isinstance(a, dict) and a.get("name"))
     upvotes = paper.get("upvotes")
     title = strip_controls(unwrap(raw_title))
+    organization, org_handle = _organization(entry, paper)
     return Paper(
         key=paper_key(arxiv_id, title),
         title=title,
         abstract=strip_controls(abstract.strip()),
         authors=authors,
         n_authors=len(authors) if authors else None,
-        organization=_organization(entry, paper),
+        organization=organization,
+        org_handle=org_handle,
         published=_parse_date(paper.get("publishedAt") or entry.get("publishedAt")),
         upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) else None,
         arxiv_id=arxiv_id,

@@ -108,6 +108,7 @@ def parse_text(text: str) -> tuple[list[Paper], list[str]]:
         i += 2
         n_authors: int | None = None
         organization: str | None = None
+        org_handle: str | None = None
         published: date | None = None
         published_text: str | None = None
         upvotes: int | None = None
@@ -123,8 +124,10 @@ def parse_text(text: str) -> tuple[list[Paper], list[str]]:
             elif parsed_date:
                 published, published_text, upvotes = parsed_date
             elif i + 1 < len(lines) and lines[i + 1].text == "·" and not _is_abstract(meta):
-                # "apple Apple" is the org's handle then its display name.
-                organization = meta.split(" ", 1)[1] if " " in meta else meta
+                # "apple Apple" is the org's handle (never has a space) then its display name; both are kept
+                # because profiles name organizations either way. A line of one word is only a name.
+                handle, _, name = meta.partition(" ")
+                org_handle, organization = (handle, name.strip()) if name.strip() else (None, meta)
             else:
                 break
             i += 1
@@ -136,6 +139,7 @@ def parse_text(text: str) -> tuple[list[Paper], list[str]]:
                 abstract=strip_controls(abstract),
                 n_authors=n_authors,
                 organization=organization,
+                org_handle=org_handle,
                 published=published,
                 published_text=published_text,
                 upvotes=upvotes,
