@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -85,3 +86,58 @@ def test_sigterm_mid_run_loses_nothing_and_sends_nothing_twice(tmp_path: Path, s
     sink.delay = 0.0
     assert _rerun(tmp_path).returncode == 0
     assert sorted(sink.recipients()) == sorted(f"{u}@example.org" for u in USERS)
+
+
+def test_sigterm_with_a_silent_server_stops_within_ten_seconds(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
+    """A server that accepts connections and never answers: SIGTERM still ends the run within 10 s; the message
+    in flight stays in flight and the next run (server back) sends it once, with its Message-ID."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+    try:
+        users = "".join(user_block(name, "['LLM']") for name in USERS)
+        config = write_config(tmp_path, silent.getsockname()[1], users)
+        config.write_text(config.read_text().replace("timeout = 10", "timeout = 60"))
+        shutil.copy(seeds[0], tmp_path / "inbox" / seeds[0].name)
+        env = {**os.environ, **SECRET_ENV}
+        cmd = [sys.executable, "-m", "digest", "--config", str(config), "run"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        db = tmp_path / "state" / "digest.db"
+        deadline = time.monotonic() + 60
+        while not _in_flight(db):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never handed a message to the server"
+            time.sleep(0.05)
+        time.sleep(0.5)  # stuck waiting for the greeting
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert took < 10, took
+    assert proc.returncode == 1 and b"stopped by a signal" in err
+    in_flight = _in_flight(db)
+    assert in_flight
+    # The server is back: point the config at a real one.
+    config.write_text(re.sub(r"(?m)^port = \d+$", f"port = {sink.port}", config.read_text(), count=1))
+    assert _rerun(tmp_path).returncode == 0
+    assert sorted(sink.recipients()) == sorted(f"{u}@example.org" for u in USERS)
+    assert len(set(_message_ids(sink))) == len(USERS)
+    assert _in_flight(db) == []
+
+
+def _in_flight(db: Path) -> list[str]:
+    import sqlite3
+
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        return [r[0] for r in conn.execute("SELECT message_id FROM outbox WHERE status = 'sending'")]
+    except sqlite3.OperationalError:  # the run is still creating the schema
+        return []
+    finally:
+        conn.close()
