@@ -2,16 +2,18 @@
 each (user, paper): queued, delivered, archived, carried over, dropped.
 
 The outbox is what makes delivery exactly-once across crashes: a run first commits each user's rendered
-message here, then sends. Right before a message is handed to the server its row is committed *in flight*
-('sending'); if that write fails the message is not sent. The row turns 'sent' and its papers 'delivered' in
-the transaction that follows the server's 250 reply, before any other work. The only duplicate window is
-between that 250 and that commit, and a resend then carries the same Message-ID and bytes. A row found in
-flight by a later run (a crash, a failed store write, a stop at the deadline) is sent once more; found in
-flight a second time it is given up ('failed', outcome unknown) rather than risk a third copy, and its papers
-go back to the user's pool.
-A power cut or OS crash (not a killed process) can also undo the commits since the store's last WAL
-checkpoint (synchronous=NORMAL, up to ~40 MB of WAL: a few hundred messages), which are then sent again,
-with the same Message-IDs.
+message here, then sends. Before a message is handed to a session its row is committed *in flight*
+('sending'); if that write fails the message is not sent. The body goes out without its end-of-data line;
+once the body is in the kernel the row is committed *handed over*, and only then is the "." line written (a
+server accepts a message only on that line). The row turns 'sent' and its papers 'delivered' in the
+transaction that follows the server's 250, before any other work. After a crash (kill -9, a store write that
+failed, a stop at the deadline):
+  * a row in flight but not handed over was never accepted: it is sent again (same Message-ID and bytes);
+  * a row handed over may have been accepted: it is sent again once, the only duplicate window (the
+    server's end-of-data processing plus this process's commit); handed over a second time without a
+    recorded reply, it is recorded as sent ("assumed accepted") and never sent a third time.
+A message whose session breaks after the hand-over (no reply) is deferred and retried, which duplicates it
+if the server did keep it: SMTP cannot tell, and the Message-ID is the same.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from datetime import UTC, datetime, timedelta
 
 from digest.store import transaction
 
-# Row statuses: 'pending' (written, not yet tried), 'sending' (handed to the server, outcome not recorded),
+# Row statuses: 'pending' (written, not yet tried), 'sending' (in a session, outcome not recorded yet),
 # 'deferred' (temporary failure, retried later), 'sent', 'failed' (permanent failure or too old to retry),
 # 'empty' (no matching paper when the period was planned; it does not use the period up).
 DUE_STATUSES = ("pending", "sending", "deferred")
 # States of a (user, paper) that keep the paper out of the user's next digests.
 SETTLED_STATES = ("queued", "delivered", "archived", "dropped")
-# A row found in flight this many times is given up instead of sent again.
-MAX_IN_FLIGHT = 2
+# A message handed over this many times with no recorded reply is assumed accepted, never sent again.
+MAX_HANDOVERS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,22 +288,15 @@ def _release(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> 
 
 
 def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> list[OutboxRow]:
-    """Give up on rows that cannot go out: pending or deferred ones older than ``max_age``, and ones found in
-    flight ``MAX_IN_FLIGHT`` times (sending again could deliver a third copy). They become 'failed' and their
-    papers return to the user's pool. Returns the rows given up."""
+    """Give up on pending or deferred rows older than ``max_age``: they become 'failed' and their papers return
+    to the user's pool. Returns the rows given up."""
     too_old = "status IN ('pending', 'deferred') AND created_at < ?"
-    unknown = f"status = 'sending' AND in_flight >= {MAX_IN_FLIGHT}"
     params = (_ts(now - max_age),)
     with transaction(conn):
-        rows = [_row(r) for r in conn.execute(f"SELECT {_META} FROM outbox WHERE ({too_old}) OR ({unknown})", params)]
+        rows = [_row(r) for r in conn.execute(f"SELECT {_META} FROM outbox WHERE {too_old}", params)]
         if not rows:
             return []
-        _release(conn, f"({too_old}) OR ({unknown})", params)
-        conn.execute(
-            "UPDATE outbox SET status = 'failed', last_reply = 'gave up: outcome unknown after two attempts whose "
-            "result could not be recorded; not sent again to avoid a third copy', in_flight = 0 "
-            f"WHERE {unknown}"
-        )
+        _release(conn, too_old, params)
         conn.execute(
             "UPDATE outbox SET status = 'failed', last_reply = 'gave up: ' || coalesce(last_reply, 'not sent') "
             f"|| ' (older than the retry limit)' WHERE {too_old}",
@@ -310,36 +305,61 @@ def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> li
     return rows
 
 
+def settle_handed_over(conn: sqlite3.Connection, *, now: datetime) -> list[OutboxRow]:
+    """Rows handed over twice with no recorded reply (a crash, or the "sent" commit failing, twice) are
+    recorded as sent, assumed accepted, instead of risking a third copy. Returns them."""
+    where = f"status = 'sending' AND in_flight >= {MAX_HANDOVERS}"
+    with transaction(conn):
+        rows = [_row(r) for r in conn.execute(f"SELECT {_META} FROM outbox WHERE {where}")]
+        for row in rows:
+            _sent(conn, row.id, code=None, reply="assumed accepted: handed whole to the server twice without a "
+                  "recorded reply; not sent a third time", stamp=_ts(now))  # fmt: skip
+    return rows
+
+
 def mark_in_flight(conn: sqlite3.Connection, row_id: int) -> None:
-    """Record durably that the message is being handed to the server; raises if the store cannot be written,
+    """Record durably that the message is being handed to a session; raises if the store cannot be written,
     and then the message must not be sent."""
     with transaction(conn):
-        conn.execute("UPDATE outbox SET status = 'sending', in_flight = in_flight + 1 WHERE id = ?", (row_id,))
+        conn.execute("UPDATE outbox SET status = 'sending', handed_over = 0 WHERE id = ?", (row_id,))
+
+
+def mark_handed_over(conn: sqlite3.Connection, row_id: int, handed_over: bool) -> None:
+    """Record that the message's end-of-data line is about to be written (or that the attempt that wrote it
+    broke before a reply, so it counts as not delivered); raises if the store cannot be written."""
+    with transaction(conn):
+        conn.execute(
+            "UPDATE outbox SET handed_over = ?, in_flight = max(in_flight + ?, 0) WHERE id = ?",
+            (int(handed_over), 1 if handed_over else -1, row_id),
+        )
 
 
 def release_in_flight(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
-    """Undo ``mark_in_flight`` for rows known not to have been handed to the server."""
+    """Undo ``mark_in_flight`` for rows known not to have been handed over (a login refused, say)."""
     with transaction(conn):
         conn.execute(
-            "UPDATE outbox SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'pending' END, "
-            "in_flight = max(in_flight - 1, 0) WHERE status = 'sending' AND id IN (SELECT value FROM json_each(?))",
+            "UPDATE outbox SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'pending' END "
+            "WHERE status = 'sending' AND handed_over = 0 AND id IN (SELECT value FROM json_each(?))",
             (json.dumps(list(ids)),),
         )
 
 
+def _sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str, stamp: str) -> None:
+    conn.execute(
+        "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_code = ?, last_reply = ?, sent_at = ?, "
+        "next_attempt_at = NULL, in_flight = 0, handed_over = 0 WHERE id = ?",
+        (code, reply, stamp, row_id),
+    )
+    conn.execute(
+        "UPDATE user_papers SET state = 'delivered', updated_at = ? WHERE outbox_id = ? AND state = 'queued'",
+        (stamp, row_id),
+    )
+
+
 def mark_sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str, now: datetime) -> None:
     """The server accepted the message: the row is sent and its papers delivered, in one transaction."""
-    stamp = _ts(now)
     with transaction(conn):
-        conn.execute(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_code = ?, last_reply = ?, sent_at = ?, "
-            "next_attempt_at = NULL, in_flight = 0 WHERE id = ?",
-            (code, reply, stamp, row_id),
-        )
-        conn.execute(
-            "UPDATE user_papers SET state = 'delivered', updated_at = ? WHERE outbox_id = ? AND state = 'queued'",
-            (stamp, row_id),
-        )
+        _sent(conn, row_id, code=code, reply=reply, stamp=_ts(now))
 
 
 def mark_failed(
@@ -357,7 +377,7 @@ def mark_failed(
     with transaction(conn):
         conn.execute(
             "UPDATE outbox SET status = ?, attempts = attempts + 1, last_code = ?, last_reply = ?, "
-            "next_attempt_at = ?, in_flight = 0 WHERE id = ?",
+            "next_attempt_at = ?, in_flight = 0, handed_over = 0 WHERE id = ?",
             (status, code, reply, _ts(retry_at) if retry_at else None, row_id),
         )
         if status == "failed":

@@ -421,6 +421,10 @@ def _deliver(
     def on_start(item: smtp.Outgoing) -> None:
         _store_write("record a message as in flight in", lambda: outbox.mark_in_flight(conn, by_key[item.key].id))
 
+    def on_handover(item: smtp.Outgoing, handed_over: bool) -> None:
+        row_id = by_key[item.key].id
+        _store_write("record a hand-over in", lambda: outbox.mark_handed_over(conn, row_id, handed_over))
+
     def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
         row = by_key[item.key]
         stamp = clock()
@@ -450,8 +454,8 @@ def _deliver(
     try:
         summary = asyncio.run(
             smtp.send_all(
-                messages(), smtp_settings(cfg, env), on_result=on_result, on_start=on_start, stop=options.stop,
-                tls_context=options.tls_context,
+                messages(), smtp_settings(cfg, env), on_result=on_result, on_start=on_start,
+                on_handover=on_handover, stop=options.stop, tls_context=options.tls_context,
             )
         )  # fmt: skip
     except DeliveryError:
@@ -462,12 +466,17 @@ def _deliver(
     if summary.unreachable:
         log.error("SMTP server unreachable: %s", summary.unreachable)
     stopped = options.stop() and sum(counts.values()) < total
+
     return Delivered(counts["sent"], counts["deferred"], counts["failed"], stopped)
 
 
 def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> list[outbox.OutboxRow]:
-    """Give up on outbox rows older than the retry limit or found in flight twice (their papers return to
-    their users' pools, so a run does this before planning); returns them."""
+    """Settle what stopped runs left: a message handed over twice without a recorded reply counts as sent
+    (see ``digest.outbox``); rows older than the retry limit are given up (their papers return to their
+    users' pools, so a run does this before planning). Returns the rows given up."""
+    for row in outbox.settle_handed_over(conn, now=now):
+        log.warning("the digest of %s for %s was handed over twice with no reply recorded: assumed accepted",
+                    row.user, row.period)  # fmt: skip
     gave_up = outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
     for row in gave_up:
         log.error("gave up on the digest of %s for %s: %s", row.user, row.period, row.last_reply or "never sent")

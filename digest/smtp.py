@@ -191,6 +191,9 @@ def _by_code(code: int, reply: str, stage: str) -> SendResult:
     return SendResult("failed", code, text)
 
 
+_END = b".\r\n"  # the end-of-data line, after the message's own final CRLF
+
+
 def _wire(data: bytes) -> bytes:
     """Return ``data`` as sent after DATA: CRLF line ends, dot-stuffed, ending with the "." line."""
     # compose() output is already CRLF-only with no line starting with ".", so this costs three byte
@@ -228,11 +231,17 @@ async def _open(client_args: dict[str, Any]) -> aiosmtplib.SMTP:
     return client
 
 
-async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str]) -> str:
+async def _transaction(
+    client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str], handover: Callable[[Outgoing, bool], None]
+) -> str:
     """MAIL, RCPT and DATA for one message on an open session; return the server's final reply.
 
-    Nothing else runs between writing the payload and reading the reply: the 250 is read (and the caller
-    commits it) as soon as it arrives, which is what keeps the duplicate window after a crash small.
+    The message goes out in two writes: everything but the final "." line, then, once all of it is in the
+    kernel and ``handover`` has returned (the caller records the hand-over durably), the "." line. A server
+    only accepts a message once it reads that line, and the kernel delivers what it was given even if this
+    process dies right after; so a crash before ``handover`` returns cannot have delivered the message, and
+    one after it almost surely did. That is how the caller avoids both resending what arrived and losing
+    what did not, whatever the server's own processing time.
     """
     # execute_command() is aiosmtplib's public command API; the payload goes through the protocol's
     # write()/read_response() so it is not re-scanned (see _wire). Addresses were checked by the caller.
@@ -257,7 +266,15 @@ async def _transaction(client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, s
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
     stage[0] = "end of data"
-    protocol.write(payload)
+    protocol.write(payload[: -len(_END)])
+    transport = protocol.transport
+    while transport is not None and transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.001)  # a slow link: wait until the body is in the kernel, not in this process
+    if transport is None or transport.is_closing():
+        raise aiosmtplib.SMTPServerDisconnected("connection lost while the message was being sent")
+    handover(msg, True)  # raises (store error) -> the "." line is never written and the server discards it
+    stage.append("handed over")
+    protocol.write(_END)
     reply = await protocol.read_response(timeout=client.timeout)
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
@@ -271,6 +288,7 @@ async def _attempt(
     smtp: SmtpSettings,
     client_args: dict[str, Any],
     run: _Run,
+    handover: Callable[[Outgoing, bool], None],
 ) -> SendResult:
     """Try ``msg`` once on the worker's session, opening one if needed; classify the outcome."""
     at_connect = conn.client is None or not conn.client.is_connected
@@ -285,7 +303,7 @@ async def _attempt(
                 log.debug("connected to %s", where)
             at_connect = False
             assert conn.client is not None
-            reply = await _transaction(conn.client, msg, payload, stage)
+            reply = await _transaction(conn.client, msg, payload, stage, handover)
         return SendResult("sent", 250, reply)
     except aiosmtplib.SMTPAuthenticationError as exc:
         _drop(conn)
@@ -314,8 +332,11 @@ async def _attempt(
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, TimeoutError, OSError) as exc:
         # Includes SMTPConnectResponseError (e.g. 421 or 554 greeting): the server will not talk now.
         # A failure at "end of data" is ambiguous (the server may have kept the message): the retry
-        # resends the same bytes and Message-ID, which receivers collapse.
+        # resends the same bytes and Message-ID, which receivers collapse. The hand-over is withdrawn, so a
+        # crash before that retry resends too instead of assuming the message arrived.
         _drop(conn)
+        if len(stage) > 1:
+            handover(msg, False)
         kind = "no reply in time" if isinstance(exc, TimeoutError) and not str(exc) else str(exc) or type(exc).__name__
         text = f"{where}: {kind} (during {stage[0]})"
         raise _Transient(SendResult("deferred", None, text), at_connect=at_connect) from None
@@ -343,6 +364,7 @@ async def _deliver(
     smtp: SmtpSettings,
     client_args: dict[str, Any],
     run: _Run,
+    handover: Callable[[Outgoing, bool], None],
 ) -> tuple[SendResult, bool]:
     """Send ``msg`` with in-run retries; return the final result and whether it ended at connect time."""
     if not _ENVELOPE_ADDRESS.fullmatch(msg.sender):
@@ -364,7 +386,7 @@ async def _deliver(
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                result = await _attempt(msg, payload, conn, smtp, client_args, run)
+                result = await _attempt(msg, payload, conn, smtp, client_args, run, handover)
     except _Transient as exc:
         return replace(exc.result, attempts=attempts), exc.at_connect
     return replace(result, attempts=attempts), False
@@ -390,6 +412,7 @@ async def _worker(
     run: _Run,
     on_result: Callable[[Outgoing, SendResult], None],
     on_start: Callable[[Outgoing], None],
+    on_handover: Callable[[Outgoing, bool], None],
 ) -> None:
     """Pull messages off the shared iterator and send them over one session at a time."""
     conn = _Conn()
@@ -404,7 +427,7 @@ async def _worker(
             # The caller records the message as in flight; if it cannot (store error) this raises and the
             # message is not sent.
             on_start(msg)
-            result, at_connect = await _deliver(msg, payload, conn, smtp, client_args, run)
+            result, at_connect = await _deliver(msg, payload, conn, smtp, client_args, run, on_handover)
             # The caller commits the outcome here, before this session carries another message.
             _record(run, msg, result, on_result)
             if at_connect:
@@ -460,6 +483,7 @@ async def send_all(
     *,
     on_result: Callable[[Outgoing, SendResult], None],
     on_start: Callable[[Outgoing], None] = lambda _msg: None,
+    on_handover: Callable[[Outgoing, bool], None] = lambda _msg, _handed: None,
     stop: Callable[[], bool] = lambda: False,
     stop_grace: float = 5.0,
     tls_context: ssl.SSLContext | None = None,
@@ -469,7 +493,9 @@ async def send_all(
     ``messages`` may be lazy (a generator composing or loading each one): it is consumed as sessions
     free up, so composing overlaps with the server's work and memory stays flat.
     ``on_start`` is called right before a message is first handed to a session (the caller records it in
-    flight; raising there stops the run with that message unsent). Once ``stop()`` is true no new message
+    flight; raising there stops the run with that message unsent); ``on_handover`` right before the end-of-data
+    line of an attempt is written (the caller records that the message may now arrive; raising there drops
+    the session, so the server discards the message, and stops the run). Once ``stop()`` is true no new message
     or retry starts, and messages still unanswered after ``stop_grace`` seconds are abandoned (no
     ``on_result`` for them), so a stop takes seconds even with a server that does not answer.
     Raises DeliveryError for run-level failures (bad credentials, no STARTTLS, sender refused);
@@ -486,7 +512,8 @@ async def send_all(
     run = _Run()
     n_workers = min(smtp.max_connections, len(messages)) if isinstance(messages, Sized) else smtp.max_connections
     workers = [
-        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_start)) for _ in range(n_workers)
+        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_start, on_handover))
+        for _ in range(n_workers)
     ]
     watcher = asyncio.create_task(_watch_stop(stop, run, workers, stop_grace))
     try:

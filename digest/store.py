@@ -126,13 +126,15 @@ MIGRATIONS: tuple[str, ...] = (
     # 'archived' (listed on an archive page, never mailed), 'carried' (matched, over max_papers: offered again
     # by the next digests), 'dropped' (matched, never delivered, now older than the catch-up window).
     # outbox.scheduled_at: the period's scheduled time (catch-up windows count from the first missed period).
-    # outbox.in_flight: handed to the server with no outcome recorded yet (a crash there resends it once).
+    # outbox.handed_over: the end-of-data line of its current attempt is written (the server may have it);
+    # outbox.in_flight: times it was handed over with no reply recorded after (bounds resends after crashes).
     # papers.org_handle: the Hugging Face organization name ("facebook") beside its display name.
     # feed_ids: an entry id fixed at first use (a re-keyed paper keeps it; config changes do not move it).
     """
     ALTER TABLE papers ADD COLUMN org_handle TEXT;
     ALTER TABLE outbox ADD COLUMN scheduled_at TEXT;
     ALTER TABLE outbox ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN handed_over INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE user_papers (
         user TEXT NOT NULL,
         paper_key TEXT NOT NULL,
@@ -233,7 +235,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
         # Disk full, read-only file, I/O error: say what to fix instead of "unexpected ... report the traceback".
         if _WRITE_FAILURE.search(str(exc)):
             raise store_write_error(exc, "write") from exc

@@ -295,7 +295,8 @@ def _fail_sent_commits(conn) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_failed_sent_commit_resends_at_most_once(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
-    """The "sent" commit fails after the server's 250, run after run: the message goes out twice, never more."""
+    """The "sent" commit fails after the server's 250, run after run (disk full): the message goes out twice,
+    never more; once the store can be written it is recorded as sent (assumed accepted)."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
     _queue(cfg, seeds)
     errors = 0
@@ -308,16 +309,19 @@ def test_failed_sent_commit_resends_at_most_once(tmp_path: Path, sink: Sink, see
             errors += 1
             assert "disk is full" in str(exc) and "free disk space" in (exc.hint or "")
         conn.close()
-    assert errors == 2
     ids = [m["Message-ID"] for m in _received(sink, "ada")]
-    assert len(ids) == 2 and len(set(ids)) == 1
+    assert errors == 5 and len(ids) == 2 and len(set(ids)) == 1
+    assert _run(cfg, MONDAY + timedelta(minutes=15)).sent == 0  # the disk has room again
     conn = store.open_store(cfg.digest.store)
     [row] = outbox.history(conn, users=["ada"])
-    assert row.status == "failed" and "outcome unknown" in (row.last_reply or "")
+    assert row.status == "sent" and "assumed accepted" in (row.last_reply or "")
+    delivered = "SELECT count(*) FROM user_papers WHERE user = 'ada' AND state = 'delivered'"
+    assert conn.execute(delivered).fetchone()[0] == len(row.paper_keys)
+    assert len(_received(sink, "ada")) == 2
 
 
 def test_failed_sent_commit_then_recovery_sends_once_more(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
-    """Once the disk has room again the next run resends the message in flight once, then it is sent."""
+    """Once the disk has room again the next run resends the message handed over once, then it is sent."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
     _queue(cfg, seeds)
     conn = store.open_store(cfg.digest.store)
@@ -329,6 +333,25 @@ def test_failed_sent_commit_then_recovery_sends_once_more(tmp_path: Path, sink: 
     assert _run(cfg, MONDAY + timedelta(minutes=30)).sent == 0
     ids = [m["Message-ID"] for m in _received(sink, "ada")]
     assert len(ids) == 2 and len(set(ids)) == 1
+
+
+def test_failed_hand_over_commit_sends_nothing_then_sends_once(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
+    """If the hand-over cannot be recorded, the end-of-data line is never written: the server discards the
+    message; the next run (disk has room) sends it once."""
+    cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
+    _queue(cfg, seeds)
+    conn = store.open_store(cfg.digest.store)
+    conn.execute(
+        "CREATE TEMP TRIGGER full_disk BEFORE UPDATE OF handed_over ON outbox WHEN NEW.handed_over = 1 "
+        "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
+    )
+    with pytest.raises(StoreError) as info:
+        pipeline.deliver_due(conn, cfg, SECRET_ENV, now=MONDAY)
+    conn.close()
+    assert "hand-over" in str(info.value)
+    assert sink.messages == []
+    assert _run(cfg, MONDAY + timedelta(minutes=15)).sent == 1
+    assert len(_received(sink, "ada")) == 1
 
 
 def test_gave_up_messages_fail_the_run(tmp_path: Path, seeds: list[Path]) -> None:
