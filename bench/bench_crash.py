@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DUMP = ROOT.parent / "shared" / "corpus" / "api_json" / "2026-04-10.json"
 FIXTURE_DUMP = ROOT / "tests" / "fixtures" / "000_f4e371e0c0016fc2.txt"
 SECRET = "bench-crash-secret-0123456789abcdef"
+CHUNKING = False  # set by --chunking
 TIMEOUT = 300.0  # seconds allowed to any one `digest` process
 # Each profile has one broad term (so every user has a digest) and a few narrower ones; against
 # 2026-04-10.json each broad term matches 16-20 of its 35 papers.
@@ -87,8 +88,9 @@ class Sink:
 
     def __init__(self, record: Path) -> None:
         self.record = record
+        chunking = ["--chunking"] if CHUNKING else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "smtp_sink.py"), "--record", str(record)],
+            [sys.executable, str(ROOT / "bench" / "smtp_sink.py"), "--record", str(record), *chunking],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -372,7 +374,13 @@ def main() -> None:
         "--checkout", type=Path, default=ROOT, help="measure the digest package of this checkout (a git worktree of "
         "an older commit, say; same venv) instead of this one"
     )  # fmt: skip
+    parser.add_argument(
+        "--chunking", action="store_true", help="the sink offers CHUNKING (BDAT), as Postfix, Exim and Gmail do; "
+        "without it the sink speaks DATA only, like aiosmtpd out of the box"
+    )  # fmt: skip
     args = parser.parse_args()
+    global CHUNKING
+    CHUNKING = args.chunking
     # SIGTERM (and SIGINT) unwind through the `finally` blocks: no digest run, sink or temp dir is left behind.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
     global CHECKOUT
@@ -391,7 +399,8 @@ def main() -> None:
     ).stdout
     dirty = f" + uncommitted changes in digest/ (diff sha1 {hashlib.sha1(diff).hexdigest()[:12]})" if diff else ""
     print(f"code: {CHECKOUT} at {commit[:90]}{dirty}")
-    print(f"dump: {dump} | users: {args.users} daily, due now | [smtp] defaults | seed {args.seed}")
+    server = "aiosmtpd with CHUNKING (BDAT)" if CHUNKING else "aiosmtpd, DATA only"
+    print(f"dump: {dump} | users: {args.users} daily, due now | [smtp] defaults | {server} | seed {args.seed}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     started = time.monotonic()
 

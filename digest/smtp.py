@@ -246,6 +246,7 @@ async def _transaction(
     # execute_command() is aiosmtplib's public command API; the payload goes through the protocol's
     # write()/read_response() so it is not re-scanned (see _wire). Addresses were checked by the caller.
     size = [b"SIZE=%d" % len(payload)] if client.supports_extension("size") else []
+    chunking = client.supports_extension("chunking")
     try:
         stage[0] = "MAIL"
         reply = await client.execute_command(b"MAIL", b"FROM:<" + msg.sender.encode("ascii") + b">", *size)
@@ -255,6 +256,8 @@ async def _transaction(
         reply = await client.execute_command(b"RCPT", b"TO:<" + msg.recipient.encode("ascii") + b">")
         if reply.code not in (250, 251):
             raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, msg.recipient)
+        if chunking:
+            return await _chunks(client, msg, payload, stage, handover)
         stage[0] = "DATA"
         reply = await client.execute_command(b"DATA")
         if reply.code != 354:
@@ -279,6 +282,41 @@ async def _transaction(
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply.message
+
+
+async def _chunks(
+    client: aiosmtplib.SMTP, msg: Outgoing, payload: bytes, stage: list[str], handover: Callable[[Outgoing, bool], None]
+) -> str:
+    """RFC 3030 CHUNKING, when the server offers it (Postfix, Exim, Gmail): the whole message in one BDAT
+    chunk, which the server reads and stores before it answers, then an empty "BDAT 0 LAST" after the
+    hand-over. Only that last, tiny command makes the server accept the message, so the window in which a
+    crash can duplicate it is the server's commit, not its reading of the message as with DATA."""
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
+    body = _unstuffed(payload)
+    stage[0] = "BDAT"
+    # The chunk follows its command at once (no reply in between), so it is written, not executed.
+    protocol.write(b"BDAT %d\r\n" % len(body) + body)
+    reply = await protocol.read_response(timeout=client.timeout)
+    if reply.code != 250:
+        await _reset(client)
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    handover(msg, True)  # raises (store error) -> LAST is never sent and the server discards the message
+    stage.append("handed over")
+    stage[0] = "end of data"
+    protocol.write(b"BDAT 0 LAST\r\n")
+    reply = await protocol.read_response(timeout=client.timeout)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply.message
+
+
+def _unstuffed(payload: bytes) -> bytes:
+    """The message as BDAT carries it: ``_wire``'s CRLF form without the dot-stuffing and the "." line."""
+    body = payload[: -len(_END)]
+    body = body[1:] if body.startswith(b"..") else body
+    return body.replace(b"\n..", b"\n.")
 
 
 async def _attempt(

@@ -7,10 +7,13 @@ import email
 import email.policy
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -513,3 +516,49 @@ def test_password_not_in_repr() -> None:
     """The SMTP password never appears in repr() (and so not in logs)."""
     smtp = settings(25, security="starttls", username="digest", password="hunter2-secret")
     assert "hunter2-secret" not in repr(smtp)
+
+
+def _chunking_sink(record: Path) -> tuple[subprocess.Popen[str], int]:
+    """bench/smtp_sink.py --chunking: a real aiosmtpd offering CHUNKING (BDAT), in another process."""
+    sink = Path(__file__).resolve().parents[1] / "bench" / "smtp_sink.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(sink), "--record", str(record), "--chunking"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline().split()[1])
+
+
+def test_chunking_server_gets_the_message_by_bdat_with_the_hand_over_before_last(tmp_path: Path) -> None:
+    """A server offering CHUNKING gets the whole message in one BDAT chunk, then "BDAT 0 LAST"; the hand-over
+    is recorded after the chunk was stored and before LAST; what arrives is byte for byte what DATA would carry."""
+    proc, port = _chunking_sink(tmp_path / "accepted.tsv")
+    events: list[str] = []
+    try:
+        messages = outgoing("a", "b")
+
+        def on_handover(msg: Outgoing, handed: bool) -> None:
+            events.append(f"handover {msg.key} {handed}")
+            record = tmp_path / "accepted.tsv"
+            events.append(f"accepted before: {len(record.read_text().splitlines()) if record.exists() else 0}")
+
+        summary, results, _ = run(messages, settings(port), on_handover=on_handover)
+    finally:
+        proc.communicate("quit\n", timeout=10)
+    assert summary.sent == 2 and all(r.status == "sent" for r in results.values())
+    assert events == ["handover a True", "accepted before: 0", "handover b True", "accepted before: 1"]
+    ids = [line.split("\t")[1] for line in (tmp_path / "accepted.tsv").read_text().splitlines()]
+    assert ids == [email.message_from_bytes(m.data)["Message-ID"] for m in messages]
+
+
+def test_hand_over_failure_means_the_server_never_gets_the_message(smtpd: Callable[..., Recorder]) -> None:
+    """If the hand-over cannot be recorded, the end-of-data line is never written: nothing is accepted."""
+    server = smtpd()
+
+    def on_handover(msg: Outgoing, handed: bool) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(outgoing("a"), settings(server.port), on_handover=on_handover)
+    time.sleep(0.2)
+    assert server.envelopes == []
