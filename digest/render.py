@@ -241,7 +241,7 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
         for tr in (False, True)
     ]
     # Cards are inlined inside the real page so descendant selectors apply as they will per user.
-    page = _inline(_render_skeleton(cache, "html", (1, 1, "", "", (), True, True), "".join(cards)))
+    page = _inline(_render_skeleton(cache, "html", (1, 1, "", "", (), True, True, 0), "".join(cards)))
     n = cache.nonce
     found = {
         (int(i), tr == "1"): body for i, tr, body in re.findall(f"{n}_b(\\d+)x([01])_{n}(.*?){n}_e_{n}", page, re.S)
@@ -295,10 +295,10 @@ def _inliner() -> css_inline.CSSInliner:
 
 
 def _render_skeleton(cache: RenderCache, fmt: str, key: tuple[Any, ...], papers: str | None = None) -> str:
-    count, total, period, day, dumps, has_feed, has_manage = key
+    count, total, period, day, dumps, has_feed, has_manage, dropped = key
     t = (lambda n: Markup(_tok(cache, n))) if fmt == "html" else (lambda n: _tok(cache, n))
     ctx = {"site_name": cache.options.site_name, "lang": cache.options.lang, "period": period, "date": day}
-    ctx |= {"count": count, "total": total, "more": total - count, "dumps": list(dumps)}
+    ctx |= {"count": count, "total": total, "more": total - count, "dumps": list(dumps), "dropped": dropped}
     ctx |= {
         **{n: t(n) for n in ("subject", "user_name", "unsubscribe_url", "more_url")},
         "feed_url": t("feed_url") if has_feed else None,
@@ -440,7 +440,7 @@ def _render(
     total = len(matches) + max(digest.omitted, 0)
 
     def frame(fmt: str, count: int) -> tuple[tuple[_Template, int, int], dict[str, str]]:
-        key = (count, total, digest.period, day, dumps, feed is not None, bool(hint))
+        key = (count, total, digest.period, day, dumps, feed is not None, bool(hint), len(digest.dropped))
         subject = _subject(cache, day, digest.period, count, total)
         return _skeleton(cache, fmt, key), _values(fmt, subject, name, urls, hint)
 

@@ -67,8 +67,9 @@ def test_papers_are_delivered_only_after_acceptance(cfg: config.Config, sink: Si
     report = _run(cfg, MONDAY)
     assert (report.sent, report.failed) == (1, 1)
     conn = store.open_store(cfg.digest.store)
-    assert conn.execute("SELECT count(*) FROM user_papers WHERE user = 'ada' AND state = 'delivered'").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM user_papers WHERE user = 'bob' AND state = 'delivered'").fetchone()[0] > 0
+    delivered = "SELECT count(*) FROM user_papers WHERE user = ? AND state = 'delivered'"
+    assert conn.execute(delivered, ("ada",)).fetchone()[0] == 0
+    assert conn.execute(delivered, ("bob",)).fetchone()[0] > 0
     [row] = outbox.history(conn, users=["ada"])
     assert (row.status, row.last_code) == ("failed", 550) and "no such user" in (row.last_reply or "")
 
@@ -142,12 +143,17 @@ def test_catch_up_drops_papers_older_than_the_limit(tmp_path: Path, sink: Sink, 
     # Down for two weeks: the next run is on week 50's Monday. The first missed period (week 49) ended on
     # MONDAY + 7 days at 07:00; with a 2-day limit, seed 1 (first seen on MONDAY + 1 day) is too old.
     before = len(sink.messages)
+    _drop(cfg, seeds[2])  # arrives just before the catch-up run
     _run(cfg, MONDAY + timedelta(days=14))
     conn = store.open_store(cfg.digest.store)
     dropped = conn.execute("SELECT count(*) FROM user_papers WHERE user = 'ada' AND state = 'dropped'").fetchone()[0]
-    seed1 = {sp.paper.key for sp in store.list_papers(conn, since=MONDAY + timedelta(hours=1))}
+    seed1 = {sp.paper.key for sp in store.list_papers(conn, since=MONDAY + timedelta(hours=1),
+                                                      until=MONDAY + timedelta(days=2))}  # fmt: skip
     sent_keys = {k for r in outbox.history(conn, users=["ada"]) if r.status == "sent" for k in r.paper_keys}
-    assert dropped > 0 and not seed1 & sent_keys and len(sink.messages) == before
+    assert dropped > 0 and not seed1 & sent_keys and len(sink.messages) == before + 1
+    # The catch-up digest says how many older matching papers it left out.
+    text = email.message_from_bytes(sink.messages[-1][2]).get_payload(0).get_payload(decode=True).decode()
+    assert f"{dropped} older matching papers were not sent" in text
 
 
 def test_new_user_gets_only_papers_after_joining(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
