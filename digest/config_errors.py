@@ -325,7 +325,8 @@ def _env_value(raw: str) -> str | None:
     quote is not closed or text follows the closing quote."""
     if not raw or raw[0] not in "'\"":
         return raw
-    quote, out, i = raw[0], [], 1
+    quote, i = raw[0], 1
+    out: list[str] = []
     while i < len(raw):
         ch = raw[i]
         if ch == quote:
