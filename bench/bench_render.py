@@ -115,6 +115,7 @@ def naive_context(cache: render.RenderCache, d: Digest, fmt: str, link: dict[str
         "count": n,
         "total": n,
         "more": 0,
+        "dropped": 0,
         "period": d.period,
         "date": "2026-11-23",
         "dumps": list(d.dumps),

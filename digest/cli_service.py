@@ -101,7 +101,7 @@ def run(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if stop.is_set():
+    if stop.is_set() and not any("stopped by a signal" in e for e in report.errors):
         report = replace(
             report, errors=(*report.errors, "stopped by a signal; unsent digests go out with the next run")
         )
@@ -134,15 +134,17 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
         conn = pipeline.scratch_copy(real) if dry_run else real  # the copy is closed with the process
         with _progress(not as_json) as progress:
             options = pipeline.RunOptions(users=users or None, dry_run=out if dry_run else None, progress=progress)
-            sent, deferred, failed = pipeline.deliver_due(
+            done = pipeline.deliver_due(
                 conn, cfg, os.environ, now=now, options=options, clock=lambda: datetime.now(UTC), retry_deferred=retry
             )
-    result = {"sent": sent, "deferred": deferred, "failed": failed}
     if as_json:
-        _echo_json(result)
+        _echo_json(asdict(done))
     else:
-        click.echo(f"{sent} sent, {deferred} deferred, {failed} failed" + (f" (written to {out}/)" if dry_run else ""))
-    if failed:
+        counts = f"{done.sent} sent, {done.deferred} deferred, {done.failed} failed"
+        click.echo(counts + (f" (written to {out}/)" if dry_run else ""))
+        for error in done.errors:
+            click.secho(f"error: {error}", fg="red", err=True)
+    if done.failed:
         raise SystemExit(EXIT_FAILED)
 
 

@@ -111,6 +111,7 @@ class Digest:
     overflow: tuple[Match, ...] = ()  # matches over max_papers: carried over into the next digests
     dropped: tuple[str, ...] = ()  # keys of matching papers never delivered, now older than the catch-up window
     scheduled_at: datetime | None = None  # when the period was scheduled (catch-up windows count from it)
+    window_from: datetime | None = None  # papers first seen from then on were offered (the next digest drops older)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,13 @@
 """Delivery state in the store: subscribers, runs, the outbox (one row per user per period) and the state of
-each (user, paper): queued, delivered, archived, carried over, dropped.
+each (user, paper): queued, delivered, archived or dropped (papers carried over are listed on their digest's row).
 
-The outbox is what makes delivery exactly-once across crashes: a run first commits each user's rendered
-message here, then sends. Before a message is handed to a session its row is committed *in flight*
-('sending'); if that write fails the message is not sent. The body goes out without its end-of-data line;
-once the body is in the kernel the row is committed *handed over*, and only then is the "." line written (a
-server accepts a message only on that line). The row turns 'sent' and its papers 'delivered' in the
-transaction that follows the server's 250, before any other work. After a crash (kill -9, a store write that
-failed, a stop at the deadline):
-  * a row in flight but not handed over was never accepted: it is sent again (same Message-ID and bytes);
+The outbox is what makes delivery exactly-once across crashes: a run commits each user's rendered message
+here before it is sent. The body goes out without its end-of-data line; once the body is in the kernel the
+row is committed *in flight, handed over* ('sending'), and only then is the "." line written: a server accepts
+a message only on that line, so if the write fails the message is not sent. The row turns 'sent' and its
+papers 'delivered' in the transaction that follows the server's 250, before any other work. After a crash
+(kill -9, a store write that failed, a stop at the deadline):
+  * a row never handed over was never accepted: it is sent again (same Message-ID and bytes);
   * a row handed over may have been accepted: it is sent again once, the only duplicate window (the
     server's end-of-data processing plus this process's commit); handed over a second time without a
     recorded reply, it is recorded as sent ("assumed accepted") and never sent a third time.
@@ -20,11 +19,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from digest.store import transaction
+from digest.store import get_papers, transaction
 
 # Row statuses: 'pending' (written, not yet tried), 'sending' (in a session, outcome not recorded yet),
 # 'deferred' (temporary failure, retried later), 'sent', 'failed' (permanent failure or too old to retry),
@@ -142,6 +141,7 @@ def add_message(
     user: str,
     period: str,
     scheduled_at: datetime,
+    window_from: datetime,
     run_id: int | None,
     papers_until: datetime,
     paper_keys: Sequence[str],
@@ -154,22 +154,25 @@ def add_message(
     dropped: Sequence[str] = (),
 ) -> int | None:
     """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction, with the
-    state of its papers: ``paper_keys`` queued, ``carried`` (matched, left for the next digests), ``dropped``
-    (matched, older than the catch-up window). Returns the row id, or None if the period already has one."""
+    state of its papers: ``paper_keys`` queued, ``carried`` (matched, left for the next digests, listed on the
+    row), ``dropped`` (matched, older than the catch-up window). Returns the row id, or None if the period
+    already has one."""
     status = "pending" if message is not None else "empty"
-    values = (user, period, _ts(scheduled_at), run_id, _ts(now), _ts(papers_until), json.dumps(list(paper_keys)),
-              message_id, sender, recipient, status)  # fmt: skip
+    keys, carried_keys = json.dumps(list(paper_keys)), json.dumps(list(carried))
+    values = (user, period, _ts(scheduled_at), _ts(window_from), run_id, _ts(now), _ts(papers_until), keys,
+              carried_keys, message_id, sender, recipient, status)  # fmt: skip
     # An 'empty' row of the period is replaced: it never blocks papers that arrive later in the period.
-    row = conn.execute(
-        "INSERT INTO outbox (user, period, scheduled_at, run_id, created_at, papers_until, paper_keys, message_id, "
-        "sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (user, period) DO UPDATE SET scheduled_at = excluded.scheduled_at, run_id = excluded.run_id, "
-        "created_at = excluded.created_at, papers_until = excluded.papers_until, paper_keys = excluded.paper_keys, "
-        "message_id = excluded.message_id, sender = excluded.sender, recipient = excluded.recipient, "
-        "status = excluded.status WHERE outbox.status = 'empty'",
+    cur = conn.execute(
+        "INSERT INTO outbox (user, period, scheduled_at, window_from, run_id, created_at, papers_until, paper_keys, "
+        "carried_keys, message_id, sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (user, period) DO UPDATE SET scheduled_at = excluded.scheduled_at, "
+        "window_from = excluded.window_from, run_id = excluded.run_id, created_at = excluded.created_at, "
+        "papers_until = excluded.papers_until, paper_keys = excluded.paper_keys, "
+        "carried_keys = excluded.carried_keys, message_id = excluded.message_id, sender = excluded.sender, "
+        "recipient = excluded.recipient, status = excluded.status WHERE outbox.status = 'empty'",
         values,
     )
-    if row.rowcount <= 0:
+    if cur.rowcount <= 0:
         return None
     # Not lastrowid: an upsert that updates leaves it unchanged (and RETURNING needs SQLite 3.35).
     row_id = int(conn.execute("SELECT id FROM outbox WHERE user = ? AND period = ?", (user, period)).fetchone()[0])
@@ -178,44 +181,51 @@ def add_message(
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
         conn.executemany(
             "INSERT INTO user_papers (user, paper_key, state, outbox_id, position, updated_at) "
-            "VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT (user, paper_key) DO UPDATE SET state = 'queued', "
+            "VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT (paper_key, user) DO UPDATE SET state = 'queued', "
             "outbox_id = excluded.outbox_id, position = excluded.position, updated_at = excluded.updated_at",
             [(user, key, row_id, i, stamp) for i, key in enumerate(paper_keys)],
         )
-    for state, keys in (("carried", carried), ("dropped", dropped)):
+    if dropped:
         conn.executemany(
-            "INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (user, paper_key) DO UPDATE SET state = excluded.state, outbox_id = excluded.outbox_id, "
-            "updated_at = excluded.updated_at WHERE user_papers.state = 'carried'",
-            [(user, key, state, row_id, stamp) for key in keys],
+            "INSERT OR IGNORE INTO user_papers (user, paper_key, state, outbox_id, updated_at) "
+            "VALUES (?, ?, 'dropped', ?, ?)",
+            [(user, key, row_id, stamp) for key in dropped],
         )
     return row_id
 
 
 @dataclass(frozen=True, slots=True)
 class LastDigest:
-    """A user's latest planned digest: when it was scheduled and up to when it looked at papers."""
+    """A user's latest planned digest: when it was scheduled, the window it looked at, up to when."""
 
     scheduled_at: datetime
     papers_until: datetime
+    window_from: datetime | None  # None for rows from before schema v4
 
 
 def last_digests(conn: sqlite3.Connection) -> dict[str, LastDigest]:
     """Per user, their latest planned digest (rows from before schema v4 count from their creation)."""
     # 'empty' rows count: their period was planned (nothing matched then), not missed.
     rows = conn.execute(
-        "SELECT user, max(coalesce(scheduled_at, created_at)) AS at, max(papers_until) AS until FROM outbox "
-        "GROUP BY user"
+        "SELECT user, coalesce(scheduled_at, created_at) AS at, papers_until, window_from FROM outbox AS o "
+        "WHERE id = (SELECT id FROM outbox WHERE user = o.user ORDER BY coalesce(scheduled_at, created_at) DESC, "
+        "id DESC LIMIT 1)"
     )
-    return {r["user"]: LastDigest(datetime.fromisoformat(r["at"]), datetime.fromisoformat(r["until"])) for r in rows}
+    return {
+        r["user"]: LastDigest(
+            datetime.fromisoformat(r["at"]),
+            datetime.fromisoformat(r["papers_until"]),
+            datetime.fromisoformat(r["window_from"]) if r["window_from"] else None,
+        )
+        for r in rows
+    }
 
 
 def settled_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, set[str]]:
     """For these papers, per user, those that are out of the user's pool: queued, delivered, archived, dropped."""
     found: dict[str, set[str]] = {}
     rows = conn.execute(
-        "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?)) "
-        "AND state != 'carried'",
+        "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?))",
         (json.dumps(list(keys)),),
     )
     for row in rows:
@@ -223,33 +233,34 @@ def settled_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, se
     return found
 
 
-def carried_before(
-    conn: sqlite3.Connection, users: Sequence[str], before: Mapping[str, datetime]
-) -> dict[str, list[str]]:
-    """Per user, papers carried over whose first sighting is older than the user's bound in ``before``."""
-    out: dict[str, list[str]] = {}
-    rows = conn.execute(
-        "SELECT u.user, u.paper_key, p.first_seen FROM user_papers AS u JOIN papers AS p ON p.key = u.paper_key "
-        "WHERE u.state = 'carried' AND u.user IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(users)),),
-    )
-    for row in rows:
-        if datetime.fromisoformat(row["first_seen"]) < before[row["user"]]:
-            out.setdefault(row["user"], []).append(row["paper_key"])
-    return out
-
-
 def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, object]]:
-    """Every paper matched for ``user`` that did not reach them by mail (queued, carried, dropped, archived),
-    newest first, with the title and the outbox row's status: what `digest status --user` explains."""
-    rows = conn.execute(
-        "SELECT u.paper_key, u.state, u.updated_at, p.title, p.first_seen, o.period, o.status AS message_status "
-        "FROM user_papers AS u LEFT JOIN papers AS p ON p.key = u.paper_key "
-        "LEFT JOIN outbox AS o ON o.id = u.outbox_id WHERE u.user = ? AND u.state != 'delivered' "
-        "ORDER BY u.updated_at DESC, u.paper_key",
+    """Every paper matched for ``user`` that has not reached them by mail (queued, archived, dropped, and
+    carried over by their latest digest), newest first, with its title: what `digest status --user` explains."""
+    rows = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT u.paper_key, u.state, u.updated_at, p.title FROM user_papers AS u "
+            "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state IN ('queued', 'archived') "
+            "UNION ALL SELECT u.paper_key, u.state, u.updated_at, p.title FROM user_papers AS u "
+            "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state = 'dropped' "
+            "ORDER BY 3 DESC, 1",
+            (user,),
+        )
+    ]
+    latest = conn.execute(
+        "SELECT carried_keys, created_at FROM outbox WHERE user = ? AND status != 'empty' ORDER BY id DESC LIMIT 1",
         (user,),
-    )
-    return [dict(r) for r in rows]
+    ).fetchone()
+    if latest is not None:
+        carried = [k for k in json.loads(latest["carried_keys"]) if k not in {r["paper_key"] for r in rows}]
+        delivered = settled_among(conn, carried).get(user, set())
+        titles = {p.paper.key: p.paper.title for p in get_papers(conn, carried)}
+        rows += [
+            {"paper_key": k, "state": "carried", "updated_at": latest["created_at"], "title": titles.get(k)}
+            for k in carried
+            if k not in delivered
+        ]
+    return rows
 
 
 def load_message(conn: sqlite3.Connection, row_id: int) -> bytes:
@@ -317,25 +328,19 @@ def settle_handed_over(conn: sqlite3.Connection, *, now: datetime) -> list[Outbo
     return rows
 
 
-def mark_in_flight(conn: sqlite3.Connection, row_id: int) -> None:
-    """Record durably that the message is being handed to a session; raises if the store cannot be written,
-    and then the message must not be sent."""
-    with transaction(conn):
-        conn.execute("UPDATE outbox SET status = 'sending', handed_over = 0 WHERE id = ?", (row_id,))
-
-
 def mark_handed_over(conn: sqlite3.Connection, row_id: int, handed_over: bool) -> None:
-    """Record that the message's end-of-data line is about to be written (or that the attempt that wrote it
-    broke before a reply, so it counts as not delivered); raises if the store cannot be written."""
+    """Record the message as in flight, its end-of-data line about to be written (or, ``handed_over=False``,
+    that the attempt that wrote it broke before a reply); raises if the store cannot be written, and then the
+    line must not be written."""
     with transaction(conn):
         conn.execute(
-            "UPDATE outbox SET handed_over = ?, in_flight = max(in_flight + ?, 0) WHERE id = ?",
+            "UPDATE outbox SET status = 'sending', handed_over = ?, in_flight = max(in_flight + ?, 0) WHERE id = ?",
             (int(handed_over), 1 if handed_over else -1, row_id),
         )
 
 
 def release_in_flight(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
-    """Undo ``mark_in_flight`` for rows known not to have been handed over (a login refused, say)."""
+    """Put rows left 'sending' but not handed over (a login refused, say) back to pending (or deferred)."""
     with transaction(conn):
         conn.execute(
             "UPDATE outbox SET status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'pending' END "

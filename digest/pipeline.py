@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import sqlite3
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,9 +34,10 @@ log = logging.getLogger(__name__)
 # A deferred message is tried again after 15 min, 30, 60, ... capped at 6 h, until max_retry_age_hours.
 RETRY_BASE = timedelta(minutes=15)
 RETRY_CAP = timedelta(hours=6)
-# Digests rendered and committed to the outbox per transaction while sending: small enough to keep the SMTP
-# connections busy, large enough that commits are not the cost.
-QUEUE_BATCH = 8
+# Digests rendered and committed to the outbox per transaction while sending. A session takes the next batch
+# between two messages (never while a reply is awaited), and the other sessions' replies wait for it, so it
+# is small: two digests are ~3 ms of work, against a commit per transaction.
+QUEUE_BATCH = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +131,19 @@ def user_window(
     A new user (no digest yet) gets the papers first seen up to ``backfill_days`` before they first appeared in
     the config. Afterwards the catch-up limit counts back from the end of the first period after the last
     digest (after downtime: the first missed one), so a catch-up digest covers every missed period; what
-    matched before that bound and was never delivered is dropped, and counted."""
+    matched before that bound (and after the last digest's own bound) and was never delivered is dropped,
+    and counted."""
     first_seen_by_user = (added or now) - timedelta(days=cfg.digest.backfill_days)
     # The end of the first period with no digest: the one after the last digest, or a new user's first one.
     after = last.scheduled_at if last is not None else (added or now)
     first_missed_end = min(cadence.next_scheduled_after(profile, after), max(period.scheduled_at, after))
     lower = max(first_missed_end - timedelta(days=cfg.digest.catchup_max_age_days), first_seen_by_user)
-    considered = max(last.papers_until, first_seen_by_user) if last is not None else first_seen_by_user
+    if last is None:
+        considered = first_seen_by_user
+    elif last.window_from is not None:
+        considered = max(last.window_from, first_seen_by_user)  # what the last digest still offered
+    else:
+        considered = max(last.papers_until, first_seen_by_user)  # a digest from before schema v4
     return Window(lower, min(lower, considered))
 
 
@@ -170,14 +178,14 @@ def due_users(
 def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetime) -> list[Digest]:
     """Every due user's digest: their matches among the papers of their window that are not settled for them
     (queued, delivered, archived or dropped), best first; the first ``max_papers`` are shown, the rest carried
-    over. Read-only, so ``preview`` and ``run`` share it. All users are matched in one pass over one pool."""
+    over; matches that left the window since the last digest, never delivered, are dropped. Read-only, so
+    ``preview`` and ``run`` share it. All users are matched in one pass over one pool."""
     if not due:
         return []
     pool = store.list_papers(conn, since=min(d.window.scan_from for d in due), until=now + timedelta(seconds=1))
     first_seen = {sp.paper.key: sp.first_seen for sp in pool}
     settled = outbox.settled_among(conn, sorted(first_seen)) if pool else {}
     ranked = match.match_all(match.compile_profiles([d.profile for d in due]), [sp.paper for sp in pool])
-    expired = outbox.carried_before(conn, [d.profile.name for d in due], {d.profile.name: d.window.lower for d in due})
     shas = sorted({sp.first_dump for sp in pool})
     names = dict(store.dump_names(conn, shas)) if shas else {}
     first_dump = {sp.paper.key: sp.first_dump for sp in pool}
@@ -185,7 +193,7 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
     for d in due:
         name, done = d.profile.name, settled.get(d.profile.name, set())
         offered: list[Match] = []
-        dropped = list(expired.get(name, ()))
+        dropped: list[str] = []
         for m in ranked.get(name, ()):
             seen = first_seen[m.paper.key]
             if m.paper.key in done or seen < d.window.scan_from:
@@ -205,8 +213,9 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
                 dumps=tuple(dumps),
                 omitted=len(offered) - len(shown),
                 overflow=tuple(offered[len(shown) :]),
-                dropped=tuple(dict.fromkeys(dropped)),
+                dropped=tuple(dropped),
                 scheduled_at=d.period.scheduled_at,
+                window_from=d.window.lower,
             )
         )
     return digests
@@ -288,8 +297,8 @@ def prepare(
         for digest in empty:
             outbox.add_message(
                 conn, user=digest.profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
-                run_id=run_id, papers_until=now, now=now, paper_keys=(), message=None, message_id=None, sender=None,
-                recipient=None, dropped=digest.dropped,
+                window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now, paper_keys=(),
+                message=None, message_id=None, sender=None, recipient=None, dropped=digest.dropped,
             )  # fmt: skip
     stages["outbox"] += time.perf_counter() - started
     full = [d for d in digests if d.matches]
@@ -310,9 +319,9 @@ def enqueue_digests(
     run_id: int | None,
     now: datetime,
     stages: defaultdict[str, float] | None = None,
-) -> list[str]:
+) -> list[outbox.OutboxRow]:
     """Render and compose these users' digests and commit them to the outbox in one transaction, with the
-    state of every matched paper (queued, carried over, dropped); returns the users queued."""
+    state of every matched paper (queued, carried over, dropped); returns the new rows, bytes included."""
     stages = stages if stages is not None else defaultdict(float)
     assert plan_.cache is not None and plan_.mail is not None
     mail = plan_.mail
@@ -326,22 +335,29 @@ def enqueue_digests(
         render_s += t1 - t0
         compose_s += time.perf_counter() - t1
     t2 = time.perf_counter()
-    queued = []
+    queued: list[outbox.OutboxRow] = []
     with store.transaction(conn):
         for digest, email, data in built:
             profile = digest.profile
             shown = set(email.paper_keys)
             row_id = outbox.add_message(
                 conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
-                run_id=run_id, papers_until=now, now=now, paper_keys=email.paper_keys, message=data,
+                window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
+                paper_keys=email.paper_keys, message=data,
                 message_id=compose.message_id(profile.name, digest.period, mail),
                 sender=mail.sender, recipient=profile.email,
                 carried=[m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown],
                 dropped=digest.dropped,
             )  # fmt: skip
             if row_id is not None:
-                queued.append(profile.name)
-    plan_.queued.extend(queued)
+                queued.append(
+                    outbox.OutboxRow(
+                        id=row_id, user=profile.name, period=digest.period, status="pending", recipient=profile.email,
+                        sender=mail.sender, message_id=None, message=data, paper_keys=email.paper_keys, attempts=0,
+                        last_code=None, last_reply=None, created_at=now, sent_at=None, run_id=run_id,
+                    )
+                )  # fmt: skip
+    plan_.queued.extend(row.user for row in queued)
     stages["render"] += render_s
     stages["compose"] += compose_s
     stages["outbox"] += time.perf_counter() - t2
@@ -395,38 +411,37 @@ def _deliver(
     conn: sqlite3.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
-    rows: Sequence[outbox.OutboxRow],
+    rows: Iterable[outbox.OutboxRow],
     *,
+    total: int,
     options: RunOptions,
     clock: Callable[[], datetime],
 ) -> Delivered:
-    """Send (or, in a dry run, write as .eml) these outbox rows. Each message is committed in flight before it
-    is handed to the server and sent right after the server's reply; its bytes are read from the store one at
-    a time, so memory stays flat."""
+    """Send (or, in a dry run, write as .eml) the outbox rows as ``rows`` yields them. Each message is committed
+    in flight right before its end-of-data line is written and sent right after the server's reply.
+
+    ``rows`` may be lazy: a run renders and queues its new digests as sessions free up, so that CPU work
+    overlaps with the server's. Rows read from the store have their bytes loaded one at a time."""
     counts = {"sent": 0, "deferred": 0, "failed": 0}
-    total = len(rows)
     if options.dry_run is not None:
         options.dry_run.mkdir(parents=True, exist_ok=True)
         for row in rows:
             if options.stop():
                 return Delivered(counts["sent"], stopped=True)
             name = f"{row.user}-{row.period.replace(':', '')}.eml"
-            (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
+            (options.dry_run / name).write_bytes(row.message or outbox.load_message(conn, row.id))
             counts["sent"] += 1
             if options.progress:
                 options.progress(counts["sent"], total)
         return Delivered(counts["sent"])
-    by_key = {str(row.id): row for row in rows}
-
-    def on_start(item: smtp.Outgoing) -> None:
-        _store_write("record a message as in flight in", lambda: outbox.mark_in_flight(conn, by_key[item.key].id))
+    by_key: dict[str, outbox.OutboxRow] = {}
 
     def on_handover(item: smtp.Outgoing, handed_over: bool) -> None:
         row_id = by_key[item.key].id
-        _store_write("record a hand-over in", lambda: outbox.mark_handed_over(conn, row_id, handed_over))
+        _store_write("record a message as in flight in", lambda: outbox.mark_handed_over(conn, row_id, handed_over))
 
     def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
-        row = by_key[item.key]
+        row = by_key.pop(item.key)  # its bytes go with it: memory stays flat however many users
         stamp = clock()
         if result.status == "sent":
             _store_write(
@@ -446,22 +461,26 @@ def _deliver(
         if options.progress:
             options.progress(sum(counts.values()), total)
 
+    taken: list[int] = []
+
     def messages() -> Iterator[smtp.Outgoing]:
         for row in rows:
-            data = outbox.load_message(conn, row.id)
+            by_key[str(row.id)] = row
+            taken.append(row.id)
+            data = row.message or outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
     try:
         summary = asyncio.run(
             smtp.send_all(
-                messages(), smtp_settings(cfg, env), on_result=on_result, on_start=on_start,
-                on_handover=on_handover, stop=options.stop, tls_context=options.tls_context,
+                messages(), smtp_settings(cfg, env), on_result=on_result, on_handover=on_handover,
+                stop=options.stop, tls_context=options.tls_context,
             )
         )  # fmt: skip
     except DeliveryError:
         # A run-level refusal (login, STARTTLS, sender) comes before DATA and every other session finished its
         # message first: a row still in flight was never handed over, so it waits as it was, not as in flight.
-        outbox.release_in_flight(conn, [row.id for row in rows])
+        outbox.release_in_flight(conn, taken)
         raise
     if summary.unreachable:
         log.error("SMTP server unreachable: %s", summary.unreachable)
@@ -497,9 +516,19 @@ def due_rows(
 def _gave_up_error(gave_up: Sequence[outbox.OutboxRow]) -> str:
     users = ", ".join(sorted({r.user for r in gave_up}))
     return (
-        f"gave up on {len(gave_up)} digest(s) ({users}): older than [smtp].max_retry_age_hours, or sent twice "
-        "without a recorded outcome; their papers go into the next digests (`digest status` shows why)"
+        f"gave up on {len(gave_up)} digest(s) ({users}): not accepted within [smtp].max_retry_age_hours; their "
+        "papers go into the next digests (`digest status` shows the server's last reply)"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """What `digest send` did: counts, and the digests given up before sending (failed includes them)."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    errors: tuple[str, ...] = ()
 
 
 def deliver_due(
@@ -511,15 +540,15 @@ def deliver_due(
     options: RunOptions = RunOptions(),
     clock: Callable[[], datetime] | None = None,
     retry_deferred: bool = True,
-) -> tuple[int, int, int]:
-    """Send every due outbox row (or write it as .eml in a dry run); returns (sent, deferred, failed), failed
-    including the rows given up."""
+) -> SendReport:
+    """Send every due outbox row (or write it as .eml in a dry run)."""
     gave_up = give_up(conn, cfg, now=now)
+    errors = (_gave_up_error(gave_up),) if gave_up else ()
     rows = due_rows(conn, now=now, users=options.users, retry_deferred=retry_deferred)
     if not rows:
-        return 0, 0, len(gave_up)
-    done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
-    return done.sent, done.deferred, done.failed + len(gave_up)
+        return SendReport(failed=len(gave_up), errors=errors)
+    done = _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
+    return SendReport(done.sent, done.deferred, done.failed + len(gave_up), errors)
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -570,11 +599,10 @@ def run_once(
     options: RunOptions = RunOptions(),
     clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
-    """The whole job once: collect and ingest dumps, plan due digests, queue them all, deliver, write feeds.
+    """The whole job once: collect and ingest dumps, plan due digests, queue and deliver them, write feeds.
 
-    Every digest is rendered and committed to the outbox before the first message goes out, so sending does
-    nothing but I/O and one commit per message: the time between the server's 250 and its commit (the only
-    window in which a crash duplicates a message) stays a fraction of a millisecond. Idempotent."""
+    Digests are rendered and committed to the outbox two at a time as SMTP sessions free up (before a
+    session starts its next message, never between handing a message over and reading its reply). Idempotent."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(store.run_lock(cfg.digest.store, wait=options.wait_for_lock))
         if options.stop():  # asked to stop while waiting for the lock (SIGTERM during `digest serve`)
@@ -597,22 +625,36 @@ def run_once(
             writer = FeedWriter.for_run(conn, cfg, feed_dir)
             fed: set[str] = set()
             profiles = {d.profile.name: d.profile for d in plan_.digests}
-            for start in range(0, len(plan_.digests), QUEUE_BATCH):
-                if options.stop():
-                    break
-                batch = plan_.digests[start : start + QUEUE_BATCH]
-                for user in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
-                    if profiles[user].feed:
-                        t0 = time.perf_counter()
-                        writer.write_user(profiles[user])
-                        fed.add(user)
-                        stages["feeds"] += time.perf_counter() - t0
+
+            def fresh() -> Iterator[outbox.OutboxRow]:
+                # Each user's digest is rendered, queued and their feed written as a session frees up, while
+                # the server is busy with the messages before it.
+                for start in range(0, len(plan_.digests), QUEUE_BATCH):
+                    if options.stop():
+                        return
+                    batch = plan_.digests[start : start + QUEUE_BATCH]
+                    for row in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
+                        if profiles[row.user].feed:
+                            t0 = time.perf_counter()
+                            writer.write_user(profiles[row.user])
+                            fed.add(row.user)
+                            stages["feeds"] += time.perf_counter() - t0
+                        yield row
+
             done = Delivered()
-            if options.deliver and not options.stop():
-                started = time.perf_counter()
-                rows = due_rows(conn, now=now, users=options.users)
-                done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
-                stages["send"] = time.perf_counter() - started
+            started = time.perf_counter()
+            queued_before = sum(stages[k] for k in ("render", "compose", "outbox", "feeds"))
+            if options.deliver:
+                old = due_rows(conn, now=now, users=options.users)
+                done = _deliver(
+                    conn, cfg, env, itertools.chain(old, fresh()), total=len(old) + len(plan_.digests),
+                    options=options, clock=clock or (lambda: now),
+                )  # fmt: skip
+            else:
+                for _ in fresh():
+                    pass
+            queued_s = sum(stages[k] for k in ("render", "compose", "outbox", "feeds")) - queued_before
+            stages["send"] = time.perf_counter() - started - queued_s
             if gave_up:
                 errors.append(_gave_up_error(gave_up))
             if done.deferred:

@@ -449,7 +449,6 @@ async def _worker(
     client_args: dict[str, Any],
     run: _Run,
     on_result: Callable[[Outgoing, SendResult], None],
-    on_start: Callable[[Outgoing], None],
     on_handover: Callable[[Outgoing, bool], None],
 ) -> None:
     """Pull messages off the shared iterator and send them over one session at a time."""
@@ -462,9 +461,6 @@ async def _worker(
             if msg is None:
                 break
             payload = _wire(msg.data)
-            # The caller records the message as in flight; if it cannot (store error) this raises and the
-            # message is not sent.
-            on_start(msg)
             result, at_connect = await _deliver(msg, payload, conn, smtp, client_args, run, on_handover)
             # The caller commits the outcome here, before this session carries another message.
             _record(run, msg, result, on_result)
@@ -520,7 +516,6 @@ async def send_all(
     smtp: SmtpSettings,
     *,
     on_result: Callable[[Outgoing, SendResult], None],
-    on_start: Callable[[Outgoing], None] = lambda _msg: None,
     on_handover: Callable[[Outgoing, bool], None] = lambda _msg, _handed: None,
     stop: Callable[[], bool] = lambda: False,
     stop_grace: float = 5.0,
@@ -529,12 +524,11 @@ async def send_all(
     """Send every message over at most ``max_connections`` reused sessions, reporting each via ``on_result``.
 
     ``messages`` may be lazy (a generator composing or loading each one): it is consumed as sessions
-    free up, so composing overlaps with the server's work and memory stays flat.
-    ``on_start`` is called right before a message is first handed to a session (the caller records it in
-    flight; raising there stops the run with that message unsent); ``on_handover`` right before the end-of-data
-    line of an attempt is written (the caller records that the message may now arrive; raising there drops
-    the session, so the server discards the message, and stops the run). Once ``stop()`` is true no new message
-    or retry starts, and messages still unanswered after ``stop_grace`` seconds are abandoned (no
+    free up, so composing overlaps with the server's work and memory stays flat. ``on_handover(msg, True)``
+    is called right before the end-of-data line of an attempt is written (the caller records that the message
+    may now arrive; raising there drops the session, so the server discards the message, and stops the run),
+    ``on_handover(msg, False)`` when that attempt then breaks with no reply. Once ``stop()`` is true no new
+    message or retry starts, and messages still unanswered after ``stop_grace`` seconds are abandoned (no
     ``on_result`` for them), so a stop takes seconds even with a server that does not answer.
     Raises DeliveryError for run-level failures (bad credentials, no STARTTLS, sender refused);
     ``on_result`` has then been called only for messages that were answered before.
@@ -550,7 +544,7 @@ async def send_all(
     run = _Run()
     n_workers = min(smtp.max_connections, len(messages)) if isinstance(messages, Sized) else smtp.max_connections
     workers = [
-        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_start, on_handover))
+        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_handover))
         for _ in range(n_workers)
     ]
     watcher = asyncio.create_task(_watch_stop(stop, run, workers, stop_grace))

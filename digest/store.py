@@ -123,11 +123,16 @@ MIGRATIONS: tuple[str, ...] = (
     # v4: per-(user, paper) delivery state instead of a per-user watermark (a watermark lost every matching
     # paper it moved past without sending: overflow, papers updated later, the window of a new user).
     # state: 'queued' (in an outbox row not yet accepted by the server), 'delivered' (accepted),
-    # 'archived' (listed on an archive page, never mailed), 'carried' (matched, over max_papers: offered again
-    # by the next digests), 'dropped' (matched, never delivered, now older than the catch-up window).
+    # 'archived' (listed on an archive page, never mailed), 'dropped' (matched, never delivered, now older than
+    # the catch-up window). Papers carried over (matched, over max_papers, offered again by the next digests)
+    # are listed on their digest's outbox row (outbox.carried_keys), not as rows here: a broad profile carries
+    # dozens a day, and a row each cost 4x the whole outbox stage at 10,000 users.
+    # outbox.window_from: the first-seen bound of the digest's window (the next digest drops what left it).
     # outbox.scheduled_at: the period's scheduled time (catch-up windows count from the first missed period).
     # outbox.handed_over: the end-of-data line of its current attempt is written (the server may have it);
     # outbox.in_flight: times it was handed over with no reply recorded after (bounds resends after crashes).
+    # user_papers is keyed paper first: a run asks "which users settled these papers?" for its pool, while
+    # per-user questions (a feed, `digest status`) go through the partial indexes.
     # papers.org_handle: the Hugging Face organization name ("facebook") beside its display name.
     # feed_ids: an entry id fixed at first use (a re-keyed paper keeps it; config changes do not move it).
     """
@@ -135,14 +140,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN scheduled_at TEXT;
     ALTER TABLE outbox ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN handed_over INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN window_from TEXT;
+    ALTER TABLE outbox ADD COLUMN carried_keys TEXT NOT NULL DEFAULT '[]';
     CREATE TABLE user_papers (
-        user TEXT NOT NULL,
         paper_key TEXT NOT NULL,
+        user TEXT NOT NULL,
         state TEXT NOT NULL,
         outbox_id INTEGER REFERENCES outbox(id),
         position INTEGER NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL,
-        PRIMARY KEY (user, paper_key)
+        PRIMARY KEY (paper_key, user)
     ) WITHOUT ROWID;
     INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at)
         SELECT user, paper_key, 'delivered', outbox_id, delivered_at FROM deliveries;
@@ -151,9 +158,9 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE o.status IN ('pending', 'deferred');
     DROP TABLE deliveries;
     CREATE INDEX user_papers_outbox ON user_papers(outbox_id);
-    CREATE INDEX user_papers_state ON user_papers(user, state);
     CREATE INDEX user_papers_feed ON user_papers(user, outbox_id, position)
         WHERE state IN ('queued', 'delivered', 'archived');
+    CREATE INDEX user_papers_dropped ON user_papers(user) WHERE state = 'dropped';
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE feed_ids (paper_key TEXT PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
     """,

@@ -89,13 +89,14 @@ def test_sigterm_mid_run_loses_nothing_and_sends_nothing_twice(tmp_path: Path, s
 
 
 def test_sigterm_with_a_silent_server_stops_within_ten_seconds(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
-    """A server that accepts connections and never answers: SIGTERM still ends the run within 10 s; the message
-    in flight stays in flight and the next run (server back) sends it once, with its Message-ID."""
+    """A server that accepts connections and never answers: SIGTERM still ends the run within 10 s, nothing is
+    marked sent, and the next run (server back) sends every digest once."""
     import socket
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+    silent.settimeout(60)
     try:
         users = "".join(user_block(name, "['LLM']") for name in USERS)
         config = write_config(tmp_path, silent.getsockname()[1], users)
@@ -104,32 +105,51 @@ def test_sigterm_with_a_silent_server_stops_within_ten_seconds(tmp_path: Path, s
         env = {**os.environ, **SECRET_ENV}
         cmd = [sys.executable, "-m", "digest", "--config", str(config), "run"]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        db = tmp_path / "state" / "digest.db"
-        deadline = time.monotonic() + 60
-        while not _in_flight(db):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never handed a message to the server"
-            time.sleep(0.05)
-        time.sleep(0.5)  # stuck waiting for the greeting
+        conn, _ = silent.accept()  # the run is now waiting for a greeting that never comes
+        time.sleep(0.5)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         took = time.monotonic() - started
+        conn.close()
     finally:
         silent.close()
     assert took < 10, took
     assert proc.returncode == 1 and b"stopped by a signal" in err
-    in_flight = _in_flight(db)
-    assert in_flight
     # The server is back: point the config at a real one.
     config.write_text(re.sub(r"(?m)^port = \d+$", f"port = {sink.port}", config.read_text(), count=1))
     assert _rerun(tmp_path).returncode == 0
     assert sorted(sink.recipients()) == sorted(f"{u}@example.org" for u in USERS)
     assert len(set(_message_ids(sink))) == len(USERS)
-    assert _in_flight(db) == []
+
+
+def test_sigterm_while_the_server_sits_on_end_of_data(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
+    """The server takes the whole message and never replies: SIGTERM ends the run within 10 s, the messages
+    handed over stay in flight, and the next run sends each of them once more, with the same Message-ID."""
+    sink.delay = 3600.0  # handle_DATA never returns while the run lives
+    proc = _start_run(tmp_path, sink.port, seeds[0])
+    db = tmp_path / "state" / "digest.db"
+    deadline = time.monotonic() + 60
+    while not _in_flight(db):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no message was ever handed over"
+        time.sleep(0.05)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 1 and b"stopped by a signal" in err
+    handed_over = _in_flight(db)
+    assert handed_over and sink.messages == []
+    sink.delay = 0.0
+    assert _rerun(tmp_path).returncode == 0
+    assert sorted(sink.recipients()) == sorted(f"{u}@example.org" for u in USERS)
+    ids = _message_ids(sink)
+    assert len(ids) == len(set(ids)) == len(USERS) and set(handed_over) <= set(ids)
 
 
 def _in_flight(db: Path) -> list[str]:
+    """Message-IDs of the rows handed over to the server with no reply recorded."""
     import sqlite3
 
     if not db.exists():

@@ -536,7 +536,8 @@ def queue_digest(conn, user: str, keys: list[str], now: datetime) -> None:
     """A digest of ``keys`` queued for ``user``, as the pipeline queues one: what the user's feed shows."""
     with store.transaction(conn):
         outbox.add_message(
-            conn, user=user, period=now.date().isoformat(), scheduled_at=now, run_id=None, papers_until=now,
+            conn, user=user, period=now.date().isoformat(), scheduled_at=now, window_from=now, run_id=None,
+            papers_until=now,
             paper_keys=keys, message=b"Subject: digest\r\n\r\nx\r\n", message_id=f"<{user}@example.org>",
             sender="digest@example.org", recipient=f"{user}@example.org", now=now,
         )  # fmt: skip

@@ -212,6 +212,7 @@ def test_prune_drops_old_sent_and_failed_bodies_only(store_path: Path) -> None:
                 user=user,
                 period="p",
                 scheduled_at=day,
+                window_from=day,
                 run_id=None,
                 papers_until=day,
                 paper_keys=["k"],

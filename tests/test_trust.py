@@ -271,21 +271,6 @@ def test_a_store_that_cannot_be_written_sends_nothing(tmp_path: Path, sink: Sink
     assert sink.messages == []
 
 
-def test_in_flight_write_failure_sends_nothing(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
-    """If exactly the in-flight record fails (disk full), that message is not handed to the server."""
-    cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
-    _queue(cfg, seeds)
-    conn = store.open_store(cfg.digest.store)
-    conn.execute(
-        "CREATE TEMP TRIGGER full_disk BEFORE UPDATE OF status ON outbox WHEN NEW.status = 'sending' "
-        "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END"
-    )
-    with pytest.raises(StoreError) as info:
-        pipeline.deliver_due(conn, cfg, SECRET_ENV, now=MONDAY)
-    assert "in flight" in str(info.value) and "free disk space" in (info.value.hint or "")
-    assert sink.messages == []
-
-
 def _fail_sent_commits(conn) -> None:  # type: ignore[no-untyped-def]
     # What a full disk does to the commit after the 250: the in-flight write went through, this one fails.
     conn.execute(
@@ -348,7 +333,7 @@ def test_failed_hand_over_commit_sends_nothing_then_sends_once(tmp_path: Path, s
     with pytest.raises(StoreError) as info:
         pipeline.deliver_due(conn, cfg, SECRET_ENV, now=MONDAY)
     conn.close()
-    assert "hand-over" in str(info.value)
+    assert "in flight" in str(info.value) and "free disk space" in (info.value.hint or "")
     assert sink.messages == []
     assert _run(cfg, MONDAY + timedelta(minutes=15)).sent == 1
     assert len(_received(sink, "ada")) == 1
@@ -371,3 +356,25 @@ def test_gave_up_messages_fail_the_run(tmp_path: Path, seeds: list[Path]) -> Non
     assert set(failed.paper_keys) <= set(queued.paper_keys)
     held = "SELECT count(*) FROM user_papers WHERE outbox_id = ? AND state = 'queued'"
     assert conn.execute(held, (failed.id,)).fetchone()[0] == 0
+
+
+def test_send_exits_1_and_says_so_when_it_gives_up(tmp_path: Path, seeds: list[Path], capsys) -> None:  # type: ignore[no-untyped-def]
+    """`digest send` on a message deferred past max_retry_age_hours: exit 1, the message given up is named."""
+    import os
+
+    from conftest import free_port
+
+    from digest.cli import main
+
+    path = write_config(tmp_path, free_port(), LLM)  # nobody listens: the message is deferred
+    cfg = config.load_config(path)
+    shutil.copy(seeds[0], cfg.digest.inbox / seeds[0].name)
+    assert _run(cfg, datetime.now(UTC) - timedelta(hours=49)).deferred == 1
+    os.environ.update(SECRET_ENV)
+    try:
+        code = main(["--config", str(path), "send", "--retry"])
+    finally:
+        os.environ.pop("DIGEST_SECRET", None)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 failed" in captured.out and "gave up on 1 digest(s) (ada)" in captured.err
