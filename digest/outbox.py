@@ -31,6 +31,7 @@ from digest.store import get_papers, transaction
 DUE_STATUSES = ("pending", "sending", "deferred")
 # States of a (user, paper) that keep the paper out of the user's next digests.
 SETTLED_STATES = ("queued", "delivered", "archived", "dropped")
+_DUE = "('pending', 'sending', 'deferred')"  # statuses of rows still to be sent: their papers are queued
 # A message handed over this many times with no recorded reply is assumed accepted, never sent again.
 MAX_HANDOVERS = 2
 
@@ -179,12 +180,6 @@ def add_message(
     stamp = _ts(now)
     if message is not None:
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
-        conn.executemany(
-            "INSERT INTO user_papers (user, paper_key, state, outbox_id, position, updated_at) "
-            "VALUES (?, ?, 'queued', ?, ?, ?) ON CONFLICT (paper_key, user) DO UPDATE SET state = 'queued', "
-            "outbox_id = excluded.outbox_id, position = excluded.position, updated_at = excluded.updated_at",
-            [(user, key, row_id, i, stamp) for i, key in enumerate(paper_keys)],
-        )
     if dropped:
         conn.executemany(
             "INSERT OR IGNORE INTO user_papers (user, paper_key, state, outbox_id, updated_at) "
@@ -225,7 +220,9 @@ def settled_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, se
     """For these papers, per user, those that are out of the user's pool: queued, delivered, archived, dropped."""
     found: dict[str, set[str]] = {}
     rows = conn.execute(
-        "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?))",
+        "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?1)) "
+        f"UNION ALL SELECT o.user, j.value FROM outbox AS o, json_each(o.paper_keys) AS j WHERE o.status IN {_DUE} "
+        "AND j.value IN (SELECT value FROM json_each(?1))",
         (json.dumps(list(keys)),),
     )
     for row in rows:
@@ -240,9 +237,13 @@ def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, obj
         dict(r)
         for r in conn.execute(
             "SELECT u.paper_key, u.state, u.updated_at, p.title FROM user_papers AS u "
-            "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state IN ('queued', 'archived') "
+            # The IN term repeats the partial index's condition, which is how SQLite knows it may use it.
+            "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state IN ('delivered', 'archived') "
+            "AND u.state = 'archived' "
             "UNION ALL SELECT u.paper_key, u.state, u.updated_at, p.title FROM user_papers AS u "
             "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state = 'dropped' "
+            "UNION ALL SELECT j.value, 'queued', o.created_at, p.title FROM outbox AS o, json_each(o.paper_keys) AS j "
+            f"LEFT JOIN papers AS p ON p.key = j.value WHERE o.user = ?1 AND o.status IN {_DUE} "
             "ORDER BY 3 DESC, 1",
             (user,),
         )
@@ -290,14 +291,6 @@ def due(conn: sqlite3.Connection, *, now: datetime, users: Sequence[str] | None 
     return [_row(r) for r in conn.execute(sql + " ORDER BY id", params)]
 
 
-def _release(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> None:
-    # Papers of a message that will never go out return to the user's pool (within the catch-up window).
-    conn.execute(
-        f"DELETE FROM user_papers WHERE state = 'queued' AND outbox_id IN (SELECT id FROM outbox WHERE {where})",
-        params,
-    )
-
-
 def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> list[OutboxRow]:
     """Give up on pending or deferred rows older than ``max_age``: they become 'failed' and their papers return
     to the user's pool. Returns the rows given up."""
@@ -307,7 +300,6 @@ def expire(conn: sqlite3.Connection, *, now: datetime, max_age: timedelta) -> li
         rows = [_row(r) for r in conn.execute(f"SELECT {_META} FROM outbox WHERE {too_old}", params)]
         if not rows:
             return []
-        _release(conn, too_old, params)
         conn.execute(
             "UPDATE outbox SET status = 'failed', last_reply = 'gave up: ' || coalesce(last_reply, 'not sent') "
             f"|| ' (older than the retry limit)' WHERE {too_old}",
@@ -355,8 +347,12 @@ def _sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str
         "next_attempt_at = NULL, in_flight = 0, handed_over = 0 WHERE id = ?",
         (code, reply, stamp, row_id),
     )
+    # The row's papers become delivered, in the message's order (a feed shows them so), in one statement.
     conn.execute(
-        "UPDATE user_papers SET state = 'delivered', updated_at = ? WHERE outbox_id = ? AND state = 'queued'",
+        "INSERT INTO user_papers (paper_key, user, state, outbox_id, position, updated_at) "
+        "SELECT j.value, o.user, 'delivered', o.id, j.key, ?1 FROM outbox AS o, json_each(o.paper_keys) AS j "
+        "WHERE o.id = ?2 ON CONFLICT (paper_key, user) DO UPDATE SET state = 'delivered', "
+        "outbox_id = excluded.outbox_id, position = excluded.position, updated_at = excluded.updated_at",
         (stamp, row_id),
     )
 
@@ -385,8 +381,7 @@ def mark_failed(
             "next_attempt_at = ?, in_flight = 0, handed_over = 0 WHERE id = ?",
             (status, code, reply, _ts(retry_at) if retry_at else None, row_id),
         )
-        if status == "failed":
-            _release(conn, "id = ?", (row_id,))
+        # A failed row is no longer due, so its papers are back in the user's pool.
 
 
 def history(conn: sqlite3.Connection, *, users: Sequence[str] | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -423,10 +418,12 @@ def prune_messages(conn: sqlite3.Connection, *, before: datetime) -> int:
 
 def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
     """Keys of the papers the user was shown most recently (what their Atom feed holds), newest digest first,
-    each digest in its own order. Read from the (user, paper) state, so a re-keyed paper stays in the feed."""
+    each digest in its own order: delivered and archived papers, and those queued in rows still to be sent.
+    A re-keyed paper stays in the feed (its state follows it)."""
     rows = conn.execute(
-        "SELECT paper_key FROM user_papers WHERE user = ? AND state IN ('queued', 'delivered', 'archived') "
-        "ORDER BY outbox_id DESC, position LIMIT ?",
+        "SELECT paper_key, outbox_id, position FROM user_papers WHERE user = ?1 AND state IN ('delivered', 'archived') "
+        f"UNION ALL SELECT j.value, o.id, j.key FROM outbox AS o, json_each(o.paper_keys) AS j WHERE o.user = ?1 "
+        f"AND o.status IN {_DUE} ORDER BY 2 DESC, 3 LIMIT ?2",
         (user, int(limit)),
     )
-    return [r["paper_key"] for r in rows]
+    return [r[0] for r in rows]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
-import itertools
 import logging
 import sqlite3
 import ssl
@@ -34,10 +34,8 @@ log = logging.getLogger(__name__)
 # A deferred message is tried again after 15 min, 30, 60, ... capped at 6 h, until max_retry_age_hours.
 RETRY_BASE = timedelta(minutes=15)
 RETRY_CAP = timedelta(hours=6)
-# Digests rendered and committed to the outbox per transaction while sending. A session takes the next batch
-# between two messages (never while a reply is awaited), and the other sessions' replies wait for it, so it
-# is small: two digests are ~3 ms of work, against a commit per transaction.
-QUEUE_BATCH = 2
+# Digests rendered and committed to the outbox per transaction.
+QUEUE_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +380,12 @@ def render_email(
 # ------------------------------------------------------------------------------------------ delivery
 
 
+def _store_file(conn: sqlite3.Connection) -> Path | None:
+    """The file behind ``conn`` (None for an in-memory copy)."""
+    name = conn.execute("PRAGMA database_list").fetchone()[2]
+    return Path(name) if name else None
+
+
 def _retry_at(attempts: int, now: datetime) -> datetime:
     return now + min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
@@ -470,18 +474,25 @@ def _deliver(
             data = row.message or outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
+    # A full garbage collection walks every object the run made (~70 ms at 10,000 users) and would stall the
+    # reading of a reply that long; nothing made before sending is garbage that matters, so it is left out.
+    gc.collect()
+    gc.freeze()
     try:
-        summary = asyncio.run(
-            smtp.send_all(
-                messages(), smtp_settings(cfg, env), on_result=on_result, on_handover=on_handover,
-                stop=options.stop, tls_context=options.tls_context,
-            )
-        )  # fmt: skip
+        with store.background_checkpoints(conn, _store_file(conn)):
+            summary = asyncio.run(
+                smtp.send_all(
+                    messages(), smtp_settings(cfg, env), on_result=on_result, on_handover=on_handover,
+                    stop=options.stop, tls_context=options.tls_context,
+                )
+            )  # fmt: skip
     except DeliveryError:
         # A run-level refusal (login, STARTTLS, sender) comes before DATA and every other session finished its
         # message first: a row still in flight was never handed over, so it waits as it was, not as in flight.
         outbox.release_in_flight(conn, taken)
         raise
+    finally:
+        gc.unfreeze()
     if summary.unreachable:
         log.error("SMTP server unreachable: %s", summary.unreachable)
     stopped = options.stop() and sum(counts.values()) < total
@@ -599,10 +610,10 @@ def run_once(
     options: RunOptions = RunOptions(),
     clock: Callable[[], datetime] | None = None,
 ) -> RunReport:
-    """The whole job once: collect and ingest dumps, plan due digests, queue and deliver them, write feeds.
+    """The whole job once: collect and ingest dumps, plan due digests, queue them all, deliver, write feeds.
 
-    Digests are rendered and committed to the outbox two at a time as SMTP sessions free up (before a
-    session starts its next message, never between handing a message over and reading its reply). Idempotent."""
+    Sending does nothing but I/O and a commit per step, so a server's reply is committed as soon as it
+    arrives. Idempotent."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(store.run_lock(cfg.digest.store, wait=options.wait_for_lock))
         if options.stop():  # asked to stop while waiting for the lock (SIGTERM during `digest serve`)
@@ -626,35 +637,27 @@ def run_once(
             fed: set[str] = set()
             profiles = {d.profile.name: d.profile for d in plan_.digests}
 
-            def fresh() -> Iterator[outbox.OutboxRow]:
-                # Each user's digest is rendered, queued and their feed written as a session frees up, while
-                # the server is busy with the messages before it.
-                for start in range(0, len(plan_.digests), QUEUE_BATCH):
-                    if options.stop():
-                        return
-                    batch = plan_.digests[start : start + QUEUE_BATCH]
-                    for row in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
-                        if profiles[row.user].feed:
-                            t0 = time.perf_counter()
-                            writer.write_user(profiles[row.user])
-                            fed.add(row.user)
-                            stages["feeds"] += time.perf_counter() - t0
-                        yield row
-
+            # Every digest is rendered and committed before the first message goes out: rendering during
+            # sending would hold up the reading of the servers' replies, and that delay is the window in
+            # which a crash duplicates a message (measured: a 3.2 ms median, 67 ms at worst, against 0.4 ms).
+            for start in range(0, len(plan_.digests), QUEUE_BATCH):
+                if options.stop():
+                    break
+                batch = plan_.digests[start : start + QUEUE_BATCH]
+                for row in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
+                    if profiles[row.user].feed:
+                        t0 = time.perf_counter()
+                        writer.write_user(profiles[row.user])
+                        fed.add(row.user)
+                        stages["feeds"] += time.perf_counter() - t0
+            plan_.digests.clear()  # what sending needs is in the outbox; the matches can go
+            plan_.cache = None
             done = Delivered()
-            started = time.perf_counter()
-            queued_before = sum(stages[k] for k in ("render", "compose", "outbox", "feeds"))
-            if options.deliver:
-                old = due_rows(conn, now=now, users=options.users)
-                done = _deliver(
-                    conn, cfg, env, itertools.chain(old, fresh()), total=len(old) + len(plan_.digests),
-                    options=options, clock=clock or (lambda: now),
-                )  # fmt: skip
-            else:
-                for _ in fresh():
-                    pass
-            queued_s = sum(stages[k] for k in ("render", "compose", "outbox", "feeds")) - queued_before
-            stages["send"] = time.perf_counter() - started - queued_s
+            if options.deliver and not options.stop():
+                started = time.perf_counter()
+                rows = due_rows(conn, now=now, users=options.users)
+                done = _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
+                stages["send"] = time.perf_counter() - started
             if gave_up:
                 errors.append(_gave_up_error(gave_up))
             if done.deferred:

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -122,11 +123,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # v4: per-(user, paper) delivery state instead of a per-user watermark (a watermark lost every matching
     # paper it moved past without sending: overflow, papers updated later, the window of a new user).
-    # state: 'queued' (in an outbox row not yet accepted by the server), 'delivered' (accepted),
-    # 'archived' (listed on an archive page, never mailed), 'dropped' (matched, never delivered, now older than
-    # the catch-up window). Papers carried over (matched, over max_papers, offered again by the next digests)
-    # are listed on their digest's outbox row (outbox.carried_keys), not as rows here: a broad profile carries
-    # dozens a day, and a row each cost 4x the whole outbox stage at 10,000 users.
+    # state: 'delivered' (its message was accepted), 'archived' (listed on an archive page, never mailed),
+    # 'dropped' (matched, never delivered, now older than the catch-up window). A paper is *queued* while it is
+    # in one of the user's outbox rows still to be sent (outbox.paper_keys of a pending, sending or deferred
+    # row): those rows are few, and deriving the state from them keeps the queueing of 10,000 digests free of
+    # 200,000 row writes, and the sent commit one statement. Papers carried over (matched, over max_papers,
+    # offered again by the next digests) are listed on their digest's outbox row (outbox.carried_keys), not as
+    # rows here: a broad profile carries dozens a day, and a row each cost 4x the whole outbox stage at 10,000
+    # users.
     # outbox.window_from: the first-seen bound of the digest's window (the next digest drops what left it).
     # outbox.scheduled_at: the period's scheduled time (catch-up windows count from the first missed period).
     # outbox.handed_over: the end-of-data line of its current attempt is written (the server may have it);
@@ -153,18 +157,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at)
         SELECT user, paper_key, 'delivered', outbox_id, delivered_at FROM deliveries;
-    INSERT OR IGNORE INTO user_papers (user, paper_key, state, outbox_id, updated_at)
-        SELECT o.user, j.value, 'queued', o.id, o.created_at FROM outbox AS o, json_each(o.paper_keys) AS j
-        WHERE o.status IN ('pending', 'deferred');
     DROP TABLE deliveries;
     CREATE INDEX user_papers_outbox ON user_papers(outbox_id);
-    CREATE INDEX user_papers_feed ON user_papers(user, outbox_id, position)
-        WHERE state IN ('queued', 'delivered', 'archived');
+    CREATE INDEX user_papers_feed ON user_papers(user, outbox_id, position) WHERE state IN ('delivered', 'archived');
+    CREATE INDEX outbox_due ON outbox(user) WHERE status IN ('pending', 'sending', 'deferred');
     CREATE INDEX user_papers_dropped ON user_papers(user) WHERE state = 'dropped';
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE feed_ids (paper_key TEXT PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
     """,
 )
+
+WAL_AUTOCHECKPOINT_PAGES = 10000  # 40 MB of WAL between checkpoints (see open_store)
 
 _PAPER_COLUMNS = (
     "key, title_fp, arxiv_id, title, abstract, authors, n_authors, organization, published, "
@@ -216,7 +219,7 @@ def open_store(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             # queues ~45 KB per message, and at the default it paid a checkpoint every ~90 messages (measured
             # on 4,000 users: outbox stage 1.2-2.0 s instead of 2.3-3.6 s, whole run 10% faster). The WAL file
             # is cut back to 64 MB after a checkpoint.
-            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             conn.execute("PRAGMA journal_size_limit=67108864")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn)
@@ -247,6 +250,40 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if _WRITE_FAILURE.search(str(exc)):
             raise store_write_error(exc, "write") from exc
         raise
+
+
+@contextlib.contextmanager
+def background_checkpoints(conn: sqlite3.Connection, path: Path | None, *, every: float = 0.5) -> Iterator[None]:
+    """While sending, copy the WAL into the database from another thread instead of in ``conn``'s commits.
+
+    SQLite checkpoints in the commit that crosses the WAL limit: copying ~40 MB and an fsync stalled that
+    commit ~70 ms, and the replies of every other open SMTP session waited behind it; that wait is the window
+    in which a crash duplicates a message. A PASSIVE checkpoint on a connection of its own neither waits for
+    nor blocks the writer, and the sqlite3 module releases the GIL while it works."""
+    if path is None:  # an in-memory copy (dry run): no WAL
+        yield
+        return
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    stop = threading.Event()
+
+    def checkpoint() -> None:
+        other = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            while not stop.wait(every):
+                other.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next commits checkpoint by themselves again
+            log.warning("background checkpoint stopped: %s", exc)
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=checkpoint, name="wal-checkpoint", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
 
 
 @contextlib.contextmanager
@@ -410,6 +447,11 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                     "UPDATE OR IGNORE user_papers SET paper_key = ? WHERE paper_key = ?", (record.key, old_key)
                 )
                 conn.execute("DELETE FROM user_papers WHERE paper_key = ?", (old_key,))
+                conn.execute(
+                    "UPDATE outbox SET paper_keys = replace(paper_keys, ?, ?) WHERE status IN ('pending', 'sending', "
+                    "'deferred') AND instr(paper_keys, ?) > 0",
+                    (json.dumps(old_key), json.dumps(record.key), json.dumps(old_key)),
+                )
                 conn.execute("UPDATE OR IGNORE feed_ids SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
                 conn.execute("DELETE FROM feed_ids WHERE paper_key = ?", (old_key,))
             conn.execute(
