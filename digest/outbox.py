@@ -159,17 +159,16 @@ def add_message(
     row), ``dropped`` (matched, older than the catch-up window). Returns the row id, or None if the period
     already has one."""
     status = "pending" if message is not None else "empty"
-    keys, carried_keys = json.dumps(list(paper_keys)), json.dumps(list(carried))
-    values = (user, period, _ts(scheduled_at), _ts(window_from), run_id, _ts(now), _ts(papers_until), keys,
-              carried_keys, message_id, sender, recipient, status)  # fmt: skip
+    values = (user, period, _ts(scheduled_at), _ts(window_from), run_id, _ts(now), _ts(papers_until),
+              json.dumps(list(paper_keys)), message_id, sender, recipient, status)  # fmt: skip
     # An 'empty' row of the period is replaced: it never blocks papers that arrive later in the period.
     cur = conn.execute(
         "INSERT INTO outbox (user, period, scheduled_at, window_from, run_id, created_at, papers_until, paper_keys, "
-        "carried_keys, message_id, sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "message_id, sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (user, period) DO UPDATE SET scheduled_at = excluded.scheduled_at, "
         "window_from = excluded.window_from, run_id = excluded.run_id, created_at = excluded.created_at, "
         "papers_until = excluded.papers_until, paper_keys = excluded.paper_keys, "
-        "carried_keys = excluded.carried_keys, message_id = excluded.message_id, sender = excluded.sender, "
+        "message_id = excluded.message_id, sender = excluded.sender, "
         "recipient = excluded.recipient, status = excluded.status WHERE outbox.status = 'empty'",
         values,
     )
@@ -180,6 +179,10 @@ def add_message(
     stamp = _ts(now)
     if message is not None:
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
+    if carried:
+        conn.execute(
+            "INSERT OR REPLACE INTO outbox_carried (id, paper_keys) VALUES (?, ?)", (row_id, json.dumps(list(carried)))
+        )
     if dropped:
         conn.executemany(
             "INSERT OR IGNORE INTO user_papers (user, paper_key, state, outbox_id, updated_at) "
@@ -201,10 +204,10 @@ class LastDigest:
 def last_digests(conn: sqlite3.Connection) -> dict[str, LastDigest]:
     """Per user, their latest planned digest (rows from before schema v4 count from their creation)."""
     # 'empty' rows count: their period was planned (nothing matched then), not missed.
+    # Rows are written period after period, so a user's latest is their highest id (outbox_user index).
     rows = conn.execute(
-        "SELECT user, coalesce(scheduled_at, created_at) AS at, papers_until, window_from FROM outbox AS o "
-        "WHERE id = (SELECT id FROM outbox WHERE user = o.user ORDER BY coalesce(scheduled_at, created_at) DESC, "
-        "id DESC LIMIT 1)"
+        "SELECT o.user, coalesce(o.scheduled_at, o.created_at) AS at, o.papers_until, o.window_from FROM outbox AS o "
+        "JOIN (SELECT max(id) AS id FROM outbox GROUP BY user) AS latest ON o.id = latest.id"
     )
     return {
         r["user"]: LastDigest(
@@ -249,11 +252,13 @@ def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, obj
         )
     ]
     latest = conn.execute(
-        "SELECT carried_keys, created_at FROM outbox WHERE user = ? AND status != 'empty' ORDER BY id DESC LIMIT 1",
+        "SELECT coalesce(c.paper_keys, '[]') AS paper_keys, o.created_at FROM outbox AS o "
+        "LEFT JOIN outbox_carried AS c ON c.id = o.id WHERE o.user = ? AND o.status != 'empty' "
+        "ORDER BY o.id DESC LIMIT 1",
         (user,),
     ).fetchone()
     if latest is not None:
-        carried = [k for k in json.loads(latest["carried_keys"]) if k not in {r["paper_key"] for r in rows}]
+        carried = [k for k in json.loads(latest["paper_keys"]) if k not in {r["paper_key"] for r in rows}]
         delivered = settled_among(conn, carried).get(user, set())
         titles = {p.paper.key: p.paper.title for p in get_papers(conn, carried)}
         rows += [

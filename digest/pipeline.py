@@ -9,15 +9,19 @@ server's acceptance (see ``digest.outbox``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import hashlib
 import logging
+import multiprocessing
+import os
 import sqlite3
 import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -308,32 +312,33 @@ def prepare(
     return Plan(full, cache, mail_settings(cfg, env), empty=len(empty))
 
 
-def enqueue_digests(
-    conn: sqlite3.Connection,
-    cfg: config.Config,
-    plan_: Plan,
-    digests: Sequence[Digest],
-    *,
-    run_id: int | None,
-    now: datetime,
-    stages: defaultdict[str, float] | None = None,
-) -> list[outbox.OutboxRow]:
-    """Render and compose these users' digests and commit them to the outbox in one transaction, with the
-    state of every matched paper (queued, carried over, dropped); returns the new rows, bytes included."""
-    stages = stages if stages is not None else defaultdict(float)
+Built = tuple[Digest, RenderedEmail, bytes]
+
+
+def build_messages(
+    cfg: config.Config, plan_: Plan, digests: Sequence[Digest], *, now: datetime, stages: defaultdict[str, float]
+) -> list[Built]:
+    """Render and compose these users' digests (no store access: safe in a forked process)."""
     assert plan_.cache is not None and plan_.mail is not None
-    mail = plan_.mail
-    render_s = compose_s = 0.0
     built = []
     for digest in digests:
         t0 = time.perf_counter()
-        email = render_email(cfg, digest, plan_.cache, mail, now=now)
+        email = render_email(cfg, digest, plan_.cache, plan_.mail, now=now)
         t1 = time.perf_counter()
-        built.append((digest, email, compose.compose(email, mail, now=now)))
-        render_s += t1 - t0
-        compose_s += time.perf_counter() - t1
-    t2 = time.perf_counter()
-    queued: list[outbox.OutboxRow] = []
+        built.append((digest, email, compose.compose(email, plan_.mail, now=now)))
+        stages["render"] += t1 - t0
+        stages["compose"] += time.perf_counter() - t1
+    return built
+
+
+def store_messages(
+    conn: sqlite3.Connection, plan_: Plan, built: Sequence[Built], *, run_id: int | None, now: datetime
+) -> list[str]:
+    """Commit built digests to the outbox in one transaction, with the state of every matched paper (queued,
+    carried over, dropped); returns the users queued."""
+    assert plan_.mail is not None
+    mail = plan_.mail
+    queued = []
     with store.transaction(conn):
         for digest, email, data in built:
             profile = digest.profile
@@ -348,18 +353,82 @@ def enqueue_digests(
                 dropped=digest.dropped,
             )  # fmt: skip
             if row_id is not None:
-                queued.append(
-                    outbox.OutboxRow(
-                        id=row_id, user=profile.name, period=digest.period, status="pending", recipient=profile.email,
-                        sender=mail.sender, message_id=None, message=data, paper_keys=email.paper_keys, attempts=0,
-                        last_code=None, last_reply=None, created_at=now, sent_at=None, run_id=run_id,
-                    )
-                )  # fmt: skip
-    plan_.queued.extend(row.user for row in queued)
-    stages["render"] += render_s
-    stages["compose"] += compose_s
-    stages["outbox"] += time.perf_counter() - t2
+                queued.append(profile.name)
+    plan_.queued.extend(queued)
     return queued
+
+
+def enqueue_digests(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    plan_: Plan,
+    digests: Sequence[Digest],
+    *,
+    run_id: int | None,
+    now: datetime,
+    stages: defaultdict[str, float] | None = None,
+) -> list[str]:
+    """Render, compose and queue these users' digests; returns the users queued."""
+    stages = stages if stages is not None else defaultdict(float)
+    built = build_messages(cfg, plan_, digests, now=now, stages=stages)
+    started = time.perf_counter()
+    queued = store_messages(conn, plan_, built, run_id=run_id, now=now)
+    stages["outbox"] += time.perf_counter() - started
+    return queued
+
+
+# What a forked renderer reads; set right before the pool forks, so the children inherit the matches and the
+# render cache instead of receiving them pickled.
+_FORK_STATE: tuple[config.Config, Plan, datetime] | None = None
+# Below this many digests a process pool costs more than it saves.
+PARALLEL_RENDER_MIN = 400
+RENDER_CHUNK = 64
+
+
+def _build_chunk(start: int, end: int) -> tuple[list[tuple[RenderedEmail, bytes]], dict[str, float]]:
+    assert _FORK_STATE is not None
+    cfg, plan_, now = _FORK_STATE
+    stages: defaultdict[str, float] = defaultdict(float)
+    built = build_messages(cfg, plan_, plan_.digests[start:end], now=now, stages=stages)
+    return [(email, data) for _, email, data in built], dict(stages)
+
+
+def built_batches(
+    cfg: config.Config, plan_: Plan, *, now: datetime, stages: defaultdict[str, float], stop: Callable[[], bool]
+) -> Iterator[list[Built]]:
+    """Every due digest rendered and composed, in batches, in order. With many digests (and ``fork``, i.e.
+    Linux) the work runs in other processes while this one stores the previous batches and writes feeds: the
+    run's CPU work then uses a second core before sending, instead of overlapping with sending in one thread,
+    which held up the reading of the servers' replies."""
+    global _FORK_STATE
+    digests = plan_.digests
+    workers = min(4, (os.cpu_count() or 1) - 1)
+    if len(digests) < PARALLEL_RENDER_MIN or workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for start in range(0, len(digests), QUEUE_BATCH):
+            if stop():
+                return
+            yield build_messages(cfg, plan_, digests[start : start + QUEUE_BATCH], now=now, stages=stages)
+        return
+    _FORK_STATE = (cfg, plan_, now)
+    chunks = [(start, min(start + RENDER_CHUNK, len(digests))) for start in range(0, len(digests), RENDER_CHUNK)]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            # A few chunks ahead, not all: finished chunks wait in this process's memory.
+            ahead = 2 * workers
+            pending = collections.deque(pool.submit(_build_chunk, *chunk) for chunk in chunks[:ahead])
+            for n, (start, _end) in enumerate(chunks):
+                if stop():
+                    for future in pending:
+                        future.cancel()
+                    return
+                built, times = pending.popleft().result()
+                if n + ahead < len(chunks):
+                    pending.append(pool.submit(_build_chunk, *chunks[n + ahead]))
+                for name, seconds in times.items():
+                    stages[name] += seconds
+                yield [(digests[start + i], email, data) for i, (email, data) in enumerate(built)]
+    finally:
+        _FORK_STATE = None
 
 
 def render_email(
@@ -640,16 +709,16 @@ def run_once(
             # Every digest is rendered and committed before the first message goes out: rendering during
             # sending would hold up the reading of the servers' replies, and that delay is the window in
             # which a crash duplicates a message (measured: a 3.2 ms median, 67 ms at worst, against 0.4 ms).
-            for start in range(0, len(plan_.digests), QUEUE_BATCH):
-                if options.stop():
-                    break
-                batch = plan_.digests[start : start + QUEUE_BATCH]
-                for row in enqueue_digests(conn, cfg, plan_, batch, run_id=run_id, now=now, stages=stages):
-                    if profiles[row.user].feed:
-                        t0 = time.perf_counter()
-                        writer.write_user(profiles[row.user])
-                        fed.add(row.user)
-                        stages["feeds"] += time.perf_counter() - t0
+            for built in built_batches(cfg, plan_, now=now, stages=stages, stop=options.stop):
+                t0 = time.perf_counter()
+                users = store_messages(conn, plan_, built, run_id=run_id, now=now)
+                t1 = time.perf_counter()
+                stages["outbox"] += t1 - t0
+                for user in users:
+                    if profiles[user].feed:
+                        writer.write_user(profiles[user])
+                        fed.add(user)
+                stages["feeds"] += time.perf_counter() - t1
             plan_.digests.clear()  # what sending needs is in the outbox; the matches can go
             plan_.cache = None
             done = Delivered()

@@ -128,9 +128,11 @@ MIGRATIONS: tuple[str, ...] = (
     # in one of the user's outbox rows still to be sent (outbox.paper_keys of a pending, sending or deferred
     # row): those rows are few, and deriving the state from them keeps the queueing of 10,000 digests free of
     # 200,000 row writes, and the sent commit one statement. Papers carried over (matched, over max_papers,
-    # offered again by the next digests) are listed on their digest's outbox row (outbox.carried_keys), not as
-    # rows here: a broad profile carries dozens a day, and a row each cost 4x the whole outbox stage at 10,000
-    # users.
+    # offered again by the next digests) are listed once per digest (outbox_carried), not as rows here: a broad
+    # profile carries dozens a day, and a row each cost 4x the whole outbox stage at 10,000 users. Not on the
+    # outbox row either: its status changes twice per message, and SQLite rewrites a whole row on UPDATE.
+    # outbox_feed (v3) indexed status and paper_keys, so every status change rewrote that index entry; feeds
+    # now read user_papers, and the latest digest per user comes from outbox_user.
     # outbox.window_from: the first-seen bound of the digest's window (the next digest drops what left it).
     # outbox.scheduled_at: the period's scheduled time (catch-up windows count from the first missed period).
     # outbox.handed_over: the end-of-data line of its current attempt is written (the server may have it);
@@ -145,7 +147,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN handed_over INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN window_from TEXT;
-    ALTER TABLE outbox ADD COLUMN carried_keys TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE outbox_carried (
+        id INTEGER PRIMARY KEY REFERENCES outbox(id),
+        paper_keys TEXT NOT NULL
+    );
     CREATE TABLE user_papers (
         paper_key TEXT NOT NULL,
         user TEXT NOT NULL,
@@ -161,6 +166,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX user_papers_outbox ON user_papers(outbox_id);
     CREATE INDEX user_papers_feed ON user_papers(user, outbox_id, position) WHERE state IN ('delivered', 'archived');
     CREATE INDEX outbox_due ON outbox(user) WHERE status IN ('pending', 'sending', 'deferred');
+    DROP INDEX outbox_feed;
+    CREATE INDEX outbox_user ON outbox(user, id);
     CREATE INDEX user_papers_dropped ON user_papers(user) WHERE state = 'dropped';
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     CREATE TABLE feed_ids (paper_key TEXT PRIMARY KEY, entry_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;

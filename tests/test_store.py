@@ -166,16 +166,49 @@ def test_first_seen_is_utc(conn: sqlite3.Connection) -> None:
     assert store.list_papers(conn)[0].first_seen == datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def test_feed_and_watermark_queries_read_indexes(store_path: Path) -> None:
-    """A user's feed keys and watermark come from indexes, not a scan of the outbox and its message bodies."""
+def test_feed_and_last_digest_queries_read_indexes(store_path: Path) -> None:
+    """A user's feed keys, the latest digest per user and the settled papers of a pool come from indexes, not
+    from a scan of the outbox, its message bodies or every user's history."""
     conn = store.open_store(store_path)
-    feed = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT paper_keys FROM outbox WHERE user = ? AND status != 'empty' ORDER BY id DESC",
-        ("ada",),
-    ).fetchall()
-    assert any("outbox_feed" in row[-1] and "COVERING" in row[-1] for row in feed), feed
-    until = conn.execute("EXPLAIN QUERY PLAN SELECT user, max(papers_until) FROM outbox GROUP BY user").fetchall()
-    assert any("outbox_until" in row[-1] and "COVERING" in row[-1] for row in until), until
+
+    def plan(sql: str, *params: object) -> str:
+        return " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+    feed = plan(
+        "SELECT paper_key, outbox_id, position FROM user_papers WHERE user = ?1 AND state IN ('delivered', 'archived') "
+        "ORDER BY 2 DESC, 3 LIMIT 10", "ada"
+    )  # fmt: skip
+    assert "user_papers_feed" in feed, feed
+    latest = plan("SELECT max(id) AS id FROM outbox GROUP BY user")
+    assert "outbox_user" in latest and "COVERING" in latest, latest
+    settled = plan("SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?))", "[]")
+    assert "PRIMARY KEY" in settled or "USING PRIMARY" in settled, settled
+
+
+def test_papers_queued_delivered_and_dropped_per_user(store_path: Path) -> None:
+    """A queued row's papers are settled for its user only; the sent commit makes them delivered, in order;
+    a dropped paper stays dropped; the feed lists delivered and queued papers, newest digest first."""
+    conn = store.open_store(store_path)
+    day = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+    def queue(user: str, period: str, keys: list[str], dropped: tuple[str, ...] = ()) -> int:
+        with store.transaction(conn):
+            row_id = outbox.add_message(
+                conn, user=user, period=period, scheduled_at=day, window_from=day, run_id=None, papers_until=day,
+                paper_keys=keys, message=b"m", message_id="i", sender="a@b", recipient="c@d", now=day, dropped=dropped,
+            )  # fmt: skip
+        assert row_id is not None
+        return row_id
+
+    first = queue("ada", "p1", ["k1", "k2"], dropped=("old",))
+    assert outbox.settled_among(conn, ["k1", "k2", "old", "x"]) == {"ada": {"k1", "k2", "old"}}
+    outbox.mark_sent(conn, first, code=250, reply="ok", now=day)
+    queue("ada", "p2", ["k3"])
+    queue("bob", "p1", ["k1"])
+    assert outbox.feed_keys(conn, "ada", limit=10) == ["k3", "k1", "k2"]
+    states = dict(conn.execute("SELECT paper_key, state FROM user_papers WHERE user = 'ada'").fetchall())
+    assert states == {"k1": "delivered", "k2": "delivered", "old": "dropped"}
+    assert outbox.settled_among(conn, ["k1"]) == {"ada": {"k1"}, "bob": {"k1"}}
 
 
 def test_v2_store_moves_its_message_bodies_to_their_own_table(tmp_path: Path) -> None:
