@@ -43,12 +43,7 @@ def _organizations_seen(store_path: Path) -> list[str] | None:
     if not store_path.exists():
         return None
     with contextlib.closing(store.open_store(store_path, readonly=True)) as conn:
-        # The one query outside store.py: it belongs there (all SQL does) as organizations_seen(conn).
-        rows = conn.execute(
-            "SELECT organization FROM papers WHERE organization IS NOT NULL AND organization != '' "
-            "UNION SELECT org_handle FROM papers WHERE org_handle IS NOT NULL AND org_handle != ''"
-        )
-        return [row[0] for row in rows]
+        return store.organizations_seen(conn)
 
 
 def _store_warnings(obj: Context, cfg: config.Config) -> list[str]:

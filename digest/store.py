@@ -540,6 +540,15 @@ def dump_names(conn: sqlite3.Connection, shas: Sequence[str]) -> dict[str, str]:
     return {row["sha256"]: row["name"] for row in rows}
 
 
+def organizations_seen(conn: sqlite3.Connection) -> list[str]:
+    """Every organization display name and handle the stored papers carry."""
+    rows = conn.execute(
+        "SELECT organization FROM papers WHERE organization IS NOT NULL AND organization != '' "
+        "UNION SELECT org_handle FROM papers WHERE org_handle IS NOT NULL AND org_handle != ''"
+    )
+    return [row[0] for row in rows]
+
+
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     """How many papers and dumps the store holds."""
     return {
