@@ -179,6 +179,11 @@ def add_message(
     stamp = _ts(now)
     if message is not None:
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
+    if message is not None:
+        # Only a user's latest digest's carried papers are read (`digest status`): older lists go.
+        conn.execute(
+            "DELETE FROM outbox_carried WHERE id IN (SELECT id FROM outbox WHERE user = ? AND id < ?)", (user, row_id)
+        )
     if carried:
         conn.execute(
             "INSERT OR REPLACE INTO outbox_carried (id, paper_keys) VALUES (?, ?)", (row_id, json.dumps(list(carried)))
@@ -194,39 +199,52 @@ def add_message(
 
 @dataclass(frozen=True, slots=True)
 class LastDigest:
-    """A user's latest planned digest: when it was scheduled, the window it looked at, up to when."""
+    """A user's latest planned digest: when it was scheduled, the window it looked at, up to when; and the
+    oldest window of their digests that failed for good since their last sent one (their papers are back)."""
 
     scheduled_at: datetime
     papers_until: datetime
     window_from: datetime | None  # None for rows from before schema v4
+    failed_from: datetime | None = None
 
 
-def last_digests(conn: sqlite3.Connection) -> dict[str, LastDigest]:
+def last_digests(conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, LastDigest]:
     """Per user, their latest planned digest (rows from before schema v4 count from their creation)."""
-    # 'empty' rows count: their period was planned (nothing matched then), not missed.
-    # Rows are written period after period, so a user's latest is their highest id (outbox_user index).
-    rows = conn.execute(
-        "SELECT o.user, coalesce(o.scheduled_at, o.created_at) AS at, o.papers_until, o.window_from FROM outbox AS o "
-        "JOIN (SELECT max(id) AS id FROM outbox GROUP BY user) AS latest ON o.id = latest.id"
-    )
-    return {
-        r["user"]: LastDigest(
-            datetime.fromisoformat(r["at"]),
-            datetime.fromisoformat(r["papers_until"]),
-            datetime.fromisoformat(r["window_from"]) if r["window_from"] else None,
+    found = {}
+    for user in users:
+        # Rows are written period after period, so a user's latest is their highest id ('empty' rows count:
+        # their period was planned, not missed); one index probe per due user, not a scan of all history.
+        row = conn.execute(
+            "SELECT coalesce(scheduled_at, created_at) AS at, papers_until, window_from FROM outbox "
+            "WHERE user = ? ORDER BY id DESC LIMIT 1",
+            (user,),
+        ).fetchone()
+        if row is None:
+            continue
+        failed = conn.execute(
+            "SELECT min(coalesce(window_from, created_at)) FROM outbox WHERE user = ?1 AND status = 'failed' "
+            "AND id > coalesce((SELECT max(id) FROM outbox WHERE user = ?1 AND status = 'sent'), 0)",
+            (user,),
+        ).fetchone()[0]
+        found[user] = LastDigest(
+            datetime.fromisoformat(row["at"]),
+            datetime.fromisoformat(row["papers_until"]),
+            datetime.fromisoformat(row["window_from"]) if row["window_from"] else None,
+            datetime.fromisoformat(failed) if failed else None,
         )
-        for r in rows
-    }
+    return found
 
 
-def settled_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, set[str]]:
-    """For these papers, per user, those that are out of the user's pool: queued, delivered, archived, dropped."""
+def settled_among(conn: sqlite3.Connection, keys: Sequence[str], users: Sequence[str]) -> dict[str, set[str]]:
+    """For these papers and users, per user, the papers out of the user's pool: queued, delivered, archived,
+    dropped."""
     found: dict[str, set[str]] = {}
     rows = conn.execute(
         "SELECT user, paper_key FROM user_papers WHERE paper_key IN (SELECT value FROM json_each(?1)) "
-        f"UNION ALL SELECT o.user, j.value FROM outbox AS o, json_each(o.paper_keys) AS j WHERE o.status IN {_DUE} "
-        "AND j.value IN (SELECT value FROM json_each(?1))",
-        (json.dumps(list(keys)),),
+        "AND user IN (SELECT value FROM json_each(?2)) UNION ALL SELECT o.user, j.value "
+        f"FROM outbox AS o INDEXED BY outbox_due, json_each(o.paper_keys) AS j WHERE o.status IN {_DUE} "
+        "AND o.user IN (SELECT value FROM json_each(?2)) AND j.value IN (SELECT value FROM json_each(?1))",
+        (json.dumps(list(keys)), json.dumps(list(users))),
     )
     for row in rows:
         found.setdefault(row["user"], set()).add(row["paper_key"])
@@ -245,7 +263,8 @@ def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, obj
             "AND u.state = 'archived' "
             "UNION ALL SELECT u.paper_key, u.state, u.updated_at, p.title FROM user_papers AS u "
             "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state = 'dropped' "
-            "UNION ALL SELECT j.value, 'queued', o.created_at, p.title FROM outbox AS o, json_each(o.paper_keys) AS j "
+            "UNION ALL SELECT j.value, 'queued', o.created_at, p.title FROM outbox AS o INDEXED BY outbox_due, "
+            "json_each(o.paper_keys) AS j "
             f"LEFT JOIN papers AS p ON p.key = j.value WHERE o.user = ?1 AND o.status IN {_DUE} "
             "ORDER BY 3 DESC, 1",
             (user,),
@@ -259,7 +278,7 @@ def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, obj
     ).fetchone()
     if latest is not None:
         carried = [k for k in json.loads(latest["paper_keys"]) if k not in {r["paper_key"] for r in rows}]
-        delivered = settled_among(conn, carried).get(user, set())
+        delivered = settled_among(conn, carried, [user]).get(user, set())
         titles = {p.paper.key: p.paper.title for p in get_papers(conn, carried)}
         rows += [
             {"paper_key": k, "state": "carried", "updated_at": latest["created_at"], "title": titles.get(k)}
@@ -427,7 +446,8 @@ def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
     A re-keyed paper stays in the feed (its state follows it)."""
     rows = conn.execute(
         "SELECT paper_key, outbox_id, position FROM user_papers WHERE user = ?1 AND state IN ('delivered', 'archived') "
-        f"UNION ALL SELECT j.value, o.id, j.key FROM outbox AS o, json_each(o.paper_keys) AS j WHERE o.user = ?1 "
+        "UNION ALL SELECT j.value, o.id, j.key FROM outbox AS o INDEXED BY outbox_due, json_each(o.paper_keys) AS j "
+        "WHERE o.user = ?1 "
         f"AND o.status IN {_DUE} ORDER BY 2 DESC, 3 LIMIT ?2",
         (user, int(limit)),
     )

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import gc
 import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import sqlite3
 import ssl
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -140,12 +143,19 @@ def user_window(
     after = last.scheduled_at if last is not None else (added or now)
     first_missed_end = min(cadence.next_scheduled_after(profile, after), max(period.scheduled_at, after))
     lower = max(first_missed_end - timedelta(days=cfg.digest.catchup_max_age_days), first_seen_by_user)
+    if first_missed_end >= period.scheduled_at:
+        # No period was missed: the limit bounds how long unsent matches stay on offer, it never cuts what
+        # arrived since the last digest (a monthly cadence, or a limit shorter than a week for a weekly one).
+        lower = min(lower, last.papers_until if last is not None else first_seen_by_user)
     if last is None:
         considered = first_seen_by_user
     elif last.window_from is not None:
         considered = max(last.window_from, first_seen_by_user)  # what the last digest still offered
     else:
         considered = max(last.papers_until, first_seen_by_user)  # a digest from before schema v4
+    if last is not None and last.failed_from is not None:
+        # A digest that failed for good gave its papers back: look at them again (offer or drop them).
+        considered = min(considered, last.failed_from)
     return Window(lower, min(lower, considered))
 
 
@@ -164,17 +174,18 @@ def due_users(
     """Users whose current period has no digest yet (``force``: every given user, as if due now). Read-only."""
     added = {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}
     gone = outbox.unsubscribed(conn)
-    last = outbox.last_digests(conn)
-    due = []
+    periods = {}
     for profile in profiles:
         if profile.name in gone and not force:
             continue
         period = cadence.current_period(profile, now)
         if force or not outbox.has_period(conn, profile.name, period.key):
-            mark = last.get(profile.name)
-            window = user_window(cfg, profile, period, added=added.get(profile.name), last=mark, now=now)
-            due.append(Due(profile, period, window))
-    return due
+            periods[profile.name] = (profile, period)
+    last = outbox.last_digests(conn, list(periods))
+    return [
+        Due(profile, period, user_window(cfg, profile, period, added=added.get(name), last=last.get(name), now=now))
+        for name, (profile, period) in periods.items()
+    ]
 
 
 def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetime) -> list[Digest]:
@@ -186,7 +197,7 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
         return []
     pool = store.list_papers(conn, since=min(d.window.scan_from for d in due), until=now + timedelta(seconds=1))
     first_seen = {sp.paper.key: sp.first_seen for sp in pool}
-    settled = outbox.settled_among(conn, sorted(first_seen)) if pool else {}
+    settled = outbox.settled_among(conn, sorted(first_seen), [d.profile.name for d in due]) if pool else {}
     ranked = match.match_all(match.compile_profiles([d.profile for d in due]), [sp.paper for sp in pool])
     shas = sorted({sp.first_dump for sp in pool})
     names = dict(store.dump_names(conn, shas)) if shas else {}
@@ -385,6 +396,17 @@ PARALLEL_RENDER_MIN = 400
 RENDER_CHUNK = 64
 
 
+def _render_child(parent: int) -> None:
+    """A forked renderer dies with this process: it holds a copy of the run lock's descriptor, and outliving a
+    killed parent (blocked on its task queue forever) would hold the lock for every later run."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux, where fork is used)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
+
+
 def _build_chunk(start: int, end: int) -> tuple[list[tuple[RenderedEmail, bytes]], dict[str, float]]:
     assert _FORK_STATE is not None
     cfg, plan_, now = _FORK_STATE
@@ -403,7 +425,9 @@ def built_batches(
     global _FORK_STATE
     digests = plan_.digests
     workers = min(4, (os.cpu_count() or 1) - 1)
-    if len(digests) < PARALLEL_RENDER_MIN or workers < 1 or "fork" not in multiprocessing.get_all_start_methods():
+    # Forking a process that runs other threads (`digest serve`) could copy a lock some thread holds.
+    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    if len(digests) < PARALLEL_RENDER_MIN or workers < 1 or not forkable:
         for start in range(0, len(digests), QUEUE_BATCH):
             if stop():
                 return
@@ -412,7 +436,8 @@ def built_batches(
     _FORK_STATE = (cfg, plan_, now)
     chunks = [(start, min(start + RENDER_CHUNK, len(digests))) for start in range(0, len(digests), RENDER_CHUNK)]
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        context, parent = multiprocessing.get_context("fork"), os.getpid()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_render_child, initargs=(parent,)) as pool:
             # A few chunks ahead, not all: finished chunks wait in this process's memory.
             ahead = 2 * workers
             pending = collections.deque(pool.submit(_build_chunk, *chunk) for chunk in chunks[:ahead])

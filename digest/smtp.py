@@ -194,6 +194,15 @@ def _by_code(code: int, reply: str, stage: str) -> SendResult:
 _END = b".\r\n"  # the end-of-data line, after the message's own final CRLF
 
 
+def _buffered(transport: asyncio.BaseTransport) -> int:
+    """Bytes this process still holds for ``transport``. Over TLS that includes the ciphertext waiting in the
+    TCP transport under the SSL one, which the SSL transport's own count leaves out (asyncio keeps no public
+    handle on it)."""
+    size = transport.get_write_buffer_size()  # type: ignore[attr-defined]
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    return size + (inner.get_write_buffer_size() if inner is not None else 0)
+
+
 def _wire(data: bytes) -> bytes:
     """Return ``data`` as sent after DATA: CRLF line ends, dot-stuffed, ending with the "." line."""
     # compose() output is already CRLF-only with no line starting with ".", so this costs three byte
@@ -271,7 +280,7 @@ async def _transaction(
     stage[0] = "end of data"
     protocol.write(payload[: -len(_END)])
     transport = protocol.transport
-    while transport is not None and transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]
+    while transport is not None and _buffered(transport) > 0:
         await asyncio.sleep(0.001)  # a slow link: wait until the body is in the kernel, not in this process
     if transport is None or transport.is_closing():
         raise aiosmtplib.SMTPServerDisconnected("connection lost while the message was being sent")

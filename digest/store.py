@@ -161,7 +161,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (paper_key, user)
     ) WITHOUT ROWID;
     INSERT INTO user_papers (user, paper_key, state, outbox_id, updated_at)
-        SELECT user, paper_key, 'delivered', outbox_id, delivered_at FROM deliveries;
+        SELECT user, paper_key, 'delivered', outbox_id, delivered_at FROM deliveries ORDER BY paper_key, user;
     DROP TABLE deliveries;
     CREATE INDEX user_papers_outbox ON user_papers(outbox_id);
     CREATE INDEX user_papers_feed ON user_papers(user, outbox_id, position) WHERE state IN ('delivered', 'archived');
@@ -278,7 +278,7 @@ def background_checkpoints(conn: sqlite3.Connection, path: Path | None, *, every
         try:
             while not stop.wait(every):
                 other.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # the next commits checkpoint by themselves again
+        except sqlite3.Error as exc:  # the WAL grows until the send ends and autocheckpoint is back
             log.warning("background checkpoint stopped: %s", exc)
         finally:
             other.close()

@@ -378,3 +378,72 @@ def test_send_exits_1_and_says_so_when_it_gives_up(tmp_path: Path, seeds: list[P
     captured = capsys.readouterr()
     assert code == 1
     assert "1 failed" in captured.out and "gave up on 1 digest(s) (ada)" in captured.err
+
+
+# ------------------------------------------------------------------------------------------ windows (review cases)
+
+
+def _with_catchup(tmp_path: Path, port: int, users: str, days: int) -> config.Config:
+    path = write_config(tmp_path, port, users)
+    path.write_text(path.read_text().replace("catchup_max_age_days = 7", f"catchup_max_age_days = {days}"))
+    return config.load_config(path)
+
+
+def _states(cfg: config.Config, user: str) -> dict[str, str]:
+    conn = store.open_store(cfg.digest.store)
+    try:
+        rows = conn.execute("SELECT paper_key, state FROM user_papers WHERE user = ?", (user,))
+        return {r["paper_key"]: r["state"] for r in rows}
+    finally:
+        conn.close()
+
+
+AGENT = (OTHER[0], "An LLM agent paper", "LLM agents act.")
+
+
+def test_papers_of_a_digest_given_up_are_offered_again_or_dropped(tmp_path: Path, sink: Sink) -> None:
+    """The server defers for days and a digest is given up (48 h): its papers come back, and are delivered later
+    or recorded as dropped once too old; never neither (catchup_max_age_days = 1 makes them too old fast)."""
+    cfg = _with_catchup(tmp_path, sink.port, LLM, 1)
+    start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    _ingest(cfg, _dump(tmp_path, "d0.json", [_api_entry(*GAMEWORLD, 5)]), start)
+    sink.reject["ada@example.org"] = "451 4.3.0 try later"
+    _run(cfg, start + timedelta(hours=20))  # deferred, with the paper
+    later = _api_entry("2604.09999", "An LLM agent study", "LLM agents.", 5)
+    _ingest(cfg, _dump(tmp_path, "d1.json", [later]), start + timedelta(days=1))
+    _run(cfg, start + timedelta(days=1, hours=20))  # deferred too
+    _run(cfg, start + timedelta(days=2, hours=21))  # the first is given up; its paper is back, and too old
+    del sink.reject["ada@example.org"]
+    for day in range(3, 6):
+        _run(cfg, start + timedelta(days=day, hours=21))
+    state = _states(cfg, "ada").get("arxiv:2604.07429")
+    assert state in ("delivered", "dropped"), "neither delivered nor dropped: silently lost"
+    assert (state == "delivered") == ("arxiv:2604.07429" in _sent_keys(cfg, "ada"))
+
+
+def test_a_monthly_digest_keeps_papers_older_than_the_catch_up_limit(tmp_path: Path, sink: Sink) -> None:
+    """No period missed: a paper first seen on the 5th reaches a monthly (cron) user on the 1st, although the
+    catch-up limit is 7 days."""
+    users = user_block("ada", "['LLM', 'agent*']", cadence='cadence = "cron"\ncron = "0 7 1 * *"')
+    users = users.replace('send_time = "07:00"\n', "")
+    cfg = _with_catchup(tmp_path, sink.port, users, 7)
+    start = datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
+    _ingest(cfg, _dump(tmp_path, "d0.json", [_api_entry(*AGENT, 5)]), start - timedelta(hours=2))
+    assert _run(cfg, start).sent == 1
+    _ingest(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 5)]), datetime(2026, 11, 5, tzinfo=UTC))
+    for day in range(1, 31):
+        _run(cfg, start + timedelta(days=day))
+    assert "arxiv:2604.07429" in _sent_keys(cfg, "ada")
+
+
+def test_a_weekly_digest_with_a_short_limit_keeps_its_week(tmp_path: Path, sink: Sink) -> None:
+    """No period missed: a weekly user with catchup_max_age_days = 3 gets Tuesday's paper the next Monday."""
+    users = user_block("ada", "['LLM', 'agent*']", cadence='cadence = "weekly"\nweekday = "mon"')
+    cfg = _with_catchup(tmp_path, sink.port, users, 3)
+    monday = datetime(2026, 11, 23, 7, 30, tzinfo=UTC)
+    _ingest(cfg, _dump(tmp_path, "d0.json", [_api_entry(*AGENT, 5)]), monday - timedelta(hours=2))
+    _run(cfg, monday)
+    _ingest(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 5)]), monday + timedelta(days=1))
+    for day in range(1, 8):
+        _run(cfg, monday + timedelta(days=day))
+    assert "arxiv:2604.07429" in _sent_keys(cfg, "ada")
