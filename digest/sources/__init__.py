@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 from digest.errors import DumpError
-from digest.models import Dump
+from digest.models import Dump, Paper
 from digest.sources.api_json import parse_entries
 from digest.sources.html import looks_like_html, parse_html
 from digest.sources.identity import normalise_title, paper_key, title_fingerprint
@@ -26,6 +28,8 @@ __all__ = [
     "title_fingerprint",
 ]
 
+log = logging.getLogger(__name__)
+
 FORMATS = ("text", "json", "html")
 _ARTICLE = {"text": "a text", "json": "a JSON", "html": "an HTML"}
 
@@ -33,7 +37,7 @@ _ARTICLE = {"text": "a text", "json": "a JSON", "html": "an HTML"}
 def _decode(data: bytes, name: str) -> str:
     if not data.strip():
         raise DumpError(f"{name}: the file is empty", "expected a Daily Papers dump (text scrape, API JSON or HTML)")
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:
         raise DumpError(
             f"{name}: this is a binary file, not a dump",
             "expected UTF-8 text: a text scrape, API JSON or a saved HTML page",
@@ -80,6 +84,21 @@ def parse_dump(data: bytes, name: str) -> Dump:
                 raise ValueError("expected a text scrape of the Daily Papers page (title and abstract lines)")
     except ValueError as exc:
         raise DumpError(f"{name}: {exc}", f"could not read it as {_ARTICLE[fmt]} dump; nothing was stored") from exc
+    except RecursionError as exc:
+        raise DumpError(
+            f"{name}: the {fmt} dump is nested too deeply to be a Daily Papers listing",
+            "nothing was stored; the file is not a listing (or was mangled)",
+        ) from exc
+    except (TypeError, AttributeError, KeyError, IndexError, OverflowError, UnicodeError) as exc:
+        # A reader met a shape it does not expect: that dump is refused, and only that one (`digest run` moves
+        # it aside and goes on with the next). -v shows the traceback, should it be a reader's bug.
+        log.debug("reading %s failed", name, exc_info=True)
+        raise DumpError(
+            f"{name}: could not read this {fmt} dump ({type(exc).__name__}: {str(exc)[:200]})",
+            "nothing was stored; the file does not have the shape of a Daily Papers listing",
+        ) from exc
+    papers, notes = _sane(papers)
+    problems = [*problems, *notes]
     if not papers:
         detail = f"; first problem: {problems[0]}" if problems else ""
         raise DumpError(
@@ -93,6 +112,44 @@ def parse_dump(data: bytes, name: str) -> Dump:
         papers=tuple(papers),
         skipped=tuple(problems),
     )
+
+
+# Counts stored as SQLite integers (64-bit): a bigger one in a dump crashed the ingest's insert.
+_MAX_COUNT = 2**53
+
+
+def _clean_text(value: str) -> str:
+    # A lone surrogate ("\ud800" in JSON) cannot be encoded as UTF-8, which SQLite needs: it becomes U+FFFD.
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogate(value) else value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _sane(papers: list[Paper]) -> tuple[list[Paper], list[str]]:
+    """Papers every stage can store and render: counts in range (else dropped, with a note), text without lone
+    surrogates (replaced)."""
+    out, notes = [], []
+    for index, paper in enumerate(papers):
+        changes: dict[str, object] = {}
+        for name in ("upvotes", "n_authors"):
+            value = getattr(paper, name)
+            if value is not None and not 0 <= value < _MAX_COUNT:
+                changes[name] = None
+                notes.append(f"paper {index + 1} ({paper.title[:60]!r}): {name} ignored (out of range)")
+        for name in ("key", "title", "abstract", "organization", "org_handle", "published_text", "url", "arxiv_id"):
+            value = getattr(paper, name)
+            if isinstance(value, str) and _has_surrogate(value):
+                changes[name] = _clean_text(value)
+        if any(_has_surrogate(a) for a in paper.authors):
+            changes["authors"] = tuple(_clean_text(a) for a in paper.authors)
+        out.append(replace(paper, **changes) if changes else paper)  # type: ignore[arg-type]
+    return out, notes
 
 
 def read_dump(path: Path) -> Dump:

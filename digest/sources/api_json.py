@@ -72,7 +72,11 @@ def parse_entry(entry: Any) -> Paper:
         raise ValueError(f"expected 'paper.summary' to be text, got {describe(abstract)}")
     raw_id = paper.get("id")
     arxiv_id = normalise_arxiv_id(raw_id) if isinstance(raw_id, str) else None
-    authors = tuple(str(a["name"]) for a in paper.get("authors") or () if isinstance(a, dict) and a.get("name"))
+    raw_authors = paper.get("authors")
+    # Anything but a list of {"name": text} objects is no author list (a number or a bool was seen).
+    authors = tuple(
+        a["name"] for a in raw_authors if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"]
+    ) if isinstance(raw_authors, list) else ()  # fmt: skip
     upvotes = paper.get("upvotes")
     title = strip_controls(unwrap(raw_title))
     organization, org_handle = _organization(entry, paper)

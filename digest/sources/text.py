@@ -68,11 +68,16 @@ def parse_date_line(line: str) -> tuple[date | None, str, int | None] | None:
     return full, written, int(upvotes) if upvotes is not None else None
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _content_lines(text: str) -> list[_Line]:
     """Non-blank lines with page chrome removed; the chrome prefix glued to a title is cut off."""
     lines: list[_Line] = []
     in_header = True
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Only CR, LF and CRLF end a line: str.splitlines also splits on U+2028/2029, NEL, VT, FF and FS/GS/RS,
+    # which a title or abstract may carry, and then half an abstract became a title.
+    for number, raw in enumerate(_LINE_END.split(text), start=1):
         line = raw.strip()
         if not line:
             continue
