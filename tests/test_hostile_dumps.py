@@ -132,3 +132,26 @@ def test_only_cr_and_lf_split_text_lines() -> None:
     for separator in ("\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"):
         text = f"A title about LLM{separator}agents\r\nAn abstract.\rMore.\nEnd."
         assert len(_content_lines(text)) == 4, repr(separator)
+
+
+def test_a_file_that_is_no_listing_is_refused_with_a_hint() -> None:
+    """The project's README is not a dump of one paper: text needs the listing's shape."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_bytes()
+    with pytest.raises(DumpError, match="does not look like a Daily Papers listing") as info:
+        parse_dump(readme, "README.md")
+    assert "saved HTML page" in info.value.hint
+
+
+def test_every_seed_has_the_listing_shape(seeds: list[Path]) -> None:
+    """The text criteria accept all five real scrapes."""
+    for seed in seeds:
+        assert parse_dump(seed.read_bytes(), seed.name).format == "text"
+
+
+def test_html_page_with_headers_before_it_is_read_as_html() -> None:
+    """A page saved with `curl -i` (HTTP headers first) or after long whitespace is HTML, not 37 papers of markup."""
+    page = (FIXTURES / "orgs" / "page_2026-04-16.html").read_bytes()
+    expected = parse_dump(page, "page.html")
+    for prefix in (b"HTTP/2 200\r\ncontent-type: text/html; charset=utf-8\r\n\r\n", b" " * 5000 + b"\n" * 300):
+        dump = parse_dump(prefix + page, "page.html")
+        assert dump.format == "html" and [p.key for p in dump.papers] == [p.key for p in expected.papers]

@@ -79,11 +79,17 @@ def parse_dump(data: bytes, name: str) -> Dump:
         elif fmt == "html":
             papers, problems = parse_html(text)
         else:
+            if not looks_like_text_dump(text):
+                raise ValueError(
+                    "this does not look like a Daily Papers listing: no page chrome, no '• N authors' or date "
+                    "lines, no JSON, no HTML page"
+                )
             papers, problems = parse_text(text)
-            if not papers and not looks_like_text_dump(text):
-                raise ValueError("expected a text scrape of the Daily Papers page (title and abstract lines)")
     except ValueError as exc:
-        raise DumpError(f"{name}: {exc}", f"could not read it as {_ARTICLE[fmt]} dump; nothing was stored") from exc
+        hint = f"could not read it as {_ARTICLE[fmt]} dump; nothing was stored"
+        if fmt == "text":
+            hint = "expected a text scrape, the API JSON or a saved HTML page of the listing; nothing was stored"
+        raise DumpError(f"{name}: {exc}", hint) from exc
     except RecursionError as exc:
         raise DumpError(
             f"{name}: the {fmt} dump is nested too deeply to be a Daily Papers listing",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from bs4 import BeautifulSoup, SoupStrainer
 
@@ -14,10 +15,17 @@ from digest.sources.api_json import parse_entries
 _ONLY_DAILY_PAPERS = SoupStrainer(attrs={"data-target": "DailyPapers"})
 
 
+_HTML_START = re.compile(r"<(?:!doctype\s+html|html[\s>])", re.IGNORECASE)
+
+
 def looks_like_html(text: str) -> bool:
-    """True when the text starts like an HTML document."""
+    """True when the text is an HTML document: it starts like one, or has an <html> or doctype in its first
+    64 KB (a page saved with `curl -i` starts with HTTP headers), or carries the listing's DailyPapers
+    element anywhere."""
     head = text[:1000].lstrip().lower()
-    return head.startswith(("<!doctype html", "<html", "<head", "<body", "<div", "<meta", "<!--"))
+    if head.startswith(("<!doctype html", "<html", "<head", "<body", "<div", "<meta", "<!--")):
+        return True
+    return bool(_HTML_START.search(text, 0, 65536)) or 'data-target="DailyPapers"' in text
 
 
 def parse_html(text: str, *, parser: str = "lxml", strain: bool = True) -> tuple[list[Paper], list[str]]:

@@ -43,9 +43,13 @@ class _Line:
 
 
 def looks_like_text_dump(text: str) -> bool:
-    """True when the text carries the listing's page chrome or a title/abstract rhythm."""
-    head = text[:2000]
-    return any(chrome in head for chrome in ("Daily Papers", "Get trending papers", "byAK and the research"))
+    """True when the text has the listing's shape: its page chrome, or metadata lines (`• N authors`, a date
+    line with or without upvotes). Text with neither (a README, an e-mail, markup) is not a listing."""
+    lines = [line.strip() for line in _LINE_END.split(text)]
+    # Chrome counts as whole lines near the top (prose that merely names "Daily Papers" is not the page).
+    if any(line in _CHROME_LINES and line not in ("new", "Subscribe") for line in lines[:60]):
+        return True
+    return any(_AUTHORS_LINE.match(line) or _DATE_LINE.match(line) for line in lines if line)
 
 
 def _is_abstract(line: str) -> bool:
