@@ -155,3 +155,15 @@ def test_html_page_with_headers_before_it_is_read_as_html() -> None:
     for prefix in (b"HTTP/2 200\r\ncontent-type: text/html; charset=utf-8\r\n\r\n", b" " * 5000 + b"\n" * 300):
         dump = parse_dump(prefix + page, "page.html")
         assert dump.format == "html" and [p.key for p in dump.papers] == [p.key for p in expected.papers]
+
+
+def test_line_breaks_and_controls_in_fields() -> None:
+    """A title's line breaks become spaces and controls go; an abstract keeps its breaks as LF, no raw CR."""
+    dump = parse_dump(
+        _with(lambda e: e[0]["paper"].update(title="A title\r\nwith\x00 a wrap\rand\x1fcontrols",
+                                             summary="An abstract\x07 with\r\nbreaks\rhere.")),
+        "ctl.json",
+    )  # fmt: skip
+    paper = dump.papers[0]
+    assert paper.title == "A title with a wrap andcontrols"
+    assert paper.abstract == "An abstract with\nbreaks\nhere."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -137,9 +138,21 @@ def _has_surrogate(value: str) -> bool:
     return False
 
 
+_BREAK = re.compile(r"\r\n?|[\u2028\u2029\x85]")
+_ONE_LINE = ("title", "organization", "org_handle", "published_text")
+
+
+def _one_line(value: str) -> str:
+    """A field shown on one line: its line breaks (a wrapped title) become single spaces."""
+    return re.sub(r"\s*(?:\r\n?|[\n\u2028\u2029\x85])\s*", " ", value).strip() if _LINE_BREAK.search(value) else value
+
+
+_LINE_BREAK = re.compile(r"[\r\n\u2028\u2029\x85]")
+
+
 def _sane(papers: list[Paper]) -> tuple[list[Paper], list[str]]:
     """Papers every stage can store and render: counts in range (else dropped, with a note), text without lone
-    surrogates (replaced)."""
+    surrogates (replaced), one-line fields on one line, no raw CR."""
     out, notes = [], []
     for index, paper in enumerate(papers):
         changes: dict[str, object] = {}
@@ -150,10 +163,15 @@ def _sane(papers: list[Paper]) -> tuple[list[Paper], list[str]]:
                 notes.append(f"paper {index + 1} ({paper.title[:60]!r}): {name} ignored (out of range)")
         for name in ("key", "title", "abstract", "organization", "org_handle", "published_text", "url", "arxiv_id"):
             value = getattr(paper, name)
-            if isinstance(value, str) and _has_surrogate(value):
-                changes[name] = _clean_text(value)
-        if any(_has_surrogate(a) for a in paper.authors):
-            changes["authors"] = tuple(_clean_text(a) for a in paper.authors)
+            if isinstance(value, str):
+                cleaned = _one_line(_clean_text(value)) if name in _ONE_LINE else _clean_text(value)
+                if name == "abstract":
+                    cleaned = _BREAK.sub("\n", cleaned)  # CR and CRLF become LF; no raw CR is stored
+                if cleaned != value:
+                    changes[name] = cleaned
+        authors = tuple(_one_line(_clean_text(a)) for a in paper.authors)
+        if authors != paper.authors:
+            changes["authors"] = authors
         out.append(replace(paper, **changes) if changes else paper)  # type: ignore[arg-type]
     return out, notes
 
