@@ -29,9 +29,8 @@ from digest.store import get_papers, transaction
 # 'deferred' (temporary failure, retried later), 'sent', 'failed' (permanent failure or too old to retry),
 # 'empty' (no matching paper when the period was planned; it does not use the period up).
 DUE_STATUSES = ("pending", "sending", "deferred")
-# States of a (user, paper) that keep the paper out of the user's next digests.
-SETTLED_STATES = ("queued", "delivered", "archived", "dropped")
-_DUE = "('pending', 'sending', 'deferred')"  # statuses of rows still to be sent: their papers are queued
+# The same as SQL, spelled exactly as the partial index outbox_due's condition so that queries can use it.
+_DUE = "(" + ", ".join(f"'{status}'" for status in DUE_STATUSES) + ")"
 # A message handed over this many times with no recorded reply is assumed accepted, never sent again.
 MAX_HANDOVERS = 2
 
@@ -179,7 +178,6 @@ def add_message(
     stamp = _ts(now)
     if message is not None:
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
-    if message is not None:
         # Only a user's latest digest's carried papers are read (`digest status`): older lists go.
         conn.execute(
             "DELETE FROM outbox_carried WHERE id IN (SELECT id FROM outbox WHERE user = ? AND id < ?)", (user, row_id)
@@ -304,7 +302,7 @@ def due(conn: sqlite3.Connection, *, now: datetime, users: Sequence[str] | None 
     """Rows waiting to be sent now (pending, in flight when a run stopped, or deferred and past their next
     attempt), oldest first. ``message`` is not loaded (see ``load_message``)."""
     sql = (
-        f"SELECT {_META} FROM outbox WHERE status IN ('pending', 'sending', 'deferred') "
+        f"SELECT {_META} FROM outbox WHERE status IN {_DUE} "
         "AND user NOT IN (SELECT name FROM subscribers WHERE unsubscribed_at IS NOT NULL) "
         "AND (status = 'sending' OR next_attempt_at IS NULL OR next_attempt_at <= ?)"
     )
@@ -397,15 +395,14 @@ def mark_failed(
     now: datetime,
     retry_at: datetime | None = None,
 ) -> None:
-    """Record a deferred (retry at ``retry_at``) or failed attempt with the server's reply. A failed message's
-    papers return to the user's pool."""
+    """Record a deferred (retry at ``retry_at``) or failed attempt with the server's reply. A failed row is no
+    longer due, so its papers are back in the user's pool."""
     with transaction(conn):
         conn.execute(
             "UPDATE outbox SET status = ?, attempts = attempts + 1, last_code = ?, last_reply = ?, "
             "next_attempt_at = ?, in_flight = 0, handed_over = 0 WHERE id = ?",
             (status, code, reply, _ts(retry_at) if retry_at else None, row_id),
         )
-        # A failed row is no longer due, so its papers are back in the user's pool.
 
 
 def history(conn: sqlite3.Connection, *, users: Sequence[str] | None = None, limit: int = 100) -> list[OutboxRow]:

@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -200,7 +200,7 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
     settled = outbox.settled_among(conn, sorted(first_seen), [d.profile.name for d in due]) if pool else {}
     ranked = match.match_all(match.compile_profiles([d.profile for d in due]), [sp.paper for sp in pool])
     shas = sorted({sp.first_dump for sp in pool})
-    names = dict(store.dump_names(conn, shas)) if shas else {}
+    names = store.dump_names(conn, shas) if shas else {}
     first_dump = {sp.paper.key: sp.first_dump for sp in pool}
     digests = []
     for d in due:
@@ -272,7 +272,7 @@ def build_digests(
 
 @dataclass
 class Plan:
-    """The due users of a run, matched and ready to render one by one (see ``enqueue_digests``)."""
+    """The due users of a run, matched and ready to render (see ``built_batches``) and store (``store_messages``)."""
 
     digests: list[Digest]  # due users with at least one paper to show
     cache: render.RenderCache | None
@@ -292,7 +292,7 @@ def prepare(
     stages: defaultdict[str, float] | None = None,
 ) -> Plan:
     """Find the users whose current period has no digest yet, match them all at once, and record the periods
-    with nothing to show. Rendering and queueing happen per batch in ``enqueue_digests``."""
+    with nothing to show. Rendering and queueing happen per batch, in ``run_once``."""
     stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
@@ -366,25 +366,6 @@ def store_messages(
             if row_id is not None:
                 queued.append(profile.name)
     plan_.queued.extend(queued)
-    return queued
-
-
-def enqueue_digests(
-    conn: sqlite3.Connection,
-    cfg: config.Config,
-    plan_: Plan,
-    digests: Sequence[Digest],
-    *,
-    run_id: int | None,
-    now: datetime,
-    stages: defaultdict[str, float] | None = None,
-) -> list[str]:
-    """Render, compose and queue these users' digests; returns the users queued."""
-    stages = stages if stages is not None else defaultdict(float)
-    built = build_messages(cfg, plan_, digests, now=now, stages=stages)
-    started = time.perf_counter()
-    queued = store_messages(conn, plan_, built, run_id=run_id, now=now)
-    stages["outbox"] += time.perf_counter() - started
     return queued
 
 
@@ -488,11 +469,11 @@ def _store_write(what: str, action: Callable[[], None]) -> None:
     """Run a store write of the delivery ledger; a failure becomes a StoreError that says what to fix."""
     try:
         action()
-    except sqlite3.DatabaseError as exc:
-        raise store.store_write_error(exc, what) from exc
     except StoreError as exc:
-        cause = exc.message.partition(": ")[2] or exc.message
-        raise StoreError(f"could not {what} the store: {cause}", exc.hint) from exc
+        # store.transaction turned the write failure into an error saying what to fix; say which write it was.
+        if not isinstance(exc.__cause__, sqlite3.Error):
+            raise
+        raise store.store_write_error(exc.__cause__, what) from exc.__cause__
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,25 +490,23 @@ def _deliver(
     conn: sqlite3.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
-    rows: Iterable[outbox.OutboxRow],
+    rows: Sequence[outbox.OutboxRow],
     *,
-    total: int,
     options: RunOptions,
     clock: Callable[[], datetime],
 ) -> Delivered:
-    """Send (or, in a dry run, write as .eml) the outbox rows as ``rows`` yields them. Each message is committed
-    in flight right before its end-of-data line is written and sent right after the server's reply.
-
-    ``rows`` may be lazy: a run renders and queues its new digests as sessions free up, so that CPU work
-    overlaps with the server's. Rows read from the store have their bytes loaded one at a time."""
+    """Send (or, in a dry run, write as .eml) these outbox rows. Each message is committed in flight right
+    before its end-of-data line is written and sent right after the server's reply; its bytes are read from
+    the store one at a time, so memory stays flat."""
     counts = {"sent": 0, "deferred": 0, "failed": 0}
+    total = len(rows)
     if options.dry_run is not None:
         options.dry_run.mkdir(parents=True, exist_ok=True)
         for row in rows:
             if options.stop():
                 return Delivered(counts["sent"], stopped=True)
             name = f"{row.user}-{row.period.replace(':', '')}.eml"
-            (options.dry_run / name).write_bytes(row.message or outbox.load_message(conn, row.id))
+            (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
             counts["sent"] += 1
             if options.progress:
                 options.progress(counts["sent"], total)
@@ -539,7 +518,7 @@ def _deliver(
         _store_write("record a message as in flight in", lambda: outbox.mark_handed_over(conn, row_id, handed_over))
 
     def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
-        row = by_key.pop(item.key)  # its bytes go with it: memory stays flat however many users
+        row = by_key.pop(item.key)
         stamp = clock()
         if result.status == "sent":
             _store_write(
@@ -565,7 +544,7 @@ def _deliver(
         for row in rows:
             by_key[str(row.id)] = row
             taken.append(row.id)
-            data = row.message or outbox.load_message(conn, row.id)
+            data = outbox.load_message(conn, row.id)
             yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
     # A full garbage collection walks every object the run made (~70 ms at 10,000 users) and would stall the
@@ -590,7 +569,6 @@ def _deliver(
     if summary.unreachable:
         log.error("SMTP server unreachable: %s", summary.unreachable)
     stopped = options.stop() and sum(counts.values()) < total
-
     return Delivered(counts["sent"], counts["deferred"], counts["failed"], stopped)
 
 
@@ -652,7 +630,7 @@ def deliver_due(
     rows = due_rows(conn, now=now, users=options.users, retry_deferred=retry_deferred)
     if not rows:
         return SendReport(failed=len(gave_up), errors=errors)
-    done = _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
+    done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
     return SendReport(done.sent, done.deferred, done.failed + len(gave_up), errors)
 
 
@@ -750,7 +728,7 @@ def run_once(
             if options.deliver and not options.stop():
                 started = time.perf_counter()
                 rows = due_rows(conn, now=now, users=options.users)
-                done = _deliver(conn, cfg, env, rows, total=len(rows), options=options, clock=clock or (lambda: now))
+                done = _deliver(conn, cfg, env, rows, options=options, clock=clock or (lambda: now))
                 stages["send"] = time.perf_counter() - started
             if gave_up:
                 errors.append(_gave_up_error(gave_up))

@@ -203,18 +203,22 @@ def _buffered(transport: asyncio.BaseTransport) -> int:
     return size + (inner.get_write_buffer_size() if inner is not None else 0)
 
 
-def _wire(data: bytes) -> bytes:
-    """Return ``data`` as sent after DATA: CRLF line ends, dot-stuffed, ending with the "." line."""
-    # compose() output is already CRLF-only with no line starting with ".", so this costs three byte
-    # counts and one search; aiosmtplib's sendmail() would run three regex substitutions per message.
-    # Bare CR/LF are normalised, never passed on: they are what SMTP smuggling exploits.
+def _crlf(data: bytes) -> bytes:
+    """Return ``data`` with CRLF line ends only, ending with CRLF: the message as BDAT carries it."""
+    # compose() output is already CRLF-only, so this costs three byte counts; aiosmtplib's sendmail() would
+    # run three regex substitutions per message. Bare CR/LF are normalised, never passed on: they are what
+    # SMTP smuggling exploits.
     if not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
         data = _LINE_ENDS.sub(b"\r\n", data)
-    if data.startswith(b".") or b"\n." in data:
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _wire(data: bytes) -> bytes:
+    """Return ``data`` as sent after DATA: CRLF line ends, dot-stuffed, ending with the "." line."""
+    data = _crlf(data)
+    if data.startswith(b".") or b"\n." in data:  # compose() output has none: one search
         data = (b"." if data.startswith(b".") else b"") + data.replace(b"\n.", b"\n..")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+    return data + _END
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:
@@ -247,10 +251,8 @@ async def _transaction(
 
     The message goes out in two writes: everything but the final "." line, then, once all of it is in the
     kernel and ``handover`` has returned (the caller records the hand-over durably), the "." line. A server
-    only accepts a message once it reads that line, and the kernel delivers what it was given even if this
-    process dies right after; so a crash before ``handover`` returns cannot have delivered the message, and
-    one after it almost surely did. That is how the caller avoids both resending what arrived and losing
-    what did not, whatever the server's own processing time.
+    only accepts a message once it reads that line, so a crash before ``handover`` returns cannot have
+    delivered the message, and one after it may have: the caller resends only those, and only once.
     """
     # execute_command() is aiosmtplib's public command API; the payload goes through the protocol's
     # write()/read_response() so it is not re-scanned (see _wire). Addresses were checked by the caller.
@@ -303,7 +305,7 @@ async def _chunks(
     protocol = client.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost before the message was sent")
-    body = _unstuffed(payload)
+    body = _crlf(msg.data)
     stage[0] = "BDAT"
     # The chunk follows its command at once (no reply in between), so it is written, not executed.
     protocol.write(b"BDAT %d\r\n" % len(body) + body)
@@ -319,13 +321,6 @@ async def _chunks(
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply.message
-
-
-def _unstuffed(payload: bytes) -> bytes:
-    """The message as BDAT carries it: ``_wire``'s CRLF form without the dot-stuffing and the "." line."""
-    body = payload[: -len(_END)]
-    body = body[1:] if body.startswith(b"..") else body
-    return body.replace(b"\n..", b"\n.")
 
 
 async def _attempt(
