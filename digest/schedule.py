@@ -72,7 +72,7 @@ def scheduled_run(
     return report
 
 
-def make_http(cfg: config.Config, env: Mapping[str, str]) -> server.ThreadingHTTPServer:
+def make_http(cfg: config.Config, env: Mapping[str, str]) -> server.HTTPServer:
     """The feeds + unsubscribe HTTP server bound to [server].listen."""
     names = [u.name for u in cfg.users]
     secret = config.secret(cfg, env)

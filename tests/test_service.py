@@ -17,7 +17,7 @@ from typing import ClassVar
 import pytest
 from conftest import CORPUS, SECRET_ENV, Sink, user_block, write_config
 
-from digest import compose, config, outbox, pipeline, schedule, store
+from digest import compose, config, outbox, pipeline, schedule, server, store
 from digest.errors import FetchError
 from digest.sources import fetch
 
@@ -116,12 +116,15 @@ def _get_ok(url: str, *, expect: int = 200, method: str = "GET", data: bytes | N
 @pytest.fixture
 def web(cfg: config.Config) -> Iterator[str]:
     """The real feeds + unsubscribe HTTP server on its configured local address."""
-    server = schedule.make_http(cfg, SECRET_ENV)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host, port = server.server_address[:2]
+    httpd = schedule.make_http(cfg, SECRET_ENV)
+    thread = server.serve_in_thread(httpd)
+    host, port = httpd.server_address[:2]
+    assert (host, port) == cfg.server.listen_address
     yield f"http://{host}:{port}"
-    server.shutdown()
-    server.server_close()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def _token(cfg: config.Config, user: str) -> str:
@@ -152,13 +155,14 @@ def test_forged_token_is_refused(web: str) -> None:
 
 
 def test_feeds_folder_is_served(cfg: config.Config, web: str, seeds: list[Path]) -> None:
-    """The feeds written by a run are served as Atom under /feeds/; paths cannot escape the folder."""
+    """The feeds written by a run are served as Atom under /feeds/ and listed at /feeds; paths cannot escape."""
     shutil.copy(seeds[0], cfg.digest.inbox)
     pipeline.run_once(
         cfg, SECRET_ENV, now=datetime(2026, 11, 27, 8, tzinfo=UTC), options=pipeline.RunOptions(deliver=False)
     )
     assert b"<feed" in _get_ok(f"{web}/feeds/all.xml")
-    _get_ok(f"{web}/feeds/../config.toml", expect=404)
+    assert b'href="feeds/all.xml"' in _get_ok(f"{web}/feeds")  # the feeds' rel=alternate link
+    _get_ok(f"{web}/feeds/%2e%2e/config.toml", expect=404)
 
 
 # ------------------------------------------------------------------------------------------ fetch
