@@ -252,6 +252,13 @@ class _App:
 # ----------------------------------------------------------------------------------- access log
 
 
+def _logged_path(path: str) -> str:
+    """The path for the access log: unsubscribe tokens cut to 4 characters (the log must not unsubscribe anyone)."""
+    if path.startswith("/u/") and len(path) > 7:
+        path = path[:7] + "..."
+    return _printable(path)
+
+
 def _printable(text: str, limit: int = 300) -> str:
     """A path as its percent-encoded bytes, so a log line can hold no control character; cut when long."""
     shown = quote(text.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
@@ -279,7 +286,7 @@ class _AccessLogged:
                 '%s "%s %s" %s %d %.1fms',
                 self.channel.addr[0] if self.channel.addr else "-",
                 _printable(method, 20),
-                _printable(path) if path else "-",
+                _logged_path(path) if path else "-",
                 self.status.split(" ", 1)[0],
                 self.content_bytes_written,
                 elapsed,

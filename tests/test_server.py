@@ -285,7 +285,9 @@ def test_one_access_log_line_per_request(web: Web, caplog: pytest.LogCaptureFixt
     web.request("GET", "/feeds/missing.xml")
     web.raw(b"POST /u/x HTTP/1.0\r\nContent-Length: abc\r\n\r\n")
     web.raw(b"GET /feeds/%0aFAKE HTTP/1.0\r\n\r\n")
-    lines = _access_lines(caplog, 5)
+    token = compose.unsubscribe_token("ada", SECRET)
+    web.request("GET", f"/u/{token}")
+    lines = _access_lines(caplog, 6)
     seen = [(m["client"], m["method"], m["path"], m["status"]) for m in lines]
     assert seen == [
         ("127.0.0.1", "GET", "/feeds/all.xml", "200"),
@@ -293,6 +295,7 @@ def test_one_access_log_line_per_request(web: Web, caplog: pytest.LogCaptureFixt
         ("127.0.0.1", "GET", "/feeds/missing.xml", "404"),
         ("127.0.0.1", "POST", "/u/x", "400"),
         ("127.0.0.1", "GET", "/feeds/%0AFAKE", "400"),  # control characters never reach the log raw
+        ("127.0.0.1", "GET", f"/u/{token[:4]}...", "200"),  # the token is not written out
     ]
     assert [int(m["bytes"]) for m in lines[:2]] == [len(FEED), 0]
     _no_tracebacks(caplog)
