@@ -289,7 +289,7 @@ def test_one_access_log_line_per_request(web: Web, caplog: pytest.LogCaptureFixt
     web.request("GET", f"/u/{token}")
     lines = _access_lines(caplog, 6)
     seen = [(m["client"], m["method"], m["path"], m["status"]) for m in lines]
-    assert seen == [
+    expected = [
         ("127.0.0.1", "GET", "/feeds/all.xml", "200"),
         ("127.0.0.1", "HEAD", "/feeds/all.xml", "200"),
         ("127.0.0.1", "GET", "/feeds/missing.xml", "404"),
@@ -297,6 +297,7 @@ def test_one_access_log_line_per_request(web: Web, caplog: pytest.LogCaptureFixt
         ("127.0.0.1", "GET", "/feeds/%0AFAKE", "400"),  # control characters never reach the log raw
         ("127.0.0.1", "GET", f"/u/{token[:4]}...", "200"),  # the token is not written out
     ]
+    assert seen == expected
     assert [int(m["bytes"]) for m in lines[:2]] == [len(FEED), 0]
     _no_tracebacks(caplog)
 
