@@ -6,8 +6,9 @@ job on the day clocks go back (or a restart in between) name the same period and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -30,13 +31,27 @@ def zone(name: str) -> ZoneInfo:
     """The IANA time zone, or a ConfigError naming it."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError, UnicodeError) as exc:
+        # A folder of the tz database ("Europe") raises IsADirectoryError, a path ("../x") ValueError.
         raise ConfigError(f"unknown time zone {name!r}", "use an IANA name such as 'Europe/Berlin' or 'UTC'") from exc
 
 
 def parse_cron(expr: str, tz: str = "UTC") -> CronTrigger:
     """A 5-field crontab expression as an APScheduler trigger; ValueError says what is wrong."""
     return CronTrigger.from_crontab(expr, timezone=zone(tz))
+
+
+# Crontab fields have no year, so a cron that fires at all fires again within one 400-year Gregorian cycle; the
+# longest gap of a real one is about 40 years ("0 0 29 2 mon": 29 February falling on a Monday, with 2100 not a
+# leap year). Looking back one cycle finds the last firing of any cron that fires at all.
+_LOOKBACK = timedelta(days=400 * 366)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def cron_fires(expr: str) -> bool:
+    """Whether the crontab expression ``expr`` matches any date at all ("0 0 31 2 *" never does)."""
+    return parse_cron(expr).get_next_fire_time(None, _EPOCH) is not None
 
 
 def _send_time(profile: Profile) -> time:
@@ -58,8 +73,8 @@ def trigger_for(profile: Profile) -> CronTrigger:
 
 def _last_cron_fire(trigger: CronTrigger, now: datetime) -> datetime:
     window = timedelta(hours=1)
-    while window < timedelta(days=800):
-        fire = trigger.get_next_fire_time(None, now - window)
+    while window < 2 * _LOOKBACK:
+        fire = trigger.get_next_fire_time(None, now - min(window, _LOOKBACK))
         if fire is not None and fire <= now:
             start = fire + timedelta(seconds=1)
             while True:
@@ -72,7 +87,7 @@ def _last_cron_fire(trigger: CronTrigger, now: datetime) -> datetime:
                     continue
                 fire, start = following, following + timedelta(seconds=1)
         window *= 2
-    raise ConfigError(f"the cron expression {trigger} never fires", "check its fields")
+    raise ConfigError(f"the cron expression {trigger} never fires", "check its day and month fields")
 
 
 def current_period(profile: Profile, now: datetime) -> Period:

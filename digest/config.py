@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import re
@@ -33,6 +35,7 @@ from digest.config_errors import (
     pydantic_message,
     read_env_file,
     show,
+    too_deep,
     write_env_file,
     write_starter_config,
 )
@@ -86,11 +89,17 @@ def _optional_email(value: str) -> str:
 
 
 def _env_name(value: str) -> str:
-    if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+    if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
         # Never echo the value: people paste the secret itself here.
-        raise _bad("expected the name of an environment variable (letters, digits, _), got something else "
-                   "(not shown, it may be a secret)")
+        raise _bad("expected the name of an environment variable (letters, digits, _; at most 128), got something "
+                   "else (not shown, it may be a secret)")
     return value
+
+
+def _required_env_name(value: str) -> str:
+    if not value:
+        raise _bad('expected the name of the variable holding the signing secret, such as "DIGEST_SECRET", got ""')
+    return _env_name(value)
 
 
 def _url(schemes: tuple[str, ...]) -> Any:
@@ -108,11 +117,18 @@ def _url(schemes: tuple[str, ...]) -> Any:
     return check
 
 
+@functools.cache
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
 def _timezone(value: str) -> str:
+    from digest.cadence import zone  # imported late: cadence pulls in APScheduler
+
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        near = closest(value, sorted(zoneinfo.available_timezones()))
+        zone(value)  # the same lookup the scheduler uses: a folder of the tz database ("Europe") is refused there
+    except ConfigError:
+        near = closest(value, _zone_names()) if len(value) <= 64 else None
         tip = f' (did you mean "{near}"?)' if near else ""
         raise _bad(f'expected an IANA time zone such as "Europe/Berlin"{tip}, got {show(value)}') from None
     return value
@@ -121,7 +137,7 @@ def _timezone(value: str) -> str:
 def _cron(value: str) -> str:
     if not value:
         return value
-    from digest.cadence import parse_cron  # imported late: cadence pulls in APScheduler
+    from digest.cadence import cron_fires, parse_cron  # imported late: cadence pulls in APScheduler
 
     fields = value.split()
     if len(fields) != 5:
@@ -132,8 +148,11 @@ def _cron(value: str) -> str:
                    "(APScheduler reads 0 as Monday, crontab as Sunday)")
     try:
         parse_cron(value, "UTC")
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise _bad(f"expected a valid crontab expression, got {show(value)} ({exc})") from None
+    if not cron_fires(value):
+        raise _bad(f"expected a crontab expression that fires, got {show(value)}, which matches no calendar date "
+                   "(check the day and month fields, e.g. day 30 or 31 of February)")
     return value
 
 
@@ -157,15 +176,74 @@ def _list_id(value: str) -> str:
     return value
 
 
+MAX_USER_NAME = 64  # the name is part of file names (feeds, dry-run .eml files) and of unsubscribe links
+
+
 def _user_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value in {".", ".."}:
         raise _bad(f"expected a name of letters, digits, '-', '_' and '.', got {show(value)}")
+    if len(value) > MAX_USER_NAME:
+        raise _bad(f"expected a name of at most {MAX_USER_NAME} characters (it is part of file names), got "
+                   f"{len(value)} characters")
     return value
 
 
 def _feed_file(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+\.xml", value):
-        raise _bad(f'expected a file name ending in ".xml" (no folders), got {show(value)}')
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}\.xml", value):
+        raise _bad(f'expected a file name ending in ".xml" (letters, digits, "-", "_", "."; starting with a letter '
+                   f"or digit; at most 100 characters; no folders), got {show(value)}")
+    return value
+
+
+def _quoted(path: Path) -> str:
+    return json.dumps(str(path), ensure_ascii=False)  # in full: show() would cut the end, the part that matters
+
+
+def _checked(check: Any) -> Any:
+    """``check`` run on a path, with what the file system says about a path it cannot take as a problem."""
+
+    def run(value: Path | None) -> Any:
+        try:
+            return check(value)
+        except OSError as exc:
+            raise _bad(f"expected a path this system accepts, got {_quoted(value)} ({exc.strerror or exc})") from None
+
+    return run
+
+
+def _store_file(value: Path) -> Path:
+    if value.is_dir():
+        raise _bad(f"expected the path of the SQLite store file, got the folder {_quoted(value)} (name a file in "
+                   'it, such as "digest.db")')
+    if value.exists() and not value.is_file():
+        raise _bad(f"expected the path of a regular file for the SQLite store, got {_quoted(value)}, which is "
+                   'a device or other special file (name a file such as "digest.db")')
+    return _creatable(value)
+
+
+def _folder(value: Path | None) -> Path | None:
+    """An output or input folder: it may be missing (it is made when needed), but must not be a file."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise _bad(f"expected a folder, got {_quoted(value)}, which is a file (name a folder)")
+    return value if value is None else _creatable(value)
+
+
+def _existing_folder(value: Path | None) -> Path | None:
+    if value is not None and not value.is_dir():
+        what = "a file" if value.exists() else "missing"
+        raise _bad(f"expected an existing folder, got {_quoted(value)}, which is {what} (create it, or remove "
+                   "the key to use the built-in templates)")
+    return value
+
+
+def _creatable(value: Path) -> Path:
+    """``value`` itself, when the nearest existing folder above it is a folder (so missing folders can be made)."""
+    parent = value.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _bad(f"expected a path whose folders exist or can be made, got {_quoted(value)} ({parent} is a "
+                   "file)")
     return value
 
 
@@ -186,6 +264,24 @@ def _query(value: str) -> str:
     return value
 
 
+def _at_most(limit: int) -> Any:
+    def check(values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(values) > limit:
+            raise _bad(f"expected at most {limit} items, got {len(values)}")
+        return values
+
+    return check
+
+
+def _short(limit: int) -> Any:
+    def check(value: str) -> str:
+        if len(value) > limit:
+            raise _bad(f"expected at most {limit} characters, got {len(value)}")
+        return value
+
+    return check
+
+
 def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
     dups = sorted({v for v in values if values.count(v) > 1})
     if dups:
@@ -193,15 +289,20 @@ def _unique(values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
-Text = Annotated[str, AfterValidator(_no_controls)]
+Text = Annotated[str, AfterValidator(_no_controls), AfterValidator(_short(200))]
 Email = Annotated[str, AfterValidator(_email)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
-Cron = Annotated[str, AfterValidator(_cron)]
-Query = Annotated[str, AfterValidator(_query)]
+Cron = Annotated[str, AfterValidator(_short(200)), AfterValidator(_cron)]
+Query = Annotated[str, AfterValidator(_short(1000)), AfterValidator(_query)]
 # TOML arrays arrive as lists; tuples keep the frozen sections hashable. Items stay strict.
-Queries = Annotated[tuple[Query, ...], Strict(False)]
-Texts = Annotated[tuple[Text, ...], Strict(False)]
+MAX_QUERIES = 1000
+Queries = Annotated[tuple[Query, ...], Strict(False), AfterValidator(_at_most(MAX_QUERIES))]
+Texts = Annotated[tuple[Text, ...], Strict(False), AfterValidator(_at_most(MAX_QUERIES))]
+# Every number has an upper bound and no inf/nan: each one ends up in date arithmetic or a timeout.
+MAX_DAYS = 3650
+Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
+Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
 Formats = Annotated[tuple[Literal["html", "markdown", "text"], ...], Strict(False), Field(min_length=1),
                     AfterValidator(_unique)]
 
@@ -237,18 +338,18 @@ class _Section(BaseModel):
 class DigestSettings(_Section):
     """`[digest]`: where state lives and global behaviour."""
 
-    store: Path = Field("", validate_default=True)
-    inbox: Path = Field("", validate_default=True)
-    templates: Path | None = Field("", validate_default=True)
+    store: Annotated[Path, AfterValidator(_checked(_store_file))] = Field("", validate_default=True)
+    inbox: Annotated[Path, AfterValidator(_checked(_folder))] = Field("", validate_default=True)
+    templates: Annotated[Path | None, AfterValidator(_checked(_existing_folder))] = Field("", validate_default=True)
     base_url: Annotated[str, AfterValidator(_url(("https",)))] = ""
-    secret_env: EnvName = "DIGEST_SECRET"
+    secret_env: Annotated[str, AfterValidator(_required_env_name)] = "DIGEST_SECRET"
     env_file: Path = Field("", validate_default=True)
-    abstract_chars: int = Field(600, ge=50)
-    catchup_max_age_days: int = Field(7, ge=0)
-    backfill_days: int = Field(7, ge=0)
-    keep_sent_days: int = Field(7, ge=0)
+    abstract_chars: int = Field(600, ge=50, le=100_000)
+    catchup_max_age_days: Days = 7
+    backfill_days: Days = 7
+    keep_sent_days: Days = 7
     source_url: Annotated[str, AfterValidator(_url(("https", "http")))] = ""
-    fetch_timeout: float = Field(30, gt=0)
+    fetch_timeout: Seconds = 30
 
     @_field_validator("store", "inbox", "templates", "env_file", mode="before")
     @classmethod
@@ -277,18 +378,18 @@ class SmtpSettings(_Section):
     username: Text = ""
     password_env: EnvName = "DIGEST_SMTP_PASSWORD"
     allow_insecure: bool = False
-    timeout: float = Field(30, gt=0)
+    timeout: Seconds = 30
     max_connections: int = Field(4, ge=1, le=64)
-    max_retry_age_hours: float = Field(48, ge=0)
+    max_retry_age_hours: float = Field(48, ge=0, le=24 * MAX_DAYS, allow_inf_nan=False)
 
 
 class FeedSettings(_Section):
     """`[feeds]`: where Atom files go and the URL they are served from."""
 
-    output: Path = Field("", validate_default=True)
+    output: Annotated[Path, AfterValidator(_checked(_folder))] = Field("", validate_default=True)
     base_url: Annotated[str, AfterValidator(_url(("https", "http")))] = ""  # "" = digest.base_url + "/feeds"
     global_feed: Annotated[str, AfterValidator(_feed_file)] = "all.xml"
-    max_entries: int = Field(100, ge=1)
+    max_entries: int = Field(100, ge=1, le=10_000)
 
     @_field_validator("output", mode="before")
     @classmethod
@@ -318,11 +419,11 @@ class UserSettings(_Section):
     display_name: Text = ""
     keywords: Queries = ()
     exclude: Queries = ()
-    min_upvotes: int = Field(0, ge=0)
+    min_upvotes: int = Field(0, ge=0, le=1_000_000_000)
     organizations: Texts = ()
     organizations_mode: Literal["boost", "only"] = "boost"
     max_papers: int = Field(20, ge=1, le=500)
-    min_score: float = Field(0.0, ge=0)
+    min_score: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
     cadence: Literal["daily", "weekly", "cron"] = "daily"
     weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     cron: Cron = ""
@@ -375,10 +476,12 @@ class Config:
 
 def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
     """Rules spanning several keys, checked on the raw TOML so they are reported alongside type errors."""
-    digest, smtp = raw.get("digest"), raw.get("smtp")
-    if isinstance(digest, dict) and digest.get("base_url") and digest.get("secret_env", "DIGEST_SECRET") == "":
-        yield ("digest", "secret_env"), "expected the name of the variable holding the secret (base_url is " \
-            'set, so unsubscribe links must be signed), got ""'
+    digest, mail, smtp = raw.get("digest", {}), raw.get("mail"), raw.get("smtp")
+    if isinstance(mail, dict) and isinstance(digest, dict) and not mail.get("unsubscribe_mailto") \
+            and not digest.get("base_url"):
+        # Mail never goes out without one (compose refuses): check must not accept what every run would refuse.
+        yield ("mail", "unsubscribe_mailto"), "expected an unsubscribe address, or [digest].base_url for one-click " \
+            "links, got neither (every digest needs a way to unsubscribe)"
     if isinstance(smtp, dict):
         host, security = smtp.get("host", "localhost"), smtp.get("security", "starttls")
         if security == "none" and isinstance(host, str) and not is_loopback_host(host) \
@@ -416,13 +519,38 @@ def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
         if user.get("keywords", []) == [] and not orgs_only:
             yield ("users", i, "keywords"), "expected at least one query (or organizations with " \
                 'organizations_mode = "only"), got none'
+    yield from _feed_collisions(raw, users)
+
+
+def _feed_collisions(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Loc, str]]:
+    """Two feeds written to one file (compared without case: macOS and Windows file systems ignore it)."""
+    from digest.feeds import feed_file  # imported late: the feed writer pulls in lxml
+
+    feeds = raw.get("feeds")
+    global_feed = feeds.get("global_feed", "all.xml") if isinstance(feeds, dict) else "all.xml"
+    taken: dict[str, str] = {}
+    if isinstance(global_feed, str):
+        taken[global_feed.casefold()] = f"[feeds].global_feed = {show(global_feed)}"
+    names: set[str] = set()
+    for i, user in enumerate(users):
+        name = user.get("name") if isinstance(user, dict) else None
+        if not isinstance(name, str) or name.casefold() in names or user.get("feed", True) is not True:
+            continue  # a second user of the same name is reported as such
+        names.add(name.casefold())
+        try:
+            _user_name(name)
+        except PydanticCustomError:
+            continue  # reported by the schema
+        file = feed_file(name)
+        other = taken.setdefault(file.casefold(), f"users[{i}] ({show(name)})")
+        if other != f"users[{i}] ({show(name)})":
+            yield ("users", i, "name"), f"expected a name whose feed file is free, got {show(name)}: its feed " \
+                f"{file} is also the feed of {other} (rename one, set feed = false, or pick another " \
+                "[feeds].global_feed)"
 
 
 def _warnings(parsed: _File) -> Iterator[tuple[Loc, str]]:
-    """Settings that are valid but will bite: no way to unsubscribe, a send time in the DST window."""
-    if not parsed.digest.base_url and not parsed.mail.unsubscribe_mailto:
-        yield ("mail", "unsubscribe_mailto"), "no unsubscribe method: set [digest].base_url (one-click link) " \
-            "or [mail].unsubscribe_mailto before sending mail"
+    """Settings that are valid but will bite: a send time in the DST window."""
     for i, user in enumerate(parsed.users):
         zone = zoneinfo.ZoneInfo(user.timezone)
         jan, jul = (datetime(2026, m, 1, tzinfo=zone).utcoffset() for m in (1, 7))
@@ -454,6 +582,9 @@ def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
                                                    "not UTF-8")]) from None
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigValidationError([too_deep(file, text)],
+                                    "flatten the nesting (no setting needs more than one level of arrays)") from None
     except tomllib.TOMLDecodeError as exc:
         where = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         what = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))

@@ -28,7 +28,7 @@ from digest.errors import ConfigError
 __all__ = [
     "ENV_FILE_TEMPLATE", "STARTER_CONFIG", "ConfigProblem", "ConfigValidationError", "Loc", "closest", "format_loc",
     "key_lines", "line_of", "located", "parse_env_text", "pydantic_message", "read_env_file", "schema_at", "show",
-    "write_env_file", "write_starter_config",
+    "too_deep", "value_range", "write_env_file", "write_starter_config",
 ]  # fmt: skip
 
 # Keys people reach for when they mean to put a secret in the file; each maps to the indirection to use.
@@ -204,6 +204,29 @@ def key_lines(text: str) -> dict[Loc, int]:
     return lines
 
 
+MAX_DEPTH = 100  # arrays and inline tables; tomllib itself gives up (RecursionError) a few hundred levels down
+
+
+def too_deep(file: str, text: str) -> ConfigProblem:
+    """The problem for a file tomllib cannot read for its nesting: the line where arrays or inline tables get
+    deeper than any setting needs, and the key path there."""
+    message = "expected valid TOML, got arrays or inline tables nested too deeply to read"
+    depth, line = 0, 1
+    for m in _TOKEN.finditer(text):
+        line += m[0].count("\n")
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(m[0], 0) if m.lastgroup == "punct" else 0
+        if depth > MAX_DEPTH:
+            break
+    else:
+        return ConfigProblem(file, None, "", message)
+    lines = text.split("\n")
+    head = lines[line - 1].split("=", 1)[0] if "=" in lines[line - 1] else "_"
+    # The key path of that line: the usual scanner, on the file up to that line with the deep value cut off.
+    found = key_lines("\n".join([*lines[: line - 1], f"{head}= 0"]))
+    path = max((loc for loc, n in found.items() if n == line), key=len, default=())
+    return ConfigProblem(file, line, format_loc(path), f"{message} (at most {MAX_DEPTH} levels)")
+
+
 def line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:
     """The line of ``loc``, else of its nearest enclosing key or table that the file spells out."""
     for end in range(len(loc), 0, -1):
@@ -252,6 +275,7 @@ _EXPECTED = {
     "int_type": "an integer",
     "int_from_float": "an integer",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "tuple_type": "an array",
     "list_type": "an array",
@@ -260,6 +284,29 @@ _EXPECTED = {
     "is_instance_of": "a string (a path)",
     "path_type": "a string (a path)",
 }
+
+
+def _tidy(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def value_range(field: FieldInfo | None) -> str | None:
+    """A number field's bounds in words ("a whole number from 0 to 3650"), or None when it has no upper bound."""
+    if field is None:
+        return None
+    lower, upper, above = None, None, False
+    for item in field.metadata:
+        lower = getattr(item, "ge", lower)
+        if getattr(item, "gt", None) is not None:
+            lower, above = item.gt, True
+        upper = getattr(item, "le", upper)
+    if upper is None:
+        return None
+    kind = "a whole number" if field.annotation is int else "a number"
+    if lower is None:
+        return f"{kind} up to {_tidy(upper)}"
+    return f"{kind} above {_tidy(lower)} and up to {_tidy(upper)}" if above else \
+        f"{kind} from {_tidy(lower)} to {_tidy(upper)}"
 
 
 def pydantic_message(err: Any, root: type[BaseModel]) -> str:
@@ -297,8 +344,12 @@ def pydantic_message(err: Any, root: type[BaseModel]) -> str:
         "less_than_equal": "<= {le}",
         "less_than": "< {lt}",
     }
+    if kind in (*bounds, "finite_number"):
+        span = value_range(schema_at(root, loc)[1])
+        if span:
+            return f"expected {span}, got {show(found)}"
     if kind in bounds:
-        tidy = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+        tidy = {k: _tidy(v) for k, v in ctx.items()}
         return f"expected a number {bounds[kind].format(**tidy)}, got {show(found)}"
     if kind == "too_short":
         return f"expected at least {ctx.get('min_length')} item(s), got {show(found) if found else 'none'}"

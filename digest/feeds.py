@@ -43,6 +43,7 @@ __all__ = [
     "build_feed",
     "entry_id",
     "feed_entries",
+    "feed_file",
     "feed_slug",
     "prepare_entries",
     "tag_uri",
@@ -182,6 +183,11 @@ def feed_slug(name: str) -> str:
     if slug != name:
         slug = f"{slug or 'user'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
     return slug
+
+
+def feed_file(name: str) -> str:
+    """The file name of a user's feed in the feeds folder (the config refuses two feeds sharing one file)."""
+    return f"{feed_slug(name)}.xml"
 
 
 def feed_entries(

@@ -116,12 +116,12 @@ class FeedWriter:
             entries,
             specific=f"feed/user/{slug}",
             title=f"Paper digest for {profile.display_name or profile.name}",
-            file=f"{slug}.xml",
+            file=feeds.feed_file(profile.name),
         )
 
     def exists(self, profile: Profile) -> bool:
         """Whether this user's feed file is there and not empty."""
-        path = self.out / f"{feeds.feed_slug(profile.name)}.xml"
+        path = self.out / feeds.feed_file(profile.name)
         return path.is_file() and path.stat().st_size > 0
 
 

@@ -81,4 +81,4 @@ def feeds_base_url(cfg: config.Config) -> str:
 
 def feed_url(cfg: config.Config, profile: Profile) -> str | None:
     """The URL of a user's Atom feed, or None when they have none."""
-    return f"{feeds_base_url(cfg)}/{feeds.feed_slug(profile.name)}.xml" if profile.feed else None
+    return f"{feeds_base_url(cfg)}/{feeds.feed_file(profile.name)}" if profile.feed else None

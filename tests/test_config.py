@@ -148,7 +148,7 @@ def test_minimal_config_fills_defaults(tmp_path: Path) -> None:
 def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     """Relative paths resolve against the config file's folder, absolute ones are kept."""
     sub = tmp_path / "etc"
-    sub.mkdir()
+    (sub / "tpl").mkdir(parents=True)
     text = '[digest]\nstore = "state/d.db"\ninbox = "../in"\ntemplates = "tpl"\n[feeds]\noutput = "/srv/feeds"\n'
     config = load_config(write(sub, text + MINIMAL), env={})
     assert config.digest.store == sub / "state" / "d.db"
@@ -200,6 +200,7 @@ store = 12
 
 [mail]
 sender = "not an email"
+unsubscribe_mailto = "unsubscribe@example.org"
 
 [smtp]
 max_conections = 3
@@ -240,7 +241,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "users[1].name",
         "users[1].cadence",
     ]
-    assert [p.line for p in info.value.problems] == [2, 5, 8, 11, 12, 19, 23, 26]
+    assert [p.line for p in info.value.problems] == [2, 5, 9, 12, 13, 20, 24, 27]
     assert all(re.fullmatch(rf"{re.escape(str(path))}:\d+: \S+: expected .+, got .+", line) for line in lines)
     assert info.value.exit_code == 2
     assert isinstance(info.value, ConfigError)
@@ -251,7 +252,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     [
         ('[digest]\nabstract_chars = "600"\n', "digest.abstract_chars", 'expected an integer, got "600" (a string)'),
         ("[smtp]\nallow_insecure = 1\n", "smtp.allow_insecure", "expected true or false, got 1 (an integer)"),
-        ("[feeds]\nmax_entries = 0\n", "feeds.max_entries", "expected a number >= 1, got 0"),
+        ("[feeds]\nmax_entries = 0\n", "feeds.max_entries", "expected a whole number from 1 to 10000, got 0"),
         ('[mail]\nlist_id = "nodot"\n', "mail.list_id", "expected a dot-atom list id"),
         ('[digest]\nbase_url = "http://x.org"\n', "digest.base_url", "expected an absolute https:// URL"),
         ('[server]\nlisten = "8080"\n', "server.listen", 'expected "host:port"'),
@@ -283,7 +284,7 @@ def test_invalid_global_value_is_reported(tmp_path: Path, snippet: str, path: st
         ('formats = ["html", "html"]', "users[0].formats", 'expected each value once, got "html"'),
         ("formats = []", "users[0].formats", "expected at least 1 item(s)"),
         ('organizations_mode = "some"', "users[0].organizations_mode", 'expected one of "boost", "only"'),
-        ("max_papers = 0", "users[0].max_papers", "expected a number >= 1"),
+        ("max_papers = 0", "users[0].max_papers", "expected a whole number from 1 to 500, got 0"),
         ('timezone = "Mars/Olympus"', "users[0].timezone", "expected an IANA time zone"),
         ('name = "a b"', "users[0].name", "expected a name of letters, digits"),
         ('exclude = [""]', "users[0].exclude[0]", "expected a query, got an empty string"),
@@ -649,3 +650,246 @@ def test_starter_config_refuses_to_overwrite(tmp_path: Path) -> None:
     assert path.read_text() == "# mine\n"
     write_starter_config(path, force=True)
     assert path.read_text() == STARTER_CONFIG
+
+
+# ------------------------------------------------------------------------------- what check accepts, run runs
+
+
+def where(found: ConfigProblem, tmp_path: Path) -> str:
+    """The problem as printed, for asserting on what, where and how at once."""
+    return str(found).replace(str(tmp_path), "<tmp>")
+
+
+@pytest.mark.parametrize("key", ["catchup_max_age_days", "backfill_days", "keep_sent_days"])
+@pytest.mark.parametrize("value", ["1000000000", "3651", "-1", "7.5"])
+def test_day_settings_are_whole_days_up_to_ten_years(tmp_path: Path, key: str, value: str) -> None:
+    """Days settings >= 1e9 overflowed date arithmetic in every run: they are refused outside 0..3650."""
+    found = only(problems(tmp_path, f"[digest]\n{key} = {value}\n" + MINIMAL), f"digest.{key}")
+    assert found.line == 2
+    expected = "expected an integer" if "." in value else "expected a whole number from 0 to 3650"
+    assert f"config.toml:2: digest.{key}: {expected}, got {value}" in where(found, tmp_path)
+
+
+def test_day_settings_at_their_bounds_load(tmp_path: Path) -> None:
+    """0 and 3650 are both valid for each days setting."""
+    text = "[digest]\ncatchup_max_age_days = 3650\nbackfill_days = 0\nkeep_sent_days = 3650\n" + MINIMAL
+    assert load(tmp_path, text).digest.keep_sent_days == 3650
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("smtp", "max_retry_age_hours", "inf", "expected a number from 0 to 87600, got inf"),
+        ("smtp", "max_retry_age_hours", "nan", "expected a number from 0 to 87600, got nan"),
+        ("smtp", "max_retry_age_hours", "1e9", "expected a number from 0 to 87600, got 1000000000.0"),
+        ("smtp", "timeout", "inf", "expected a number above 0 and up to 3600, got inf"),
+        ("digest", "fetch_timeout", "1e9", "expected a number above 0 and up to 3600"),
+        ("digest", "abstract_chars", "1000000000", "expected a whole number from 50 to 100000"),
+        ("feeds", "max_entries", "1000000000", "expected a whole number from 1 to 10000"),
+    ],
+)
+def test_numbers_are_finite_and_bounded(tmp_path: Path, section: str, key: str, value: str, expected: str) -> None:
+    """inf, nan and huge numbers are refused with the valid range (inf hours crashed every run)."""
+    found = only(problems(tmp_path, f"[{section}]\n{key} = {value}\n" + MINIMAL), f"{section}.{key}")
+    assert found.line == 2 and expected in found.message
+
+
+@pytest.mark.parametrize("key", ["min_score = nan", "min_score = inf", "min_upvotes = 10000000000"])
+def test_user_numbers_are_finite_and_bounded(tmp_path: Path, key: str) -> None:
+    """A user's score and upvote thresholds have a finite range too."""
+    found = only(problems(tmp_path, MINIMAL + key + "\n"), f"users[0].{key.split()[0]}")
+    assert found.message.startswith("expected a ") and " to " in found.message
+
+
+def test_empty_secret_env_is_refused_by_the_loader(tmp_path: Path) -> None:
+    """secret_env = "" passed the loader and failed later: now the loader names the key and an example."""
+    found = only(problems(tmp_path, '[digest]\nsecret_env = ""\n' + MINIMAL), "digest.secret_env")
+    assert 'config.toml:2: digest.secret_env: expected the name of the variable holding the signing secret, such ' \
+        'as "DIGEST_SECRET", got ""' in where(found, tmp_path)
+
+
+def test_missing_templates_folder_is_refused(tmp_path: Path) -> None:
+    """A templates folder that does not exist (or is a file) is refused, naming the full path and the way out."""
+    found = only(problems(tmp_path, '[digest]\ntemplates = "my-templates"\n' + MINIMAL), "digest.templates")
+    assert where(found, tmp_path).endswith(
+        'config.toml:2: digest.templates: expected an existing folder, got "<tmp>/my-templates", which is missing '
+        "(create it, or remove the key to use the built-in templates)"
+    )
+    (tmp_path / "my-templates").write_text("not a folder")
+    assert "which is a file" in only(problems(tmp_path, '[digest]\ntemplates = "my-templates"\n' + MINIMAL),
+                                     "digest.templates").message  # fmt: skip
+    (tmp_path / "my-templates").unlink()
+    (tmp_path / "my-templates").mkdir()
+    config = load(tmp_path, '[digest]\ntemplates = "my-templates"\n' + MINIMAL)
+    assert config.digest.templates == tmp_path / "my-templates"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (".", 'expected the path of the SQLite store file, got the folder "<tmp>" (name a file in it, such as '
+              '"digest.db")'),
+        ("/dev/null", 'expected the path of a regular file for the SQLite store, got "/dev/null", which is a device '
+                      "or other special file"),
+        ("config.toml/digest.db", 'expected a path whose folders exist or can be made, got '
+                                  '"<tmp>/config.toml/digest.db" (<tmp>/config.toml is a file)'),
+        ("x" * 300 + ".db", "expected a path this system accepts, got"),
+    ],
+)  # fmt: skip
+def test_store_must_be_a_file_path_that_can_be_made(tmp_path: Path, value: str, expected: str) -> None:
+    """store = "." or "/dev/null" passed check and crashed run: a folder, a device, a path under a file or one the
+    file system refuses is a config error."""
+    found = only(problems(tmp_path, f'[digest]\nstore = "{value}"\n' + MINIMAL), "digest.store")
+    assert found.line == 2 and expected in where(found, tmp_path)
+
+
+def test_store_in_missing_folders_is_fine(tmp_path: Path) -> None:
+    """A store whose folders do not exist yet is accepted (they are made by the first run)."""
+    assert load(tmp_path, '[digest]\nstore = "a/b/digest.db"\n' + MINIMAL).digest.store == tmp_path / "a/b/digest.db"
+
+
+@pytest.mark.parametrize(("section", "key"), [("digest", "inbox"), ("feeds", "output")])
+def test_folders_must_not_be_files(tmp_path: Path, section: str, key: str) -> None:
+    """The inbox and the feeds folder may be missing (they are made) but not a file."""
+    (tmp_path / "taken").write_text("x")
+    found = only(problems(tmp_path, f'[{section}]\n{key} = "taken"\n' + MINIMAL), f"{section}.{key}")
+    assert 'expected a folder, got "' in found.message and "which is a file" in found.message
+
+
+def test_long_user_name_is_refused(tmp_path: Path) -> None:
+    """A 300-character name made file names too long for its feed and .eml files: at most 64 characters."""
+    text = MINIMAL.replace('name = "ada"', f'name = "{"a" * 300}"')
+    found = only(problems(tmp_path, text), "users[0].name")
+    assert found.line == line_of(text, "name =")
+    assert found.message == "expected a name of at most 64 characters (it is part of file names), got 300 characters"
+    assert load(tmp_path, MINIMAL.replace('name = "ada"', f'name = "{"a" * 64}"')).users[0].name == "a" * 64
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "Europe/", "../../etc/passwd", "zone1970.tab", "UTC\\u0000"])
+def test_timezone_that_is_no_zone_file_is_refused(tmp_path: Path, zone: str) -> None:
+    """timezone = "Europe" (a folder of the tz database) crashed check itself: it is refused like any unknown zone,
+    for users and for the server."""
+    found = only(problems(tmp_path, MINIMAL + f'timezone = "{zone}"\n'), "users[0].timezone")
+    assert found.message.startswith('expected an IANA time zone such as "Europe/Berlin"')
+    found = only(problems(tmp_path, f'[server]\ntimezone = "{zone}"\n' + MINIMAL), "server.timezone")
+    assert found.line == 2 and found.message.startswith("expected an IANA time zone")
+
+
+def test_deeply_nested_toml_is_refused_naming_file_line_and_key(tmp_path: Path) -> None:
+    """TOML nested a thousand levels deep crashed check with RecursionError: now a problem with file, line, key."""
+    text = MINIMAL + "exclude = " + "[" * 1000 + '"x"' + "]" * 1000 + "\n"
+    found = problems(tmp_path, text)
+    assert [where(p, tmp_path) for p in found] == [
+        f"<tmp>/config.toml:{line_of(text, 'exclude')}: users[0].exclude: expected valid TOML, got arrays or inline "
+        "tables nested too deeply to read (at most 100 levels)"
+    ]
+
+
+def test_nesting_tomllib_reads_is_a_type_error(tmp_path: Path) -> None:
+    """Nesting that tomllib can still read is reported as a wrong type at its key, like any other."""
+    found = only(problems(tmp_path, MINIMAL + "exclude = " + "[" * 50 + "]" * 50 + "\n"), "users[0].exclude[0]")
+    assert found.message == "expected a string, got an array"
+
+
+USER_ALL = MINIMAL + """
+[[users]]
+name = "all"
+email = "all@example.org"
+keywords = ["x"]
+"""
+
+
+def test_user_named_like_the_global_feed_is_refused(tmp_path: Path) -> None:
+    """A user named "all" with a feed overwrote all.xml: the config error names both feeds."""
+    found = only(problems(tmp_path, USER_ALL), "users[1].name")
+    assert found.line == line_of(USER_ALL, 'name = "all"')
+    assert found.message == (
+        'expected a name whose feed file is free, got "all": its feed all.xml is also the feed of '
+        '[feeds].global_feed = "all.xml" (rename one, set feed = false, or pick another [feeds].global_feed)'
+    )
+    assert [u.name for u in load(tmp_path, USER_ALL + "feed = false\n").users] == ["ada", "all"]
+    assert load(tmp_path, '[feeds]\nglobal_feed = "everything.xml"\n' + USER_ALL).feeds.global_feed == "everything.xml"
+
+
+@pytest.mark.parametrize("global_feed", ["ada.xml", "ADA.xml", "Ada.XML"])
+def test_global_feed_named_like_a_user_feed_is_refused(tmp_path: Path, global_feed: str) -> None:
+    """global_feed = "ada.xml" overwrote ada's feed; "ADA.xml" does on case-insensitive file systems."""
+    text = f'[feeds]\nglobal_feed = "{global_feed}"\n' + MINIMAL
+    if not global_feed.endswith(".xml"):
+        assert 'expected a file name ending in ".xml"' in only(problems(tmp_path, text), "feeds.global_feed").message
+        return
+    found = only(problems(tmp_path, text), "users[0].name")
+    assert f'its feed ada.xml is also the feed of [feeds].global_feed = "{global_feed}"' in found.message
+
+
+def test_names_whose_feed_files_coincide_are_refused(tmp_path: Path) -> None:
+    """Two names that sanitize to one feed file name are refused, naming the other user."""
+    from digest.feeds import feed_file, feed_slug
+
+    other = feed_slug("Ada.x")  # "ada-x-<hash>": a name someone else could have
+    text = MINIMAL.replace('name = "ada"', 'name = "Ada.x"') + f"""
+[[users]]
+name = "{other}"
+email = "b@example.org"
+keywords = ["x"]
+"""
+    assert feed_file(other) == feed_file("Ada.x")
+    found = only(problems(tmp_path, text), "users[1].name")
+    assert f'its feed {other}.xml is also the feed of users[0] ("Ada.x")' in found.message
+
+
+def test_leap_day_cron_is_accepted_and_has_periods(tmp_path: Path) -> None:
+    """cron = "0 0 29 2 *" (leap days) passed check and then every run exited 2: now its periods are found."""
+    from datetime import UTC, datetime
+
+    from digest.cadence import current_period, next_scheduled_after
+
+    text = MINIMAL + 'cadence = "cron"\ncron = "0 0 29 2 *"\n'
+    profile = load(tmp_path, text).profiles()[0]
+    now = datetime(2026, 11, 23, 7, tzinfo=UTC)
+    assert current_period(profile, now).key == "2024-02-29T00:00"
+    assert next_scheduled_after(profile, now) == datetime(2028, 2, 29, tzinfo=UTC)
+    # 29 February on a Monday: 2016, 2044, 2072, then 2112 (2100 is no leap year): a 40-year gap.
+    rare = load(tmp_path, MINIMAL + 'cadence = "cron"\ncron = "0 0 29 2 mon"\n').profiles()[0]
+    assert current_period(rare, now).key == "2016-02-29T00:00"
+    assert current_period(rare, datetime(2111, 12, 31, tzinfo=UTC)).key == "2072-02-29T00:00"
+
+
+@pytest.mark.parametrize("cron", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_cron_that_never_fires_is_refused(tmp_path: Path, cron: str) -> None:
+    """A cron that matches no date passed check: it is refused, for users and for the server schedule."""
+    text = MINIMAL + f'cadence = "cron"\ncron = "{cron}"\n'
+    found = only(problems(tmp_path, text), "users[0].cron")
+    assert found.line == line_of(text, "cron =")
+    assert found.message == (
+        f'expected a crontab expression that fires, got "{cron}", which matches no calendar date (check the day and '
+        "month fields, e.g. day 30 or 31 of February)"
+    )
+    assert "that fires" in only(problems(tmp_path, f'[server]\nschedule = "{cron}"\n' + MINIMAL),
+                                "server.schedule").message  # fmt: skip
+
+
+def test_no_unsubscribe_method_is_an_error(tmp_path: Path) -> None:
+    """check warned and run refused to compose: a config with no way to unsubscribe is now refused by the loader."""
+    text = MINIMAL.replace('unsubscribe_mailto = "unsubscribe@example.org"\n', "")
+    found = only(problems(tmp_path, text), "mail.unsubscribe_mailto")
+    assert found.line == 1 and "got neither" in found.message
+    assert load(tmp_path, '[digest]\nbase_url = "https://d.example.org"\n' + text).digest.base_url
+
+
+def test_check_and_run_refuse_with_the_same_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`digest check` and `digest run` load the config through one validation and print the same problem."""
+    from digest.cli import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("DIGEST_SECRET", "s" * 32)
+    path = write(tmp_path, "[digest]\nkeep_sent_days = 1000000000\n" + MINIMAL)
+    printed = []
+    for command in (["check"], ["run", "--dry-run", "--out", str(tmp_path / "out")]):
+        assert main(["--config", str(path), *command]) == 2
+        printed.append(capsys.readouterr().err)
+    assert printed[0] == printed[1]
+    assert f"error: {path}:2: digest.keep_sent_days: expected a whole number from 0 to 3650, got 1000000000" \
+        in printed[0]
+    assert "unexpected" not in printed[0]
