@@ -81,19 +81,25 @@ def cli(ctx: click.Context, config_path: str | None, store_path: str | None, ver
     ctx.obj = Context(config_path, store_path, verbose)
 
 
-def _expand_paths(paths: Sequence[str]) -> Iterator[tuple[str, Path | None]]:
-    """Yield (name, path) per dump; folders give their files in name order; '-' is standard input."""
+def _expand_paths(paths: Sequence[str]) -> Iterator[tuple[str, Path | None, DumpError | None]]:
+    """Yield (name, path, error) per dump; folders give their files in name order; '-' is standard input. A
+    folder that cannot be listed gives its error in place of a dump."""
     for raw in paths:
         if raw == "-":
-            yield "<stdin>", None
+            yield "<stdin>", None, None
             continue
         path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.is_file() and not child.name.startswith("."):
-                    yield str(child), child
-        else:
-            yield raw, path
+        if not path.is_dir():
+            yield raw, path, None
+            continue
+        try:
+            children = sorted(path.iterdir())
+        except OSError as exc:
+            yield raw, path, DumpError(f"{raw}: cannot list the folder ({exc.strerror})", "check its permissions")
+            continue
+        for child in children:
+            if child.is_file() and not child.name.startswith("."):
+                yield str(child), child, None
 
 
 def _read(name: str, path: Path | None) -> Dump:
@@ -108,16 +114,19 @@ def report_line(report: IngestReport) -> str:
         return f"{report.name}: {report.format}, {report.found} papers, already ingested (0 new)"
     line = f"{report.name}: {report.format}, {report.found} papers, {report.new} new, {report.seen} already seen"
     if report.skipped:
-        line += f", {len(report.skipped)} malformed entries skipped"
+        line += f", {len(report.skipped)} problems noted (entries dropped or fields ignored)"
     return line
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (also for refused dumps).")
 @click.pass_obj
 def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
-    """Ingest dump files or folders ('-' reads standard input) and report what is new."""
+    """Ingest dump files or folders ('-' reads standard input) and report what is new.
+
+    A dump that cannot be read is refused whole (nothing of it is stored) and the others go on; the exit code
+    is 1 when any was refused."""
     with store.run_lock(obj.store_file(), wait=True), contextlib.closing(store.open_store(obj.store_file())) as conn:
         _ingest_all(conn, paths, as_json, obj.verbose)
 
@@ -126,24 +135,40 @@ def _ingest_all(conn: sqlite3.Connection, paths: tuple[str, ...], as_json: bool,
     reports: list[dict[str, Any]] = []
     refused = 0
     now = datetime.now(UTC)
-    for name, path in _expand_paths(paths):
-        try:
-            report = store.ingest(conn, _read(name, path), now=now)
-        except DumpError as exc:
-            refused += 1
-            reports.append({"name": name, "error": exc.message, "hint": exc.hint})
+    name: str | None = None
+    try:
+        for name, path, error in _expand_paths(paths):
+            try:
+                if error is not None:
+                    raise error
+                report = store.ingest(conn, _read(name, path), now=now)
+            except DumpError as exc:
+                refused += 1
+                reports.append({"name": name, "refused": True, "error": exc.message, "hint": exc.hint})
+                if not as_json:
+                    _print_error(exc, verbose)
+                continue
+            reports.append({**asdict(report), "refused": False})
             if not as_json:
-                _print_error(exc, verbose)
-            continue
-        reports.append(asdict(report))
-        if not as_json:
-            click.echo(report_line(report))
-            for problem in report.skipped:
-                click.echo(f"  skipped {problem}", err=True)
-    if as_json:
-        _echo_json(reports)
+                click.echo(report_line(report))
+                for problem in report.skipped:
+                    click.echo(f"  note: {problem}", err=True)
+    except BaseException as exc:
+        # Not a dump's fault (the store failed, or a bug): the report still lists what was done, then the error
+        # itself is shown as usual.
+        if as_json:
+            reports.append({"name": name, "refused": True, "error": _one_line(exc), "hint": "nothing more was read"})
+        raise
+    finally:
+        if as_json:
+            _echo_json(reports)
     if refused:
         raise SystemExit(EXIT_FAILED)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.message if isinstance(exc, DigestError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def _parse_day(value: str | None, param: str) -> datetime | None:

@@ -98,3 +98,31 @@ def test_console_script_end_to_end(tmp_path: Path, seeds: list[Path]) -> None:
     (tmp_path / "bin.dat").write_bytes(b"\x00\x01\x02" * 10)
     done = subprocess.run([*cmd[:-1], str(tmp_path / "bin.dat")], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "binary" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_json_report_lists_every_path_when_some_are_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, seeds: list[Path]
+) -> None:
+    """--json gives one entry per path, in order, refused ones with their error and hint; exit 1."""
+    bad = tmp_path / "nested.json"
+    bad.write_bytes(b"[" * 100000)
+    missing = tmp_path / "missing.txt"
+    code, out, err = _run(capsys, "--store", str(tmp_path / "s.db"), "ingest", "--json", str(bad), str(seeds[0]),
+                          str(missing))  # fmt: skip
+    reports = json.loads(out)
+    assert code == 1 and err == "" and [r["refused"] for r in reports] == [True, False, True]
+    assert reports[0]["name"] == str(bad) and "nested too deeply" in reports[0]["error"] and reports[0]["hint"]
+    assert reports[1]["new"] == 82 and str(missing) in reports[2]["error"]
+
+
+def test_ignored_fields_are_listed_as_notes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The human report counts the notes and lists each (entry, title start, field) on stderr."""
+    entries = [{"paper": {"id": "2401.00001", "title": "T", "summary": "S", "upvotes": "7", "organization": True}}]
+    dump = tmp_path / "d.json"
+    dump.write_text(json.dumps(entries))
+    code, out, err = _run(capsys, "--store", str(tmp_path / "s.db"), "ingest", str(dump))
+    assert code == 0 and out.strip().endswith("2 problems noted (entries dropped or fields ignored)")
+    assert err.splitlines() == [
+        "  note: entry 0 ('T'): paper.organization ignored (expected an object or text, got a boolean (true))",
+        "  note: entry 0 ('T'): paper.upvotes ignored (expected a whole number, got a string '7')",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # Three real 2026-04-16 API entries, trimmed (two authors, no avatars of users), and the same as a saved page.
 API_ORGS = FIXTURES / "orgs" / "api_2026-04-16.json"
 PAGE_ORGS = FIXTURES / "orgs" / "page_2026-04-16.html"
+SEEDS = sorted(FIXTURES.glob("0*.txt"))
 
 
 def test_seed_paper_counts(seeds: list[Path]) -> None:
@@ -269,3 +271,75 @@ def test_control_characters_are_stripped() -> None:
     entry = {"paper": {"id": "2401.00001", "title": "A\x0bB", "summary": "x\x00y <think>"}}
     paper = parse_dump(json.dumps([entry]).encode(), "c.json").papers[0]
     assert (paper.title, paper.abstract) == ("AB", "xy <think>")
+
+
+def _api_with(**fields: object) -> bytes:
+    entries = json.loads((FIXTURES / "orgs" / "api_2026-04-16.json").read_text(encoding="utf-8"))
+    entries[0]["paper"].update(fields)
+    return json.dumps(entries).encode()
+
+
+def test_wrong_type_fields_are_ignored_with_a_note() -> None:
+    """A field of the wrong JSON type is left out with a note naming the entry and the field; the entry stays."""
+    data = _api_with(organization={"name": 5}, upvotes="12", publishedAt=20260415, authors=[1, {"name": "Ada"}])
+    dump = parse_dump(data, "t.json")
+    paper = dump.papers[0]
+    assert len(dump.papers) == 3 and paper.upvotes is None and paper.published == date(2026, 4, 14)  # the entry's
+    assert paper.authors == ("Ada",) and paper.organization == "Intern Large Models"  # the entry's own copy
+    for field in ("paper.organization.name", "paper.upvotes", "paper.publishedAt", "paper.authors"):
+        assert any(n.startswith("entry 0 ('TREX: Automating") and field in n for n in dump.skipped), field
+
+
+def test_non_string_values_are_never_stored_as_python_reprs() -> None:
+    """An organization that is a bool, or an object without names, gives no 'True' or "{'a': 1}" text."""
+    for org in (True, {"a": 1}, 7, ["x"]):
+        entries = json.loads((FIXTURES / "orgs" / "api_2026-04-16.json").read_text(encoding="utf-8"))
+        for entry in entries:
+            entry["organization"] = entry["paper"]["organization"] = org
+        dump = parse_dump(json.dumps(entries).encode(), "o.json")
+        assert {p.organization for p in dump.papers} == {None} and {p.org_handle for p in dump.papers} == {None}
+
+
+def test_an_entry_without_a_sound_title_or_abstract_is_dropped_with_a_note() -> None:
+    """A title or summary of the wrong type (and no usable copy on the entry) drops that entry only."""
+    entries = json.loads(_api_with(summary=["not", "text"]))
+    entries[1]["paper"]["title"] = 42
+    entries[1]["title"] = None
+    dump = parse_dump(json.dumps(entries).encode(), "d.json")
+    assert [p.title[:4] for p in dump.papers] == ["Rati"]
+    assert dump.skipped[0].startswith("entry 0: dropped, no usable abstract: paper.summary ignored")
+    assert dump.skipped[1].startswith("entry 1: dropped, expected a non-empty 'paper.title'")
+
+
+def test_controls_go_from_every_field_and_title_wraps_become_spaces() -> None:
+    """C0/C1 controls and DEL leave every field; a title's breaks become spaces, an abstract's become LF."""
+    data = _api_with(
+        title="A\u2028wrapped\x85title\twith\x7f\x9b junk",
+        summary="Line one\x85line two\u2029three\tfour\x1b.",
+        authors=[{"name": "Ada\x00 Love\nlace"}],
+        organization={"name": "org\x01", "fullname": "Org\r\nName"},
+    )
+    paper = parse_dump(data, "c.json").papers[0]
+    assert paper.title == "A wrapped title with junk"
+    assert paper.abstract == "Line one\nline two\nthree\tfour."
+    assert paper.authors == ("Ada Love lace",) and (paper.organization, paper.org_handle) == ("Org Name", "org")
+
+
+def test_numbers_too_long_to_convert_are_one_ignored_field() -> None:
+    """A 5,000-digit count (more than int() converts) is dropped with a note, not the whole dump."""
+    text = (FIXTURES / "orgs" / "api_2026-04-16.json").read_text(encoding="utf-8")
+    dump = parse_dump(text.replace('"upvotes": 6', '"upvotes": ' + "9" * 5000, 1).encode(), "n.json")
+    assert len(dump.papers) == 3 and dump.papers[0].upvotes is None
+    assert any("paper.upvotes ignored" in note for note in dump.skipped)
+    seed = SEEDS[1].read_text(encoding="utf-8")
+    dump = parse_dump(re.sub(r"• \d+ authors", "• " + "9" * 5000 + " authors", seed, count=1).encode(), "n.txt")
+    assert any("n_authors ignored (out of range)" in note for note in dump.skipped)
+
+
+def test_utf16_dump_is_refused_with_its_encoding_named() -> None:
+    """A dump saved as UTF-16 (with or without a BOM) is named as such, with a hint to convert it."""
+    text = (FIXTURES / "orgs" / "api_2026-04-16.json").read_text(encoding="utf-8")
+    for encoding in ("utf-16", "utf-16-le", "utf-32"):
+        with pytest.raises(DumpError, match=r"UTF-(16|32) encoded") as info:
+            parse_dump(text.encode(encoding), "w.json")
+        assert "iconv" in info.value.hint

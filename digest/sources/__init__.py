@@ -1,7 +1,10 @@
 """Dump readers: sniff the format from the content, then parse text scrapes, API JSON or saved HTML.
 
-Policy for partly malformed dumps: the good entries are ingested and every bad entry is listed in
-``Dump.skipped`` (and in the ingest report); a dump with no good entry at all is refused whole.
+Policy for partly malformed dumps: the good entries are ingested and every bad entry, and every field ignored
+for its type or range, is listed in ``Dump.skipped`` (and in the ingest report); a dump with no good entry at
+all, or one a reader cannot make sense of (any exception), is refused whole with a DumpError naming the file.
+Every text field is cleaned (``identity.clean_text``): no control characters, no lone surrogates, one-line
+fields on one line.
 """
 
 from __future__ import annotations
@@ -9,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import replace
 from pathlib import Path
 
 from digest.errors import DumpError
 from digest.models import Dump, Paper
-from digest.sources.api_json import parse_entries
+from digest.sources.api_json import MAX_COUNT, json_problem, load_json, parse_entries
 from digest.sources.html import looks_like_html, parse_html
-from digest.sources.identity import normalise_title, paper_key, title_fingerprint
+from digest.sources.identity import clean_text, normalise_title, paper_key, title_fingerprint
 from digest.sources.text import looks_like_text_dump, parse_text
 
 __all__ = [
@@ -38,6 +40,11 @@ _ARTICLE = {"text": "a text", "json": "a JSON", "html": "an HTML"}
 def _decode(data: bytes, name: str) -> str:
     if not data.strip():
         raise DumpError(f"{name}: the file is empty", "expected a Daily Papers dump (text scrape, API JSON or HTML)")
+    if encoding := _wide_encoding(data):
+        raise DumpError(
+            f"{name}: the file is {encoding} encoded, not UTF-8",
+            f"save the dump as UTF-8 (for example: iconv -f {encoding} -t UTF-8 < dump > dump.utf8)",
+        )
     if b"\x00" in data:
         raise DumpError(
             f"{name}: this is a binary file, not a dump",
@@ -51,6 +58,29 @@ def _decode(data: bytes, name: str) -> str:
             f"{name}:{line}: the file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
             "save the dump as UTF-8",
         ) from exc
+
+
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """ "UTF-16" or "UTF-32" when the bytes have NULs and start with that byte order mark or look like ASCII
+    text saved in UTF-16 (every other byte NUL), else None (a NUL byte is then binary)."""
+    if b"\x00" not in data:
+        return None
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return encoding
+    head = data[:4096]
+    half = len(head) // 2
+    if half >= 8 and max(head[1::2].count(0), head[::2].count(0)) > 0.9 * half:
+        return "UTF-16"
+    return None
 
 
 def detect_format(text: str) -> str:
@@ -70,10 +100,13 @@ def parse_dump(data: bytes, name: str) -> Dump:
     try:
         if fmt == "json":
             try:
-                entries = json.loads(text)
-            except json.JSONDecodeError as exc:
+                entries = load_json(text)
+            except RecursionError:
+                raise
+            except ValueError as exc:
+                where = f":{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
                 raise DumpError(
-                    f"{name}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})",
+                    f"{name}{where}: invalid JSON ({json_problem(exc).split(' at line ')[0]})",
                     "expected the complete JSON of the daily-papers API; the file may be truncated",
                 ) from exc
             papers, problems = parse_entries(entries, "the top level")
@@ -96,7 +129,9 @@ def parse_dump(data: bytes, name: str) -> Dump:
             f"{name}: the {fmt} dump is nested too deeply to be a Daily Papers listing",
             "nothing was stored; the file is not a listing (or was mangled)",
         ) from exc
-    except (TypeError, AttributeError, KeyError, IndexError, OverflowError, UnicodeError) as exc:
+    except DumpError:
+        raise
+    except Exception as exc:
         # A reader met a shape it does not expect: that dump is refused, and only that one (`digest run` moves
         # it aside and goes on with the next). -v shows the traceback, should it be a reader's bug.
         log.debug("reading %s failed", name, exc_info=True)
@@ -121,63 +156,46 @@ def parse_dump(data: bytes, name: str) -> Dump:
     )
 
 
-# Counts stored as SQLite integers (64-bit): a bigger one in a dump crashed the ingest's insert.
-_MAX_COUNT = 2**53
-
-
-def _clean_text(value: str) -> str:
-    # A lone surrogate ("\ud800" in JSON) cannot be encoded as UTF-8, which SQLite needs: it becomes U+FFFD.
-    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogate(value) else value
-
-
-def _has_surrogate(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-_BREAK = re.compile(r"\r\n?|[\u2028\u2029\x85]")
-_ONE_LINE = ("title", "organization", "org_handle", "published_text")
-
-
-def _one_line(value: str) -> str:
-    """A field shown on one line: its line breaks (a wrapped title) become single spaces."""
-    return re.sub(r"\s*(?:\r\n?|[\n\u2028\u2029\x85])\s*", " ", value).strip() if _LINE_BREAK.search(value) else value
-
-
-_LINE_BREAK = re.compile(r"[\r\n\u2028\u2029\x85]")
+_ONE_LINE = ("key", "title", "organization", "org_handle", "published_text", "url", "arxiv_id")
 
 
 def _sane(papers: list[Paper]) -> tuple[list[Paper], list[str]]:
-    """Papers every stage can store and render: counts in range (else dropped, with a note), text without lone
-    surrogates (replaced), one-line fields on one line, no raw CR."""
+    """Papers every stage can store and render: counts in range (else dropped, with a note), every text field
+    through `clean_text` (no lone surrogate, no control character, one-line fields on one line), the key
+    derived from the cleaned title; a paper whose title is nothing but controls is dropped with a note."""
     out, notes = [], []
     for index, paper in enumerate(papers):
+        label = f"paper {index + 1} ({clean_text(paper.title, one_line=True)[:60]!r})"
         changes: dict[str, object] = {}
         for name in ("upvotes", "n_authors"):
             value = getattr(paper, name)
-            if value is not None and not 0 <= value < _MAX_COUNT:
+            if value is not None and not 0 <= value < MAX_COUNT:
                 changes[name] = None
-                notes.append(f"paper {index + 1} ({paper.title[:60]!r}): {name} ignored (out of range)")
-        for name in ("key", "title", "abstract", "organization", "org_handle", "published_text", "url", "arxiv_id"):
+                notes.append(f"{label}: {name} ignored (out of range)")
+        for name in (*_ONE_LINE, "abstract"):
             value = getattr(paper, name)
             if isinstance(value, str):
-                cleaned = _one_line(_clean_text(value)) if name in _ONE_LINE else _clean_text(value)
-                if name == "abstract":
-                    cleaned = _BREAK.sub("\n", cleaned)  # CR and CRLF become LF; no raw CR is stored
+                cleaned = clean_text(value, one_line=name != "abstract")
                 if cleaned != value:
-                    changes[name] = cleaned
-        authors = tuple(_one_line(_clean_text(a)) for a in paper.authors)
+                    changes[name] = cleaned if cleaned or name in ("title", "abstract") else None
+        authors = tuple(a for a in (clean_text(a, one_line=True) for a in paper.authors) if a)
         if authors != paper.authors:
             changes["authors"] = authors
-        out.append(replace(paper, **changes) if changes else paper)  # type: ignore[arg-type]
+        if changes:
+            paper = replace(paper, **changes)  # type: ignore[arg-type]
+        if not paper.title:
+            notes.append(f"paper {index + 1}: dropped, its title is empty once control characters are removed")
+            continue
+        if "title" in changes or "arxiv_id" in changes:
+            paper = replace(paper, key=paper_key(paper.arxiv_id, paper.title))
+        out.append(paper)
     return out, notes
 
 
 def read_dump(path: Path) -> Dump:
     """Read and parse one dump file."""
+    if Path(path).is_dir():
+        raise DumpError(f"{path}: this is a folder, not a dump file", "name the dump files, or the folder to `ingest`")
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

@@ -1,104 +1,235 @@
-"""Reader for the daily-papers API JSON (a list of entries, each with a ``paper`` object)."""
+"""Reader for the daily-papers API JSON (a list of entries, each with a ``paper`` object).
+
+Every field is checked for its JSON type: a field of the wrong type (an organization that is a number, upvotes
+as text, an author that is a list) is ignored with a note naming the entry and the field, and never stored as
+a Python repr. An entry is kept when its title and abstract are sound, else dropped with a note.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import date, datetime
 from typing import Any
 
 from digest.models import Paper
-from digest.sources.identity import normalise_arxiv_id, paper_key, strip_controls, unwrap
+from digest.sources.identity import clean_text, normalise_arxiv_id, paper_key
 
-
-def _parse_date(value: Any) -> date | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-    except ValueError:
-        return None
-
-
-def _text(value: Any) -> str | None:
-    """A non-empty string field, controls and outer spaces removed; None for anything else (never a repr)."""
-    if not isinstance(value, str):
-        return None
-    return strip_controls(value).strip() or None
-
-
-def _organization(entry: dict[str, Any], paper: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(display name, Hugging Face handle) of the paper's organization, e.g. ("AI at Meta", "facebook").
-
-    Profiles name organizations either way, so both are kept. The paper's own object wins; the entry's copy
-    is the fallback when the paper's is missing or unusable. A bare string is a display name (no handle).
-    """
-    for org in (paper.get("organization"), entry.get("organization")):
-        if isinstance(org, dict):
-            handle = _text(org.get("name"))
-            display = _text(org.get("fullname")) or handle
-            if display:
-                return display, handle
-        elif display := _text(org):
-            return display, None
-    return None, None
-
-
-def _safe_url(value: Any) -> str | None:
-    if isinstance(value, str) and value.startswith(("https://", "http://")):
-        return value
-    return None
+# Counts are stored as SQLite integers and handled as JSON numbers by scripts: 2**53 is the safe bound.
+MAX_COUNT = 2**53
 
 
 def describe(value: Any) -> str:
-    """A short description of an unexpected JSON value, for error messages."""
+    """A short description of an unexpected JSON value, for notes and error messages (never the whole value)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        digits = str(abs(value))
+        shown = digits if len(digits) <= 24 else f"{digits[:8]}... ({len(digits)} digits)"
+        return f"a number ({'-' if value < 0 else ''}{shown})"
+    if isinstance(value, float):
+        return "a number too large to hold" if math.isinf(value) else f"a number ({value!r})"
     if isinstance(value, str):
         looks_repr = value.lstrip().startswith("{'")
         hint = " (it looks like Python repr() output, not JSON)" if looks_repr else ""
         return f"a string {value[:40]!r}{hint}"
-    return f"{type(value).__name__}"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
-def parse_entry(entry: Any) -> Paper:
-    """Turn one API entry into a Paper; raises ValueError saying what is missing."""
+def _int(digits: str) -> int | float:
+    # int() refuses more than 4300 digits (a ValueError that made the whole dump unreadable): such a number is
+    # infinite for our purposes, and the one field holding it is ignored with a note.
+    return int(digits) if len(digits) <= 4300 else (-math.inf if digits.startswith("-") else math.inf)
+
+
+def load_json(text: str) -> Any:
+    """json.loads, with integers of any length (a too-long one becomes an infinite float)."""
+    return json.loads(text, parse_int=_int)
+
+
+def json_problem(exc: ValueError) -> str:
+    """What json.loads disliked, in words (a number too long to convert is a plain ValueError)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if "integer string conversion" in str(exc):
+        return "a number with more than 4300 digits"
+    return str(exc)[:200]
+
+
+class _Fields:
+    """Typed access to one entry's fields; a value of the wrong type is ignored and noted."""
+
+    def __init__(self, entry: dict[str, Any], paper: dict[str, Any]) -> None:
+        self.entry, self.paper = entry, paper
+        self.notes: list[str] = []
+
+    def ignore(self, field: str, value: Any, expected: str) -> None:
+        self.notes.append(f"{field} ignored (expected {expected}, got {describe(value)})")
+
+    def text(self, *fields: str, one_line: bool = True) -> str | None:
+        """The first usable text among ``paper.<f>`` / ``<f>`` (the entry's own copy); wrong types noted."""
+        found: str | None = None
+        for field in fields:
+            owner, _, key = field.rpartition(".")
+            value = (self.paper if owner == "paper" else self.entry).get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                self.ignore(field, value, "text")
+            elif found is None:
+                found = clean_text(value, one_line=one_line) or None
+        return found
+
+    def authors(self) -> tuple[str, ...]:
+        raw = self.paper.get("authors")
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.ignore("paper.authors", raw, "a list of authors")
+            return ()
+        names, bad = [], []
+        for author in raw:
+            name = author.get("name") if isinstance(author, dict) else author
+            if isinstance(name, str):
+                if cleaned := clean_text(name, one_line=True):
+                    names.append(cleaned)
+            elif not (isinstance(author, dict) and name is None):
+                bad.append(author)
+        if bad:
+            self.notes.append(
+                f"paper.authors: {len(bad)} of {len(raw)} ignored (expected objects with a 'name' text, got "
+                f"{describe(bad[0])}{' ...' if len(bad) > 1 else ''})"
+            )
+        return tuple(names)
+
+    def organization(self) -> tuple[str | None, str | None]:
+        """(display name, Hugging Face handle) of the paper's organization, e.g. ("AI at Meta", "facebook").
+
+        Profiles name organizations either way, so both are kept. The paper's own object wins; the entry's
+        copy is the fallback when the paper's is missing or unusable. A bare string is a display name only.
+        """
+        found: tuple[str | None, str | None] = (None, None)
+        for field in ("paper.organization", "organization"):
+            org = (self.paper if field.startswith("paper.") else self.entry).get("organization")
+            if org is None:
+                continue
+            if isinstance(org, dict):
+                parts = []
+                for key in ("name", "fullname"):
+                    value = org.get(key)
+                    if value is not None and not isinstance(value, str):
+                        self.ignore(f"{field}.{key}", value, "text")
+                        value = None
+                    parts.append(clean_text(value, one_line=True) or None if value else None)
+                handle, display = parts
+                if found == (None, None) and (display or handle):
+                    found = (display or handle, handle)
+            elif isinstance(org, str):
+                if found == (None, None) and (display := clean_text(org, one_line=True)):
+                    found = (display, None)
+            else:
+                self.ignore(field, org, "an object or text")
+        return found
+
+    def published(self) -> date | None:
+        found: date | None = None
+        for field in ("paper.publishedAt", "publishedAt"):
+            value = (self.paper if field.startswith("paper.") else self.entry).get("publishedAt")
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str):
+                self.ignore(field, value, "a date text")
+                continue
+            try:
+                day = datetime.fromisoformat(value.strip().replace("Z", "+00:00")).date()
+            except ValueError:
+                self.ignore(field, value, "an ISO date")
+                continue
+            found = found or day
+        return found
+
+    def upvotes(self) -> int | None:
+        value = self.paper.get("upvotes")
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.ignore("paper.upvotes", value, "a whole number")
+            return None
+        if not 0 <= value < MAX_COUNT:
+            self.notes.append(f"paper.upvotes ignored (out of range): {describe(value)}")
+            return None
+        return value
+
+    def arxiv_id(self) -> str | None:
+        value = self.paper.get("id")
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            self.ignore("paper.id", value, "an arXiv id text")
+            return None
+        arxiv_id = normalise_arxiv_id(value)
+        if arxiv_id is None:
+            self.ignore("paper.id", value, "an arXiv id")
+        return arxiv_id
+
+    def url(self) -> str | None:
+        found: str | None = None
+        for key in ("projectPage", "githubRepo"):
+            value = self.paper.get(key)
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+                self.ignore(f"paper.{key}", value, "an http(s) link")
+            elif found is None:
+                found = clean_text(value, one_line=True) or None
+        return found
+
+
+def parse_entry(entry: Any) -> tuple[Paper, list[str]]:
+    """Turn one API entry into a Paper and notes on the fields it ignored; raises ValueError saying why the
+    entry cannot be used (no object, no sound title or abstract)."""
     if not isinstance(entry, dict):
         raise ValueError(f"expected an object with a 'paper' key, got {describe(entry)}")
     paper = entry.get("paper")
     if not isinstance(paper, dict):
-        raise ValueError("expected a 'paper' object")
-    raw_title = paper.get("title") or entry.get("title")
-    if not isinstance(raw_title, str) or not raw_title.strip():
-        raise ValueError("expected a non-empty 'paper.title'")
-    abstract = paper.get("summary") or entry.get("summary") or ""
-    if not isinstance(abstract, str):
-        raise ValueError(f"expected 'paper.summary' to be text, got {describe(abstract)}")
-    raw_id = paper.get("id")
-    arxiv_id = normalise_arxiv_id(raw_id) if isinstance(raw_id, str) else None
-    raw_authors = paper.get("authors")
-    # Anything but a list of {"name": text} objects is no author list (a number or a bool was seen).
-    authors = tuple(
-        a["name"] for a in raw_authors if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"]
-    ) if isinstance(raw_authors, list) else ()  # fmt: skip
-    upvotes = paper.get("upvotes")
-    title = strip_controls(unwrap(raw_title))
-    organization, org_handle = _organization(entry, paper)
+        raise ValueError(f"expected 'paper' to be an object, got {describe(paper)}")
+    fields = _Fields(entry, paper)
+    title = fields.text("paper.title", "title")
+    if title is None:
+        why = f": {'; '.join(fields.notes)}" if fields.notes else ""
+        raise ValueError(f"expected a non-empty 'paper.title'{why}")
+    before = len(fields.notes)
+    abstract = fields.text("paper.summary", "summary", one_line=False)
+    if abstract is None and len(fields.notes) > before:  # a summary of the wrong type: no sound abstract
+        raise ValueError(f"no usable abstract: {'; '.join(fields.notes[before:])}")
+    arxiv_id = fields.arxiv_id()
+    authors = fields.authors()
+    organization, org_handle = fields.organization()
     return Paper(
         key=paper_key(arxiv_id, title),
         title=title,
-        abstract=strip_controls(abstract.strip()),
+        abstract=abstract or "",
         authors=authors,
         n_authors=len(authors) if authors else None,
         organization=organization,
         org_handle=org_handle,
-        published=_parse_date(paper.get("publishedAt") or entry.get("publishedAt")),
-        upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) else None,
+        published=fields.published(),
+        upvotes=fields.upvotes(),
         arxiv_id=arxiv_id,
-        url=_safe_url(paper.get("projectPage")) or _safe_url(paper.get("githubRepo")),
-    )
+        url=fields.url(),
+    ), fields.notes
 
 
 def parse_entries(entries: Any, where: str) -> tuple[list[Paper], list[str]]:
-    """Parse a list of API entries; returns the papers and one message per malformed entry."""
+    """Parse a list of API entries; returns the papers and one message per dropped entry or ignored field."""
     if isinstance(entries, dict) and "error" in entries:
-        raise ValueError(f"the API answered with an error instead of a listing: {entries['error']!r}")
+        raise ValueError(f"the API answered with an error instead of a listing: {describe(entries['error'])}")
     if isinstance(entries, dict) and isinstance(entries.get("dailyPapers"), list):
         entries = entries["dailyPapers"]
     if not isinstance(entries, list):
@@ -107,7 +238,10 @@ def parse_entries(entries: Any, where: str) -> tuple[list[Paper], list[str]]:
     problems: list[str] = []
     for index, entry in enumerate(entries):
         try:
-            papers.append(parse_entry(entry))
+            paper, notes = parse_entry(entry)
         except ValueError as exc:
-            problems.append(f"entry {index}: {exc}")
+            problems.append(f"entry {index}: dropped, {exc}")
+            continue
+        papers.append(paper)
+        problems.extend(f"entry {index} ({paper.title[:60]!r}): {note}" for note in notes)
     return papers, problems

@@ -67,7 +67,9 @@ def fetch_listing(
         stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=0.5, max=max_wait) + wait_random(0, min(0.5, max_wait)),
         reraise=True,
-        before_sleep=lambda state: log.warning("fetch %s failed (%s); retrying", url, state.outcome.exception()),
+        before_sleep=lambda state: log.warning(
+            "fetch %s failed (%s); retrying", url, state.outcome.exception() if state.outcome else None
+        ),
     )(_get)
     try:
         data = fetch(url, timeout)

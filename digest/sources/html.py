@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
+import warnings
 
-from bs4 import BeautifulSoup, SoupStrainer
+from bs4 import BeautifulSoup, SoupStrainer, XMLParsedAsHTMLWarning
 
 from digest.models import Paper
-from digest.sources.api_json import parse_entries
+from digest.sources.api_json import describe, json_problem, load_json, parse_entries
 
 # lxml is the fastest backend here (1.8x html.parser on the 220 KB page), and building only the hydrater
 # div instead of the whole tree saves another ~15%; bench/bench_ingest.py prints all four combinations.
@@ -30,8 +30,11 @@ def looks_like_html(text: str) -> bool:
 
 def parse_html(text: str, *, parser: str = "lxml", strain: bool = True) -> tuple[list[Paper], list[str]]:
     """Parse a saved listing page; raises ValueError when the page has no DailyPapers listing."""
-    soup = BeautifulSoup(text, parser, parse_only=_ONLY_DAILY_PAPERS if strain else None)
-    node = soup.find(attrs={"data-target": "DailyPapers"})
+    with warnings.catch_warnings():
+        # A page saved with an XML prolog before it is still the HTML page; bs4 would warn on every ingest.
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(text, parser, parse_only=_ONLY_DAILY_PAPERS if strain else None)
+    node = soup.find(None, {"data-target": "DailyPapers"})
     if node is None:
         raise ValueError(
             'no DailyPapers listing in this page (expected an element with data-target="DailyPapers"; '
@@ -41,9 +44,11 @@ def parse_html(text: str, *, parser: str = "lxml", strain: bool = True) -> tuple
     if not isinstance(raw, str):
         raise ValueError("the DailyPapers element has no data-props attribute")
     try:
-        props = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the DailyPapers data-props is not valid JSON ({exc.msg} at char {exc.pos})") from exc
+        props = load_json(raw)
+    except RecursionError as exc:
+        raise ValueError("the DailyPapers data-props is nested too deeply to be a listing") from exc
+    except ValueError as exc:
+        raise ValueError(f"the DailyPapers data-props is not valid JSON ({json_problem(exc)})") from exc
     if not isinstance(props, dict) or "dailyPapers" not in props:
-        raise ValueError("the DailyPapers data-props has no 'dailyPapers' list")
+        raise ValueError(f"the DailyPapers data-props has no 'dailyPapers' list (got {describe(props)})")
     return parse_entries(props["dailyPapers"], "data-props.dailyPapers")

@@ -8,8 +8,6 @@ import unicodedata
 
 _ARXIV_ID = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-# C0/C1 controls other than tab and newline: lxml refuses them in feeds and they have no meaning in a title.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def normalise_arxiv_id(raw: str) -> str | None:
@@ -34,11 +32,23 @@ def paper_key(arxiv_id: str | None, title: str) -> str:
     return f"arxiv:{arxiv_id}" if arxiv_id else f"title:{title_fingerprint(title)}"
 
 
-def strip_controls(text: str) -> str:
-    """Remove control characters that no renderer or XML serialiser can carry."""
-    return _CONTROLS.sub("", text)
+# A line ends at LF, CR or CRLF; NEL, U+2028 and U+2029 are line breaks inside a field too.
+_BREAKS = re.compile(r"\r\n?|[\x85\u2028\u2029]")
+# C0/C1 controls other than tab and LF (NEL is a break, made LF first): lxml refuses them in feeds and they
+# have no meaning in a field.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON pairs are joined on load: any left is lone
+_NEEDS_WORK = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_WRAP = re.compile(r"[ \t]*[\n\t][\s]*")
 
 
-def unwrap(text: str) -> str:
-    """Join arXiv-style hard line wraps (``"Multimodal\\n  Models"``) into single spaces."""
-    return re.sub(r"\s*\n\s*", " ", text).strip()
+def clean_text(value: str, *, one_line: bool) -> str:
+    """A field as the store keeps it: lone surrogates (``"\\ud800"`` in JSON, not encodable as UTF-8) become
+    U+FFFD, control characters other than tab and LF go, line breaks become LF. A one-line field (title,
+    organization, author, date) also has its line wraps and tabs turned into single spaces; outer space goes."""
+    if not _NEEDS_WORK.search(value):  # the common case: one scan, no copy
+        return value.strip()
+    value = _CONTROLS.sub("", _BREAKS.sub("\n", _SURROGATE.sub("\ufffd", value)))
+    if one_line:
+        value = _WRAP.sub(" ", value)
+    return value.strip()

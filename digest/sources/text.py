@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from digest.models import Paper
-from digest.sources.identity import paper_key, strip_controls
+from digest.sources.identity import clean_text, paper_key
 
 _MONTHS = {
     m: i
@@ -69,7 +69,12 @@ def parse_date_line(line: str) -> tuple[date | None, str, int | None] | None:
             full = date(int(year), _MONTHS[month], int(day))
         except ValueError:
             full = None
-    return full, written, int(upvotes) if upvotes is not None else None
+    return full, written, count(upvotes) if upvotes is not None else None
+
+
+def count(digits: str) -> int:
+    """A count as written; one too long for int() (over 4300 digits) is a huge number the caller drops."""
+    return int(digits) if len(digits) <= 30 else 10**30
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -127,7 +132,7 @@ def parse_text(text: str) -> tuple[list[Paper], list[str]]:
             authors = _AUTHORS_LINE.match(meta)
             parsed_date = parse_date_line(meta)
             if authors:
-                n_authors = int(authors.group(1))
+                n_authors = count(authors.group(1))
             elif meta == "·":
                 pass
             elif parsed_date:
@@ -140,12 +145,12 @@ def parse_text(text: str) -> tuple[list[Paper], list[str]]:
             else:
                 break
             i += 1
-        title = strip_controls(title)
+        title = clean_text(title, one_line=True)
         papers.append(
             Paper(
                 key=paper_key(None, title),
                 title=title,
-                abstract=strip_controls(abstract),
+                abstract=clean_text(abstract, one_line=False),
                 n_authors=n_authors,
                 organization=organization,
                 org_handle=org_handle,
