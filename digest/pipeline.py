@@ -778,6 +778,26 @@ def run_once(
 # ------------------------------------------------------------------------------------------ preview
 
 
+def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: datetime) -> Digest:
+    """``preview --since``: the profile's best matches among every stored paper first seen since ``since``,
+    streamed from the store a batch at a time (years of history would otherwise sit in memory at once)."""
+    with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+        batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
+        [(kept, total)] = match.match_top_stream(
+            match.compile_profiles([profile]), ([sp.paper for sp in batch] for batch in batches)
+        ).values()
+        shown = store.get_papers(conn, [m.paper.key for m in kept])
+        names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}
+    return Digest(
+        profile=profile,
+        matches=tuple(kept),
+        generated_at=now,
+        period=cadence.current_period(profile, now).key,
+        dumps=tuple(sorted({Path(n).name for n in names.values()})),
+        omitted=total - len(kept),
+    )
+
+
 def preview_digest(
     cfg: config.Config,
     env: Mapping[str, str],
@@ -794,22 +814,15 @@ def preview_digest(
     if profile is None:
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
-    if dump is not None or since is not None:
-        dump_names: list[str] = []
-        if dump is not None:
-            parsed = sources.read_dump(dump)
-            pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
-            dump_names = [dump.name]
-        else:
-            assert since is not None
-            with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
-                pool = store.list_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
-                shas = sorted({sp.first_dump for sp in pool})
-                dump_names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
+    if dump is not None:
+        parsed = sources.read_dump(dump)
+        pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
         period = cadence.current_period(profile, now).key
         [digest] = build_digests(
-            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=dump_names
+            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=[dump.name]
         )
+    elif since is not None:
+        digest = _history_digest(cfg, profile, since, now=now)
     else:
         with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
             # A user not yet in the store counts as added now, as the next run would record them.

@@ -501,6 +501,20 @@ def list_papers(
     limit: int | None = None,
 ) -> list[StoredPaper]:
     """Stored papers, newest first, optionally first seen in [since, until) and containing ``search``."""
+    return [sp for batch in iter_papers(conn, since=since, until=until, search=search, limit=limit) for sp in batch]
+
+
+def iter_papers(
+    conn: sqlite3.Connection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    batch: int = 2000,
+) -> Iterator[list[StoredPaper]]:
+    """``list_papers`` in batches of ``batch`` papers, read as they are consumed: a caller that keeps only
+    what it needs of each batch (``digest match``, ``preview --since``) holds one batch, not the history."""
     clauses, params = [], []
     if since is not None:
         clauses.append("first_seen >= ?")
@@ -515,7 +529,9 @@ def list_papers(
     sql = f"SELECT {_PAPER_COLUMNS} FROM papers {where} ORDER BY first_seen DESC, key DESC"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [_row_to_stored(row) for row in conn.execute(sql, params)]
+    cursor = conn.execute(sql, params)
+    while rows := cursor.fetchmany(batch):
+        yield [_row_to_stored(row) for row in rows]
 
 
 def new_papers_since(conn: sqlite3.Connection, since: datetime) -> list[StoredPaper]:
