@@ -6,11 +6,12 @@ For each size, a store is built with that many papers over 365 days (real titles
 project's fixtures, one dump a day, ingested through the store as `digest ingest` does; the last 8 days hold
 40 papers a day at every size, so the run's catch-up window sees the same daily volume) and a year of
 delivery history for every user (one sent digest a day of three papers each: 365 outbox rows and ~1,100
-delivered papers per user), then a real day is put in the inbox and one daily `digest run` (ingest, match,
-render, outbox, sending to a local aiosmtpd sink in another process, feeds) runs in a child process. Its wall
-time and peak RSS are reported, and the ratio against the smallest history, all in this one invocation; the
-smallest size runs first and again last so drift in the machine's speed is visible. Then
-`digest preview --since <first day of the history>` runs over each store in a child process (peak RSS).
+delivered papers per user, and a fixed feed entry id for every paper). Then a real day is put in the inbox
+and one daily `digest run` (ingest, match, render, outbox, sending to a local aiosmtpd sink in another
+process, feeds) runs in a child process. Its wall time and peak RSS are reported, and the ratio against the
+smallest history, all in this one invocation; the smallest size runs first and again last, so drift in the
+machine's speed is visible. Then `digest preview --since <first day of the history>` runs over each store in
+a child process (peak RSS).
 
 Targets (issue 12): the run at 100k stored papers within 1.25x of the run at 1k; preview --since over 100k
 papers under 150 MB peak RSS.
@@ -122,6 +123,10 @@ def build_store(folder: Path, n_papers: int, users: int) -> None:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 delivered,
             )
+        # Every historic paper has been in the global feed, so each has its fixed entry id.
+        conn.execute(
+            "INSERT INTO feed_ids (paper_key, entry_id) SELECT key, 'tag:bench.example,2025:' || key FROM papers"
+        )
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
 
