@@ -232,12 +232,14 @@ def fixed_ids(
         conn = store.open_store(folder / "digest.db")
         history = {f"title:h{i:019d}": tag_uri(AUTHORITY, f"paper/title/h{i:019d}") for i in range(n_ids)}
         feed_ids.record(conn, history)
+        # What a run reads: the ids of the papers its feeds show (a few hundred), not the whole table.
+        wanted = list(history)[-500:]
         loads = []
         for _ in range(max(reps, 5)):
             t0 = time.perf_counter()
-            ids = feed_ids.load(conn)
+            ids = feed_ids.load(conn, wanted)
             loads.append(time.perf_counter() - t0)
-        assert len(ids) == n_ids
+        assert len(ids) == len(wanted)
         records = []
         for day in range(max(reps, 5)):
             new = {f"title:d{day}-{i:03d}": tag_uri(AUTHORITY, f"paper/title/d{day}-{i:03d}") for i in range(50)}
@@ -248,7 +250,7 @@ def fixed_ids(
     finally:
         shutil.rmtree(folder)
     print(f"fixed entry ids (feed_ids), wall time, a store of {n_ids:,} recorded ids:")
-    print(f"  read every id, one query per run:    {statistics.median(loads) * 1e3:6.1f} ms")
+    print(f"  read 500 papers' ids, one query:     {statistics.median(loads) * 1e3:6.1f} ms")
     print(f"  record 50 new ids, one transaction:  {statistics.median(records) * 1e3:6.1f} ms")
     recorded = {sp.paper.key: tag_uri(AUTHORITY, f"paper/fixed/{i}") for i, sp in enumerate(stored)}
     carried = [[FeedEntry(e.paper, e.updated, fixed_id=recorded[e.paper.key]) for e in es] for es in users]

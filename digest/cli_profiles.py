@@ -7,6 +7,7 @@ import os
 import sqlite3
 import tempfile
 import webbrowser
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from digest import compose, config, match, pipeline, render, store
 from digest.cli import EXIT_USAGE, Context, _echo_json, _parse_day, cli
 from digest.errors import DigestError
+from digest.models import Paper, Profile
 
 
 @cli.command()
@@ -149,14 +151,27 @@ def preview(
 def match_command(obj: Context, query: str, since: str | None, dump: Path | None, limit: int, as_json: bool) -> None:
     """Show which stored papers QUERY selects, best first, and why."""
     match.parse_query(query)  # a syntax error is reported before anything is read
+    matcher = match.compile_profiles([Profile(name="query", email="", keywords=(query,), max_papers=limit)])
+    seen = 0
+
+    def counted(batches: Iterable[Sequence[Paper]]) -> Iterator[Sequence[Paper]]:
+        nonlocal seen
+        for batch in batches:
+            seen += len(batch)
+            yield batch
+
     if dump is not None:
         from digest.sources import read_dump
 
-        papers = list(read_dump(dump).papers)
+        [(found, total)] = match.match_top_stream(matcher, counted([read_dump(dump).papers])).values()
     else:
+        # Streamed: the store is read a batch at a time and only the best `limit` matches are kept, so
+        # matching years of history holds one batch of papers, not all of them.
         with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
-            papers = [sp.paper for sp in store.list_papers(conn, since=_parse_day(since, "--since"))]
-    found = match.match_query(query, papers)
+            batches = store.iter_papers(conn, since=_parse_day(since, "--since"))
+            [(found, total)] = match.match_top_stream(
+                matcher, counted([sp.paper for sp in batch] for batch in batches)
+            ).values()
     if as_json:
         _echo_json(
             [
@@ -174,4 +189,4 @@ def match_command(obj: Context, query: str, since: str | None, dump: Path | None
     for m in found[:limit]:
         click.echo(f"{m.score:5.1f}  {m.paper.title}")
         click.echo(f"       {m.reason}")
-    click.echo(f"{len(found)} of {len(papers)} papers match", err=True)
+    click.echo(f"{total} of {seen} papers match", err=True)

@@ -17,11 +17,12 @@ only for the matches some profile keeps. Scores and Matches live in ``digest.ran
 from __future__ import annotations
 
 import gc
+import heapq
 import logging
 import operator
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, count
@@ -78,6 +79,7 @@ __all__ = [
     "match_profile",
     "match_query",
     "match_top",
+    "match_top_stream",
     "org_keys",
     "org_text",
     "parse_query",
@@ -459,6 +461,33 @@ def _match_top(matcher: Matcher, papers: Sequence[Paper]) -> dict[str, tuple[lis
     preps, holds, org_papers = _prepare_all(matcher, papers)
     lists = ranked_lists(matcher, preps, holds, org_papers)
     return {profile.name: found for profile, found in zip(matcher.profiles, lists, strict=True)}
+
+
+def _stream_order(match: Match, index: int) -> tuple[int, int, bool, int, int]:
+    """match_top's order across batches: score (as rank.order_key rounds it), then the tiebreak of
+    rank.tiebreak_order with ``index``, the paper's place in the whole stream, as the input order."""
+    paper = match.paper
+    published = paper.published
+    return (-round(match.score * 1_000_000), -(paper.upvotes or 0), published is None,
+            -published.toordinal() if published else 0, index)  # fmt: skip
+
+
+def match_top_stream(matcher: Matcher, batches: Iterable[Sequence[Paper]]) -> dict[str, tuple[list[Match], int]]:
+    """``match_top`` over papers that arrive in batches (a store's whole history), holding one batch and each
+    profile's best ``max_papers`` at a time: the same result as ``match_top`` over the batches concatenated.
+    A paper's score depends on that paper alone, so ranking per batch and merging is exact."""
+    best: dict[str, list[tuple[tuple[int, int, bool, int, int], Match]]] = {p.name: [] for p in matcher.profiles}
+    totals = dict.fromkeys(best, 0)
+    keep = {p.name: max(p.max_papers, 0) for p in matcher.profiles}
+    offset = 0
+    for batch in batches:
+        index = {paper.key: offset + i for i, paper in enumerate(batch)}
+        for name, (kept, total) in match_top(matcher, batch).items():
+            totals[name] += total
+            ranked = [(_stream_order(m, index[m.paper.key]), m) for m in kept]
+            best[name] = heapq.nsmallest(keep[name], best[name] + ranked, key=operator.itemgetter(0))
+        offset += len(batch)
+    return {name: ([m for _, m in found], totals[name]) for name, found in best.items()}
 
 
 def match_profile(profile: Profile, papers: Sequence[Paper]) -> list[Match]:

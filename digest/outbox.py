@@ -441,8 +441,13 @@ def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
     """Keys of the papers the user was shown most recently (what their Atom feed holds), newest digest first,
     each digest in its own order: delivered and archived papers, and those queued in rows still to be sent.
     A re-keyed paper stays in the feed (its state follows it)."""
+    # Only the digests that can reach the feed are read: the shown papers of a user's latest digests, from
+    # the one holding their ``limit``-th newest shown paper on (an index walk of ``limit`` entries), not their
+    # whole history, which grows by a digest a day.
     rows = conn.execute(
         "SELECT paper_key, outbox_id, position FROM user_papers WHERE user = ?1 AND state IN ('delivered', 'archived') "
+        "AND outbox_id >= coalesce((SELECT outbox_id FROM user_papers WHERE user = ?1 "
+        "AND state IN ('delivered', 'archived') ORDER BY outbox_id DESC LIMIT 1 OFFSET ?2 - 1), 0) "
         "UNION ALL SELECT j.value, o.id, j.key FROM outbox AS o INDEXED BY outbox_due, json_each(o.paper_keys) AS j "
         "WHERE o.user = ?1 "
         f"AND o.status IN {_DUE} ORDER BY 2 DESC, 3 LIMIT ?2",

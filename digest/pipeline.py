@@ -75,28 +75,48 @@ def _unsubscribe_link(profile: Profile, mail: compose.MailSettings) -> str:
 # ------------------------------------------------------------------------------------------ ingest
 
 
-def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[Path]:
-    """Files in the inbox not ingested yet (by content hash), in name order."""
+def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[tuple[Path, os.stat_result]]:
+    """Files in the inbox not ingested yet, in name order, with their stat. A file whose name, size and mtime
+    match a file ingested before is skipped unread; any other is hashed and skipped if a dump with its content
+    is in the store (and remembered by name, size and mtime, so it is not read again)."""
     if not inbox.is_dir():
         return []
+    known = store.known_inbox_files(conn)
     fresh = []
     for path in sorted(inbox.iterdir()):
-        visible = path.is_file() and not path.name.startswith(".")
-        if visible and not store.is_ingested(conn, hashlib.sha256(path.read_bytes()).hexdigest()):
-            fresh.append(path)
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        stat = path.stat()
+        if known.get(path.name) == (stat.st_size, stat.st_mtime_ns):
+            continue
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        if store.is_ingested(conn, sha):
+            store.record_inbox_file(conn, path.name, stat.st_size, stat.st_mtime_ns, sha)
+        else:
+            fresh.append((path, stat))
     return fresh
 
 
 def ingest_paths(
-    conn: sqlite3.Connection, paths: Sequence[Path], *, now: datetime
+    conn: sqlite3.Connection,
+    paths: Sequence[Path],
+    *,
+    now: datetime,
+    inbox_stats: Mapping[Path, os.stat_result] | None = None,
 ) -> tuple[list[IngestReport], list[tuple[Path, str]]]:
-    """Ingest each file; a refused dump is returned with its error and the others go on."""
+    """Ingest each file; a refused dump is returned with its error and the others go on. Files listed in
+    ``inbox_stats`` (inbox files, with their stat from before they were read) are remembered as ingested."""
     reports, refused = [], []
     for path in paths:
         try:
-            reports.append(store.ingest(conn, sources.read_dump(path), now=now))
+            dump = sources.read_dump(path)
+            reports.append(store.ingest(conn, dump, now=now))
         except DumpError as exc:
             refused.append((path, str(exc)))
+            continue
+        stat = (inbox_stats or {}).get(path)
+        if stat is not None:
+            store.record_inbox_file(conn, path.name, stat.st_size, stat.st_mtime_ns, dump.sha256)
     return reports, refused
 
 
@@ -648,7 +668,9 @@ def scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
 def _ingest_inbox(
     conn: sqlite3.Connection, cfg: config.Config, options: RunOptions, *, now: datetime, errors: list[str]
 ) -> list[IngestReport]:
-    paths = inbox_files(conn, cfg.digest.inbox)
+    found = inbox_files(conn, cfg.digest.inbox)
+    stats = dict(found)
+    paths = [path for path, _ in found]
     if options.fetch and cfg.digest.source_url:
         try:
             fetched = fetch.fetch_listing(
@@ -660,7 +682,7 @@ def _ingest_inbox(
                 paths.append(fetched)
         except DigestError as exc:
             errors.append(str(exc))
-    reports, refused = ingest_paths(conn, paths, now=now)
+    reports, refused = ingest_paths(conn, paths, now=now, inbox_stats=stats)
     for path, message in refused:
         # A refused dump left in the inbox would fail every later run too: one report, then it moves.
         if options.dry_run is None and path.parent == cfg.digest.inbox:
@@ -778,6 +800,26 @@ def run_once(
 # ------------------------------------------------------------------------------------------ preview
 
 
+def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: datetime) -> Digest:
+    """``preview --since``: the profile's best matches among every stored paper first seen since ``since``,
+    streamed from the store a batch at a time (years of history would otherwise sit in memory at once)."""
+    with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+        batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
+        [(kept, total)] = match.match_top_stream(
+            match.compile_profiles([profile]), ([sp.paper for sp in batch] for batch in batches)
+        ).values()
+        shown = store.get_papers(conn, [m.paper.key for m in kept])
+        names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}
+    return Digest(
+        profile=profile,
+        matches=tuple(kept),
+        generated_at=now,
+        period=cadence.current_period(profile, now).key,
+        dumps=tuple(sorted({Path(n).name for n in names.values()})),
+        omitted=total - len(kept),
+    )
+
+
 def preview_digest(
     cfg: config.Config,
     env: Mapping[str, str],
@@ -794,22 +836,15 @@ def preview_digest(
     if profile is None:
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
-    if dump is not None or since is not None:
-        dump_names: list[str] = []
-        if dump is not None:
-            parsed = sources.read_dump(dump)
-            pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
-            dump_names = [dump.name]
-        else:
-            assert since is not None
-            with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
-                pool = store.list_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
-                shas = sorted({sp.first_dump for sp in pool})
-                dump_names = sorted({Path(n).name for n in store.dump_names(conn, shas).values()})
+    if dump is not None:
+        parsed = sources.read_dump(dump)
+        pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
         period = cadence.current_period(profile, now).key
         [digest] = build_digests(
-            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=dump_names
+            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=[dump.name]
         )
+    elif since is not None:
+        digest = _history_digest(cfg, profile, since, now=now)
     else:
         with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
             # A user not yet in the store counts as added now, as the next run would record them.

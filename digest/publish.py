@@ -48,9 +48,9 @@ class FeedWriter:
     out: Path
     authority: str
     entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
-    # Recorded entry ids by paper key (feed_ids), read in one query at first use and extended as papers first
-    # appear; None until then, so a writer made without for_run still reads them before assigning any.
-    ids: dict[str, str] | None = None
+    # Recorded entry ids by paper key (feed_ids) of the papers this run's feeds show, read as they are first
+    # needed and extended as papers first appear.
+    ids: dict[str, str] = field(default_factory=dict)
     papers: dict[str, feeds.FeedEntry] = field(default_factory=dict)  # by paper key, loaded on first use
     absent: set[str] = field(default_factory=set)  # keys in the outbox that the store no longer has
     written: list[Path] = field(default_factory=list)
@@ -63,9 +63,11 @@ class FeedWriter:
     def _fixed_ids(self, papers: Iterable[Paper]) -> dict[str, str]:
         """Recorded entry ids by paper key, covering ``papers``: a paper no feed has shown yet gets its id now
         (feeds.entry_id with the recorded authority), recorded before any feed holding it is written."""
-        if self.ids is None:
-            self.ids = feed_ids.load(self.conn)
+        papers = list(papers)
         ids = self.ids
+        unknown = [p.key for p in papers if p.key not in ids]
+        if unknown:
+            ids.update(feed_ids.load(self.conn, unknown))
         new = {p.key: feeds.entry_id(p, self.authority) for p in papers if p.key not in ids}
         if new:
             feed_ids.record(self.conn, new)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import os
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -276,6 +278,29 @@ def test_refused_dump_moves_aside_and_is_reported_once(cfg: config.Config, sink:
     assert moved.read_text() == '{"error": "Sorry"}' and not (cfg.digest.inbox / "0-broken.json").exists()
     assert str(moved) in report.errors[0] and "move it back into the inbox" in report.errors[0]
     assert _run(cfg, MONDAY + timedelta(hours=1)).errors == ()
+
+
+def test_ingested_inbox_files_are_not_read_again(cfg: config.Config, sink: Sink, seeds: list[Path]) -> None:
+    """An inbox file ingested before (same name, size and mtime) is skipped unread by later runs; a file that
+    changed is read again, and a copy of an ingested dump under a new name is read once, then remembered."""
+    _drop(cfg, seeds[0])
+    assert _run(cfg, MONDAY).new_papers == 82
+    ingested = cfg.digest.inbox / seeds[0].name
+    stat = ingested.stat()
+    # Same size and mtime, other bytes: were the file read again, this garbage would be refused and moved.
+    ingested.write_bytes(b"\x00" * stat.st_size)
+    os.utime(ingested, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    report = _run(cfg, MONDAY + timedelta(hours=1))
+    assert (report.errors, report.dumps) == ((), ()) and ingested.exists()
+    # A copy of an ingested dump under another name: hashed once (already in the store), then skipped by name.
+    shutil.copy(seeds[0], cfg.digest.inbox / "copy.txt")
+    assert _run(cfg, MONDAY + timedelta(hours=2)).dumps == ()
+    with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
+        assert "copy.txt" in store.known_inbox_files(conn)
+    # A changed file (new mtime) is read again: here it is refused as binary.
+    os.utime(ingested, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    report = _run(cfg, MONDAY + timedelta(hours=3))
+    assert len(report.errors) == 1 and seeds[0].name in report.errors[0] and not ingested.exists()
 
 
 def test_dry_run_leaves_a_refused_dump_in_place(cfg: config.Config, tmp_path: Path) -> None:

@@ -264,3 +264,40 @@ def test_prune_drops_old_sent_and_failed_bodies_only(store_path: Path) -> None:
     assert outbox.prune_messages(conn, before=day + timedelta(days=5)) == 2
     assert [outbox.load_message(conn, i) for i in ids] == [b"", b"m", b"", b"m"]
     assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 4
+
+
+def test_v4_store_keeps_every_paper_in_a_smaller_rowid_table(tmp_path: Path, seeds: list[Path], now: datetime) -> None:
+    """Migrating a v4 store (papers WITHOUT ROWID) keeps every paper and column; the new table is a rowid
+    table in first-seen order, smaller on disk, and ingest still merges into it."""
+    path = tmp_path / "v4.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.row_factory = sqlite3.Row
+    old.execute("PRAGMA foreign_keys=ON")
+    for step, script in enumerate(store.MIGRATIONS[:4]):
+        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+    for day, seed in enumerate(seeds):
+        store.ingest(old, read_dump(seed), now=now + timedelta(days=day))
+    before = [tuple(r) for r in old.execute("SELECT * FROM papers ORDER BY key")]
+    old.execute("VACUUM")
+    v4_pages = old.execute("SELECT count(*) FROM dbstat WHERE name = 'papers'").fetchone()[0]
+    old.close()
+
+    conn = store.open_store(path)
+    assert store.schema_version(conn) == len(store.MIGRATIONS)
+    columns = [c for c in _columns(conn, "papers") if c != "id"]
+    assert [tuple(r) for r in conn.execute(f"SELECT {', '.join(columns)} FROM papers ORDER BY key")] == before
+    conn.execute("VACUUM")
+    v5_pages = conn.execute("SELECT count(*) FROM dbstat WHERE name = 'papers'").fetchone()[0]
+    assert v5_pages < v4_pages * 0.8, (v4_pages, v5_pages)
+    firsts = [r[0] for r in conn.execute("SELECT first_seen FROM papers ORDER BY id")]
+    assert firsts == sorted(firsts)
+    # A paper seen again is updated in place: its row keeps its id.
+    key, rowid = conn.execute("SELECT key, id FROM papers ORDER BY id LIMIT 1").fetchone()
+    again = next(p for p in read_dump(seeds[0]).papers if p.key == key)
+    store.ingest(conn, _dump([again], "again"), now=now + timedelta(days=9))
+    row = conn.execute("SELECT id, last_seen > first_seen FROM papers WHERE key = ?", (key,)).fetchone()
+    assert tuple(row) == (rowid, 1)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
