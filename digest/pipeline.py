@@ -86,10 +86,17 @@ def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[tuple[Path, os.st
     for path in sorted(inbox.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # gone since the listing
         if known.get(path.name) == (stat.st_size, stat.st_mtime_ns):
             continue
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        try:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            fresh.append((path, stat))  # unreadable: reading it as a dump refuses it, named, and moves it aside
+            continue
         if store.is_ingested(conn, sha):
             store.record_inbox_file(conn, path.name, stat.st_size, stat.st_mtime_ns, sha)
         else:
