@@ -3,10 +3,10 @@
 Run: python bench/bench_history.py [--quick] [--users N] [--sizes 1000,10000,100000]
 
 For each size, a store is built with that many papers over 365 days (real titles and abstracts from the
-project's fixtures, one dump a day, ingested through the store as `digest ingest` does; the last 8 days hold
-40 papers a day at every size, so the run's catch-up window sees the same daily volume) and a year of
-delivery history for every user (one sent digest a day of three papers each: 365 outbox rows and ~1,100
-delivered papers per user, and a fixed feed entry id for every paper). Then a real day is put in the inbox
+project's fixtures, one dump a day, ingested through the store as `digest ingest` does; the last 40 days hold
+20 papers a day at every size, so the run's catch-up window and the users' feeds see the same daily volume)
+and a year of delivery history for every user (one sent digest a day of three papers each: 365 outbox rows
+and ~1,100 delivered papers per user, and a fixed feed entry id for every paper). Then a real day is put in the inbox
 and one daily `digest run` (ingest, match, render, outbox, sending to a local aiosmtpd sink in another
 process, feeds) runs in a child process. Its wall time and peak RSS are reported, and the ratio against the
 smallest history, all in this one invocation; the smallest size runs first and again last, so drift in the
@@ -43,7 +43,7 @@ DAYS = 365
 FIRST_DAY = datetime(2025, 11, 23, 6, 0, tzinfo=UTC)
 RUN_AT = FIRST_DAY + timedelta(days=DAYS, hours=2)  # 08:00 the day after the history ends: every user is due
 PER_DIGEST = 3
-RECENT_DAYS, RECENT_PER_DAY = 8, 40  # the default catch-up window is 7 days
+RECENT_DAYS, RECENT_PER_DAY = 40, 20  # deeper than a feed (100 entries, 3 a day) and the 7-day catch-up
 
 
 def _seed_papers() -> list[tuple[str, str]]:

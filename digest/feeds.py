@@ -264,7 +264,7 @@ def _entry_element(eid: str, e: FeedEntry) -> etree._Element:
     links = [{"href": page, "rel": "alternate", "type": "text/html"}]
     if arxiv:
         links.append({"href": arxiv, "rel": "related", "type": "text/html", "title": "arXiv"})
-    if project := _url(p.url):
+    if project := _url(p.project_page or p.github_repo):
         links.append({"href": project, "rel": "related", "title": "project page"})
     fe.link(links)
     for name in [n for n in (_text(a) for a in p.authors[:MAX_AUTHORS]) if n]:

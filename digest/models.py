@@ -20,8 +20,13 @@ class Paper:
     published_text: str | None = None  # the date as the dump wrote it, e.g. "Apr 8"
     upvotes: int | None = None
     arxiv_id: str | None = None
-    url: str | None = None  # project page or code repository, when the dump has one
     org_handle: str | None = None  # Hugging Face organization name, e.g. "facebook" (API JSON and HTML only)
+    # API JSON and HTML only:
+    project_page: str | None = None  # the authors' project page (http(s))
+    github_repo: str | None = None  # the code repository (http(s), usually https://github.com/...)
+    github_stars: int | None = None  # the repository's stars when the listing was scraped
+    ai_summary: str | None = None  # Hugging Face's one-sentence AI summary of the paper
+    thumbnail: str | None = None  # the listing's thumbnail image (http(s))
 
 
 @dataclass(frozen=True, slots=True)

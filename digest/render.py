@@ -161,7 +161,7 @@ def _require_url(url: str, what: str) -> str:
 
 def paper_links(paper: Paper) -> dict[str, str | None]:
     """The paper's Hugging Face page (or a title search), arXiv page and project page."""
-    return _id_links(paper) | {"project": safe_url(paper.url)}
+    return _id_links(paper) | {"project": safe_url(paper.project_page or paper.github_repo)}
 
 
 def _id_links(paper: Paper) -> dict[str, str | None]:

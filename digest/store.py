@@ -214,13 +214,28 @@ MIGRATIONS: tuple[str, ...] = (
         sha256 TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # v6: what a digest shows of a paper beyond its abstract (API JSON and HTML dumps): Hugging Face's AI
+    # summary, the code repository (with its stars) and the project page as two links (papers.url held
+    # whichever came first, so a repository was labelled "project page"), the listing's thumbnail. papers.url
+    # is split into the two and left NULL from now on (DROP COLUMN needs SQLite 3.35).
+    """
+    ALTER TABLE papers ADD COLUMN project_page TEXT;
+    ALTER TABLE papers ADD COLUMN github_repo TEXT;
+    ALTER TABLE papers ADD COLUMN github_stars INTEGER;
+    ALTER TABLE papers ADD COLUMN ai_summary TEXT;
+    ALTER TABLE papers ADD COLUMN thumbnail TEXT;
+    UPDATE papers SET github_repo = url WHERE url LIKE 'https://github.com/%' OR url LIKE 'http://github.com/%';
+    UPDATE papers SET project_page = url WHERE url IS NOT NULL AND github_repo IS NULL;
+    UPDATE papers SET url = NULL WHERE url IS NOT NULL;
+    """,
 )
 
 WAL_AUTOCHECKPOINT_PAGES = 10000  # 40 MB of WAL between checkpoints (see open_store)
 
 _PAPER_COLUMNS = (
     "key, title_fp, arxiv_id, title, abstract, authors, n_authors, organization, published, "
-    "published_text, upvotes, url, first_seen, first_dump, last_seen, org_handle"
+    "published_text, upvotes, first_seen, first_dump, last_seen, org_handle, project_page, github_repo, "
+    "github_stars, ai_summary, thumbnail"
 )
 
 _PAPER_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in _PAPER_COLUMNS.split(", ")[1:])
@@ -389,8 +404,12 @@ def _row_to_stored(row: sqlite3.Row) -> StoredPaper:
         published_text=row["published_text"],
         upvotes=row["upvotes"],
         arxiv_id=row["arxiv_id"],
-        url=row["url"],
         org_handle=row["org_handle"],
+        project_page=row["project_page"],
+        github_repo=row["github_repo"],
+        github_stars=row["github_stars"],
+        ai_summary=row["ai_summary"],
+        thumbnail=row["thumbnail"],
     )
     return StoredPaper(paper, datetime.fromisoformat(row["first_seen"]), row["first_dump"])
 
@@ -405,7 +424,9 @@ def _richness(paper: Paper) -> int:
             paper.organization,
             paper.published,
             paper.upvotes,
-            paper.url,
+            paper.project_page,
+            paper.github_repo,
+            paper.ai_summary,
             paper.abstract,
             paper.org_handle,
         )
@@ -422,14 +443,16 @@ def merge(old: Paper, new: Paper) -> Paper:
     filled = {
         name: getattr(other, name)
         for name in (
-            "authors", "n_authors", "organization", "org_handle", "published", "published_text", "url", "arxiv_id"
+            "authors", "n_authors", "organization", "org_handle", "published", "published_text", "arxiv_id",
+            "project_page", "github_repo", "github_stars", "ai_summary", "thumbnail",
         )
         if getattr(base, name) in (None, "", ()) and getattr(other, name) not in (None, "", ())
     }
     merged = replace(base, **filled)
-    votes = [v for v in (old.upvotes, new.upvotes) if v is not None]
-    if votes:
-        merged = replace(merged, upvotes=max(votes))
+    for name in ("upvotes", "github_stars"):  # counts that only grow: the highest seen is the newest
+        counts = [v for v in (getattr(old, name), getattr(new, name)) if v is not None]
+        if counts:
+            merged = replace(merged, **{name: max(counts)})
     if merged.arxiv_id:
         merged = replace(merged, key=f"arxiv:{merged.arxiv_id}")
     return merged
@@ -507,7 +530,7 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                 conn.execute("DELETE FROM feed_ids WHERE paper_key = ?", (old_key,))
             conn.execute(
                 # An upsert, not INSERT OR REPLACE: the row keeps its place (and rowid) in the table.
-                f"INSERT INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 16)}) ON CONFLICT (key) DO UPDATE "
+                f"INSERT INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (key) DO UPDATE "
                 f"SET {_PAPER_UPDATES}",
                 (
                     record.key,
@@ -521,11 +544,15 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                     _iso(record.published),
                     record.published_text,
                     record.upvotes,
-                    record.url,
                     first_seen,
                     first_dump,
                     stamp,
                     record.org_handle,
+                    record.project_page,
+                    record.github_repo,
+                    record.github_stars,
+                    record.ai_summary,
+                    record.thumbnail,
                 ),
             )
             conn.execute("INSERT OR IGNORE INTO sightings (paper_key, dump) VALUES (?, ?)", (record.key, dump.sha256))

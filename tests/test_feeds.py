@@ -52,7 +52,7 @@ def papers() -> list[Paper]:
             published=date(2026, 11, 19),
             upvotes=42,
             arxiv_id="2409.01234v2",
-            url="javascript:alert(1)",
+            project_page="javascript:alert(1)",
         ),
         Paper(key="title:0f3c9a", title="A paper without an id", abstract="Short.", published_text="Apr 8"),
         Paper(
@@ -60,7 +60,7 @@ def papers() -> list[Paper]:
             title="Tiny",
             abstract="Tiny abstract.",
             arxiv_id="2411.00002",
-            url="https://github.com/example/tiny",
+            github_repo="https://github.com/example/tiny",
         ),
     ]
 
@@ -271,7 +271,7 @@ def test_feed_slug_is_safe_and_distinct():
 VARIANTS: list[dict[str, str]] = [
     {},
     {"organization": "Meta AI"},
-    {"url": "https://github.com/x/y"},
+    {"github_repo": "https://github.com/x/y"},
     {"organization": " "},
 ]
 

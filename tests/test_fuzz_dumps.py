@@ -366,7 +366,10 @@ CASES = _cases()
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 _BAD_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 _BAD_ABSTRACT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
-_TEXT_COLUMNS = ("key", "arxiv_id", "title", "organization", "org_handle", "published_text", "url")
+_TEXT_COLUMNS = (
+    "key", "arxiv_id", "title", "organization", "org_handle", "published_text", "project_page", "github_repo",
+    "ai_summary", "thumbnail",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def sample_papers() -> list[Paper]:
             published_text="Nov 20",
             upvotes=42,
             arxiv_id="2409.01234v2",
-            url="javascript:alert(document.cookie)",
+            project_page="javascript:alert(document.cookie)",
         ),
         Paper(
             key="title:0f3c9a",
@@ -81,7 +81,7 @@ def sample_papers() -> list[Paper]:
             abstract="Short abstract about LLM agents.",
             upvotes=1,
             arxiv_id="2411.00002",
-            url="https://github.com/example/tiny",
+            github_repo="https://github.com/example/tiny",
         ),
     ]
 
@@ -587,7 +587,7 @@ def test_corpus_papers_render_safely():
                 Paper(key=f"arxiv:{p['id']}", title=p["title"], abstract=p["summary"], arxiv_id=p["id"],
                       authors=tuple(a.get("name", "") for a in p.get("authors", [])),
                       upvotes=p.get("upvotes"), organization=org.get("fullname") or org.get("name"),
-                      url=p.get("projectPage") or p.get("githubRepo"))
+                      project_page=p.get("projectPage"), github_repo=p.get("githubRepo"))
             )  # fmt: skip
     matches = tuple(
         Match(p, 1.0, hits(p.abstract, "abstract", "model") if "model" in p.abstract else (), "r") for p in papers

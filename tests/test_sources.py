@@ -149,6 +149,35 @@ def test_api_json_keeps_org_handle_and_display_name() -> None:
     ]
 
 
+def test_api_json_links_summary_and_thumbnail_are_kept_apart() -> None:
+    """The code repository (with stars), the project page, the AI summary and the thumbnail are separate
+    fields; a link that is not http(s) or a count that is not a number is ignored with a note."""
+    entry = {
+        "paper": {
+            "id": "2604.00001", "title": "T", "summary": "S.", "githubRepo": "https://github.com/a/b",
+            "githubStars": 15, "projectPage": "https://a.example/b", "ai_summary": "One line.\nTwo.",
+        },
+        "thumbnail": "https://cdn.example/t.png",
+    }  # fmt: skip
+    [paper] = parse_dump(json.dumps([entry]).encode(), "d.json").papers
+    assert (paper.github_repo, paper.github_stars, paper.project_page, paper.ai_summary, paper.thumbnail) == (
+        "https://github.com/a/b", 15, "https://a.example/b", "One line. Two.", "https://cdn.example/t.png",
+    )  # fmt: skip
+    entry["paper"] |= {"githubRepo": "javascript:alert(1)", "githubStars": "15", "projectPage": 3}
+    dump = parse_dump(json.dumps([entry]).encode(), "d.json")
+    [paper] = dump.papers
+    assert (paper.github_repo, paper.github_stars, paper.project_page) == (None, None, None)
+    assert [n for n in dump.skipped if "githubRepo" in n or "githubStars" in n or "projectPage" in n]
+
+
+def test_corpus_day_has_ai_summaries_and_code_links(corpus: Path) -> None:
+    """On a real 2026 day, 34 of 35 papers carry Hugging Face's AI summary; repositories and pages are split."""
+    papers = read_dump(corpus / "api_json/2026-04-10.json").papers
+    assert (len(papers), sum(bool(p.ai_summary) for p in papers)) == (35, 34)
+    assert all(p.github_repo.startswith("https://github.com/") for p in papers if p.github_repo)
+    assert sum(p.github_stars is not None for p in papers) > 0 and all(p.thumbnail for p in papers)
+
+
 def test_html_page_keeps_org_handle_and_display_name() -> None:
     """The saved page's data-props (the API shape) gives the same papers, handles and display names."""
     page = read_dump(PAGE_ORGS)

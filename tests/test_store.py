@@ -267,25 +267,45 @@ def test_prune_drops_old_sent_and_failed_bodies_only(store_path: Path) -> None:
 
 
 def test_v4_store_keeps_every_paper_in_a_smaller_rowid_table(tmp_path: Path, seeds: list[Path], now: datetime) -> None:
-    """Migrating a v4 store (papers WITHOUT ROWID) keeps every paper and column; the new table is a rowid
-    table in first-seen order, smaller on disk, and ingest still merges into it."""
+    """Migrating a v4 store (papers WITHOUT ROWID, one url column) keeps every paper and column; the new table
+    is a rowid table in first-seen order, smaller on disk; a url becomes the code or project link (v6); ingest
+    still merges into it."""
     path = tmp_path / "v4.db"
     old = sqlite3.connect(path, isolation_level=None)
-    old.row_factory = sqlite3.Row
-    old.execute("PRAGMA foreign_keys=ON")
     for step, script in enumerate(store.MIGRATIONS[:4]):
         old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
+    v4_columns = [c for c in _columns(old, "papers")]
+    old.execute("BEGIN")
     for day, seed in enumerate(seeds):
-        store.ingest(old, read_dump(seed), now=now + timedelta(days=day))
-    before = [tuple(r) for r in old.execute("SELECT * FROM papers ORDER BY key")]
+        dump, stamp = read_dump(seed), (now + timedelta(days=day)).isoformat(timespec="seconds")
+        old.execute("INSERT INTO dumps VALUES (?, ?, 'text', ?, 0, 0, '[]')", (dump.sha256, dump.name, stamp))
+        for i, p in enumerate(dump.papers):
+            url = ["https://github.com/a/b", "https://a.example/project", None][i % 3]
+            old.execute(
+                f"INSERT OR IGNORE INTO papers ({', '.join(v4_columns)}) VALUES ({', '.join('?' * len(v4_columns))})",
+                (p.key, p.key[-12:], p.arxiv_id, p.title, p.abstract, json.dumps(p.authors), p.n_authors,
+                 p.organization, None, p.published_text, p.upvotes, url, stamp, dump.sha256, stamp, None),
+            )  # fmt: skip
+    old.execute("COMMIT")
+    before = {r[0]: r for r in old.execute("SELECT * FROM papers")}
     old.execute("VACUUM")
     v4_pages = old.execute("SELECT count(*) FROM dbstat WHERE name = 'papers'").fetchone()[0]
     old.close()
 
     conn = store.open_store(path)
     assert store.schema_version(conn) == len(store.MIGRATIONS)
-    columns = [c for c in _columns(conn, "papers") if c != "id"]
-    assert [tuple(r) for r in conn.execute(f"SELECT {', '.join(columns)} FROM papers ORDER BY key")] == before
+    kept = [c for c in v4_columns if c != "url"]
+    after = {r["key"]: r for r in conn.execute("SELECT * FROM papers")}
+    assert after.keys() == before.keys()
+    for key, row in before.items():
+        new = after[key]
+        assert tuple(new[c] for c in kept) == tuple(row[v4_columns.index(c)] for c in kept)
+        url = row[v4_columns.index("url")]
+        assert (new["github_repo"], new["project_page"], new["url"]) == (
+            url if url and "github.com" in url else None,
+            url if url and "github.com" not in url else None,
+            None,
+        )
     conn.execute("VACUUM")
     v5_pages = conn.execute("SELECT count(*) FROM dbstat WHERE name = 'papers'").fetchone()[0]
     assert v5_pages < v4_pages * 0.8, (v4_pages, v5_pages)

@@ -156,7 +156,10 @@ def parse_dump(data: bytes, name: str) -> Dump:
     )
 
 
-_ONE_LINE = ("key", "title", "organization", "org_handle", "published_text", "url", "arxiv_id")
+_ONE_LINE = (
+    "key", "title", "organization", "org_handle", "published_text", "arxiv_id", "project_page", "github_repo",
+    "ai_summary", "thumbnail",
+)  # fmt: skip
 
 
 def _sane(papers: list[Paper]) -> tuple[list[Paper], list[str]]:
@@ -167,7 +170,7 @@ def _sane(papers: list[Paper]) -> tuple[list[Paper], list[str]]:
     for index, paper in enumerate(papers):
         label = f"paper {index + 1} ({clean_text(paper.title, one_line=True)[:60]!r})"
         changes: dict[str, object] = {}
-        for name in ("upvotes", "n_authors"):
+        for name in ("upvotes", "n_authors", "github_stars"):
             value = getattr(paper, name)
             if value is not None and not 0 <= value < MAX_COUNT:
                 changes[name] = None

@@ -178,17 +178,32 @@ class _Fields:
             self.ignore("paper.id", value, "an arXiv id")
         return arxiv_id
 
-    def url(self) -> str | None:
+    def link(self, *fields: str) -> str | None:
+        """The first usable http(s) link among ``paper.<f>`` / ``<f>``; anything else is noted and ignored."""
         found: str | None = None
-        for key in ("projectPage", "githubRepo"):
-            value = self.paper.get(key)
+        for field in fields:
+            owner, _, key = field.rpartition(".")
+            value = (self.paper if owner == "paper" else self.entry).get(key)
             if value is None or value == "":
                 continue
-            if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-                self.ignore(f"paper.{key}", value, "an http(s) link")
+            cleaned = clean_text(value, one_line=True) if isinstance(value, str) else None
+            if not cleaned or not cleaned.startswith(("https://", "http://")) or any(c in cleaned for c in ' "<>'):
+                self.ignore(field, value, "an http(s) link")
             elif found is None:
-                found = clean_text(value, one_line=True) or None
+                found = cleaned
         return found
+
+    def count(self, field: str) -> int | None:
+        value = self.paper.get(field)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.ignore(f"paper.{field}", value, "a whole number")
+            return None
+        if not 0 <= value < MAX_COUNT:
+            self.notes.append(f"paper.{field} ignored (out of range): {describe(value)}")
+            return None
+        return value
 
 
 def parse_entry(entry: Any) -> tuple[Paper, list[str]]:
@@ -222,7 +237,11 @@ def parse_entry(entry: Any) -> tuple[Paper, list[str]]:
         published=fields.published(),
         upvotes=fields.upvotes(),
         arxiv_id=arxiv_id,
-        url=fields.url(),
+        project_page=fields.link("paper.projectPage"),
+        github_repo=fields.link("paper.githubRepo"),
+        github_stars=fields.count("githubStars"),
+        ai_summary=fields.text("paper.ai_summary"),
+        thumbnail=fields.link("thumbnail", "mediaUrl", "paper.thumbnail"),
     ), fields.notes
 
 
