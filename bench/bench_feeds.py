@@ -70,7 +70,7 @@ def load_papers(n: int, rng: random.Random) -> list[StoredPaper]:
             aid = f"24{i % 12 + 1:02d}.{10000 + i:05d}"
             extra |= {"arxiv_id": aid, "key": f"arxiv:{aid}"}
         if i % 4 == 0:
-            extra["url"] = f"https://github.com/example/repo{i}"
+            extra["github_repo"] = f"https://github.com/example/repo{i}"
         out.append(StoredPaper(replace(p, **extra), T0 + timedelta(minutes=7 * i), "sha"))
     return out
 

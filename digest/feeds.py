@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import html
 import io
 import os
 import re
@@ -25,14 +26,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, urlsplit
 
 from feedgen.entry import FeedEntry as FeedgenEntry
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from digest.errors import RenderError
-from digest.models import Match, Paper, StoredPaper
+from digest.models import Hit, Match, Paper, StoredPaper
+from digest.sources import identity
 
 if TYPE_CHECKING:
     from lxml import etree
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EntryCache",
     "FeedEntry",
+    "Note",
     "build_feed",
     "entry_id",
     "feed_entries",
@@ -52,6 +55,8 @@ __all__ = [
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AUTHORS = 10  # one paper lists 533 authors; a feed entry does not need them all
+EXCERPT_CHARS = 600  # the abstract shown in an entry's content is cut near this length (never inside a highlight)
+SHOWN_AUTHORS = 3  # the content's byline names the first few, then "et al."
 # Characters XML 1.0 forbids (lxml refuses them); whitespace runs collapse to one space.
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 _WS = re.compile(r"\s+")
@@ -67,7 +72,10 @@ _NOT_PLAIN_ATTR = re.compile("[^ !#-%'-;=?-~]")
 _SLOT_ID = "tag:slot.invalid,2000:x-digest-slot-id"
 _SLOT_TITLE = "x-digest-slot-title"
 _SLOT_SELF = "https://slot.invalid/x-digest-slot-self.xml"
+_SLOT_ALT = "https://slot.invalid/x-digest-slot-alternate.html"
 _TAIL = b"</feed>\n"
+# Where the per-feed part of an entry's HTML content (highlighted excerpt, why it matched) goes in a cached entry.
+_SLOT_BODY = "x-digest-slot-body"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,11 @@ class FeedEntry:
     updated: datetime
     reason: str = ""  # why it matched, for per-user feeds
     fixed_id: str = ""
+    hits: tuple[Hit, ...] = ()  # where the profile's terms matched: highlighted in the abstract excerpt
+
+
+# What one feed adds to an entry: why it matched and where (per-user feeds), by paper key (see ``build_feed``).
+Note = tuple[str, tuple[Hit, ...]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared by identity: it is a run's scratch space
@@ -88,18 +101,29 @@ class EntryCache:
     """Atom ``<entry>`` elements built once per run and shared by every feed built with it.
 
     Keyed by (entry id, paper, first-seen time): everything an entry depends on except the per-user
-    ``reason``, which is spliced into the summary (the id holds the authority, and a recorded id may differ
-    from the one the paper gives today). Filled by ``prepare_entries`` or lazily by ``build_feed``.
-    ``fragments`` holds each element's bytes as they appear inside a feed and the offset where its summary text
-    ends (-1: no summary); ``heads`` the feed headers cut at the per-feed slots (None: the slots did not come
-    out intact, so such feeds are built as trees); ``seen`` what was derived from each FeedEntry object.
+    ``reason`` and ``hits``, which make the middle of the HTML content (the highlighted excerpt and the why
+    line; the id holds the authority, and a recorded id may differ from the one the paper gives today).
+    Filled by ``prepare_entries`` or lazily by ``build_feed``. ``elements`` are built with a slot where that
+    middle goes; ``fragments`` holds each element's bytes as they appear inside a feed, cut at the slot, and
+    the bytes of the entry as a feed without notes shows it; ``heads`` the feed headers cut at the per-feed
+    slots (None: the slots did not come out intact, so such feeds are built as trees); ``seen`` what was
+    derived from each FeedEntry object.
     """
 
     elements: dict[tuple[str, Paper, datetime], etree._Element] = field(default_factory=dict, repr=False)
     ids: dict[tuple[str, Paper], str] = field(default_factory=dict, repr=False)  # entry_id() costs as much as a copy
-    fragments: dict[tuple[str, Paper, datetime], tuple[bytes, int]] = field(default_factory=dict, repr=False)
+    fragments: dict[tuple[str, Paper, datetime], _Fragment] = field(default_factory=dict, repr=False)
     heads: dict[tuple[object, ...], tuple[bytes, ...] | None] = field(default_factory=dict, repr=False)
     seen: dict[int, _Seen] = field(default_factory=dict, repr=False)  # by id() of a FeedEntry
+
+
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """An entry's bytes inside a feed, cut where the per-feed middle of its content goes."""
+
+    before: bytes
+    after: bytes
+    plain: bytes  # the whole entry with the middle a feed without notes shows
 
 
 @dataclass(slots=True, eq=False)
@@ -110,7 +134,7 @@ class _Seen:
     authority: str
     eid: str
     when: datetime
-    fragment: tuple[bytes, int] | None = None
+    fragment: _Fragment | None = None
 
 
 def _cached_id(cache: EntryCache, authority: str, e: FeedEntry) -> str:
@@ -206,22 +230,20 @@ def feed_entries(
         elif isinstance(item, StoredPaper):
             out.append(FeedEntry(item.paper, item.first_seen, fixed_id=ids.get(item.paper.key, "")))
         else:
-            paper, reason = (item.paper, item.reason) if isinstance(item, Match) else (item, "")
+            paper, reason, hits = (item.paper, item.reason, item.hits) if isinstance(item, Match) else (item, "", ())
             if first_seen is None or paper.key not in first_seen:
                 raise RenderError(
                     f"no first-seen time for paper {paper.key}",
                     "pass first_seen={key: datetime} from the store so feed dates come from the data",
                 )
-            out.append(FeedEntry(paper, first_seen[paper.key], reason, ids.get(paper.key, "")))
+            out.append(FeedEntry(paper, first_seen[paper.key], reason, ids.get(paper.key, ""), hits))
     return out
 
 
 def _links(paper: Paper) -> tuple[str, str | None]:
-    for candidate in (paper.arxiv_id, paper.key):
-        m = _ARXIV.match(candidate or "")
-        if m:
-            return f"https://huggingface.co/papers/{m.group(1)}", f"https://arxiv.org/abs/{m.group(1)}"
-    return f"https://huggingface.co/papers?q={quote_plus(_text(paper.title)[:300])}", None
+    """The paper's Hugging Face page (or title search) and arXiv page."""
+    links = identity.paper_links(paper)
+    return links.hf, links.arxiv
 
 
 def _select(
@@ -242,17 +264,96 @@ def _select(
     return [(eid, when, e) for eid, (when, e) in ordered[: max(max_entries, 0)]]
 
 
-def _summary(paper: Paper, reason: str) -> str:
-    parts = [_text(paper.organization or ""), _text(paper.abstract), _why(reason)]
-    return "\n\n".join(s for s in parts if s)
+def _html(value: object) -> str:
+    """Text for the entry's HTML content: cleaned like every other feed text, then HTML-escaped."""
+    return html.escape(_text(value), quote=False)
 
 
-def _why(reason: str) -> str:
-    return f"Why: {_text(reason)}" if reason else ""
+def _byline(paper: Paper) -> str:
+    """Organization, then the first few authors ("et al." for the rest; the count when only that is known)."""
+    names = [n for n in (_text(a) for a in paper.authors) if n]
+    total = max(paper.n_authors or 0, len(names))
+    if names:
+        authors = ", ".join(names[:SHOWN_AUTHORS]) + (" et al." if total > SHOWN_AUTHORS else "")
+    else:
+        authors = f"{total} author{'s' if total != 1 else ''}" if total else ""
+    return " · ".join(s for s in (_text(paper.organization or ""), authors) if s)
 
 
-def _entry_element(eid: str, e: FeedEntry) -> etree._Element:
-    """One ``<entry>`` built with feedgen, with the link attributes feedgen 1.0 drops put back."""
+def _content_parts(paper: Paper) -> tuple[str, str]:
+    """The HTML content around its per-feed middle: byline and TL;DR before it, the links after."""
+    head = []
+    if byline := _byline(paper):
+        head.append(f"<p>{html.escape(byline, False)}</p>")
+    if tldr := _html(paper.ai_summary or ""):
+        head.append(f"<p><b>TL;DR</b> <small>(Hugging Face's AI summary)</small>: {tldr}</p>")
+    links = identity.paper_links(paper)
+    code = "Code"
+    if links.code_stars is not None:
+        code = f"Code ★{links.code_stars:,}"
+    candidates = [("PDF", links.pdf), ("arXiv", links.arxiv), ("Hugging Face", links.hf), (code, links.code)]
+    candidates.append(("Project page", links.project))
+    shown = [(label, href) for label, url in candidates if (href := _url(url))]
+    tail = " · ".join(f'<a href="{html.escape(href)}">{html.escape(label, False)}</a>' for label, href in shown)
+    return "".join(head), f"<p>{tail}</p>" if tail else ""
+
+
+_SPACE = re.compile(r"\s")
+
+
+def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -> str:
+    """The abstract as HTML, cut at a word boundary near ``limit`` (never inside a highlight), the matched
+    terms in ``<mark>``."""
+    text = _BAD_XML.sub(" ", abstract)  # one character for one: the hits' offsets still hold
+    spans: list[list[int]] = []
+    for start, end in sorted((max(h.start, 0), min(h.end, len(text))) for h in hits if h.field == "abstract"):
+        if start >= end:
+            continue
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    end = len(text)
+    if len(text.rstrip()) > limit:
+        cut = max((m.start() for m in _SPACE.finditer(text, limit // 2, limit + 1)), default=limit)
+        for start, stop in spans:
+            if start < cut < stop:  # a highlighted phrase is never cut in half
+                cut = stop
+        end = cut
+    pieces, pos = [], 0
+    for start, stop in spans:
+        if start >= end:
+            break
+        pieces += [html.escape(text[pos:start], False), "<mark>", html.escape(text[start:stop], False), "</mark>"]
+        pos = stop
+    pieces.append(html.escape(text[pos:end], False))
+    out = _WS.sub(" ", "".join(pieces)).strip()
+    if out and text[end:].strip():
+        out += " …"
+    return out
+
+
+def _middle(paper: Paper, reason: str, hits: tuple[Hit, ...]) -> str:
+    """The per-feed part of an entry's content: the highlighted abstract excerpt and why it matched."""
+    excerpt = _excerpt(paper.abstract, hits)
+    out = f"<p>{excerpt}</p>" if excerpt else ""
+    if why := _html(reason):
+        out += f"<p><b>Why it matched:</b> {why}</p>"
+    return out
+
+
+def _note(e: FeedEntry, notes: Mapping[str, Note] | None) -> Note:
+    """Why ``e`` is in this feed and where it matched: the feed's note for its paper, else the entry's own."""
+    if notes:
+        found = notes.get(e.paper.key)
+        if found is not None:
+            return found
+    return e.reason, e.hits
+
+
+def _entry_element(eid: str, e: FeedEntry, note: Note | None = None, *, slot: bool = False) -> etree._Element:
+    """One ``<entry>`` built with feedgen, with the link attributes feedgen 1.0 drops put back. Its HTML
+    content's middle is ``note`` (default: the entry's reason and hits), or with ``slot`` a placeholder."""
     p = e.paper
     page, arxiv = _links(p)
     fe = FeedgenEntry()
@@ -269,8 +370,9 @@ def _entry_element(eid: str, e: FeedEntry) -> etree._Element:
     fe.link(links)
     for name in [n for n in (_text(a) for a in p.authors[:MAX_AUTHORS]) if n]:
         fe.author({"name": name})
-    if text := _summary(p, e.reason):
-        fe.summary(text)
+    head, tail = _content_parts(p)
+    reason, hits = note if note is not None else (e.reason, e.hits)
+    fe.content(head + (_SLOT_BODY if slot else _middle(p, reason, hits)) + tail, type="html")
     element = fe.atom_entry()
     # feedgen 1.0 drops rel/type/title from entry links (a shadowed variable in FeedEntry.atom_entry),
     # which leaves several implicit rel="alternate" links; set them on its element tree ourselves.
@@ -281,24 +383,22 @@ def _entry_element(eid: str, e: FeedEntry) -> etree._Element:
 
 
 def _cached(cache: EntryCache, key: tuple[str, Paper, datetime], eid: str, e: FeedEntry) -> etree._Element:
-    """The cached reason-less element for ``e`` (``key`` is its cache key), built on first use."""
+    """The cached element for ``e`` (``key`` is its cache key) with a slot for its content's middle, built on
+    first use."""
     element = cache.elements.get(key)
     if element is None:
-        element = cache.elements[key] = _entry_element(eid, FeedEntry(e.paper, e.updated))
+        element = cache.elements[key] = _entry_element(eid, FeedEntry(e.paper, e.updated), slot=True)
     return element
 
 
-def _from_cache(cache: EntryCache, eid: str, e: FeedEntry) -> etree._Element:
-    """A private copy of the cached element, with this feed's reason added to its summary (the tree path)."""
+def _from_cache(cache: EntryCache, eid: str, e: FeedEntry, note: Note) -> etree._Element:
+    """A private copy of the cached element with this feed's middle in its content (the tree path)."""
     cached = _cached(cache, (eid, e.paper, _utc(e.updated)), eid, e)
-    if not e.reason:
-        return copy.deepcopy(cached)
-    summary = cached.find("summary")
-    if summary is None:  # no organization and no abstract: feedgen must create the <summary> in its place
-        return _entry_element(eid, e)
+    content = cached.find("content")
+    if content is None or (content.text or "").count(_SLOT_BODY) != 1:  # the slot string in the paper's own text
+        return _entry_element(eid, e, note)
     element = copy.deepcopy(cached)
-    # What _summary() would give: the reason joins the organization and abstract as one more paragraph.
-    element.find("summary").text = f"{summary.text}\n\n{_why(e.reason)}"
+    element.find("content").text = content.text.replace(_SLOT_BODY, _middle(e.paper, *note))
     return element
 
 
@@ -355,52 +455,59 @@ def _in_feed(element: etree._Element) -> bytes:
     return full[start : -len(_TAIL)]
 
 
-def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -> tuple[bytes, int]:
-    """The reason-less entry of ``e``'s paper as bytes inside a feed, serialised once per id, paper and time,
-    and where its summary text ends (-1: no summary)."""
+def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -> _Fragment:
+    """The entry of ``e``'s paper as bytes inside a feed, serialised once per id, paper and time, cut where
+    its content's per-feed middle goes."""
     key = (eid, e.paper, when)
     found = cache.fragments.get(key)
     if found is None:
         data = _in_feed(_cached(cache, key, eid, e))
-        # Summary text is escaped, so its closing tag is the only "</summary>" in the entry.
-        found = cache.fragments[key] = (data, data.rfind(b"</summary>"))
+        slot = _SLOT_BODY.encode()
+        plain = _middle(e.paper, "", ())
+        if data.count(slot) == 1:
+            before, _, after = data.partition(slot)
+            found = _Fragment(before, after, before + _xml_text(plain) + after)
+        else:  # the slot string in the paper's own text: such entries are built whole, every time
+            found = _Fragment(b"", b"", _in_feed(_entry_element(eid, FeedEntry(e.paper, e.updated))))
+        cache.fragments[key] = found
     return found
 
 
-def _fragment(cache: EntryCache, authority: str, e: FeedEntry) -> bytes:
-    """The bytes of ``e``'s entry inside a feed, with its reason spliced into the summary."""
+def _xml_text(value: str) -> bytes:
+    """``value`` as lxml writes it in element text (& < > escaped; the middle holds no CR and nothing XML
+    forbids, so nothing else is)."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").encode()
+
+
+def _fragment(cache: EntryCache, authority: str, e: FeedEntry, notes: Mapping[str, Note] | None) -> bytes:
+    """The bytes of ``e``'s entry inside a feed, with this feed's note (why, highlights) in its content."""
     seen = _seen(cache, authority, e)
     if seen.fragment is None:
         seen.fragment = _paper_fragment(cache, seen.eid, seen.when, e)
-    data, end = seen.fragment
-    if not e.reason:
-        return data
-    if end < 0:  # no organization and no abstract: feedgen must create the <summary> in its place
-        return _in_feed(_entry_element(seen.eid, e))
-    # What _summary() would give: the reason joins the organization and abstract as one more paragraph.
-    return b"".join((data[:end], _escaped(f"\n\n{_why(e.reason)}"), data[end:]))
+    found = seen.fragment
+    reason, hits = _note(e, notes)
+    if not reason and not hits:
+        return found.plain
+    if not found.before:
+        return _in_feed(_entry_element(seen.eid, e, (reason, hits)))
+    return b"".join((found.before, _xml_text(_middle(e.paper, reason, hits)), found.after))
 
 
-def _head(
-    cache: EntryCache, alt_href: str, author: str, subtitle: str, lang: str, updated: datetime
-) -> tuple[bytes, ...] | None:
-    """feedgen's header cut at the id, title and self-link slots, built once per run for each distinct rest."""
-    key = (alt_href, author, subtitle, lang, updated)
+def _head(cache: EntryCache, author: str, subtitle: str, lang: str, updated: datetime) -> tuple[bytes, ...] | None:
+    """feedgen's header cut at the id, title, self-link and alternate-link slots, built once per run for each
+    distinct rest."""
+    key = (author, subtitle, lang, updated)
     if key in cache.heads:
         return cache.heads[key]
-    fg = _generator(_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, alt_href, author, subtitle, lang, updated)
+    fg = _generator(_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, _SLOT_ALT, author, subtitle, lang, updated)
     data = _serialise(fg._create_atom()[1])
-    slot_id, slot_title, slot_self = (s.encode() for s in (_SLOT_ID, _SLOT_TITLE, _SLOT_SELF))
+    slots = [s.encode() for s in (_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, _SLOT_ALT)]
     pieces = None
-    if data.endswith(_TAIL) and all(data.count(s) == 1 for s in (slot_id, slot_title, slot_self)):
-        i, j, k = data.index(slot_id), data.index(slot_title), data.index(slot_self)
-        if i < j < k:
-            pieces = (
-                data[:i],
-                data[i + len(slot_id) : j],
-                data[j + len(slot_title) : k],
-                data[k + len(slot_self) : -len(_TAIL)],
-            )
+    if data.endswith(_TAIL) and all(data.count(s) == 1 for s in slots):
+        at = [data.index(s) for s in slots]
+        if at == sorted(at):
+            ends = [i + len(s) for i, s in zip(at, slots, strict=True)]
+            pieces = (data[: at[0]], *(data[ends[n] : at[n + 1]] for n in range(3)), data[ends[3] : -len(_TAIL)])
     cache.heads[key] = pieces
     return pieces
 
@@ -433,13 +540,15 @@ def build_feed(
     lang: str = "en",
     cache: EntryCache | None = None,
     join: bool = True,
+    notes: Mapping[str, Note] | None = None,
 ) -> bytes:
     """The Atom document (UTF-8 bytes) for ``entries``: the same entries always give the same bytes.
 
     With ``cache`` (see ``prepare_entries``) the document is joined from bytes feedgen and lxml produced once
     per run; without, it is built and serialised as one feedgen tree. ``join=False`` builds the cached feed
     as one tree of copies of the cached elements (the slower method before byte joining, for comparison).
-    All of them give the same bytes.
+    All of them give the same bytes. ``notes`` (paper key -> (reason, hits)) is what this feed says about its
+    papers (a user's feed: why each matched, the terms highlighted); an entry it does not name keeps its own.
     """
     self_href, alt_href = _url(self_url), _url(alternate_url)
     if self_href is None or alt_href is None:
@@ -450,10 +559,10 @@ def build_feed(
     title, author = _text(title) or "paper-digest", _text(author) or "paper-digest"
     subtitle = _text(subtitle) if subtitle else ""
     updated = max((when for _, when, _ in chosen), default=EPOCH)
-    head = _head(cache, alt_href, author, subtitle, lang, updated) if cache is not None and join and feed_id else None
+    head = _head(cache, author, subtitle, lang, updated) if cache is not None and join and feed_id else None
     if head is None:  # no cache, not joining, or an id feedgen refuses: the whole tree, as feedgen builds it
         fg = _generator(feed_id, title, self_href, alt_href, author, subtitle, lang, updated)
-        return _tree(chosen, fg, cache)
+        return _tree(chosen, fg, cache, notes)
     parts = [
         head[0],
         _escaped(feed_id),
@@ -462,19 +571,27 @@ def build_feed(
         head[2],
         _escaped(self_href, attribute=True),
         head[3],
+        _escaped(alt_href, attribute=True),
+        head[4],
     ]
-    parts += [_fragment(cache, authority, e) for _, _, e in chosen]
+    parts += [_fragment(cache, authority, e, notes) for _, _, e in chosen]
     parts.append(_TAIL)
     return b"".join(parts)
 
 
-def _tree(chosen: list[tuple[str, datetime, FeedEntry]], fg: FeedGenerator, cache: EntryCache | None) -> bytes:
+def _tree(
+    chosen: list[tuple[str, datetime, FeedEntry]],
+    fg: FeedGenerator,
+    cache: EntryCache | None,
+    notes: Mapping[str, Note] | None = None,
+) -> bytes:
     """The feed as one lxml tree: feedgen's header and each entry built (or, with ``cache``, copied)."""
     # The header comes from feedgen with no entries; entries are built (or copied) separately and appended,
     # exactly where feedgen's _create_atom would have put them.
     feed, doc = fg._create_atom()
     for eid, _, e in chosen:
-        feed.append(_entry_element(eid, e) if cache is None else _from_cache(cache, eid, e))
+        note = _note(e, notes)
+        feed.append(_entry_element(eid, e, note) if cache is None else _from_cache(cache, eid, e, note))
     return _serialise(doc)
 
 

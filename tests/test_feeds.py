@@ -225,14 +225,14 @@ def test_authority_must_be_domain_and_date():
 
 
 def test_matches_need_first_seen_times():
-    """Matches and papers become entries only with a first-seen time; the reason goes into the summary."""
+    """Matches and papers become entries only with a first-seen time; the reason and hits come along."""
     p = papers()[2]
     m = Match(p, 1.0, (Hit("tiny", "title", 0, 4),), 'title: "tiny"')
     with pytest.raises(RenderError, match="first-seen"):
         feed_entries([m])
     entries = feed_entries([m], {p.key: T0})
-    assert entries == [FeedEntry(p, T0, 'title: "tiny"')]
-    assert 'Why: title: "tiny"' in feedparser.parse(build(entries)).entries[0].summary
+    assert entries == [FeedEntry(p, T0, 'title: "tiny"', hits=m.hits)]
+    assert 'Why it matched:</b> title: "tiny"' in feedparser.parse(build(entries)).entries[0].content[0].value
 
 
 def test_naive_times_are_taken_as_utc():
@@ -319,12 +319,13 @@ def test_cached_golden_feed(update_golden: bool):
 
 
 def test_cached_reason_stays_in_its_feed():
-    """One user's reason goes into a copy: the cache, and the next user's feed, are left without it."""
+    """One user's reason goes into their feed's bytes: the cache, and the next user's feed, are left without it."""
     p = papers()[2]
     cache = prepare_entries([StoredPaper(p, T0, "sha")], authority=AUTHORITY)
     mine = feedparser.parse(build([FeedEntry(p, T0, 'title: "tiny"')], cache=cache)).entries[0]
     theirs = feedparser.parse(build([FeedEntry(p, T0)], cache=cache)).entries[0]
-    assert mine.summary == 'Tiny abstract.\n\nWhy: title: "tiny"' and theirs.summary == "Tiny abstract."
+    assert 'Why it matched:</b> title: "tiny"' in mine.content[0].value
+    assert "Why it matched" not in theirs.content[0].value and "Tiny abstract." in theirs.content[0].value
     assert len(cache.elements) == 1
 
 
