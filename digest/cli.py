@@ -65,7 +65,59 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``-v`` given after a subcommand: the same as before it."""
+    obj = ctx.find_object(Context)
+    if value and obj is not None and not ctx.resilient_parsing:
+        obj.verbose = True
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def verbose_option() -> click.Option:
+    """The ``-v/--verbose`` every subcommand accepts too, so `digest run -v` works as `digest -v run` does."""
+    return click.Option(
+        ["-v", "--verbose"], is_flag=True, expose_value=False, callback=_verbose,
+        help="Log progress and show tracebacks on errors (also accepted before the command).",
+    )  # fmt: skip
+
+
+class DigestGroup(click.Group):
+    """The `digest` group: every command added to it also takes ``-v/--verbose`` after its name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any("--verbose" in p.opts for p in cmd.params if isinstance(p, click.Option)):
+            cmd.params.append(verbose_option())
+        super().add_command(cmd, name)
+
+
+def _config_for_completion(ctx: click.Context) -> Path | None:
+    """The config file a completing command line would use (--config, $DIGEST_CONFIG, the default); never
+    raises."""
+    from digest import config as config_mod
+
+    root = ctx.find_root()
+    given = root.params.get("config_path") or os.environ.get(config_mod.CONFIG_ENV)
+    try:
+        return Path(given).expanduser() if given else config_mod.default_config_path(os.environ)
+    except Exception:  # completion must never crash the shell
+        return None
+
+
+def complete_users(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of user names from the config's [[users]] tables. The file is only read as TOML (not
+    validated, nothing printed), so a config with mistakes still completes; an unreadable one completes nothing."""
+    import tomllib
+
+    path = _config_for_completion(ctx)
+    try:
+        users = tomllib.loads(path.read_text("utf-8"))["users"] if path else []
+        names = [u["name"] for u in users if isinstance(u, dict) and isinstance(u.get("name"), str)]
+    except Exception:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config", "config_path", metavar="PATH", help="Config file (else $DIGEST_CONFIG, else the platform config dir)."
 )
@@ -74,10 +126,24 @@ def _echo_json(value: Any) -> None:
 @click.version_option(package_name="paper-digest")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, store_path: str | None, verbose: bool) -> None:
-    """paper-digest: daily digests of the Hugging Face Daily Papers listing."""
+    """paper-digest: daily digests of the Hugging Face Daily Papers listing.
+
+    -v/--verbose and --help work before or after the command. Shell completion (commands, options, user names
+    from the config): eval "$(_DIGEST_COMPLETE=bash_source digest)" in ~/.bashrc (zsh_source, fish_source for
+    the other shells).
+
+    \b
+    Examples:
+      digest init && digest check
+      digest ingest tests/fixtures/
+      digest preview --user ada --send-to me@example.org
+      digest run -v
+    """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if verbose:  # also when logging was set up before (basicConfig then does nothing)
+        logging.getLogger().setLevel(logging.INFO)
     ctx.obj = Context(config_path, store_path, verbose)
 
 
@@ -188,7 +254,13 @@ def _parse_day(value: str | None, param: str) -> datetime | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
 @click.pass_obj
 def papers(obj: Context, since: str | None, until: str | None, search: str | None, limit: int, as_json: bool) -> None:
-    """List stored papers, newest first."""
+    """List stored papers, newest first.
+
+    \b
+    Examples:
+      digest papers --since 2026-11-01 --search diffusion
+      digest papers --limit 5 --json
+    """
     with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
         rows = store.list_papers(
             conn, since=_parse_day(since, "--since"), until=_parse_day(until, "--until"), search=search, limit=limit
@@ -250,6 +322,16 @@ def entry() -> None:
     """Console-script wrapper that exits with main()'s code."""
     raise SystemExit(main())
 
+
+# The ingest command's body belongs to the ingest work; its help example is attached here instead.
+ingest.help = (ingest.help or "") + """
+
+\b
+Examples:
+  digest ingest tests/fixtures/000_f4e371e0c0016fc2.txt
+  digest ingest --json ~/dumps/
+  curl -s https://huggingface.co/api/daily_papers | digest ingest -
+"""
 
 # The other commands live in two sibling modules to keep each file readable; importing registers them.
 from digest import cli_profiles, cli_service  # noqa: E402, F401

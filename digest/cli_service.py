@@ -6,52 +6,98 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from digest import outbox, pipeline, store
-from digest.cli import EXIT_FAILED, Context, _echo_json, cli
+from digest.cli import EXIT_FAILED, Context, _echo_json, cli, complete_users
 from digest.sources import fetch as fetch_mod
 
 DEFAULT_DRY_RUN_DIR = Path("digest-dry-run")
 
 
+class _ConsoleLogHandler(logging.Handler):
+    """Log records printed through a rich console, so they appear above its live progress bar, not through it."""
+
+    def __init__(self, console: Console, like: logging.Handler | None) -> None:
+        super().__init__(like.level if like else logging.NOTSET)
+        self.console = console
+        if like is not None and like.formatter is not None:
+            self.setFormatter(like.formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.format(record), markup=False, highlight=False, emoji=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool):
-    """A rich progress bar on stderr while sending (only on a terminal); yields the callback."""
-    if not enabled or not sys.stderr.isatty():
+def _logging_through(console: Console) -> Iterator[None]:
+    """While a bar is live, the root logger's terminal handlers write through its console."""
+    root = logging.getLogger()
+    terminal = [h for h in root.handlers if type(h) is logging.StreamHandler]  # basicConfig's, not files
+    replacement = _ConsoleLogHandler(console, terminal[0] if terminal else None)
+    for handler in terminal:
+        root.removeHandler(handler)
+    root.addHandler(replacement)
+    try:
+        yield
+    finally:
+        root.removeHandler(replacement)
+        for handler in terminal:
+            root.addHandler(handler)
+
+
+def _progress_label(dry_run: bool) -> str:
+    return "writing digests (dry run)" if dry_run else "sending digests"
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, label: str, console: Console | None = None) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr while delivering (only on a terminal), saying what it counts ("sending
+    digests 3/12"); it appears once the count is known and log lines print above it. Yields the callback."""
+    console = console or Console(stderr=True)
+    if not enabled or not console.is_terminal:
         yield None
         return
-    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), transient=True, console=None) as progress:
-        task = progress.add_task("send", total=None)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, transient=True, console=console) as progress, _logging_through(console):
+        task = progress.add_task(label, total=None, visible=False)
 
         def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            progress.update(task, completed=done, total=total, visible=True)
 
         yield update
 
 
-def _summary(report: pipeline.RunReport) -> str:
-    dumps = len(report.dumps)
-    parts = [
-        f"{dumps} dump{'s' if dumps != 1 else ''} read",
-        f"{report.new_papers} new papers",
-        f"{report.sent} digests sent",
-        f"{report.deferred} deferred",
-        f"{report.failed} failed",
-        f"{len(report.feeds_written)} feeds written",
-    ]
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _summary(report: pipeline.RunReport, dry_run: Path | None = None) -> str:
+    """One line for a run; a dry run says where its digests were written and that nothing was sent."""
+    delivered = (
+        f"{_plural(report.sent, 'digest')} written to {dry_run}/ (dry run, nothing sent)"
+        if dry_run is not None
+        else f"{_plural(report.sent, 'digest')} sent"
+    )
+    parts = [f"{_plural(len(report.dumps), 'dump')} read", f"{report.new_papers} new papers", delivered]
+    if dry_run is None or report.deferred or report.failed:  # a dry run defers and fails nothing
+        parts += [f"{report.deferred} deferred", f"{report.failed} failed"]
+    parts.append(f"{_plural(len(report.feeds_written), 'feed')} written")
     return ", ".join(parts)
 
 
 @cli.command()
-@click.option("--user", "users", multiple=True, help="Only these users (repeatable).")
+@click.option("--user", "users", multiple=True, shell_complete=complete_users, help="Only these users (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Write .eml files instead of sending; the store is not changed.")
 @click.option(
     "--out",
@@ -75,7 +121,14 @@ def run(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Do the whole job once: collect dumps, ingest, match, render, deliver, write feeds."""
+    """Do the whole job once: collect dumps, ingest, match, render, deliver, write feeds.
+
+    \b
+    Examples:
+      digest run --dry-run --out /tmp/digests
+      digest run -v
+      digest run --quiet          # for cron: silent when there is nothing new
+    """
     cfg = obj.config()
     unknown = sorted(set(users) - {u.name for u in cfg.users})
     if unknown:
@@ -83,7 +136,7 @@ def run(
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with _progress(not as_json and not quiet) as progress:
+        with _progress(not as_json and not quiet, _progress_label(dry_run)) as progress:
             report = pipeline.run_once(
                 cfg,
                 os.environ,
@@ -110,9 +163,8 @@ def run(
     else:
         nothing = not report.new_papers and not report.sent and not report.deferred and not report.failed
         if not (quiet and nothing and not report.errors):
-            click.echo(("nothing new today: " if nothing and not report.errors else "") + _summary(report))
-        if dry_run and report.sent:
-            click.echo(f"dry run: wrote {report.sent} messages to {out}/ (nothing was sent or stored)")
+            summary = _summary(report, out if dry_run else None)
+            click.echo(("nothing new today: " if nothing and not report.errors else "") + summary)
         for error in report.errors:
             click.secho(f"error: {error}", fg="red", err=True)
     if report.errors or report.failed:
@@ -121,18 +173,25 @@ def run(
 
 @cli.command()
 @click.option("--retry", is_flag=True, help="Resend deferred messages whose retry time has come.")
-@click.option("--user", "users", multiple=True, help="Only these users (repeatable).")
+@click.option("--user", "users", multiple=True, shell_complete=complete_users, help="Only these users (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Write the due messages as .eml files instead of sending.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DRY_RUN_DIR, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: Path, as_json: bool) -> None:
-    """Send what is due in the outbox (pending messages, and with --retry deferred ones) without ingesting."""
+    """Send what is due in the outbox (pending messages, and with --retry deferred ones) without ingesting.
+
+    \b
+    Examples:
+      digest send
+      digest send --retry --user ada
+      digest send --dry-run --out /tmp/due
+    """
     cfg = obj.config()
     now = datetime.now(UTC)
     with store.run_lock(cfg.digest.store), contextlib.closing(store.open_store(cfg.digest.store)) as real:
         conn = pipeline.scratch_copy(real) if dry_run else real  # the copy is closed with the process
-        with _progress(not as_json) as progress:
+        with _progress(not as_json, _progress_label(dry_run)) as progress:
             options = pipeline.RunOptions(users=users or None, dry_run=out if dry_run else None, progress=progress)
             done = pipeline.deliver_due(
                 conn, cfg, os.environ, now=now, options=options, clock=lambda: datetime.now(UTC), retry_deferred=retry
@@ -140,8 +199,10 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
     if as_json:
         _echo_json(asdict(done))
     else:
-        counts = f"{done.sent} sent, {done.deferred} deferred, {done.failed} failed"
-        click.echo(counts + (f" (written to {out}/)" if dry_run else ""))
+        if dry_run:
+            click.echo(f"{_plural(done.sent, 'message')} written to {out}/ (dry run, nothing sent)")
+        else:
+            click.echo(f"{done.sent} sent, {done.deferred} deferred, {done.failed} failed")
         for error in done.errors:
             click.secho(f"error: {error}", fg="red", err=True)
     if done.failed:
@@ -154,7 +215,13 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> None:
-    """Show what was sent, deferred and failed, per user and per run."""
+    """Show what was sent, deferred and failed, per user and per run.
+
+    \b
+    Examples:
+      digest status
+      digest status --user ada --limit 10
+    """
     with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
         rows = outbox.history(conn, users=users or None, limit=limit)
         runs = outbox.runs(conn, limit=10)
@@ -210,7 +277,13 @@ _WHY_NOT_MAILED = {
 @click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), help="The listing's date (default: latest).")
 @click.pass_obj
 def fetch(obj: Context, day: datetime | None) -> None:
-    """Download the daily-papers API listing into the inbox (nothing is written on failure)."""
+    """Download the daily-papers API listing into the inbox (nothing is written on failure).
+
+    \b
+    Examples:
+      digest fetch
+      digest fetch --date 2026-11-23
+    """
     cfg = obj.config()
     if not cfg.digest.source_url:
         raise click.UsageError("no [digest].source_url in the config; set it to the daily-papers API URL")
@@ -223,7 +296,13 @@ def fetch(obj: Context, day: datetime | None) -> None:
 @cli.command()
 @click.pass_obj
 def serve(obj: Context) -> None:
-    """Run the scheduler and the feeds/unsubscribe HTTP server until SIGTERM."""
+    """Run the scheduler and the feeds/unsubscribe HTTP server until SIGTERM.
+
+    \b
+    Examples:
+      digest serve
+      digest --config ~/.config/paper-digest/config.toml serve -v
+    """
     from digest import schedule
 
     cfg = obj.config()
@@ -243,16 +322,26 @@ def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
 
 
 @cli.command()
-@click.argument("user")
+@click.argument("user", shell_complete=complete_users)
 @click.pass_obj
 def unsubscribe(obj: Context, user: str) -> None:
-    """Stop sending to USER (what the one-click link does)."""
+    """Stop sending to USER (what the one-click link does).
+
+    \b
+    Examples:
+      digest unsubscribe ada
+    """
     _set_subscribed(obj, user, False)
 
 
 @cli.command()
-@click.argument("user")
+@click.argument("user", shell_complete=complete_users)
 @click.pass_obj
 def resubscribe(obj: Context, user: str) -> None:
-    """Send to USER again after an unsubscribe."""
+    """Send to USER again after an unsubscribe.
+
+    \b
+    Examples:
+      digest resubscribe ada
+    """
     _set_subscribed(obj, user, True)

@@ -26,9 +26,10 @@ from pydantic.fields import FieldInfo
 from digest.errors import ConfigError
 
 __all__ = [
-    "ENV_FILE_TEMPLATE", "STARTER_CONFIG", "ConfigProblem", "ConfigValidationError", "Loc", "closest", "format_loc",
-    "key_lines", "line_of", "located", "parse_env_text", "pydantic_message", "read_env_file", "schema_at", "show",
-    "too_deep", "value_range", "write_env_file", "write_starter_config",
+    "ENV_FILE_TEMPLATE", "STARTER_CONFIG", "ConfigProblem", "ConfigValidationError", "Loc", "closest",
+    "error_records", "format_loc", "key_lines", "line_of", "located", "parse_env_text", "problem_record",
+    "pydantic_message", "read_env_file", "schema_at", "show", "too_deep", "value_range", "write_env_file",
+    "write_starter_config",
 ]  # fmt: skip
 
 # Keys people reach for when they mean to put a secret in the file; each maps to the indirection to use.
@@ -67,6 +68,21 @@ class ConfigValidationError(ConfigError):
         hint = hint or "fix the keys above; config.example.toml documents every key"
         super().__init__("\n".join(str(p) for p in problems), hint)
         self.problems = problems
+
+
+def problem_record(problem: ConfigProblem, hint: str = "") -> dict[str, Any]:
+    """One problem as `digest check --json` prints it: file, line (or None), key (path), message, hint."""
+    return {"file": problem.file, "line": problem.line, "key": problem.path, "message": problem.message,
+            "hint": hint}  # fmt: skip
+
+
+def error_records(exc: ConfigError, file: str | None = None) -> list[dict[str, Any]]:
+    """The problems a ConfigError reports, as records: one per located problem of a ConfigValidationError (each
+    with the error's hint), else one for the whole error (``file``, no line or key)."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return [problem_record(p, exc.hint) for p in problems]
+    return [{"file": file, "line": None, "key": "", "message": exc.message, "hint": exc.hint}]
 
 
 def show(value: Any, *, typed: bool = False) -> str:

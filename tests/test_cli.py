@@ -141,7 +141,7 @@ def test_run_status_and_exit_codes(
     inbox = config_file.parent / "inbox"
     shutil.copy(seeds[0], inbox)
     code, out, _ = _run(capsys, "--config", str(config_file), "run")
-    assert code == 0 and "1 digests sent" in out and sink.recipients() == ["ada@example.org"]
+    assert code == 0 and "1 digest sent" in out and sink.recipients() == ["ada@example.org"]
     code, out, _ = _run(capsys, "--config", str(config_file), "run")
     assert code == 0 and out.startswith("nothing new today")
     code, out, _ = _run(capsys, "--config", str(config_file), "status", "--json")
@@ -298,7 +298,7 @@ def test_check_matches_organization_handles_and_names_in_a_real_store(
     code, out, _ = _run(capsys, "--config", str(config_file), "check", "--json")
     warnings = json.loads(out)["warnings"]
     assert code == 0 and json.loads(out)["ok"] is True
-    assert [w.split(": ")[1] for w in warnings] == [
+    assert [w["key"] for w in warnings] == [
         "users[0].organizations[2]", "users[1].organizations[0]", "users[1].organizations[1]",
         "users[1].organizations_mode",
     ]  # fmt: skip
