@@ -30,6 +30,20 @@ class Paper:
 
 
 @dataclass(frozen=True, slots=True)
+class PaperLinks:
+    """Where a paper can be read, in the order a digest shows them; each an http(s) URL or None.
+
+    Built by ``digest.sources.identity.paper_links`` (the one rule from arXiv id and listing fields to URLs)."""
+
+    pdf: str | None  # https://arxiv.org/pdf/<id>
+    arxiv: str | None  # https://arxiv.org/abs/<id>
+    hf: str  # the Hugging Face paper page, or a Hugging Face search for the title when there is no arXiv id
+    code: str | None  # the code repository (usually GitHub)
+    code_stars: int | None  # the repository's stars when known (only with ``code``)
+    project: str | None  # the authors' project page (never the same URL as ``code``)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredPaper:
     """A paper as the store knows it: the paper plus when and where it was first seen."""
 

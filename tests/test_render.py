@@ -22,13 +22,13 @@ from conftest import assert_golden
 from markupsafe import Markup
 
 from digest import render
+from digest.compose import MailSettings, compose
 from digest.errors import RenderError
 from digest.models import Digest, Hit, Match, Paper, Profile
 from digest.render import (
     RenderOptions,
     html_size_estimate,
     make_environment,
-    paper_links,
     prepare_papers,
     render_digest,
     render_part,
@@ -41,6 +41,13 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 UNSUB = "https://digest.example.org/u/AbCdEf0123456789xyzABC"
 FEED = "https://digest.example.org/feeds/alice-1a2b3c4d.xml"
+VIEW = "https://digest.example.org/archive/alice-1a2b3c4d/2026-11-23.html"
+MORE = "https://digest.example.org/archive/alice-1a2b3c4d/2026-11-23.html#more"
+MAIL = MailSettings(
+    sender="digest@example.org", sender_name="Paper Digest", list_id="daily.digest.example.org",
+    domain="digest.example.org", secret=b"s" * 32, unsubscribe_mailto="unsubscribe@example.org",
+    unsubscribe_base_url="https://digest.example.org",
+)  # fmt: skip
 HOSTILE = "<think>Diffusion</think> & <script>alert(1)</script> $x<y$ for LLM\x0bserving — τ-ζ naïve"
 LONG = (
     "Large language models (LLMs) are increasingly used to serve diffusion workloads. "
@@ -60,20 +67,22 @@ def sample_papers() -> list[Paper]:
             key="arxiv:2409.01234",
             title=HOSTILE,
             abstract=LONG,
-            authors=("Ada Lovelace", "Alan Turing", "Grace Hopper"),
-            n_authors=3,
+            authors=("Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"),
+            n_authors=12,
             organization="Acme <AI> & Co",
             published=date(2026, 11, 20),
             published_text="Nov 20",
             upvotes=42,
             arxiv_id="2409.01234v2",
             project_page="javascript:alert(document.cookie)",
+            ai_summary="A scheduler for <LLM> serving that doubles throughput & keeps latency flat.",
         ),
         Paper(
             key="title:0f3c9a",
             title="Speculative decoding [draft](javascript:alert(1)) *without* drafts",
             abstract="1. We propose *speculative* decoding without a draft model; it is 2x faster.",
             published_text="Apr 8",
+            n_authors=5,
         ),
         Paper(
             key="arxiv:2411.00002",
@@ -82,6 +91,9 @@ def sample_papers() -> list[Paper]:
             upvotes=1,
             arxiv_id="2411.00002",
             github_repo="https://github.com/example/tiny",
+            github_stars=1234,
+            project_page="https://tiny.example.org/",
+            thumbnail="https://cdn.example.org/thumbs/2411.00002.png",
         ),
     ]
 
@@ -130,12 +142,28 @@ def b64_size(html: str) -> int:
 
 
 def test_golden_subject_markdown_text_html(update_golden: bool):
-    """The sample digest renders exactly as the golden subject, Markdown, text and HTML files."""
+    """The sample digest renders exactly as the golden subject, text/plain, Markdown and HTML files."""
     digest, cache, email = render_sample()
     assert_golden("digest.subject.txt", email.subject + "\n", update_golden)
-    assert_golden("digest.md", email.text, update_golden)
-    assert_golden("digest.txt", render_part("txt", digest, cache, unsubscribe_url=UNSUB, feed_url=FEED), update_golden)
+    assert_golden("digest.txt", email.text, update_golden)
+    assert_golden("digest.md", render_part("md", digest, cache, unsubscribe_url=UNSUB, feed_url=FEED), update_golden)
     assert_golden("digest.html", email.html, update_golden)
+
+
+def test_golden_whole_message(update_golden: bool):
+    """The sample digest composed (fixed now and Message-ID secret) is byte-identical to the golden .eml file."""
+    _, _, email = render_sample()
+    data = compose(email, MAIL, now=NOW)
+    assert_golden("digest.eml", data.decode("ascii"), update_golden)
+
+
+def test_golden_view_and_more_links(update_golden: bool):
+    """With view_url and more_url set, the email links "View in browser" and the "N more papers" line."""
+    digest = replace(sample_digest(), omitted=4)
+    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=400))
+    email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED, view_url=VIEW, more_url=MORE)
+    assert_golden("digest-links.txt", email.text, update_golden)
+    assert_golden("digest-links.html", email.html, update_golden)
 
 
 def test_golden_empty_digest(update_golden: bool):
@@ -184,7 +212,7 @@ def test_no_script_and_only_safe_link_schemes():
     soup = BeautifulSoup(email.html, "lxml")
     assert soup.find("script") is None
     links = hrefs(email.html)
-    assert links and all(urlsplit(h).scheme in {"http", "https", "mailto"} for h in links)
+    assert links and all(urlsplit(h).scheme in {"http", "https", "mailto"} or h.startswith("#p-") for h in links)
     values = [v for tag in soup.find_all(True) for v in tag.attrs.values() if isinstance(v, str)]
     assert not [v for v in values if v.strip().lower().startswith("javascript")]
 
@@ -215,19 +243,25 @@ def _naive_html(digest: Digest, cache: render.RenderCache) -> str:
         pp = cache.papers[m.paper.key]
         cut = pp.cuts[level]
         trimmed = cut < len(m.paper.abstract.rstrip())
-        ctx = {"paper": m.paper, "links": paper_links(m.paper), "meta": render._meta(m.paper), "trimmed": trimmed}
+        ctx = {**render.paper_context(m.paper, cache.options), "trimmed": trimmed, "n": len(cards) + 1}
         hl = ("<mark><strong>", "</strong></mark>")
         ts, as_ = render._spans(m)
-        ctx["title"] = Markup(render._splice(render._escape(m.paper.title, "html"), ts, len(m.paper.title), *hl))
+        ctx["title"] = Markup(render._splice(render._escape(m.paper.title, "html"), ts, len(m.paper.title), "<mark>",
+                                             "</mark>"))  # fmt: skip
         abstract = render._splice(render._escape(m.paper.abstract, "html"), as_, cut, *hl)
         ctx["abstract"] = Markup(abstract + (" …" if trimmed else ""))
         ctx |= {"reason": m.reason, "has_abstract": True}
         cards.append(env.get_template("paper.html.j2").render(ctx))
+    index = "".join(
+        env.get_template("index_item.html.j2").render(anchor=render.anchor(m.paper), title=render._clean(m.paper.title))
+        for m in digest.matches
+    )
     subject = render._subject(cache, "2026-11-23", digest.period, len(digest.matches), len(digest.matches))
     page = env.get_template("digest.html.j2").render(
         site_name="Paper digest", lang="en", count=3, total=3, more=0, period=digest.period, date="2026-11-23",
-        dumps=list(digest.dumps), subject=subject, user_name="Zoë <Alice>", unsubscribe_url=UNSUB,
-        more_url=FEED, feed_url=FEED, manage_hint="edit profiles.toml", papers=Markup("".join(cards)), dropped=0,
+        dumps=list(digest.dumps), subject=subject, user_name="Zoë <Alice>", unsubscribe_url=UNSUB, view_url=None,
+        more_url=None, feed_url=FEED, manage_hint="edit profiles.toml", papers=Markup("".join(cards)), dropped=0,
+        index=Markup(index), web_page=False,
     )  # fmt: skip
     return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False).inline(page)
 
@@ -240,26 +274,32 @@ def _normalise(html: str) -> str:
 
 
 def test_highlights_wrap_exact_hit_text_in_html():
-    """Each title hit becomes <mark><strong>term</strong></mark> around exactly the hit text."""
+    """Each title hit becomes <mark>term</mark> (a title is not also bold and underlined), each abstract hit
+    <mark><strong>term</strong></mark>, around exactly the hit text."""
     _, _, email = render_sample()
     soup = BeautifulSoup(email.html, "lxml")
     marked = [m.get_text() for m in soup.find("h2").find_all("mark")]
     assert marked == ["Diffusion", "LLM"]
-    assert all(m.strong is not None and "background-color" in m["style"] for m in soup.find_all("mark"))
+    assert all(m.strong is None for m in soup.find("h2").find_all("mark"))
+    assert "underline" not in soup.find("a", class_="paper-link")["style"]
+    abstract_marks = soup.find("p", class_="abstract").find_all("mark")
+    assert abstract_marks and all(m.strong is not None for m in abstract_marks)
+    assert all("background-color" in m["style"] for m in soup.find_all("mark"))
 
 
 def test_highlights_use_bold_in_markdown_and_escape_the_rest():
     """Markdown bolds the hits, escapes Markdown/HTML metacharacters and keeps $ as is."""
-    _, _, email = render_sample()
-    assert "\\<think\\>**Diffusion**\\</think\\> & \\<script\\>" in email.text
-    assert "$x\\<y$ for **LLM** serving" in email.text
-    assert "[Speculative **decoding** \\[draft\\](javascript:alert(1)) \\*without\\* drafts](" in email.text
+    digest, cache, _ = render_sample()
+    md = render_part("md", digest, cache, unsubscribe_url=UNSUB)
+    assert "\\<think\\>**Diffusion**\\</think\\> & \\<script\\>" in md
+    assert "$x\\<y$ for **LLM** serving" in md
+    assert "[Speculative **decoding** \\[draft\\](javascript:alert(1)) \\*without\\* drafts](" in md
 
 
 def test_markdown_links_use_only_safe_schemes():
     """Converted to HTML, the Markdown links only to http(s)/mailto and has no script element."""
-    _, _, email = render_sample()
-    html = markdown.markdown(email.text)
+    digest, cache, _ = render_sample()
+    html = markdown.markdown(render_part("md", digest, cache, unsubscribe_url=UNSUB))
     assert BeautifulSoup(html, "lxml").find("script") is None
     targets = hrefs(html)
     assert len(targets) >= 9 and all(urlsplit(t).scheme in {"http", "https", "mailto"} for t in targets)
@@ -288,7 +328,7 @@ def test_empty_title_and_abstract_still_render():
     p = Paper(key="title:e", title=" ", abstract="")
     d = Digest(Profile(name="u", email="u@example.org"), (Match(p, 1.0, (), "org"),), NOW, "2026-11-23")
     cache = prepare_papers([p])
-    assert "### [(untitled)](https://huggingface.co/papers?q=)" in render_part("md", d, cache, unsubscribe_url=UNSUB)
+    assert "### 1. [(untitled)](https://huggingface.co/papers?q=)" in render_part("md", d, cache, unsubscribe_url=UNSUB)
     assert (
         BeautifulSoup(render_part("html", d, cache, unsubscribe_url=UNSUB), "lxml").find("p", class_="abstract") is None
     )
@@ -308,9 +348,10 @@ def test_abstract_trimmed_at_word_boundary_with_read_more():
 
 def test_markdown_abstract_is_wrapped_and_cannot_start_a_list():
     """Markdown abstracts wrap at the configured width and a leading "1." is escaped."""
-    _, _, email = render_sample()
-    assert "\n1\\. We propose" in email.text
-    paragraph = email.text.split("naïve](")[1].split("\n\n")[2]
+    digest, cache, _ = render_sample()
+    md = render_part("md", digest, cache, unsubscribe_url=UNSUB)
+    assert "\n1\\. We propose" in md
+    paragraph = md.split("naïve](")[1].split("\n\n")[4]
     lines = paragraph.splitlines()
     assert len(lines) > 3 and all(len(line) <= 76 + 8 for line in lines[:-1])  # last one ends in a link
 
@@ -357,17 +398,21 @@ def test_each_paper_shows_links_and_metadata():
     assert "https://arxiv.org/abs/2409.01234" in links
     assert "https://github.com/example/tiny" in links
     assert any(h.startswith("https://huggingface.co/papers?q=Speculative+decoding") for h in links)
-    assert "Acme &lt;AI&gt; &amp; Co · 3 authors · 2026-11-20 · 42 upvotes" in email.html
+    assert "Ada Lovelace, Alan Turing, Grace Hopper et al. (12 authors)" in email.html
+    assert "Acme &lt;AI&gt; &amp; Co · 2026-11-20 · 42 upvotes" in email.html
     assert "Why: title: &quot;diffusion&quot;, &quot;LLM&quot;; abstract: &quot;LLM&quot; x5" in email.html
 
 
 def test_summary_and_footer():
-    """The digest opens with count, period and dumps, and ends with profile and unsubscribe help."""
+    """The digest opens with count and period (no dump file names), and ends with a footer for the reader with
+    the unsubscribe link last, never the operator's config hint."""
     _, _, email = render_sample()
-    assert "3 new papers for Zoë \\<Alice\\>, 2026-11-23, from 000\\_f4e371e0c0016fc2.txt." in email.text
-    assert "To change your profile: edit profiles.toml" in email.text
-    assert email.text.rstrip().endswith(f"unsubscribe: <{UNSUB}>")
-    assert hrefs(email.html).count(UNSUB) == 2
+    assert "3 new papers for Zoë <Alice>:" in email.text
+    assert "000_f4e371e0c0016fc2" not in email.text + email.html
+    assert "edit profiles.toml" not in email.text + email.html
+    assert "ask whoever runs this digest" in email.text
+    assert email.text.rstrip().endswith(f"Unsubscribe: {UNSUB}")
+    assert hrefs(email.html).count(UNSUB) == 1
 
 
 def test_plain_text_has_no_markdown_markup():
@@ -413,7 +458,7 @@ def test_output_does_not_depend_on_the_cache_instance():
 def test_subject_has_date_and_count_but_no_titles():
     """The default subject names the date and the number of papers, never a paper title."""
     _, _, email = render_sample()
-    assert email.subject == "Paper digest — 2026-11-23 (3 new papers)"
+    assert email.subject == "Paper digest — 2026-11-23 (3 papers)"
 
 
 def test_subject_is_one_line_whatever_the_template(tmp_path: Path):
@@ -446,30 +491,48 @@ def big_digest(n: int) -> Digest:
     return Digest(Profile(name="bob", email="bob@example.org"), matches, NOW, "2026-11-23", ("d.txt",), omitted=2)
 
 
+def message_size(email) -> int:
+    """Bytes of the whole message as compose sends it (headers, both parts)."""
+    return len(compose(email, MAIL, now=NOW))
+
+
 def test_sixty_long_papers_stay_under_the_clip_budget():
-    """A 60-paper digest of long abstracts stays under 90 KB as sent (base64), saying how many more come next."""
+    """A 60-paper digest of long abstracts stays under the budget as a whole message, with room for per-paper
+    feedback links, and says how many more come next."""
     digest = big_digest(60)
-    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=2000))
+    options = RenderOptions(abstract_chars=2000)
+    cache = prepare_papers(digest.matches, options)
     email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED)
-    assert 75_000 <= b64_size(email.html) <= 90_000  # the budget is used, not wasted
     shown = len(email.paper_keys)
+    size = message_size(email)
+    assert size + shown * options.reserve_per_paper <= options.max_message_bytes
+    assert size >= 0.85 * (options.max_message_bytes - shown * options.reserve_per_paper)  # the budget is used
     assert 10 < shown < 60
     more = 60 + 2 - shown
-    # The feed holds only what was mailed, so nothing links there: the rest is carried over.
+    # Without a web page to link to, the rest is carried over.
     assert f"{more} more matching papers did not fit in this email; they come in your next digest." in email.text
     note = BeautifulSoup(email.html, "lxml").find("td", class_="more")
     assert note.a is None and note.get_text().startswith(f"{more} more matching papers")
-    assert email.text.count("### [") == shown
+    assert email.text.count("\nWhy: ") == shown
+    assert f"({shown} papers)" in email.subject
 
 
 def test_abstracts_are_trimmed_before_papers_are_dropped():
     """When shorter abstracts fit the budget, every paper is kept."""
     digest = replace(big_digest(12), omitted=0)
-    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=4000, max_html_bytes=40_000))
+    cache = prepare_papers(digest.matches, RenderOptions(abstract_chars=4000, max_message_bytes=60_000))
     email = render_digest(digest, cache, unsubscribe_url=UNSUB)
     assert len(email.paper_keys) == 12
-    assert b64_size(email.html) <= 40_000
-    assert "more papers" not in email.text and email.text.count("[read more]") == 12
+    assert message_size(email) + 12 * 300 <= 60_000
+    assert "more matching papers" not in email.text and email.text.count(" …\n") == 12
+
+
+def test_message_size_bound_is_an_upper_bound():
+    """message_size_bound of the parts is never below the composed message's size."""
+    for digest in (sample_digest(), big_digest(30)):
+        cache = prepare_papers(digest.matches)
+        email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED)
+        assert message_size(email) <= render.message_size_bound(email.html, email.text)
 
 
 SIZE_SAMPLES = ("plain", "a=b " * 500, "τζ — naïve 𝔘" * 400, "x" * 5000, "<p>\n" * 300, ".From x\n" * 50)
@@ -497,7 +560,7 @@ def test_base64_bound_is_an_upper_bound_and_close():
 def test_override_one_partial(tmp_path: Path):
     """A paper.html.j2 in the override folder replaces just the card; the page still comes from defaults."""
     (tmp_path / "paper.html.j2").write_text(
-        '<div class="custom"><a href="{{ links.paper }}">{{ title }}</a> {{ abstract }} ({{ reason }})</div>\n'
+        '<div class="custom"><a href="{{ links.hf }}">{{ title }}</a> {{ abstract }} ({{ reason }})</div>\n'
     )
     digest = sample_digest()
     cache = prepare_papers(digest.matches, RenderOptions(templates_dir=tmp_path))
@@ -597,6 +660,6 @@ def test_corpus_papers_render_safely():
     email = render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED)
     soup = BeautifulSoup(email.html, "lxml")
     assert soup.find("think") is None and soup.find("script") is None
-    assert all(urlsplit(h).scheme in {"http", "https"} for h in hrefs(email.html))
-    assert qp_size(email.html) <= 90_000
+    assert all(urlsplit(h).scheme in {"http", "https"} or h.startswith("#p-") for h in hrefs(email.html))
+    assert message_size(email) + len(email.paper_keys) * 300 <= 100_000
     assert "<think>" not in email.text

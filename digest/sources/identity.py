@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from urllib.parse import quote, quote_plus, urlsplit
+
+from digest.models import Paper, PaperLinks
 
 _ARXIV_ID = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -52,3 +55,40 @@ def clean_text(value: str, *, one_line: bool) -> str:
     if one_line:
         value = _WRAP.sub(" ", value)
     return value.strip()
+
+
+HF_PAPERS = "https://huggingface.co/papers"
+_URL_SAFE = "/:?#[]@!$&*+,;=%~-._"  # RFC 3986 reserved + unreserved, minus quotes and parentheses
+_URL_BAD = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def web_url(url: str | None) -> str | None:
+    """``url`` when it is an http(s) URL with a host (percent-encoded where needed), else None."""
+    if not url or _URL_BAD.search(url := url.strip()):
+        return None
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return None
+    return quote(url, safe=_URL_SAFE) if ok else None
+
+
+def paper_links(paper: Paper) -> PaperLinks:
+    """The one paper-links rule: PDF, arXiv and Hugging Face pages from the arXiv id (a Hugging Face title search
+    without one), the code repository with its stars, the project page; only http(s) URLs."""
+    aid = next((a for c in (paper.arxiv_id, paper.key) if c and (a := normalise_arxiv_id(c))), None)
+    code = web_url(paper.github_repo)
+    project = web_url(paper.project_page)
+    if aid is None:
+        query = quote_plus(" ".join(paper.title.split())[:300])
+        return PaperLinks(None, None, f"{HF_PAPERS}?q={query}", code, paper.github_stars if code else None,
+                          project if project != code else None)  # fmt: skip
+    return PaperLinks(
+        pdf=f"https://arxiv.org/pdf/{aid}",
+        arxiv=f"https://arxiv.org/abs/{aid}",
+        hf=f"{HF_PAPERS}/{aid}",
+        code=code,
+        code_stars=paper.github_stars if code else None,
+        project=project if project != code else None,
+    )
