@@ -9,9 +9,9 @@ and a year of delivery history for every user (one sent digest a day of three pa
 and ~1,100 delivered papers per user, and a fixed feed entry id for every paper). Then a real day is put in the inbox
 and one daily `digest run` (ingest, match, render, outbox, sending to a local aiosmtpd sink in another
 process, feeds) runs in a child process. Its wall time and peak RSS are reported, and the ratio against the
-smallest history, all in this one invocation; the smallest size runs first and again last, so drift in the
-machine's speed is visible. Then `digest preview --since <first day of the history>` runs over each store in
-a child process (peak RSS).
+smallest history, all in this one invocation; the sizes run round robin (--repeats times, the best counts),
+so drift in the machine's speed weighs on every size alike. Then `digest preview --since <first day of the
+history>` runs over each store in a child process (peak RSS).
 
 Targets (issue 12): the run at 100k stored papers within 1.25x of the run at 1k; preview --since over 100k
 papers under 150 MB peak RSS.
