@@ -345,6 +345,7 @@ class DigestSettings(_Section):
     secret_env: Annotated[str, AfterValidator(_required_env_name)] = "DIGEST_SECRET"
     env_file: Path = Field("", validate_default=True)
     abstract_chars: int = Field(600, ge=50, le=100_000)
+    thumbnails: bool = False
     catchup_max_age_days: Days = 7
     backfill_days: Days = 7
     keep_sent_days: Days = 7

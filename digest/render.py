@@ -31,6 +31,7 @@ from digest.errors import RenderError
 from digest.models import Digest, Match, Paper, PaperLinks, RenderedEmail
 from digest.sources.identity import paper_links
 from digest.textmap import Esc as _Esc
+from digest.textmap import b64_size as _b64_size
 from digest.textmap import clean as _clean
 from digest.textmap import cut_offset as _cut
 from digest.textmap import escape as _escape
@@ -38,8 +39,7 @@ from digest.textmap import hit_spans as _hit_spans
 from digest.textmap import html_size_estimate, safe_url
 from digest.textmap import md_guard as _md_guard
 from digest.textmap import md_inline as _md_inline
-from digest.textmap import qp as _qp
-from digest.textmap import qp_bound as _qp_bound
+from digest.textmap import qp_size as _qp_size
 from digest.textmap import splice as _splice
 from digest.textmap import wrap_breaks as _wrap_breaks
 
@@ -510,14 +510,7 @@ def _values(fmt: str, subject: str, name: str, urls: dict[str, str | None], hint
 def message_size_bound(html: str, text: str) -> int:
     """An upper bound of the message ``compose`` builds from these parts: base64 HTML (exact), quoted-printable
     text (bounded) and ``HEADER_RESERVE`` for the headers and MIME structure."""
-    size = HEADER_RESERVE
-    if html:
-        raw = len(html.encode("utf-8", "surrogatepass")) + html.count("\n")  # LF goes out as CRLF
-        encoded = 4 * -(-raw // 3)
-        size += encoded + 2 * -(-encoded // 76)
-    if text:
-        size += _qp_bound(_qp(text), text.count("\n"))
-    return size
+    return HEADER_RESERVE + (_b64_size(html) if html else 0) + (_qp_size(text) if text else 0)
 
 
 def _render(

@@ -65,6 +65,7 @@ def render_options(cfg: config.Config) -> render.RenderOptions:
         abstract_chars=cfg.digest.abstract_chars,
         templates_dir=cfg.digest.templates,
         base_url=cfg.digest.base_url or None,
+        thumbnails=cfg.digest.thumbnails,
     )
 
 

@@ -6,6 +6,7 @@ Offsets are always into the *source* text; ``Esc.shift`` maps them into the esca
 
 from __future__ import annotations
 
+import binascii
 import re
 from array import array
 from collections.abc import Iterable, Sequence
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 __all__ = ["ALLOWED_SCHEMES", "Esc", "clean", "cut_offset", "escape", "hit_spans", "html_size_estimate"]
-__all__ += ["b64_bound", "md_guard", "md_inline", "qp", "qp_bound", "safe_url", "splice", "wrap_breaks"]
+__all__ += ["b64_bound", "b64_size", "md_guard", "md_inline", "qp", "qp_bound", "qp_size", "safe_url", "splice"]
+__all__ += ["wrap_breaks"]
 
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 # C0/C1-ish characters that are never text; runs of them and whitespace collapse to one space.
@@ -233,3 +235,20 @@ def b64_bound(q: int, lines: int) -> int:
 def qp_bound(q: int, lines: int) -> int:
     """Encoded size bound from ``qp`` octets and newline count: CRLF per line, a soft break per <=72 octets."""
     return q + lines + 3 * (q // 72 + lines + 1)
+
+
+def b64_size(text: str) -> int:
+    """Exact size of ``text`` as a base64 body part: UTF-8 with CRLF line ends, in 76-character CRLF lines."""
+    raw = len(text.encode("utf-8", "surrogatepass")) + text.count("\n")
+    encoded = 4 * -(-raw // 3)
+    return encoded + 2 * -(-encoded // 76)
+
+
+def qp_size(text: str) -> int:
+    """Size of ``text`` as a quoted-printable body part (UTF-8, CRLF, soft breaks at 76), bounded from above for
+    the fixes a careful encoder adds: an escaped first "." or "From " (2 more octets per line), a line ending in an
+    encoded blank split once more (3), a final soft line break (3)."""
+    raw = text.encode("utf-8", "surrogatepass").replace(b"\n", b"\r\n")
+    encoded = binascii.b2a_qp(raw + b"\r\n", istext=True)
+    risky = encoded.count(b"\n.") + encoded.count(b"\nFrom ") + 1
+    return len(encoded) + 2 * risky + 3 * (encoded.count(b"=20\r\n") + encoded.count(b"=09\r\n")) + 3

@@ -111,7 +111,7 @@ def test_preview_formats_and_store_untouched(
 def test_preview_against_one_dump(capsys: pytest.CaptureFixture[str], config_file: Path, seeds: list[Path]) -> None:
     """preview --dump backtests a profile on a dump without any store."""
     code, out, _ = _run(capsys, "--config", str(config_file), "preview", "--user", "ada", "--dump", str(seeds[3]))
-    assert code == 0 and "003\\_dff01c8f9ab61c1d.txt" in out and out.count("\n### ") == 20
+    assert code == 0 and out.count("\n### ") == 20  # the header no longer names dump files (issue 13)
 
 
 def test_preview_unknown_user_is_a_config_error(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:

@@ -663,3 +663,284 @@ def test_corpus_papers_render_safely():
     assert all(urlsplit(h).scheme in {"http", "https"} or h.startswith("#p-") for h in hrefs(email.html))
     assert message_size(email) + len(email.paper_keys) * 300 <= 100_000
     assert "<think>" not in email.text
+
+
+# --- the digest a researcher reads (issue 13) ---------------------------------------------------
+
+
+def test_index_anchors_resolve_to_entries():
+    """The index at the top lists every shown title in order, each linking to the id of its entry below."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    index = soup.find("ol", class_="index")
+    targets = [a["href"] for a in index.find_all("a")]
+    entries = soup.find_all("h2", class_="paper-title")
+    assert len(targets) == len(entries) == 3
+    for target, entry in zip(targets, entries, strict=True):
+        assert target.startswith("#") and soup.find(id=target[1:]) is entry
+    assert email.html.index('class="index"') < email.html.index('class="paper-title"')
+    assert [a.get_text() for a in index.find_all("a")][2] == entries[2].get_text() == "A tiny paper"
+    assert email.text.index("3. A tiny paper") < email.text.index("1. <think>", email.text.index("-----"))
+
+
+def test_links_in_fixed_order_with_labels():
+    """Each paper's links read PDF, arXiv, Hugging Face, Code (with stars), Project page, in that order, and
+    only http(s) (the javascript: project page is gone)."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    rows = [[(a.get_text(), a["href"]) for a in p.find_all("a")] for p in soup.find_all("p", class_="links")]
+    assert rows[0] == [
+        ("PDF", "https://arxiv.org/pdf/2409.01234"),
+        ("arXiv", "https://arxiv.org/abs/2409.01234"),
+        ("Hugging Face", "https://huggingface.co/papers/2409.01234"),
+    ]
+    assert [label for label, _ in rows[2]] == ["PDF", "arXiv", "Hugging Face", "Code ★ 1,234", "Project page"]
+    assert rows[2][3][1] == "https://github.com/example/tiny" and rows[2][4][1] == "https://tiny.example.org/"
+    assert [label for label, _ in rows[1]] == ["Hugging Face"]  # no arXiv id: a title search, no PDF
+    assert "Code ★ 1,234: https://github.com/example/tiny\nProject page: https://tiny.example.org/\n" in email.text
+
+
+def test_paper_links_rule():
+    """paper_links: arXiv id (or key) -> PDF/abs/HF URLs; code with stars only when there is code; a project page
+    equal to the repository is not repeated; non-http(s) URLs are dropped."""
+    from digest.sources.identity import paper_links
+
+    p = Paper(key="arxiv:2501.00001", title="t", abstract="a", github_repo="https://github.com/a/b", github_stars=7,
+              project_page="https://github.com/a/b")  # fmt: skip
+    links = paper_links(p)
+    assert (links.pdf, links.arxiv, links.hf) == (
+        "https://arxiv.org/pdf/2501.00001",
+        "https://arxiv.org/abs/2501.00001",
+        "https://huggingface.co/papers/2501.00001",
+    )
+    assert (links.code, links.code_stars, links.project) == ("https://github.com/a/b", 7, None)
+    bad = paper_links(replace(p, github_repo="javascript:x", project_page="ftp://x.example/"))
+    assert (bad.code, bad.code_stars, bad.project) == (None, None, None)
+    assert render.paper_links is paper_links
+    assert render._stars(12_345) == "★ 12.3k" and render._stars(10_000) == "★ 10k" and render._stars(0) == "★ 0"
+
+
+def test_tldr_is_labelled_as_hugging_face_ai_summary():
+    """The AI summary shows as a one-line TL;DR labelled as Hugging Face's, above the abstract; none without one."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    tldrs = soup.find_all("p", class_="tldr")
+    assert len(tldrs) == 1
+    assert tldrs[0].get_text() == (
+        "TL;DR (Hugging Face AI summary): A scheduler for <LLM> serving that doubles throughput & keeps latency flat."
+    )
+    assert tldrs[0].find_next_sibling("p", class_="abstract") is not None
+    assert "TL;DR (Hugging Face AI summary): A scheduler for <LLM> serving" in email.text
+
+
+def test_authors_first_three_with_et_al_or_the_count():
+    """Three names then "et al." with the count; names alone when few; the count when only a count is known."""
+    p = Paper(key="k", title="t", abstract="a")
+    assert render._authors(replace(p, authors=("A", "B", "C", "D"), n_authors=40)) == "A, B, C et al. (40 authors)"
+    assert render._authors(replace(p, authors=("A", "B"))) == "A, B"
+    assert render._authors(replace(p, n_authors=12)) == "12 authors"
+    assert render._authors(replace(p, n_authors=1)) == "1 author"
+    assert render._authors(p) == ""
+
+
+def test_highlight_never_cut_in_half_by_the_trim():
+    """Over many abstracts, highlight positions and trim lengths, a highlighted phrase is shown whole or not at
+    all, and the shown text is a prefix of the abstract."""
+    import random
+
+    rng = random.Random(13)
+    words = ["large language", "models", "diffusion", "serving", "x", "throughput", "τ-ζ", "a&b", "<tag>"]
+    for _ in range(300):
+        abstract = " ".join(rng.choice(words) for _ in range(rng.randint(5, 120)))
+        starts = sorted(rng.sample(range(len(abstract)), min(len(abstract), rng.randint(1, 6))))
+        spans = [(s, min(len(abstract), s + rng.randint(1, 40))) for s in starts]
+        paper = Paper(key="arxiv:2501.00002", title="T", abstract=abstract, arxiv_id="2501.00002")
+        match = Match(paper, 1.0, tuple(Hit("h", "abstract", s, e) for s, e in spans), "r")
+        digest = Digest(Profile(name="u", email="u@example.org"), (match,), NOW, "2026-11-23")
+        cache = prepare_papers([paper], RenderOptions(abstract_chars=rng.randint(50, 400)))
+        shown_spans = render._spans(match)[1]
+        soup = BeautifulSoup(render_part("html", digest, cache, unsubscribe_url=UNSUB), "lxml")
+        para = soup.find("p", class_="abstract")
+        for a in para.find_all("a"):
+            a.decompose()
+        shown = para.get_text().rstrip().removesuffix("…").rstrip()
+        assert abstract.startswith(shown)
+        marked = [m.get_text() for m in para.find_all("mark")]
+        expected = [abstract[s:e] for s, e in shown_spans if s < len(shown)]
+        assert marked == expected
+        assert all(e <= len(shown) for s, e in shown_spans if s < len(shown))
+
+
+def test_title_trimmed_in_rendering():
+    """A 100 KB title is shown cut near 300 characters with an ellipsis (index shorter still); the message
+    stays small."""
+    title = "Scaling LLM serving " + "very " * 20_000 + "long"
+    p = Paper(key="arxiv:2501.00003", title=title, abstract=LONG, arxiv_id="2501.00003")
+    digest = Digest(Profile(name="u", email="u@example.org"), (Match(p, 1.0, hits(title, "title", "LLM"), "r"),),
+                    NOW, "2026-11-23")  # fmt: skip
+    email = render_digest(digest, prepare_papers([p]), unsubscribe_url=UNSUB)
+    soup = BeautifulSoup(email.html, "lxml")
+    shown = soup.find("h2").get_text()
+    assert shown.endswith(" …") and 250 <= len(shown) <= 310 and title.startswith(shown[:-2])
+    assert soup.find("h2").find("mark").get_text() == "LLM"
+    assert len(soup.find("a", class_="index-link").get_text()) <= 150
+    assert message_size(email) < 20_000
+
+
+def test_subject_count_equals_papers_shown():
+    """The subject's count is the number of entries the email shows, also when the budget or max_papers leave
+    papers out."""
+    for digest, options in ((replace(sample_digest(), omitted=2), RenderOptions()),
+                            (big_digest(60), RenderOptions(abstract_chars=2000))):  # fmt: skip
+        email = render_digest(digest, prepare_papers(digest.matches, options), unsubscribe_url=UNSUB)
+        shown = len(email.paper_keys)
+        assert re.search(r"\((\d+) papers?\)", email.subject)[1] == str(shown)
+        assert len(BeautifulSoup(email.html, "lxml").find_all("h2", class_="paper-title")) == shown
+        assert email.text.count("\nWhy: ") == shown
+
+
+def test_no_file_names_in_the_header():
+    """The header shows count and period, never the dump file names the papers came from."""
+    digest = replace(sample_digest(), dumps=("003_dff01c8f9ab61c1d.txt", "2026-04-10.json"))
+    email = render_digest(digest, prepare_papers(digest.matches), unsubscribe_url=UNSUB, feed_url=FEED)
+    for part in (
+        email.text,
+        email.html,
+        render_part("md", digest, prepare_papers(digest.matches), unsubscribe_url=UNSUB),
+    ):
+        assert "dff01c8f9ab61c1d" not in part and "2026-04-10.json" not in part
+
+
+def test_unsubscribe_is_in_the_footer_not_the_first_link():
+    """Unsubscribe appears once, in the footer; the first link of the email is a paper (or View in browser)."""
+    _, _, email = render_sample()
+    soup = BeautifulSoup(email.html, "lxml")
+    links = soup.find_all("a", href=True)
+    assert links[0]["href"].startswith("#p-")
+    unsub = [a for a in links if a["href"] == UNSUB]
+    assert len(unsub) == 1 and unsub[0].get_text() == "Unsubscribe"
+    assert unsub[0].find_parent("td")["class"] == ["footer"]
+    assert email.text.index("Unsubscribe: ") > email.text.rindex("Why: ")
+    assert "[[users]]" not in email.text and "config" not in email.text
+
+
+def test_text_part_has_no_markdown_escapes():
+    """The text/plain part reads as plain text: no backslash escapes, bold markers or Markdown links, whatever
+    the profile's formats."""
+    for formats in (("html", "markdown"), ("markdown",), ("html", "text")):
+        digest = sample_digest(formats=formats)
+        email = render_digest(digest, prepare_papers(digest.matches), unsubscribe_url=UNSUB, manage_hint="[[users]]")
+        for escape in ("\\[", "\\*", "\\_", "\\<", "**", "](http"):
+            assert escape not in email.text, (formats, escape)
+        assert "*without* drafts" in email.text and "<think>Diffusion</think>" in email.text
+
+
+def test_thumbnails_off_by_default_and_on_when_set():
+    """No <img> unless thumbnails are enabled; then the paper with a thumbnail shows it, with alt text."""
+    digest = sample_digest()
+    off = render_digest(digest, prepare_papers(digest.matches), unsubscribe_url=UNSUB)
+    assert BeautifulSoup(off.html, "lxml").find("img") is None
+    on = render_digest(digest, prepare_papers(digest.matches, RenderOptions(thumbnails=True)), unsubscribe_url=UNSUB)
+    imgs = BeautifulSoup(on.html, "lxml").find_all("img")
+    assert [i["src"] for i in imgs] == ["https://cdn.example.org/thumbs/2411.00002.png"] and imgs[0]["alt"]
+    assert on.text == off.text
+
+
+def test_thumbnails_setting_reaches_render_options(tmp_path: Path):
+    """[digest].thumbnails (default false) is passed to the render options."""
+    from digest import config
+    from digest.settings import render_options
+
+    base = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text()
+    path = tmp_path / "config.toml"
+    path.write_text(base)
+    assert render_options(config.load_config(path)).thumbnails is False
+    path.write_text(base.replace("thumbnails = false", "thumbnails = true"))
+    assert render_options(config.load_config(path)).thumbnails is True
+
+
+def test_view_and_more_urls():
+    """view_url adds "View in browser" at the top; more_url makes the "N more" line link there; without them
+    the carry-over wording stays; a non-http(s) URL is refused."""
+    digest = replace(sample_digest(), omitted=2)
+    cache = prepare_papers(digest.matches)
+    plain = render_digest(digest, cache, unsubscribe_url=UNSUB)
+    assert "View in browser" not in plain.html + plain.text
+    assert "2 more matching papers did not fit in this email; they come in your next digest." in plain.text
+    linked = render_digest(digest, cache, unsubscribe_url=UNSUB, view_url=VIEW, more_url=MORE)
+    soup = BeautifulSoup(linked.html, "lxml")
+    first = soup.find("a", href=True)
+    assert (first.get_text(), first["href"]) == ("View in browser", VIEW)
+    more = soup.find("td", class_="more")
+    assert more.a["href"] == MORE and more.get_text() == "2 more matching papers on the web page."
+    assert (
+        f"View in browser: {VIEW}" in linked.text and f"2 more matching papers on the web page: {MORE}" in linked.text
+    )
+    with pytest.raises(RenderError, match="more-papers URL"):
+        render_digest(digest, cache, unsubscribe_url=UNSUB, more_url="javascript:alert(1)")
+
+
+def test_render_page_shows_every_match():
+    """render_page: a standalone HTML document with the email's look, holding shown and overflow matches, no
+    size budget, no View-in-browser; links optional."""
+    digest = big_digest(60)
+    shown, rest = digest.matches[:20], digest.matches[20:]
+    digest = replace(digest, matches=shown, overflow=rest, omitted=len(rest))
+    cache = prepare_papers(digest.matches + digest.overflow)
+    page = render.render_page(digest, cache, now=NOW, feed_url=FEED)
+    soup = BeautifulSoup(page, "lxml")
+    assert page.startswith("<!DOCTYPE html>") and soup.title.string
+    assert len(soup.find_all("h2", class_="paper-title")) == 60
+    assert len(soup.find("ol", class_="index").find_all("li")) == 60
+    assert soup.find("td", class_="more") is None and "View in browser" not in page
+    assert "Unsubscribe" not in page and FEED in hrefs(page)
+    assert soup.find("style") is not None and "background-color" in soup.body["style"]
+
+
+def _broad_digest(papers: list[Paper], max_papers: int = 500) -> Digest:
+    """The broadest profile: a term that every abstract holds, as many papers as the config allows."""
+    from digest import match as matching
+
+    profile = Profile(name="broad", email="broad@example.org", keywords=("the OR a OR of",), max_papers=max_papers)
+    [(kept, total)] = matching.match_top(matching.compile_profiles([profile]), papers).values()
+    return Digest(profile, tuple(kept), NOW, "2026-04-10", omitted=total - len(kept))
+
+
+@pytest.mark.skipif(not (CORPUS / "api_json" / "2026-04-10.json").is_file(), reason="shared corpus not present")
+@pytest.mark.parametrize("abstract_chars", [600, 100_000])
+def test_largest_real_digest_fits_gmail_with_feedback_room(abstract_chars: int):
+    """The real API JSON day under the broadest profile (max_papers 500, every paper matches) composes to a whole
+    message under Gmail's ~102 KB clip, with 300 bytes per paper left for 👍/👎 links."""
+    from digest.sources import read_dump
+
+    papers = list(read_dump(CORPUS / "api_json" / "2026-04-10.json").papers)
+    digest = _broad_digest(papers)
+    options = RenderOptions(abstract_chars=abstract_chars, thumbnails=True)
+    email = render_digest(digest, prepare_papers(digest.matches, options), unsubscribe_url=UNSUB, feed_url=FEED,
+                          view_url=VIEW, more_url=MORE)  # fmt: skip
+    size, shown = message_size(email), len(email.paper_keys)
+    assert size + shown * options.reserve_per_paper <= options.max_message_bytes < 102_000
+    assert shown >= 15 and re.search(r"\((\d+) papers\)", email.subject)[1] == str(shown)
+
+
+def test_hostile_large_digest_fits_gmail_with_feedback_room():
+    """Long abstracts, a 100 KB title, hundreds of authors, long summaries and URLs, 200 papers: the whole
+    message stays under the clip with the per-paper reserve, showing as many papers as fit."""
+    papers = [
+        Paper(
+            key=f"arxiv:2501.{i:05d}", arxiv_id=f"2501.{i:05d}", abstract=(LONG + "τζ 𝔘 ") * 5,
+            title=("LLM " * 25_000) if i == 0 else f"Paper {i}: LLM serving at scale " + "ö" * 200,
+            authors=tuple(f"Author Number {j} Longname" for j in range(300)), n_authors=300,
+            organization="Org " * 100, upvotes=i, ai_summary="LLM summary " * 100,
+            github_repo=f"https://github.com/{'o' * 80}/{i}", github_stars=i * 1000,
+            project_page=f"https://project.example.org/{'p' * 150}/{i}", thumbnail=f"https://t.example/{i}.png",
+        )
+        for i in range(200)
+    ]  # fmt: skip
+    digest = _broad_digest(papers)
+    options = RenderOptions(abstract_chars=100_000, thumbnails=True)
+    email = render_digest(digest, prepare_papers(digest.matches, options), unsubscribe_url=UNSUB, feed_url=FEED,
+                          view_url=VIEW, more_url=MORE)  # fmt: skip
+    size, shown = message_size(email), len(email.paper_keys)
+    assert size + shown * options.reserve_per_paper <= options.max_message_bytes < 102_000
+    assert 5 < shown < 200 and f"{200 - shown} more matching papers on the web page" in email.text
