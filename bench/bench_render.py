@@ -2,7 +2,8 @@
 
 Run: python bench/bench_render.py [--quick] [--users N] [--no-pin]
 Papers are the 290 real ones of tests/fixtures/00*.txt (abstracts ~1,500 characters), some given an
-arXiv id, organization and upvotes. Each user gets 10 seeded-random papers with 2-5 highlighted hits.
+arXiv id, organization and upvotes, and (as the API JSON has them) author names, an AI summary (TL;DR),
+a code repository with stars and a project page. Each user gets 10 seeded-random papers with 2-5 highlighted hits.
 The process is pinned to one CPU (unless --no-pin). Times are CPU time of this process (the machine is
 shared, so wall time would count other jobs). It prints, as medians of 3 repetitions:
   * prepare_papers() once per run (Jinja + css-inline of every card, in page context);
@@ -35,7 +36,7 @@ from markupsafe import Markup  # noqa: E402
 
 from digest import render  # noqa: E402
 from digest.models import Digest, Hit, Match, Paper, Profile  # noqa: E402
-from digest.render import RenderOptions, html_size_estimate, prepare_papers, render_digest  # noqa: E402
+from digest.render import RenderOptions, message_size_bound, prepare_papers, render_digest  # noqa: E402
 from digest.sources import read_dump  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -52,6 +53,12 @@ def load_papers(rng: random.Random) -> list[Paper]:
     papers = []
     for i, p in enumerate(seen.values()):
         extra = {"organization": rng.choice(ORGS), "upvotes": rng.randint(0, 300)}
+        extra |= {"authors": tuple(f"Author {i}-{j}" for j in range(rng.randint(1, 12)))}
+        extra |= {"ai_summary": " ".join(p.abstract.split()[:35])}
+        if i % 2 == 0:
+            extra |= {"github_repo": f"https://github.com/example/repo{i}", "github_stars": rng.randint(0, 20_000)}
+        if i % 4 == 0:
+            extra |= {"project_page": f"https://example.github.io/project{i}/"}
         if i % 3 == 0:
             aid = f"24{i % 12 + 1:02d}.{10000 + i:05d}"
             extra |= {"arxiv_id": aid, "key": f"arxiv:{aid}"}
@@ -83,6 +90,7 @@ def links(u: int) -> dict[str, str]:
         "unsubscribe_url": f"https://digest.example.org/u/{u:022d}",
         "feed_url": f"https://digest.example.org/feeds/user{u}.xml",
         "manage_hint": "edit your [[users]] entry in config.toml",
+        "view_url": f"https://digest.example.org/archive/user{u}/2026-11-23.html",
     }
 
 
@@ -90,24 +98,27 @@ def naive_context(cache: render.RenderCache, d: Digest, fmt: str, link: dict[str
     """Real per-user values for the same templates (what the cache turns into slots)."""
     esc = "html" if fmt == "html" else "md"
     mark = ("<mark><strong>", "</strong></mark>") if fmt == "html" else ("**", "**")
-    cards = []
-    for m in d.matches:
+    title_mark = ("<mark>", "</mark>") if fmt == "html" else mark
+    cards, index = [], []
+    for k, m in enumerate(d.matches, 1):
         p = m.paper
         cut = render._cut(p.abstract, cache.levels[0])
         trimmed = cut < len(p.abstract.rstrip())
         ts, as_ = render._spans(m)
         abstract = render._splice(render._escape(p.abstract, esc), as_, cut, *mark) + (" …" if trimmed else "")
         ctx = {
-            "paper": p,
-            "links": render.paper_links(p),
-            "meta": render._meta(p),
-            "has_abstract": True,
+            **render.paper_context(p, cache.options),
+            "n": k,
             "trimmed": trimmed,
-            "title": Markup(render._splice(render._escape(p.title, esc), ts, len(p.title), *mark)),
+            "title": Markup(render._splice(render._escape(p.title, esc), ts, len(p.title), *title_mark)),
             "abstract": Markup(abstract),
             "reason": m.reason if fmt == "html" else render._md_inline(m.reason),
         }
         cards.append(cache.env.get_template(f"paper.{fmt}.j2").render(ctx))
+        if fmt == "html":
+            index.append(cache.env.get_template("index_item.html.j2").render(ctx | {"title": p.title}))
+        else:
+            index.append(f"{k}. {render._md_inline(p.title)}\n")
     n = len(d.matches)
     return {
         "site_name": "Paper digest",
@@ -119,11 +130,13 @@ def naive_context(cache: render.RenderCache, d: Digest, fmt: str, link: dict[str
         "period": d.period,
         "date": "2026-11-23",
         "dumps": list(d.dumps),
-        "subject": f"Paper digest — 2026-11-23 ({n} new papers)",
+        "subject": f"Paper digest — 2026-11-23 ({n} papers)",
         "user_name": d.profile.display_name,
-        "more_url": link["feed_url"],
+        "more_url": None,
+        "web_page": False,
         **link,
         "papers": Markup("".join(cards)),
+        "index": Markup("".join(index)),
     }
 
 
@@ -181,7 +194,7 @@ def main() -> None:
     def fast(i: int, d: Digest) -> None:
         email = render_digest(d, cache, **links(i), now=NOW)
         if i < 200:
-            sizes.append(html_size_estimate(email.html))
+            sizes.append(message_size_bound(email.html, email.text))
 
     render_digest(digests[0], cache, **links(0), now=NOW)  # first call fills the skeleton cache
     fast_s = statistics.median(timed(fast, digests) for _ in range(args.reps))
@@ -195,8 +208,8 @@ def main() -> None:
     )
     total = statistics.median(prep) + fast_s * n_users
     print(f"cached render_digest: {fast_s * 1e6:.0f} us/digest = {1 / fast_s:,.0f} digests/s (HTML + text, one core)")
-    html_kb = statistics.median(sizes) / 1e3
-    print(f"  whole run incl. prepare: {total:.2f} s for {n_users} users; HTML ~{html_kb:.1f} KB as QP")
+    msg_kb = statistics.median(sizes) / 1e3
+    print(f"  whole run incl. prepare: {total:.2f} s for {n_users} users; message ~{msg_kb:.1f} KB as sent")
     print(f"naive A (jinja md + markdown pkg + css-inline per user, {n_naive_a} users): {naive_a * 1e6:,.0f} us/digest")
     print(f"naive B (jinja html+md + css-inline per user, {n_naive_b} users): {naive_b * 1e6:,.0f} us/digest")
     print(f"ratio vs naive A: {naive_a / fast_s:.1f}x   ratio vs naive B: {naive_b / fast_s:.1f}x")
