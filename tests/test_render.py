@@ -688,7 +688,10 @@ def test_links_in_fixed_order_with_labels():
     only http(s) (the javascript: project page is gone)."""
     _, _, email = render_sample()
     soup = BeautifulSoup(email.html, "lxml")
-    rows = [[(a.get_text(), a["href"]) for a in p.find_all("a")] for p in soup.find_all("p", class_="links")]
+    rows = [
+        [(a.get_text().replace("\u00a0", " "), a["href"]) for a in p.find_all("a")]
+        for p in soup.find_all("p", class_="links")
+    ]
     assert rows[0] == [
         ("PDF", "https://arxiv.org/pdf/2409.01234"),
         ("arXiv", "https://arxiv.org/abs/2409.01234"),
