@@ -152,11 +152,13 @@ def add_message(
     now: datetime,
     carried: Sequence[str] = (),
     dropped: Sequence[str] = (),
+    archived: Sequence[str] = (),
 ) -> int | None:
     """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction, with the
     state of its papers: ``paper_keys`` queued, ``carried`` (matched, left for the next digests, listed on the
-    row), ``dropped`` (matched, older than the catch-up window). Returns the row id, or None if the period
-    already has one."""
+    row), ``archived`` (matched, listed on the digest's archive page and not mailed: settled for good, in the
+    order the page lists them after the mailed ones), ``dropped`` (matched, older than the catch-up window).
+    Returns the row id, or None if the period already has one."""
     status = "pending" if message is not None else "empty"
     values = (user, period, _ts(scheduled_at), _ts(window_from), run_id, _ts(now), _ts(papers_until),
               json.dumps(list(paper_keys)), message_id, sender, recipient, status)  # fmt: skip
@@ -185,6 +187,12 @@ def add_message(
     if carried:
         conn.execute(
             "INSERT OR REPLACE INTO outbox_carried (id, paper_keys) VALUES (?, ?)", (row_id, json.dumps(list(carried)))
+        )
+    if archived:
+        conn.executemany(
+            "INSERT OR IGNORE INTO user_papers (user, paper_key, state, outbox_id, position, updated_at) "
+            "VALUES (?, ?, 'archived', ?, ?, ?)",
+            [(user, key, row_id, len(paper_keys) + i, stamp) for i, key in enumerate(archived)],
         )
     if dropped:
         conn.executemany(
@@ -454,3 +462,82 @@ def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
         (user, int(limit)),
     )
     return [r[0] for r in rows]
+
+
+# ------------------------------------------------------------------------------------------ archive pages
+
+ARCHIVE_FROM = "archive_from_outbox_id"  # meta: the first outbox row with an archive page (archive turned on)
+ARCHIVE_DONE = "archive_done_outbox_id"  # meta: every row up to this id has its page written
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedDigest:
+    """One digest as its archive page lists it: the mailed papers, then the archived ones."""
+
+    id: int
+    user: str
+    period: str
+    created_at: datetime
+    paper_keys: tuple[str, ...]  # the mailed papers, in the message's order
+    archived: tuple[str, ...] = ()  # the papers only the page lists, in its order
+
+
+def _meta_int(conn: sqlite3.Connection, key: str) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def archive_marks(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(first row with a page, last row whose page is written), fixed at the first call: archive pages start
+    with the rows written after it (a store's history from before is not rebuilt)."""
+    start, done = _meta_int(conn, ARCHIVE_FROM), _meta_int(conn, ARCHIVE_DONE)
+    if start is None or done is None:
+        last = int(conn.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+        with transaction(conn):
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (ARCHIVE_FROM, str(last + 1)))
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (ARCHIVE_DONE, str(last)))
+        start, done = _meta_int(conn, ARCHIVE_FROM), _meta_int(conn, ARCHIVE_DONE)
+    assert start is not None and done is not None
+    return start, done
+
+
+def set_archive_done(conn: sqlite3.Connection, row_id: int) -> None:
+    """Record that every row up to ``row_id`` has its archive page."""
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2 "
+            "WHERE CAST(value AS INTEGER) < CAST(?2 AS INTEGER)",
+            (ARCHIVE_DONE, str(int(row_id))),
+        )
+
+
+def archive_rows_after(conn: sqlite3.Connection, after: int) -> list[ArchivedDigest]:
+    """Digests (rows with a message) written after row ``after``, oldest first, with their archived papers."""
+    rows = conn.execute(
+        "SELECT id, user, period, created_at, paper_keys FROM outbox WHERE id > ? AND status != 'empty' ORDER BY id",
+        (int(after),),
+    ).fetchall()
+    return [_archived_digest(conn, r) for r in rows]
+
+
+def _archived_digest(conn: sqlite3.Connection, row: sqlite3.Row) -> ArchivedDigest:
+    archived = conn.execute(
+        "SELECT paper_key FROM user_papers WHERE outbox_id = ? AND user = ? AND state = 'archived' ORDER BY position",
+        (row["id"], row["user"]),
+    )
+    return ArchivedDigest(
+        row["id"], row["user"], row["period"], datetime.fromisoformat(row["created_at"]),
+        tuple(json.loads(row["paper_keys"])), tuple(r[0] for r in archived),
+    )  # fmt: skip
+
+
+def archive_index(conn: sqlite3.Connection, user: str, *, start: int) -> list[tuple[int, str, datetime, int]]:
+    """A user's digests with an archive page (rows from ``start`` on), oldest first: (row id, period, when
+    written, papers listed)."""
+    rows = conn.execute(
+        "SELECT o.id, o.period, o.created_at, json_array_length(o.paper_keys) + (SELECT count(*) FROM user_papers "
+        "AS u WHERE u.outbox_id = o.id AND u.user = o.user AND u.state = 'archived') AS n FROM outbox AS o "
+        "WHERE o.user = ? AND o.id >= ? AND o.status != 'empty' ORDER BY o.id",
+        (user, int(start)),
+    )
+    return [(r[0], r[1], datetime.fromisoformat(r[2]), int(r[3])) for r in rows]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from digest import cadence, compose, config, match, outbox, render, smtp, sources, store
+from digest import archive, cadence, compose, config, match, outbox, render, smtp, sources, store
 from digest.errors import DeliveryError, DigestError, DumpError, StoreError
 from digest.models import Digest, IngestReport, Match, Profile, RenderedEmail, RunReport, StoredPaper
 from digest.publish import FeedWriter, write_feeds
@@ -306,6 +306,7 @@ class Plan:
     mail: compose.MailSettings | None
     empty: int = 0  # due users with no paper to show (their period is recorded as 'empty', not used up)
     queued: list[str] = field(default_factory=list)  # users whose message is in the outbox now
+    pages: dict[int, str] = field(default_factory=dict)  # outbox row id -> user, digests queued with a page
 
 
 def prepare(
@@ -350,22 +351,28 @@ def prepare(
     return Plan(full, cache, mail_settings(cfg, env), empty=len(empty))
 
 
-Built = tuple[Digest, RenderedEmail, bytes]
+# A digest, its email, the message's bytes and (archive pages on) its archive page.
+Built = tuple[Digest, RenderedEmail, bytes, str | None]
 
 
 def build_messages(
     cfg: config.Config, plan_: Plan, digests: Sequence[Digest], *, now: datetime, stages: defaultdict[str, float]
 ) -> list[Built]:
-    """Render and compose these users' digests (no store access: safe in a forked process)."""
+    """Render and compose these users' digests, and their archive pages (no store access: safe in a forked
+    process)."""
     assert plan_.cache is not None and plan_.mail is not None
-    built = []
+    built: list[Built] = []
+    pages = archive.enabled(cfg)
     for digest in digests:
         t0 = time.perf_counter()
         email = render_email(cfg, digest, plan_.cache, plan_.mail, now=now)
         t1 = time.perf_counter()
-        built.append((digest, email, compose.compose(email, plan_.mail, now=now)))
-        stages["render"] += t1 - t0
-        stages["compose"] += time.perf_counter() - t1
+        data = compose.compose(email, plan_.mail, now=now)
+        t2 = time.perf_counter()
+        page = archive.render_page(cfg, archive.page_digest(digest), plan_.cache, now=now) if pages else None
+        built.append((digest, email, data, page))
+        stages["render"] += t1 - t0 + time.perf_counter() - t2
+        stages["compose"] += t2 - t1
     return built
 
 
@@ -373,25 +380,31 @@ def store_messages(
     conn: sqlite3.Connection, plan_: Plan, built: Sequence[Built], *, run_id: int | None, now: datetime
 ) -> list[str]:
     """Commit built digests to the outbox in one transaction, with the state of every matched paper (queued,
-    carried over, dropped); returns the users queued."""
+    carried over, archived, dropped); returns the users queued.
+
+    With archive pages, what a digest matched beyond its email is listed on its page and recorded *archived*
+    here, in the transaction that writes the message; without, it is carried over to the next digests."""
     assert plan_.mail is not None
     mail = plan_.mail
     queued = []
     with store.transaction(conn):
-        for digest, email, data in built:
+        for digest, email, data, page in built:
             profile = digest.profile
             shown = set(email.paper_keys)
+            left = [m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown]
             row_id = outbox.add_message(
                 conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
                 window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
                 paper_keys=email.paper_keys, message=data,
                 message_id=compose.message_id(profile.name, digest.period, mail),
                 sender=mail.sender, recipient=profile.email,
-                carried=[m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown],
+                carried=left if page is None else (), archived=left if page is not None else (),
                 dropped=digest.dropped,
             )  # fmt: skip
             if row_id is not None:
                 queued.append(profile.name)
+                if page is not None:
+                    plan_.pages[row_id] = profile.name
     plan_.queued.extend(queued)
     return queued
 
@@ -415,12 +428,12 @@ def _render_child(parent: int) -> None:
         os._exit(0)
 
 
-def _build_chunk(start: int, end: int) -> tuple[list[tuple[RenderedEmail, bytes]], dict[str, float]]:
+def _build_chunk(start: int, end: int) -> tuple[list[tuple[RenderedEmail, bytes, str | None]], dict[str, float]]:
     assert _FORK_STATE is not None
     cfg, plan_, now = _FORK_STATE
     stages: defaultdict[str, float] = defaultdict(float)
     built = build_messages(cfg, plan_, plan_.digests[start:end], now=now, stages=stages)
-    return [(email, data) for _, email, data in built], dict(stages)
+    return [(email, data, page) for _, email, data, page in built], dict(stages)
 
 
 def built_batches(
@@ -459,7 +472,7 @@ def built_batches(
                     pending.append(pool.submit(_build_chunk, *chunks[n + ahead]))
                 for name, seconds in times.items():
                     stages[name] += seconds
-                yield [(digests[start + i], email, data) for i, (email, data) in enumerate(built)]
+                yield [(digests[start + i], email, data, page) for i, (email, data, page) in enumerate(built)]
     finally:
         _FORK_STATE = None
 
@@ -476,7 +489,14 @@ def render_email(
         feed_url=feed_url(cfg, profile),
         manage_hint=_manage_hint(cfg, profile),
         now=now,
+        **_page_links(cfg, digest),
     )
+
+
+def _page_links(cfg: config.Config, digest: Digest) -> dict[str, str | None]:
+    """The email's links to its archive page ("View in browser", "N more papers"); None without pages."""
+    url = archive.page_url(cfg, digest.profile.name, digest.period) if archive.enabled(cfg) else None
+    return {"view_url": url, "more_url": url}
 
 
 # ------------------------------------------------------------------------------------------ delivery
@@ -703,6 +723,17 @@ def _ingest_inbox(
     return reports
 
 
+def _write_archive(action: Callable[[], object], errors: list[str]) -> bool:
+    """Write archive pages; a failure is reported and the run goes on (the next run writes what is missing)."""
+    try:
+        action()
+    except DigestError as exc:
+        log.error("archive pages: %s", exc)
+        errors.append(f"archive pages not written: {exc} (the next run writes them)")
+        return False
+    return True
+
+
 def run_once(
     cfg: config.Config,
     env: Mapping[str, str],
@@ -737,6 +768,11 @@ def run_once(
             writer = FeedWriter.for_run(conn, cfg, feed_dir)
             fed: set[str] = set()
             profiles = {d.profile.name: d.profile for d in plan_.digests}
+            pages = archive.enabled(cfg)
+            if pages:
+                outbox.archive_marks(conn)  # archive pages start with the first run that has them
+            # Why each paper of a user's feed matched, for the papers their earlier digests showed.
+            writer.explain([d.profile for d in plan_.digests if d.profile.feed])
 
             # Every digest is rendered and committed before the first message goes out: rendering during
             # sending would hold up the reading of the servers' replies, and that delay is the window in
@@ -746,11 +782,30 @@ def run_once(
                 users = store_messages(conn, plan_, built, run_id=run_id, now=now)
                 t1 = time.perf_counter()
                 stages["outbox"] += t1 - t0
+                queued = set(users)
+                for digest, _, _, page in built:
+                    name = digest.profile.name
+                    if name not in queued:
+                        continue
+                    writer.note(name, (*digest.matches, *digest.overflow))
+                    if page is not None and not _write_archive(
+                        lambda d=digest, p=page: archive.write_page(writer.out, d.profile.name, d.period, p), errors
+                    ):
+                        # Not written: the next run's repair must find it missing, not take it as written.
+                        for row_id in [r for r, user in plan_.pages.items() if user == name]:
+                            del plan_.pages[row_id]
+                t2 = time.perf_counter()
+                stages["archive"] += t2 - t1
                 for user in users:
                     if profiles[user].feed:
                         writer.write_user(profiles[user])
                         fed.add(user)
-                stages["feeds"] += time.perf_counter() - t1
+                stages["feeds"] += time.perf_counter() - t2
+            if pages:
+                # The indexes, and the pages a stopped run left unwritten; the store's mark moves past them.
+                started = time.perf_counter()
+                _write_archive(lambda: archive.repair(conn, cfg, writer.out, written=plan_.pages), errors)
+                stages["archive"] += time.perf_counter() - started
             plan_.digests.clear()  # what sending needs is in the outbox; the matches can go
             plan_.cache = None
             done = Delivered()
@@ -862,5 +917,7 @@ def preview_digest(
         "unsubscribe_url": unsubscribe,
         "feed_url": feed_url(cfg, profile),
         "manage_hint": _manage_hint(cfg, profile),
+        # Only a preview of what `run` would send has a page to link to.
+        **(_page_links(cfg, digest) if dump is None and since is None else {"view_url": None, "more_url": None}),
     }
     return digest, cache, links

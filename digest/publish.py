@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest import config, feed_ids, feeds, outbox, store
-from digest.models import Paper, Profile
+from digest import archive, config, feed_ids, feeds, match, outbox, store
+from digest.models import Match, Paper, Profile
 from digest.settings import feeds_base_url
 
 
@@ -54,6 +54,8 @@ class FeedWriter:
     papers: dict[str, feeds.FeedEntry] = field(default_factory=dict)  # by paper key, loaded on first use
     absent: set[str] = field(default_factory=set)  # keys in the outbox that the store no longer has
     written: list[Path] = field(default_factory=list)
+    # Per user, why each paper of their feed matched and where (the entry's why line and highlights), by key.
+    notes: dict[str, dict[str, feeds.Note]] = field(default_factory=dict)
 
     @classmethod
     def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
@@ -74,18 +76,67 @@ class FeedWriter:
             ids.update(new)
         return ids
 
-    def _build(self, entries: list[feeds.FeedEntry], *, specific: str, title: str, file: str) -> None:
+    def note(self, user: str, matches: Iterable[Match]) -> None:
+        """Remember why these papers matched for ``user`` (their digest's matches), for the user's feed."""
+        mine = self.notes.setdefault(user, {})
+        for m in matches:
+            mine[m.paper.key] = (m.reason, m.hits)
+
+    def explain(self, profiles: Sequence[Profile]) -> None:
+        """Match the papers these users' feeds show against their profiles once, all users at a time, for the
+        papers not noted yet: a feed reaches back past any digest's window, and the store keeps no reasons."""
+        wanted: dict[str, list[str]] = {}
+        for profile in profiles:
+            mine = self.notes.setdefault(profile.name, {})
+            keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
+            if missing := [k for k in keys if k not in mine]:
+                wanted[profile.name] = missing
+        if not wanted:
+            return
+        union = sorted({k for keys in wanted.values() for k in keys})
+        self._load(union)
+        papers = [self.papers[k].paper for k in union if k in self.papers]
+        chosen = [p for p in profiles if p.name in wanted]
+        found = match.match_all(match.compile_profiles(chosen), papers) if papers else {}
+        for profile in chosen:
+            keys, mine = set(wanted[profile.name]), self.notes[profile.name]
+            for m in found.get(profile.name, ()):
+                if m.paper.key in keys:
+                    mine[m.paper.key] = (m.reason, m.hits)
+            for key in keys:
+                mine.setdefault(key, ("", ()))  # no longer matches (the profile changed): shown without a why
+
+    def _load(self, keys: Sequence[str]) -> None:
+        """Load (once per run) the stored papers of ``keys`` as feed entries with their fixed ids."""
+        missing = [k for k in keys if k not in self.papers and k not in self.absent]
+        if missing:
+            found = store.get_papers(self.conn, missing)
+            made = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
+            self.papers.update(zip((sp.paper.key for sp in found), made, strict=True))
+            self.absent.update(k for k in missing if k not in self.papers)
+
+    def _build(
+        self,
+        entries: list[feeds.FeedEntry],
+        *,
+        specific: str,
+        title: str,
+        file: str,
+        alternate: str,
+        notes: dict[str, feeds.Note] | None = None,
+    ) -> None:
         base = feeds_base_url(self.cfg)
         data = feeds.build_feed(
             entries,
             feed_id=feeds.tag_uri(self.authority, specific),
             title=title,
             self_url=f"{base}/{file}",
-            alternate_url=self.cfg.digest.base_url or base,
+            alternate_url=alternate,
             authority=self.authority,
             author=self.cfg.mail.sender_name,
             max_entries=self.cfg.feeds.max_entries,
             cache=self.entries,
+            notes=notes,
         )
         # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
         # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
@@ -97,28 +148,37 @@ class FeedWriter:
         """The feed of every new paper."""
         found = store.list_papers(self.conn, limit=self.cfg.feeds.max_entries)
         latest = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
-        self._build(latest, specific="feed/all", title="Daily Papers: all new papers", file=self.cfg.feeds.global_feed)
+        self._build(
+            latest,
+            specific="feed/all",
+            title="Daily Papers: all new papers",
+            file=self.cfg.feeds.global_feed,
+            alternate=f"{feeds_base_url(self.cfg)}/",  # the feeds index
+        )
 
     def write_user(self, profile: Profile) -> None:
         """One user's feed: the papers of their latest digests."""
         # One query per user, right after the pipeline queued the user's new digest: a batch read ahead would
         # miss that digest, and reading every user's whole history at once costs more than these queries.
         keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
-        missing = [k for k in keys if k not in self.papers and k not in self.absent]
-        if missing:
-            found = store.get_papers(self.conn, missing)
-            made = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
-            self.papers.update(zip((sp.paper.key for sp in found), made, strict=True))
-            self.absent.update(k for k in missing if k not in self.papers)
+        self._load(keys)
+        mine = self.notes.get(profile.name, {})
+        if any(k not in mine for k in keys if k in self.papers):
+            self.explain([profile])  # a user the run did not explain ahead (one match of their feed's papers)
+            mine = self.notes[profile.name]
         # Each paper's FeedEntry is made once per run and shared by every feed that shows it: build_feed finds
-        # what it derived from an entry by the object's identity, without hashing the paper again.
+        # what it derived from an entry by the object's identity, without hashing the paper again; the user's
+        # why lines and highlights go in as notes by paper key.
         entries = [self.papers[k] for k in keys if k in self.papers]
         slug = feeds.feed_slug(profile.name)
+        base = feeds_base_url(self.cfg)
         self._build(
             entries,
             specific=f"feed/user/{slug}",
             title=f"Paper digest for {profile.display_name or profile.name}",
             file=feeds.feed_file(profile.name),
+            alternate=archive.index_url(self.cfg, profile.name) if archive.enabled(self.cfg) else f"{base}/",
+            notes=mine,
         )
 
     def exists(self, profile: Profile) -> bool:
@@ -144,10 +204,14 @@ def write_feeds(
     writer = writer or FeedWriter.for_run(conn, cfg, out_dir)
     writer.write_global()
     changed = set(changed_users or ())
+    chosen = []
     for profile in cfg.profiles():
         if not profile.feed or (users is not None and profile.name not in users):
             continue
         if changed_users is not None and profile.name not in changed and writer.exists(profile):
             continue
+        chosen.append(profile)
+    writer.explain(chosen)  # one match for every feed written here
+    for profile in chosen:
         writer.write_user(profile)
     return writer.written

@@ -18,7 +18,7 @@ import feedparser
 import pytest
 from conftest import GOLDEN, SECRET_ENV, assert_golden, free_port, user_block, write_config
 
-from digest import config, feeds, outbox, pipeline, publish, store
+from digest import config, feeds, match, outbox, pipeline, publish, store
 from digest.errors import RenderError
 from digest.feeds import (
     EntryCache,
@@ -432,19 +432,22 @@ def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]
     cfg = _run_with_feeds(tmp_path, seeds[0])
     conn = store.open_store(cfg.digest.store)
     writer = publish.FeedWriter.for_run(conn, cfg)
+    profiles = {p.name: p for p in cfg.profiles()}
     for name, title in (("ada", "Paper digest for ada"), ("zoe", "Paper digest for Zoë & <Co>")):
         papers = store.get_papers(conn, outbox.feed_keys(conn, name, limit=cfg.feeds.max_entries))
+        matched = match.match_profile(profiles[name], [sp.paper for sp in papers])
         expected = build_feed(
-            feed_entries(papers),
+            feed_entries(matched, {sp.paper.key: sp.first_seen for sp in papers}),
             feed_id=tag_uri(writer.authority, f"feed/user/{name}"),
             title=title,
             self_url=f"https://digest.example.org/feeds/{name}.xml",
-            alternate_url="https://digest.example.org",
+            alternate_url=f"https://digest.example.org/feeds/archive/{name}/index.html",
             authority=writer.authority,
             author=cfg.mail.sender_name,
             max_entries=cfg.feeds.max_entries,
         )
-        assert papers and (cfg.feeds.output / f"{name}.xml").read_bytes() == expected
+        assert len(matched) == len(papers) > 0
+        assert (cfg.feeds.output / f"{name}.xml").read_bytes() == expected
 
 
 def test_feed_writer_skips_papers_the_store_lost(tmp_path: Path, seeds: list[Path]):

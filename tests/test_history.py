@@ -37,7 +37,10 @@ LATE = user_block("carol", "['reinforcement', 'RLHF', 'reward']")
 
 
 def _config(tmp_path: Path, port: int, with_late_user: bool) -> config.Config:
-    return config.load_config(write_config(tmp_path, port, USERS + (LATE if with_late_user else "")))
+    path = write_config(tmp_path, port, USERS + (LATE if with_late_user else ""))
+    # No base_url, so no archive pages: papers over max_papers are carried over, the rule this oracle checks.
+    path.write_text(path.read_text(encoding="utf-8").replace('base_url = "https://digest.example.org"\n', ""))
+    return config.load_config(path)
 
 
 def _keys_of_messages(conn, user: str) -> list[tuple[datetime, tuple[str, ...]]]:  # type: ignore[no-untyped-def]
