@@ -303,7 +303,7 @@ _SPACE = re.compile(r"\s")
 
 def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -> str:
     """The abstract as HTML, cut at a word boundary near ``limit`` (never inside a highlight), the matched
-    terms in ``<mark>``."""
+    terms in ``<mark><b>``."""
     text = _BAD_XML.sub(" ", abstract)  # one character for one: the hits' offsets still hold
     spans: list[list[int]] = []
     for start, end in sorted((max(h.start, 0), min(h.end, len(text))) for h in hits if h.field == "abstract"):
@@ -313,18 +313,28 @@ def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -
             spans[-1][1] = max(spans[-1][1], end)
         else:
             spans.append([start, end])
-    end = len(text)
-    if len(text.rstrip()) > limit:
-        cut = max((m.start() for m in _SPACE.finditer(text, limit // 2, limit + 1)), default=limit)
+    begin, end = 0, len(text)
+    if spans and spans[0][1] > limit - limit // 4:
+        # The first highlight lies past the excerpt: start the excerpt a little before it instead.
+        at = max(spans[0][0] - limit // 4, 0)
+        begin = next((m.end() for m in _SPACE.finditer(text, at, spans[0][0])), spans[0][0])
+    if len(text[begin:].rstrip()) > limit:
+        cut = max(
+            (m.start() for m in _SPACE.finditer(text, begin + limit // 2, begin + limit + 1)), default=begin + limit
+        )
         for start, stop in spans:
             if start < cut < stop:  # a highlighted phrase is never cut in half
                 cut = stop
         end = cut
-    pieces, pos = [], 0
+    pieces, pos = ["… "] if begin else [], begin
     for start, stop in spans:
         if start >= end:
             break
-        pieces += [html.escape(text[pos:start], False), "<mark>", html.escape(text[start:stop], False), "</mark>"]
+        if start < begin:
+            continue
+        # <b> inside <mark>: sanitizers that drop <mark> (feedparser's, and readers built on it) keep the bold.
+        pieces += [html.escape(text[pos:start], False), "<mark><b>", html.escape(text[start:stop], False)]
+        pieces.append("</b></mark>")
         pos = stop
     pieces.append(html.escape(text[pos:end], False))
     out = _WS.sub(" ", "".join(pieces)).strip()
