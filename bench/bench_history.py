@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 users; sizes 1,000 and 10,000")
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per size, round robin; the best counts")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -215,7 +216,9 @@ def main() -> None:
                 db_mb = (folders[size] / "digest.db").stat().st_size / 1e6
                 print(f"built {size:>7,} papers x {users:,} users x {DAYS} days of digests: "
                       f"{time.perf_counter() - started:.1f} s, store {db_mb:.1f} MB", flush=True)  # fmt: skip
-            order = [*sizes, sizes[0]]  # the baseline again at the end shows the machine's drift
+            # Round robin, best of --repeats per size: this shared machine's speed drifts by tens of percent
+            # within minutes, and each size then sees the same spread of conditions.
+            order = [size for _ in range(args.repeats) for size in sizes]
             runs: dict[int, list[dict[str, float]]] = {size: [] for size in sizes}
             for size in order:
                 before, _ = sink_stats(sink)
@@ -231,9 +234,9 @@ def main() -> None:
                 print(f"  {size:>7,} papers: wall {best['wall']:.2f} s (x{best['wall'] / base:.2f} of {sizes[0]:,}), "
                       f"peak RSS {best['peak_mb']:.0f} MB, sent {best['sent']:,} (sink got {best['received']:,}); "
                       f"stages (s): {stages}")  # fmt: skip
-            if len(runs[sizes[0]]) > 1:
-                walls = ", ".join(f"{r['wall']:.2f}" for r in runs[sizes[0]])
-                print(f"  baseline runs (first, last): {walls} s")
+            for size in sizes:
+                walls = ", ".join(f"{r['wall']:.2f}" for r in runs[size])
+                print(f"  every run at {size:,} papers, in order: {walls} s")
             print("== preview --since the first day, one user, over the whole history")
             for size in sizes:
                 wall, peak = measure_preview(folders[size], port, users)
