@@ -12,7 +12,8 @@ all users:
   * build_feed(..., cache=, join=False) per user, the previous cached path: feedgen header + deep-copied
     cached entry elements + lxml serialisation of the whole tree;
   * build_feed(...) per user without a cache (the naive baseline: feedgen entries and _text over every abstract);
-  * all three again with a per-user `reason` on every entry (Match-based feeds; the summary gets one more line);
+  * all three again with a per-user `reason` and abstract hits on every entry (a user's feed: the content's
+    middle, the highlighted excerpt and the why line, is made per feed and spliced into the cached bytes);
 and write_feed(durable=False) per file, as FeedWriter writes them (temp file, rename, no fsync), as wall time:
 new files, unchanged bytes, changed bytes; then build + write per user, the figure a run pays per feed (the
 outbox query FeedWriter.write_user runs first is not included). File writes cost kernel time that varies
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from digest import feed_ids, store  # noqa: E402
 from digest.feeds import FeedEntry, build_feed, feed_entries, prepare_entries, tag_uri, write_feed  # noqa: E402
-from digest.models import Paper, StoredPaper  # noqa: E402
+from digest.models import Hit, Paper, StoredPaper  # noqa: E402
 from digest.sources import read_dump  # noqa: E402
 
 AUTHORITY = "digest.example.org,2024"
@@ -97,6 +98,13 @@ def cpu_per_item(fn: Callable[[int], object], n: int, reps: int) -> float:
             fn(u)
         runs.append((time.process_time() - t0) / n)
     return statistics.median(runs)
+
+
+def _hits(paper: Paper, u: int) -> tuple[Hit, ...]:
+    """Two or three abstract hits of a few characters, placed per user (the shape match.Hit has)."""
+    n = len(paper.abstract)
+    spots = [(u * 37 + k * 211) % max(n - 12, 1) for k in range(2 + u % 2)]
+    return tuple(Hit("term", "abstract", a, min(a + 8, n)) for a in spots if n > 12)
 
 
 def wall_per_write(folder: Path, blobs: Sequence[bytes], shift: int) -> tuple[float, int]:
@@ -152,9 +160,13 @@ def main() -> None:
     rng = random.Random(1234)
     stored = load_papers(args.papers, rng)
     users = [feed_entries(rng.sample(stored, args.entries)) for _ in range(n_users)]
-    reasoned = [[FeedEntry(e.paper, e.updated, f'abstract: "term{u % 97}" x{u % 5 + 1}') for e in es]
-                for u, es in enumerate(users)]  # fmt: skip
     heads = [header(u) for u in range(n_users)]
+    # Per-user feeds carry why each paper matched and where (a reason and a few abstract hits to highlight),
+    # as FeedWriter passes them: notes by paper key beside the run's shared entries.
+    noted = [
+        {**heads[u], "notes": {e.paper.key: (f'abstract: "term{u % 97}" x{u % 5 + 1}', _hits(e.paper, u)) for e in es}}
+        for u, es in enumerate(users)
+    ]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
     print(f"{len(stored)} papers, {n_users} users x {args.entries} entries, {reps} rep(s), cpus={cpus}")
 
@@ -167,11 +179,11 @@ def main() -> None:
     print(f"prepare_entries ({len(cache.fragments)} entries, once per run): median {prep_s * 1e3:.0f} ms")
 
     sample = range(min(n_users, 1_000))
-    for label, feeds in (("", users), (" with per-user reasons", reasoned)):
+    for label, kws in (("", heads), (" with per-user notes", noted)):
         same = all(
-            build_feed(feeds[u], **heads[u], cache=cache)
-            == build_feed(feeds[u], **heads[u], cache=cache, join=False)
-            == build_feed(feeds[u], **heads[u])
+            build_feed(users[u], **kws[u], cache=cache)
+            == build_feed(users[u], **kws[u], cache=cache, join=False)
+            == build_feed(users[u], **kws[u])
             for u in sample
         )
         print(f"joined == copied == uncached bytes on {len(sample)} users{label}: {same}")
@@ -185,13 +197,13 @@ def main() -> None:
     }
     n_r = min(n_users, 2_000)
     plain = {k: cpu_per_item(lambda u, f=f: f(users[u], heads[u]), n_users, reps) for k, f in methods.items()}
-    why = {k: cpu_per_item(lambda u, f=f: f(reasoned[u], heads[u]), n_r, reps) for k, f in methods.items()}
+    why = {k: cpu_per_item(lambda u, f=f: f(users[u], noted[u]), n_r, reps) for k, f in methods.items()}
     new = plain["joined (new)"]
-    print(f"build_feed per feed, CPU (one core); ratio = that method's time / joined; with reasons: {n_r} users")
+    print(f"build_feed per feed, CPU (one core); ratio = that method's time / joined; with notes: {n_r} users")
     for k in methods:
         print(
             f"  {k:20s} {plain[k] * 1e6:6.0f} us/feed = {1 / plain[k]:7,.0f} feeds/s  x{plain[k] / new:5.1f}"
-            f"   | with reasons {why[k] * 1e6:6.0f} us  x{why[k] / why['joined (new)']:5.1f}"
+            f"   | with notes {why[k] * 1e6:6.0f} us  x{why[k] / why['joined (new)']:5.1f}"
         )
     print(
         f"  {n_users} feeds: joined {prep_s + new * n_users:.2f} s incl. prepare, copied "

@@ -14,6 +14,7 @@ the same trees, and tests/test_feeds.py checks it against the plain feedgen buil
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import hashlib
@@ -24,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -301,10 +303,22 @@ def _content_parts(paper: Paper) -> tuple[str, str]:
 _SPACE = re.compile(r"\s")
 
 
+@lru_cache(maxsize=8192)
+def _abstract_text(abstract: str) -> tuple[str, tuple[int, ...], bool, int, bool]:
+    """Once per abstract (its hash is kept in the string): the text with each character XML forbids and each
+    whitespace character made one space (offsets unchanged, so hits still point at their terms), where its
+    spaces are, whether it has runs of them to collapse, its length without trailing spaces, and whether any of
+    it needs HTML escaping."""
+    text = _SPACE.sub(" ", _BAD_XML.sub(" ", abstract))
+    spaces = tuple(i for i, c in enumerate(text) if c == " ")
+    return text, spaces, "  " in text, len(text.rstrip()), any(c in text for c in "&<>")
+
+
 def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -> str:
     """The abstract as HTML, cut at a word boundary near ``limit`` (never inside a highlight), the matched
-    terms in ``<mark><b>``."""
-    text = _BAD_XML.sub(" ", abstract)  # one character for one: the hits' offsets still hold
+    terms in ``<mark><b>``; when the first highlight lies past the cut, the excerpt starts a little before it."""
+    text, spaces, runs, size, special = _abstract_text(abstract)
+    esc = partial(html.escape, quote=False) if special else str
     spans: list[list[int]] = []
     for start, end in sorted((max(h.start, 0), min(h.end, len(text))) for h in hits if h.field == "abstract"):
         if start >= end:
@@ -315,30 +329,30 @@ def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -
             spans.append([start, end])
     begin, end = 0, len(text)
     if spans and spans[0][1] > limit - limit // 4:
-        # The first highlight lies past the excerpt: start the excerpt a little before it instead.
-        at = max(spans[0][0] - limit // 4, 0)
-        begin = next((m.end() for m in _SPACE.finditer(text, at, spans[0][0])), spans[0][0])
-    if len(text[begin:].rstrip()) > limit:
-        cut = max(
-            (m.start() for m in _SPACE.finditer(text, begin + limit // 2, begin + limit + 1)), default=begin + limit
-        )
+        first = spans[0][0]
+        i = bisect.bisect_left(spaces, max(first - limit // 4, 0))
+        begin = spaces[i] + 1 if i < len(spaces) and spaces[i] < first else first
+    if size - begin > limit:
+        i = bisect.bisect_right(spaces, begin + limit) - 1
+        cut = spaces[i] if i >= 0 and spaces[i] >= begin + limit // 2 else begin + limit
         for start, stop in spans:
             if start < cut < stop:  # a highlighted phrase is never cut in half
                 cut = stop
         end = cut
-    pieces, pos = ["… "] if begin else [], begin
+    pieces, pos = (["… "] if begin else []), begin
     for start, stop in spans:
         if start >= end:
             break
         if start < begin:
             continue
         # <b> inside <mark>: sanitizers that drop <mark> (feedparser's, and readers built on it) keep the bold.
-        pieces += [html.escape(text[pos:start], False), "<mark><b>", html.escape(text[start:stop], False)]
+        pieces += [esc(text[pos:start]), "<mark><b>", esc(text[start:stop])]
         pieces.append("</b></mark>")
         pos = stop
-    pieces.append(html.escape(text[pos:end], False))
-    out = _WS.sub(" ", "".join(pieces)).strip()
-    if out and text[end:].strip():
+    pieces.append(esc(text[pos:end]))
+    out = "".join(pieces)
+    out = (_WS.sub(" ", out) if runs else out).strip()
+    if out and end < size:
         out += " …"
     return out
 

@@ -615,3 +615,71 @@ def test_entry_ids_survive_a_fresh_process_and_a_new_config(conn, tmp_path: Path
     parsed = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes())
     assert parsed.feed.links[0].href == "https://elsewhere.example.com/feeds/all.xml"
     assert entry_ids(cfg.feeds.output / "all.xml") == before and parsed.feed.id == feed_before
+
+
+# --------------------------------------------------------------------------- HTML content (issue 13)
+
+RICH = Paper(
+    key="arxiv:2411.00042",
+    title="Diffusion LLM serving at scale",
+    abstract=("Background sentence without the term. " * 20) + "We serve diffusion LLMs & <fast> models at scale.",
+    authors=("Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"),
+    organization="Acme AI",
+    arxiv_id="2411.00042",
+    ai_summary="Serving diffusion LLMs <quickly> & cheaply.",
+    github_repo="https://github.com/example/dllm",
+    github_stars=1234,
+    project_page="https://dllm.example.org/",
+)
+
+
+def _rich_note() -> tuple[str, tuple[Hit, ...]]:
+    start = RICH.abstract.index("diffusion LLMs")
+    hits = (Hit("diffusion", "abstract", start, start + 9), Hit("LLM", "abstract", start + 10, start + 13))
+    return 'abstract: "diffusion", "LLM"', hits
+
+
+def test_golden_feed_entry_with_html_content(update_golden: bool):
+    """A user's entry: byline, TL;DR (labelled as Hugging Face's), the excerpt around the highlighted terms,
+    why it matched and the visible links, in <content type="html">; golden, and the same through the cache."""
+    entries = [FeedEntry(RICH, T0)]
+    notes = {RICH.key: _rich_note()}
+    data = build(entries, notes=notes, alternate_url="https://digest.example.org/feeds/archive/alice/index.html")
+    cache = EntryCache()
+    kw = {"alternate_url": "https://digest.example.org/feeds/archive/alice/index.html", "notes": notes}
+    assert build(entries, cache=cache, **kw) == data == build(entries, cache=cache, join=False, **kw)
+    assert_golden("alice_content.atom.xml", data.decode(), update_golden)
+    [entry] = feedparser.parse(data).entries
+    content = entry.content[0].value
+    assert entry.content[0].type == "text/html"
+    assert "<b>TL;DR</b> <small>(Hugging Face's AI summary)</small>: Serving diffusion LLMs &lt;quickly&gt;" in content
+    assert "<b>diffusion</b> <b>LLM</b>s" in content and content.count("Background") < 20  # starts near the hit
+    assert '<b>Why it matched:</b> abstract: "diffusion", "LLM"' in content
+    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', content)
+    assert [label for _, label in links] == ["PDF", "arXiv", "Hugging Face", "Code ★1,234", "Project page"]
+    assert links[0][0] == "https://arxiv.org/pdf/2411.00042" and links[4][0] == "https://dllm.example.org/"
+    assert "Ada Lovelace, Alan Turing, Grace Hopper et al." in content
+
+
+def test_notes_are_per_feed_and_cached_bytes_equal_feedgen(seeds: list[Path]):
+    """Per-feed notes (random reasons and hits) give the same bytes joined from the cache as built by feedgen,
+    and never leak into another feed."""
+    rng = random.Random(13)
+    pool = seed_papers(seeds, rng)
+    seen = {p.key: T0 + timedelta(minutes=rng.randint(0, 9000)) for p in pool}
+    entries = [FeedEntry(p, seen[p.key]) for p in pool]
+    cache = prepare_entries(entries, authority=AUTHORITY)
+    for i in range(30):
+        chosen = rng.sample(entries, rng.randint(1, 12))
+        notes = {}
+        for e in chosen:
+            text = e.paper.abstract
+            hits = []
+            for _ in range(rng.randint(0, 4)):
+                if len(text) > 2:
+                    a = rng.randrange(len(text) - 1)
+                    hits.append(Hit("t", "abstract", a, min(len(text), a + rng.randint(1, 30))))
+            notes[e.paper.key] = (rng.choice(["", 'abstract: "x"', HOSTILE]), tuple(hits))
+        plain = build(chosen, cache=cache)
+        assert build(chosen, cache=cache, notes=notes) == build(chosen, notes=notes), f"subset {i} differs"
+        assert build(chosen, cache=cache) == plain == build(chosen)
