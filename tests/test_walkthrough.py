@@ -85,5 +85,5 @@ def test_walkthrough_puts_a_first_digest_in_the_inbox(tmp_path: Path, sink: Sink
     message = email.message_from_bytes(to_ada[0], policy=email.policy.default)
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
-    papers = [line for line in body.get_content().splitlines() if line.startswith("### ")]
+    papers = [line for line in body.get_content().splitlines() if line.startswith("Why: ")]  # one per paper
     assert papers, "the first digest holds no paper"
