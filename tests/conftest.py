@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import store
+from digest import config, pipeline, store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEEDS = sorted(FIXTURES.glob("0*.txt"))
@@ -137,6 +137,21 @@ def sink() -> Iterator[Sink]:
 
 
 SECRET_ENV = {"DIGEST_SECRET": "test-secret-0123456789abcdef"}
+
+
+def run_once(cfg: config.Config, now: datetime, **options: object) -> pipeline.RunReport:
+    """One `digest run` in-process at ``now`` with the test secret (RunOptions from ``options``)."""
+    return pipeline.run_once(cfg, SECRET_ENV, now=now, options=pipeline.RunOptions(**options))  # type: ignore[arg-type]
+
+
+def ingest_file(cfg: config.Config, path: Path, now: datetime) -> None:
+    """Ingest a dump the way `digest ingest` does, outside any run; the dump must be accepted."""
+    conn = store.open_store(cfg.digest.store)
+    try:
+        _reports, refused = pipeline.ingest_paths(conn, [path], now=now)
+        assert not refused, refused
+    finally:
+        conn.close()
 
 
 def write_config(tmp_path: Path, port: int, users: str, extra: str = "") -> Path:

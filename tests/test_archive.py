@@ -14,26 +14,13 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from conftest import SECRET_ENV, Sink, assert_golden, user_block, write_config
+from conftest import SECRET_ENV, Sink, assert_golden, ingest_file, run_once, user_block, write_config
 
 from digest import archive, config, outbox, pipeline, render, server, store
 from digest.models import Digest, Hit, Match, Paper, Profile
 
 MONDAY = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 BROAD = user_block("ada", "['LLM', '\"language model\"', 'agent*', 'model']") + "max_papers = 3\n"
-
-
-def _run(cfg: config.Config, now: datetime, **options: object) -> pipeline.RunReport:
-    return pipeline.run_once(cfg, SECRET_ENV, now=now, options=pipeline.RunOptions(**options))  # type: ignore[arg-type]
-
-
-def _ingest(cfg: config.Config, path: Path, now: datetime) -> None:
-    conn = store.open_store(cfg.digest.store)
-    try:
-        _reports, refused = pipeline.ingest_paths(conn, [path], now=now)
-        assert not refused, refused
-    finally:
-        conn.close()
 
 
 def _received(sink: Sink, user: str) -> list[email.message.Message]:
@@ -68,11 +55,11 @@ def test_overflow_is_archived_on_the_page_and_never_offered_again(tmp_path: Path
     """With base_url and more matches than max_papers: the page lists every match, the email links to it,
     the overflow is 'archived' in the store (not carried), and the next runs do not send it."""
     cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     conn = store.open_store(cfg.digest.store)
     matching = _matching(cfg, conn, "ada")
     assert len(matching) > 6
-    _run(cfg, MONDAY)
+    run_once(cfg, MONDAY)
     [message] = _received(sink, "ada")
     [row] = [r for r in outbox.history(conn, users=["ada"]) if r.status == "sent"]
     shown = list(row.paper_keys)
@@ -93,7 +80,7 @@ def test_overflow_is_archived_on_the_page_and_never_offered_again(tmp_path: Path
         now = MONDAY + timedelta(days=day)
         digest, _cache, _links = pipeline.preview_digest(cfg, SECRET_ENV, "ada", now=now)
         assert not {m.paper.key for m in (*digest.matches, *digest.overflow)} & set(matching)
-        _run(cfg, now)
+        run_once(cfg, now)
     sent = [k for r in outbox.history(conn, users=["ada"]) if r.status == "sent" for k in r.paper_keys]
     assert sorted(sent) == sorted(shown) and not set(sent) & archived
     index = (page.parent / "index.html").read_text(encoding="utf-8")
@@ -106,8 +93,8 @@ def test_status_lists_archived_papers(tmp_path: Path, sink: Sink, seeds: list[Pa
 
     path = write_config(tmp_path, sink.port, BROAD)
     cfg = config.load_config(path)
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY)
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
     archived = [s for s in outbox.user_paper_states(conn, "ada") if s["state"] == "archived"]
     assert archived
@@ -121,8 +108,8 @@ def test_archived_state_is_written_with_the_outbox_row(tmp_path: Path, sink: Sin
     """The archived papers and the message are one transaction: a digest given up keeps them archived (they
     were shown on a page), its mailed papers go back to the pool."""
     cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY, deliver=False)
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY, deliver=False)
     conn = store.open_store(cfg.digest.store)
     [row] = outbox.history(conn, users=["ada"])
     archived = {
@@ -140,8 +127,8 @@ def test_without_base_url_nothing_is_archived(tmp_path: Path, sink: Sink, seeds:
     path = write_config(tmp_path, sink.port, BROAD)
     path.write_text(path.read_text(encoding="utf-8").replace('base_url = "https://digest.example.org"\n', ""))
     cfg = config.load_config(path)
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY)
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
     states = {s["state"] for s in outbox.user_paper_states(conn, "ada")}
     assert "carried" in states and "archived" not in states
@@ -155,7 +142,7 @@ def test_a_run_stopped_before_the_page_gets_it_from_the_next(
     """A run that dies after the outbox commit and before the page is written: the next run writes the page
     (rebuilt from the store, the same bytes) and the index."""
     cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     real_write = archive.write_page
 
     def crash(*args: object, **kwargs: object) -> bool:
@@ -163,13 +150,13 @@ def test_a_run_stopped_before_the_page_gets_it_from_the_next(
 
     monkeypatch.setattr(archive, "write_page", crash)
     with pytest.raises(KeyboardInterrupt):
-        _run(cfg, MONDAY)
+        run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
     [row] = outbox.history(conn, users=["ada"])
     folder = cfg.feeds.output / "archive" / "ada"
     assert row.status == "pending" and not (folder / f"{row.period}.html").exists()
     monkeypatch.setattr(archive, "write_page", real_write)
-    _run(cfg, MONDAY + timedelta(minutes=5))
+    run_once(cfg, MONDAY + timedelta(minutes=5))
     page = folder / f"{row.period}.html"
     assert page.exists() and f'href="{row.period}.html"' in (folder / "index.html").read_text(encoding="utf-8")
     assert len(_received(sink, "ada")) == 1
@@ -178,16 +165,16 @@ def test_a_run_stopped_before_the_page_gets_it_from_the_next(
     other = tmp_path / "other"
     other.mkdir()
     cfg2 = config.load_config(write_config(other, sink.port, BROAD))
-    _ingest(cfg2, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg2, MONDAY)
+    ingest_file(cfg2, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg2, MONDAY)
     assert (cfg2.feeds.output / "archive" / "ada" / f"{row.period}.html").read_bytes() == rebuilt
 
 
 def test_dry_run_writes_pages_beside_its_feeds(tmp_path: Path, sink: Sink, seeds: list[Path]):
     """A dry run writes its archive pages into the dry-run folder and leaves the real feeds folder alone."""
     cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY, dry_run=tmp_path / "dry")
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY, dry_run=tmp_path / "dry")
     assert list((tmp_path / "dry" / "feeds" / "archive" / "ada").glob("*.html"))
     assert not (cfg.feeds.output / "archive").exists()
 
@@ -199,8 +186,8 @@ def test_user_feed_has_why_lines_links_and_points_to_the_archive(tmp_path: Path,
     """Parsed back with feedparser: each entry's content has the why line, highlighted terms and visible
     links; the user's feed links to their archive index, the global feed to the feeds index."""
     cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY)
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY)
     parsed = feedparser.parse((cfg.feeds.output / "ada.xml").read_bytes())
     assert parsed.bozo is False and parsed.entries
     assert parsed.feed.link == "https://digest.example.org/feeds/archive/ada/index.html"
@@ -342,8 +329,8 @@ def test_golden_archive_index(tmp_path: Path, sink: Sink, update_golden: bool):
 def test_digest_serve_serves_the_archive(tmp_path: Path, sink: Sink, seeds: list[Path]):
     """The real `digest serve` HTTP server answers the archive page and the index as text/html."""
     cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY)
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
     [row] = outbox.history(conn, users=["ada"])
     httpd = server.make_server(

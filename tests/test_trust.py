@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import SECRET_ENV, Sink, user_block, write_config
+from conftest import SECRET_ENV, Sink, ingest_file, run_once, user_block, write_config
 
 from digest import config, outbox, pipeline, store
 from digest.errors import StoreError
@@ -28,20 +28,6 @@ def _carry_over_config(tmp_path: Path, port: int, users: str) -> Path:
     path = write_config(tmp_path, port, users)
     path.write_text(path.read_text(encoding="utf-8").replace('base_url = "https://digest.example.org"\n', ""))
     return path
-
-
-def _run(cfg: config.Config, now: datetime, **options: object) -> pipeline.RunReport:
-    return pipeline.run_once(cfg, SECRET_ENV, now=now, options=pipeline.RunOptions(**options))  # type: ignore[arg-type]
-
-
-def _ingest(cfg: config.Config, path: Path, now: datetime) -> None:
-    """Ingest a dump the way `digest ingest` does, outside any run."""
-    conn = store.open_store(cfg.digest.store)
-    try:
-        _reports, refused = pipeline.ingest_paths(conn, [path], now=now)
-        assert not refused, refused
-    finally:
-        conn.close()
 
 
 def _sent_keys(cfg: config.Config, user: str) -> list[str]:
@@ -101,10 +87,10 @@ def _dump(folder: Path, name: str, entries: list[dict]) -> Path:
 def test_first_run_sends_what_preview_showed(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
     """README order: ingest, preview, run. The first run mails exactly the papers preview showed."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(minutes=5))
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(minutes=5))
     shown = _preview_keys(cfg, "ada", MONDAY)
     assert shown, "the sample dump has LLM papers"
-    report = _run(cfg, MONDAY)
+    report = run_once(cfg, MONDAY)
     assert report.sent == 1 and len(_received(sink, "ada")) == 1
     assert _sent_keys(cfg, "ada") == shown
 
@@ -112,19 +98,19 @@ def test_first_run_sends_what_preview_showed(tmp_path: Path, sink: Sink, seeds: 
 def test_first_run_on_the_real_api_dump(tmp_path: Path, sink: Sink, corpus: Path) -> None:
     """The issue's reproduction on the real 2026-04-10 API dump: a first digest with its matching papers."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
-    _ingest(cfg, corpus / "api_json" / "2026-04-10.json", MONDAY - timedelta(minutes=5))
+    ingest_file(cfg, corpus / "api_json" / "2026-04-10.json", MONDAY - timedelta(minutes=5))
     shown = _preview_keys(cfg, "ada", MONDAY)
-    assert _run(cfg, MONDAY).sent == 1
+    assert run_once(cfg, MONDAY).sent == 1
     assert _sent_keys(cfg, "ada") == shown and len(shown) >= 5
 
 
 def test_papers_before_the_backfill_window_are_not_offered(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
     """A new user's first digest holds papers first seen within backfill_days (7) before they appeared, not older."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(days=8))
-    assert _run(cfg, MONDAY).sent == 0
-    _ingest(cfg, seeds[1], MONDAY + timedelta(hours=1))
-    assert _run(cfg, MONDAY + timedelta(days=1)).sent == 1
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(days=8))
+    assert run_once(cfg, MONDAY).sent == 0
+    ingest_file(cfg, seeds[1], MONDAY + timedelta(hours=1))
+    assert run_once(cfg, MONDAY + timedelta(days=1)).sent == 1
     conn = store.open_store(cfg.digest.store)
     old = {sp.paper.key for sp in store.list_papers(conn, until=MONDAY - timedelta(days=7))}
     assert old and not old & set(_sent_keys(cfg, "ada"))
@@ -133,11 +119,11 @@ def test_papers_before_the_backfill_window_are_not_offered(tmp_path: Path, sink:
 def test_a_period_with_nothing_sent_takes_papers_arriving_later(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
     """An empty digest period does not use the period up: papers ingested later that day go out that day."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
-    assert _run(cfg, MONDAY).sent == 0  # nothing ingested yet: the period is recorded empty
+    assert run_once(cfg, MONDAY).sent == 0  # nothing ingested yet: the period is recorded empty
     shutil.copy(seeds[0], cfg.digest.inbox / seeds[0].name)
-    report = _run(cfg, MONDAY + timedelta(hours=3))
+    report = run_once(cfg, MONDAY + timedelta(hours=3))
     assert report.sent == 1 and len(_received(sink, "ada")) == 1
-    assert _run(cfg, MONDAY + timedelta(hours=4)).sent == 0
+    assert run_once(cfg, MONDAY + timedelta(hours=4)).sent == 0
 
 
 @pytest.mark.parametrize("pages", [False, True], ids=["carry-over", "archive-pages"])
@@ -151,10 +137,10 @@ def test_preview_equals_run_across_states(tmp_path: Path, sink: Sink, seeds: lis
     for day, seed in enumerate([*seeds, None, None]):
         now = MONDAY + timedelta(days=day)
         if seed is not None:
-            _ingest(cfg, seed, now - timedelta(hours=2))
+            ingest_file(cfg, seed, now - timedelta(hours=2))
         previews = {name: _preview_keys(cfg, name, now) for name in ("ada", "bob")}
         before = {name: len(_sent_keys(cfg, name)) for name in ("ada", "bob")}
-        _run(cfg, now)
+        run_once(cfg, now)
         for name in ("ada", "bob"):
             assert _sent_keys(cfg, name)[before[name] :] == previews[name], (day, name)
             checked += bool(previews[name])
@@ -169,14 +155,14 @@ def test_papers_over_max_papers_are_carried_into_the_next_digests(
 ) -> None:
     """With more matches than max_papers, the rest come in the next digests; none is lost or sent twice."""
     cfg = config.load_config(_carry_over_config(tmp_path, sink.port, LLM + "max_papers = 3\n"))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     conn = store.open_store(cfg.digest.store)
     profile = cfg.profiles()[0]
     papers = [sp.paper for sp in store.list_papers(conn)]
     matching = [m.paper.key for m in pipeline.match.match_profile(profile, papers)]
     assert len(matching) > 6
     for day in range(len(matching)):
-        _run(cfg, MONDAY + timedelta(days=day))
+        run_once(cfg, MONDAY + timedelta(days=day))
     sent = _sent_keys(cfg, "ada")
     assert len(sent) == len(set(sent))  # each once
     states = outbox.user_paper_states(conn, "ada")
@@ -193,8 +179,8 @@ def test_status_says_what_was_matched_but_not_mailed(tmp_path: Path, sink: Sink,
 
     path = _carry_over_config(tmp_path, sink.port, LLM + "max_papers = 2\n")
     cfg = config.load_config(path)
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    _run(cfg, MONDAY)
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
     carried = [s for s in outbox.user_paper_states(conn, "ada") if s["state"] == "carried"]
     assert carried
@@ -215,49 +201,49 @@ def test_status_says_what_was_matched_but_not_mailed(tmp_path: Path, sink: Sink,
 def test_paper_crossing_min_upvotes_later_is_delivered_once(tmp_path: Path, sink: Sink) -> None:
     """2604.07429 had 2 upvotes, then 42 days later: a min_upvotes = 10 user gets it once, when it crosses."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM + "min_upvotes = 10\n"))
-    _ingest(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 2), _api_entry(*OTHER, 50)]), MONDAY)
-    assert _run(cfg, MONDAY + timedelta(hours=1)).sent == 0
+    ingest_file(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 2), _api_entry(*OTHER, 50)]), MONDAY)
+    assert run_once(cfg, MONDAY + timedelta(hours=1)).sent == 0
     meta = {"name": "showlab", "fullname": "Show Lab"}
-    _ingest(cfg, _dump(tmp_path, "d2.json", [_api_entry(*GAMEWORLD, 42, meta)]), MONDAY + timedelta(days=2))
-    assert _run(cfg, MONDAY + timedelta(days=3)).sent == 1
+    ingest_file(cfg, _dump(tmp_path, "d2.json", [_api_entry(*GAMEWORLD, 42, meta)]), MONDAY + timedelta(days=2))
+    assert run_once(cfg, MONDAY + timedelta(days=3)).sent == 1
     assert _sent_keys(cfg, "ada") == ["arxiv:2604.07429"]
     # The older dump arrives again under another name: it must not lower the upvotes, nor resend.
     late = _dump(tmp_path, "d1-late.json", [_api_entry(*GAMEWORLD, 2), _api_entry(*OTHER, 51)])
-    _ingest(cfg, late, MONDAY + timedelta(days=4))
+    ingest_file(cfg, late, MONDAY + timedelta(days=4))
     conn = store.open_store(cfg.digest.store)
     [paper] = store.get_papers(conn, ["arxiv:2604.07429"])
     assert paper.paper.upvotes == 42 and paper.paper.org_handle == "showlab"
-    assert _run(cfg, MONDAY + timedelta(days=5)).sent == 0
+    assert run_once(cfg, MONDAY + timedelta(days=5)).sent == 0
     assert len(_received(sink, "ada")) == 1
 
 
 def test_paper_updated_after_the_catch_up_window_is_not_sent(tmp_path: Path, sink: Sink) -> None:
     """A paper that starts to match only after it left the catch-up window is not offered (the window bounds it)."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM + "min_upvotes = 10\n"))
-    _ingest(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 2)]), MONDAY)
+    ingest_file(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 2)]), MONDAY)
     for day in range(20):  # running every day: no downtime to catch up on
-        _run(cfg, MONDAY + timedelta(days=day, hours=1))
-    _ingest(cfg, _dump(tmp_path, "d2.json", [_api_entry(*GAMEWORLD, 42)]), MONDAY + timedelta(days=20))
-    assert _run(cfg, MONDAY + timedelta(days=20, hours=1)).sent == 0
+        run_once(cfg, MONDAY + timedelta(days=day, hours=1))
+    ingest_file(cfg, _dump(tmp_path, "d2.json", [_api_entry(*GAMEWORLD, 42)]), MONDAY + timedelta(days=20))
+    assert run_once(cfg, MONDAY + timedelta(days=20, hours=1)).sent == 0
 
 
 def test_rekeyed_text_paper_is_not_sent_again(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
     """Delivered from a text scrape, then the API JSON of the same paper arrives: re-keyed, not resent."""
     cfg = config.load_config(write_config(tmp_path, sink.port, LLM))
-    _ingest(cfg, seeds[0], MONDAY - timedelta(hours=1))
-    assert _run(cfg, MONDAY).sent == 1
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    assert run_once(cfg, MONDAY).sent == 1
     conn = store.open_store(cfg.digest.store)
     key = _sent_keys(cfg, "ada")[0]
     [text_paper] = store.get_papers(conn, [key])
     assert key.startswith("title:")
     entry = _api_entry("2611.00001", text_paper.paper.title, text_paper.paper.abstract, 7)
-    _ingest(cfg, _dump(tmp_path, "same.json", [entry]), MONDAY + timedelta(hours=2))
+    ingest_file(cfg, _dump(tmp_path, "same.json", [entry]), MONDAY + timedelta(hours=2))
     assert store.get_papers(conn, [key]) == []
     state = conn.execute(
         "SELECT state FROM user_papers WHERE user = 'ada' AND paper_key = 'arxiv:2611.00001'"
     ).fetchone()
     assert state["state"] == "delivered"
-    assert _run(cfg, MONDAY + timedelta(days=1)).sent <= 1
+    assert run_once(cfg, MONDAY + timedelta(days=1)).sent <= 1
     assert "arxiv:2611.00001" not in _sent_keys(cfg, "ada")
 
 
@@ -266,7 +252,7 @@ def test_rekeyed_text_paper_is_not_sent_again(tmp_path: Path, sink: Sink, seeds:
 
 def _queue(cfg: config.Config, seeds: list[Path]) -> None:
     shutil.copy(seeds[0], cfg.digest.inbox / seeds[0].name)
-    _run(cfg, MONDAY, deliver=False)
+    run_once(cfg, MONDAY, deliver=False)
 
 
 def test_a_store_that_cannot_be_written_sends_nothing(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
@@ -306,7 +292,7 @@ def test_failed_sent_commit_resends_at_most_once(tmp_path: Path, sink: Sink, see
         conn.close()
     ids = [m["Message-ID"] for m in _received(sink, "ada")]
     assert errors == 5 and len(ids) == 2 and len(set(ids)) == 1
-    assert _run(cfg, MONDAY + timedelta(minutes=15)).sent == 0  # the disk has room again
+    assert run_once(cfg, MONDAY + timedelta(minutes=15)).sent == 0  # the disk has room again
     conn = store.open_store(cfg.digest.store)
     [row] = outbox.history(conn, users=["ada"])
     assert row.status == "sent" and "assumed accepted" in (row.last_reply or "")
@@ -324,8 +310,8 @@ def test_failed_sent_commit_then_recovery_sends_once_more(tmp_path: Path, sink: 
     with pytest.raises(StoreError):
         pipeline.deliver_due(conn, cfg, SECRET_ENV, now=MONDAY)
     conn.close()
-    assert _run(cfg, MONDAY + timedelta(minutes=15)).sent == 1
-    assert _run(cfg, MONDAY + timedelta(minutes=30)).sent == 0
+    assert run_once(cfg, MONDAY + timedelta(minutes=15)).sent == 1
+    assert run_once(cfg, MONDAY + timedelta(minutes=30)).sent == 0
     ids = [m["Message-ID"] for m in _received(sink, "ada")]
     assert len(ids) == 2 and len(set(ids)) == 1
 
@@ -345,19 +331,19 @@ def test_failed_hand_over_commit_sends_nothing_then_sends_once(tmp_path: Path, s
     conn.close()
     assert "in flight" in str(info.value) and "free disk space" in (info.value.hint or "")
     assert sink.messages == []
-    assert _run(cfg, MONDAY + timedelta(minutes=15)).sent == 1
+    assert run_once(cfg, MONDAY + timedelta(minutes=15)).sent == 1
     assert len(_received(sink, "ada")) == 1
 
 
-def test_gave_up_messages_fail_the_run(tmp_path: Path, seeds: list[Path]) -> None:
+def test_gave_up_messages_fail_therun_once(tmp_path: Path, seeds: list[Path]) -> None:
     """A deferred message past max_retry_age_hours is given up: the run reports it as failed, with an error."""
     from conftest import free_port
 
     cfg = config.load_config(write_config(tmp_path, free_port(), LLM))  # nobody listens: deferred
     shutil.copy(seeds[0], cfg.digest.inbox / seeds[0].name)
-    first = _run(cfg, MONDAY)
+    first = run_once(cfg, MONDAY)
     assert first.deferred == 1
-    later = _run(cfg, MONDAY + timedelta(hours=49))
+    later = run_once(cfg, MONDAY + timedelta(hours=49))
     assert later.failed >= 1 and any("gave up" in e for e in later.errors)
     conn = store.open_store(cfg.digest.store)
     # Its papers went back to ada's pool, and the new period's digest (still unsent: no server) took them.
@@ -379,7 +365,7 @@ def test_send_exits_1_and_says_so_when_it_gives_up(tmp_path: Path, seeds: list[P
     path = write_config(tmp_path, free_port(), LLM)  # nobody listens: the message is deferred
     cfg = config.load_config(path)
     shutil.copy(seeds[0], cfg.digest.inbox / seeds[0].name)
-    assert _run(cfg, datetime.now(UTC) - timedelta(hours=49)).deferred == 1
+    assert run_once(cfg, datetime.now(UTC) - timedelta(hours=49)).deferred == 1
     os.environ.update(SECRET_ENV)
     try:
         code = main(["--config", str(path), "send", "--retry"])
@@ -416,16 +402,16 @@ def test_papers_of_a_digest_given_up_are_offered_again_or_dropped(tmp_path: Path
     or recorded as dropped once too old; never neither (catchup_max_age_days = 1 makes them too old fast)."""
     cfg = _with_catchup(tmp_path, sink.port, LLM, 1)
     start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    _ingest(cfg, _dump(tmp_path, "d0.json", [_api_entry(*GAMEWORLD, 5)]), start)
+    ingest_file(cfg, _dump(tmp_path, "d0.json", [_api_entry(*GAMEWORLD, 5)]), start)
     sink.reject["ada@example.org"] = "451 4.3.0 try later"
-    _run(cfg, start + timedelta(hours=20))  # deferred, with the paper
+    run_once(cfg, start + timedelta(hours=20))  # deferred, with the paper
     later = _api_entry("2604.09999", "An LLM agent study", "LLM agents.", 5)
-    _ingest(cfg, _dump(tmp_path, "d1.json", [later]), start + timedelta(days=1))
-    _run(cfg, start + timedelta(days=1, hours=20))  # deferred too
-    _run(cfg, start + timedelta(days=2, hours=21))  # the first is given up; its paper is back, and too old
+    ingest_file(cfg, _dump(tmp_path, "d1.json", [later]), start + timedelta(days=1))
+    run_once(cfg, start + timedelta(days=1, hours=20))  # deferred too
+    run_once(cfg, start + timedelta(days=2, hours=21))  # the first is given up; its paper is back, and too old
     del sink.reject["ada@example.org"]
     for day in range(3, 6):
-        _run(cfg, start + timedelta(days=day, hours=21))
+        run_once(cfg, start + timedelta(days=day, hours=21))
     state = _states(cfg, "ada").get("arxiv:2604.07429")
     assert state in ("delivered", "dropped"), "neither delivered nor dropped: silently lost"
     assert (state == "delivered") == ("arxiv:2604.07429" in _sent_keys(cfg, "ada"))
@@ -438,11 +424,11 @@ def test_a_monthly_digest_keeps_papers_older_than_the_catch_up_limit(tmp_path: P
     users = users.replace('send_time = "07:00"\n', "")
     cfg = _with_catchup(tmp_path, sink.port, users, 7)
     start = datetime(2026, 11, 1, 7, 30, tzinfo=UTC)
-    _ingest(cfg, _dump(tmp_path, "d0.json", [_api_entry(*AGENT, 5)]), start - timedelta(hours=2))
-    assert _run(cfg, start).sent == 1
-    _ingest(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 5)]), datetime(2026, 11, 5, tzinfo=UTC))
+    ingest_file(cfg, _dump(tmp_path, "d0.json", [_api_entry(*AGENT, 5)]), start - timedelta(hours=2))
+    assert run_once(cfg, start).sent == 1
+    ingest_file(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 5)]), datetime(2026, 11, 5, tzinfo=UTC))
     for day in range(1, 31):
-        _run(cfg, start + timedelta(days=day))
+        run_once(cfg, start + timedelta(days=day))
     assert "arxiv:2604.07429" in _sent_keys(cfg, "ada")
 
 
@@ -451,9 +437,9 @@ def test_a_weekly_digest_with_a_short_limit_keeps_its_week(tmp_path: Path, sink:
     users = user_block("ada", "['LLM', 'agent*']", cadence='cadence = "weekly"\nweekday = "mon"')
     cfg = _with_catchup(tmp_path, sink.port, users, 3)
     monday = datetime(2026, 11, 23, 7, 30, tzinfo=UTC)
-    _ingest(cfg, _dump(tmp_path, "d0.json", [_api_entry(*AGENT, 5)]), monday - timedelta(hours=2))
-    _run(cfg, monday)
-    _ingest(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 5)]), monday + timedelta(days=1))
+    ingest_file(cfg, _dump(tmp_path, "d0.json", [_api_entry(*AGENT, 5)]), monday - timedelta(hours=2))
+    run_once(cfg, monday)
+    ingest_file(cfg, _dump(tmp_path, "d1.json", [_api_entry(*GAMEWORLD, 5)]), monday + timedelta(days=1))
     for day in range(1, 8):
-        _run(cfg, monday + timedelta(days=day))
+        run_once(cfg, monday + timedelta(days=day))
     assert "arxiv:2604.07429" in _sent_keys(cfg, "ada")
