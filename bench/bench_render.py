@@ -133,6 +133,7 @@ def naive_context(cache: render.RenderCache, d: Digest, fmt: str, link: dict[str
         "subject": f"Paper digest — 2026-11-23 ({n} papers)",
         "user_name": d.profile.display_name,
         "more_url": None,
+        "view_url": None,
         "web_page": False,
         **link,
         "papers": Markup("".join(cards)),

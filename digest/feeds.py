@@ -57,6 +57,7 @@ __all__ = [
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AUTHORS = 10  # one paper lists 533 authors; a feed entry does not need them all
+MIDDLES = 50_000  # per-feed entry middles kept per run (EntryCache.middles): ~1 KB each
 EXCERPT_CHARS = 600  # the abstract shown in an entry's content is cut near this length (never inside a highlight)
 SHOWN_AUTHORS = 3  # the content's byline names the first few, then "et al."
 # Characters XML 1.0 forbids (lxml refuses them); whitespace runs collapse to one space.
@@ -117,6 +118,10 @@ class EntryCache:
     fragments: dict[tuple[str, Paper, datetime], _Fragment] = field(default_factory=dict, repr=False)
     heads: dict[tuple[object, ...], tuple[bytes, ...] | None] = field(default_factory=dict, repr=False)
     seen: dict[int, _Seen] = field(default_factory=dict, repr=False)  # by id() of a FeedEntry
+    # The per-feed middle (excerpt + why) as bytes, by (paper key, reason, hits): users whose keywords hit a
+    # paper alike share it (at 2,000 users the excerpt was most of the feeds stage). Capped at MIDDLES entries
+    # so a run of many users with distinct hits does not hold every middle; past it they are built each time.
+    middles: dict[tuple[str, str, tuple[Hit, ...]], bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,7 +519,13 @@ def _fragment(cache: EntryCache, authority: str, e: FeedEntry, notes: Mapping[st
         return found.plain
     if not found.before:
         return _in_feed(_entry_element(seen.eid, e, (reason, hits)))
-    return b"".join((found.before, _xml_text(_middle(e.paper, reason, hits)), found.after))
+    key = (e.paper.key, reason, hits)
+    middle = cache.middles.get(key)
+    if middle is None:
+        middle = _xml_text(_middle(e.paper, reason, hits))
+        if len(cache.middles) < MIDDLES:
+            cache.middles[key] = middle
+    return b"".join((found.before, middle, found.after))
 
 
 def _head(cache: EntryCache, author: str, subtitle: str, lang: str, updated: datetime) -> tuple[bytes, ...] | None:
