@@ -137,8 +137,7 @@ def write_index(
     conn: sqlite3.Connection, cfg: config.Config, out: Path, profile: Profile, *, start: int, env: object | None = None
 ) -> list[Path]:
     """Rewrite a user's newest index pages (and any older one missing); returns the files that changed."""
-    listed = outbox.archive_index(conn, profile.name, start=start)
-    pages = max(1, -(-len(listed) // PER_PAGE))
+    pages = max(1, -(-outbox.archive_count(conn, profile.name, start=start) // PER_PAGE))
     folder = user_dir(out, profile.name)
     written = []
     for number in range(pages, 0, -1):
@@ -146,7 +145,9 @@ def write_index(
         # Full pages never change but for their "newer" link, which moves when the newest page fills up.
         if number < pages - 2 and path.exists():
             continue
-        chunk = listed[(number - 1) * PER_PAGE : number * PER_PAGE][::-1]
+        chunk = outbox.archive_index(
+            conn, profile.name, start=start, offset=(number - 1) * PER_PAGE, limit=PER_PAGE
+        )[::-1]
         data = render_index(cfg, profile, chunk, number, pages, env=env).encode("utf-8")
         if write_feed(path, data, durable=False):
             written.append(path)

@@ -531,13 +531,25 @@ def _archived_digest(conn: sqlite3.Connection, row: sqlite3.Row) -> ArchivedDige
     )  # fmt: skip
 
 
-def archive_index(conn: sqlite3.Connection, user: str, *, start: int) -> list[tuple[int, str, datetime, int]]:
-    """A user's digests with an archive page (rows from ``start`` on), oldest first: (row id, period, when
-    written, papers listed)."""
+def archive_count(conn: sqlite3.Connection, user: str, *, start: int) -> int:
+    """How many of a user's digests (rows from ``start`` on) have an archive page."""
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM outbox WHERE user = ? AND id >= ? AND status != 'empty'", (user, int(start))
+        ).fetchone()[0]
+    )
+
+
+def archive_index(
+    conn: sqlite3.Connection, user: str, *, start: int, offset: int = 0, limit: int = -1
+) -> list[tuple[int, str, datetime, int]]:
+    """A user's digests with an archive page (rows from ``start`` on), oldest first, ``limit`` of them from the
+    ``offset``-th: (row id, period, when written, papers listed). An index page reads its own rows only: the
+    papers count is a query per row, and a user's archive grows by a digest a day."""
     rows = conn.execute(
         "SELECT o.id, o.period, o.created_at, json_array_length(o.paper_keys) + (SELECT count(*) FROM user_papers "
         "AS u WHERE u.outbox_id = o.id AND u.user = o.user AND u.state = 'archived') AS n FROM outbox AS o "
-        "WHERE o.user = ? AND o.id >= ? AND o.status != 'empty' ORDER BY o.id",
-        (user, int(start)),
+        "WHERE o.user = ? AND o.id >= ? AND o.status != 'empty' ORDER BY o.id LIMIT ? OFFSET ?",
+        (user, int(start), int(limit), int(offset)),
     )
     return [(r[0], r[1], datetime.fromisoformat(r[2]), int(r[3])) for r in rows]
