@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from digest.matching.rank import Combo, Prepared, build_match, combo_score, filtered_candidates, order_key
 from digest.models import Match
-from digest.rank import Combo, Prepared, build_match, combo_score, filtered_candidates, order_key
 
 if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read here
-    from digest.match import Matcher
+    from digest.matching.match import Matcher
 
 __all__ = ["ranked_lists"]
 

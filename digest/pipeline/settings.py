@@ -7,14 +7,16 @@ from collections.abc import Mapping
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from digest import compose, config, feeds, render, smtp
+from digest import config, render
+from digest.deliver.email import MailSettings, SmtpSettings
 from digest.models import Profile
+from digest.render import atom
 
 
-def _mail_settings(cfg: config.Config, secret: bytes) -> compose.MailSettings:
+def _mail_settings(cfg: config.Config, secret: bytes) -> MailSettings:
     base = cfg.digest.base_url or None
     domain = (urlsplit(base).hostname if base else None) or cfg.mail.sender.rpartition("@")[2]
-    return compose.MailSettings(
+    return MailSettings(
         sender=cfg.mail.sender,
         sender_name=cfg.mail.sender_name,
         list_id=cfg.mail.list_id or f"paper-digest.{domain}",
@@ -25,7 +27,7 @@ def _mail_settings(cfg: config.Config, secret: bytes) -> compose.MailSettings:
     )
 
 
-def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
+def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> MailSettings:
     """Message addressing and signing, from the config and the secret (environment, then the env file)."""
     return _mail_settings(cfg, config.secret(cfg, env))
 
@@ -33,7 +35,7 @@ def mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSet
 PREVIEW_SECRET = "preview-only-secret-not-for-sending"
 
 
-def preview_mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose.MailSettings:
+def preview_mail_settings(cfg: config.Config, env: Mapping[str, str]) -> MailSettings:
     """Mail settings for previews: the real ones, or, when the secret is missing (or the env file unreadable), a
     stand-in secret (a preview is for looking at; its unsubscribe links would not verify)."""
     try:
@@ -42,10 +44,10 @@ def preview_mail_settings(cfg: config.Config, env: Mapping[str, str]) -> compose
         return _mail_settings(cfg, PREVIEW_SECRET.encode("utf-8"))
 
 
-def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> smtp.SmtpSettings:
+def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> SmtpSettings:
     """SMTP connection settings, the password from its variable (environment, then the env file)."""
     s = cfg.smtp
-    return smtp.SmtpSettings(
+    return SmtpSettings(
         host=s.host,
         port=s.port,
         security=s.security,
@@ -82,4 +84,4 @@ def feeds_base_url(cfg: config.Config) -> str:
 
 def feed_url(cfg: config.Config, profile: Profile) -> str | None:
     """The URL of a user's Atom feed, or None when they have none."""
-    return f"{feeds_base_url(cfg)}/{feeds.feed_file(profile.name)}" if profile.feed else None
+    return f"{feeds_base_url(cfg)}/{atom.feed_file(profile.name)}" if profile.feed else None

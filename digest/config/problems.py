@@ -468,7 +468,7 @@ def _read_starter() -> str:
     except OSError:
         pass
     try:
-        return (Path(__file__).resolve().parent.parent / "config.example.toml").read_text("utf-8")
+        return (Path(__file__).resolve().parents[2] / "config.example.toml").read_text("utf-8")
     except OSError:
         return ""  # neither packaged nor in a checkout: write_starter_config reports it
 

@@ -29,12 +29,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from digest import archive, cadence, compose, config, match, outbox, render, smtp, sources, store
+from digest import config, matching, render, sources, store
+from digest.config import cadence
+from digest.deliver.email import (
+    MailSettings,
+    Outgoing,
+    SendResult,
+    compose,
+    message_id,
+    send_all,
+    unsubscribe_mailto_url,
+    unsubscribe_url,
+)
 from digest.errors import DeliveryError, DigestError, DumpError, StoreError
 from digest.models import Digest, IngestReport, Match, Profile, RenderedEmail, RunReport, StoredPaper
-from digest.publish import FeedWriter, write_feeds
-from digest.settings import feed_url, mail_settings, preview_mail_settings, render_options, smtp_settings
+from digest.pipeline import archive
+from digest.pipeline.publish import FeedWriter, write_feeds
+from digest.pipeline.settings import feed_url, mail_settings, preview_mail_settings, render_options, smtp_settings
 from digest.sources import fetch
+from digest.store import delivery
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +76,11 @@ def _manage_hint(cfg: config.Config, profile: Profile) -> str:
     return f"Your profile is the [[users]] entry named {profile.name!r} in {cfg.path.name}; edit its keywords there."
 
 
-def _unsubscribe_link(profile: Profile, mail: compose.MailSettings) -> str:
+def _unsubscribe_link(profile: Profile, mail: MailSettings) -> str:
     """The body's unsubscribe link: the one-click https URL, else the same mailto the header carries."""
     return (
-        compose.unsubscribe_url(profile.name, mail)
-        or compose.unsubscribe_mailto_url(profile.name, mail)
+        unsubscribe_url(profile.name, mail)
+        or unsubscribe_mailto_url(profile.name, mail)
         or f"mailto:{mail.sender}?subject=unsubscribe"
     )
 
@@ -155,7 +168,7 @@ def user_window(
     period: cadence.Period,
     *,
     added: datetime | None,
-    last: outbox.LastDigest | None,
+    last: delivery.LastDigest | None,
     now: datetime,
 ) -> Window:
     """The window of a user's digest for ``period``.
@@ -200,15 +213,15 @@ def due_users(
 ) -> list[Due]:
     """Users whose current period has no digest yet (``force``: every given user, as if due now). Read-only."""
     added = {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}
-    gone = outbox.unsubscribed(conn)
+    gone = delivery.unsubscribed(conn)
     periods = {}
     for profile in profiles:
         if profile.name in gone and not force:
             continue
         period = cadence.current_period(profile, now)
-        if force or not outbox.has_period(conn, profile.name, period.key):
+        if force or not delivery.has_period(conn, profile.name, period.key):
             periods[profile.name] = (profile, period)
-    last = outbox.last_digests(conn, list(periods))
+    last = delivery.last_digests(conn, list(periods))
     return [
         Due(profile, period, user_window(cfg, profile, period, added=added.get(name), last=last.get(name), now=now))
         for name, (profile, period) in periods.items()
@@ -224,8 +237,8 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
         return []
     pool = store.list_papers(conn, since=min(d.window.scan_from for d in due), until=now + timedelta(seconds=1))
     first_seen = {sp.paper.key: sp.first_seen for sp in pool}
-    settled = outbox.settled_among(conn, sorted(first_seen), [d.profile.name for d in due]) if pool else {}
-    ranked = match.match_all(match.compile_profiles([d.profile for d in due]), [sp.paper for sp in pool])
+    settled = delivery.settled_among(conn, sorted(first_seen), [d.profile.name for d in due]) if pool else {}
+    ranked = matching.match_all(matching.compile_profiles([d.profile for d in due]), [sp.paper for sp in pool])
     shas = sorted({sp.first_dump for sp in pool})
     names = store.dump_names(conn, shas) if shas else {}
     first_dump = {sp.paper.key: sp.first_dump for sp in pool}
@@ -277,7 +290,7 @@ def build_digests(
         groups.setdefault(id(pool), (pool, []))[1].append(profile)
     top: dict[str, tuple[list[Match], int]] = {}
     for pool, members in groups.values():
-        top.update(match.match_top(match.compile_profiles(members), [sp.paper for sp in pool]))
+        top.update(matching.match_top(matching.compile_profiles(members), [sp.paper for sp in pool]))
     digests = []
     for profile in profiles:
         kept, total = top.get(profile.name, ([], 0))
@@ -303,7 +316,7 @@ class Plan:
 
     digests: list[Digest]  # due users with at least one paper to show
     cache: render.RenderCache | None
-    mail: compose.MailSettings | None
+    mail: MailSettings | None
     empty: int = 0  # due users with no paper to show (their period is recorded as 'empty', not used up)
     queued: list[str] = field(default_factory=list)  # users whose message is in the outbox now
     pages: dict[int, str] = field(default_factory=dict)  # outbox row id -> user, digests queued with a page
@@ -324,7 +337,7 @@ def prepare(
     stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
-    outbox.sync_subscribers(conn, [p.name for p in cfg.profiles()], now=now)
+    delivery.sync_subscribers(conn, [p.name for p in cfg.profiles()], now=now)
     due = due_users(conn, cfg, profiles, now=now)
     stages["select"] += time.perf_counter() - started
     if not due:
@@ -336,7 +349,7 @@ def prepare(
     empty = [d for d in digests if not d.matches]
     with store.transaction(conn):
         for digest in empty:
-            outbox.add_message(
+            delivery.add_message(
                 conn, user=digest.profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
                 window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now, paper_keys=(),
                 message=None, message_id=None, sender=None, recipient=None, dropped=digest.dropped,
@@ -367,7 +380,7 @@ def build_messages(
         t0 = time.perf_counter()
         email = render_email(cfg, digest, plan_.cache, plan_.mail, now=now)
         t1 = time.perf_counter()
-        data = compose.compose(email, plan_.mail, now=now)
+        data = compose(email, plan_.mail, now=now)
         t2 = time.perf_counter()
         page = archive.render_page(cfg, archive.page_digest(digest), plan_.cache, now=now) if pages else None
         built.append((digest, email, data, page))
@@ -392,11 +405,11 @@ def store_messages(
             profile = digest.profile
             shown = set(email.paper_keys)
             left = [m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown]
-            row_id = outbox.add_message(
+            row_id = delivery.add_message(
                 conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
                 window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
                 paper_keys=email.paper_keys, message=data,
-                message_id=compose.message_id(profile.name, digest.period, mail),
+                message_id=message_id(profile.name, digest.period, mail),
                 sender=mail.sender, recipient=profile.email,
                 carried=left if page is None else (), archived=left if page is not None else (),
                 dropped=digest.dropped,
@@ -478,7 +491,7 @@ def built_batches(
 
 
 def render_email(
-    cfg: config.Config, digest: Digest, cache: render.RenderCache, mail: compose.MailSettings, *, now: datetime
+    cfg: config.Config, digest: Digest, cache: render.RenderCache, mail: MailSettings, *, now: datetime
 ) -> RenderedEmail:
     """The email of one digest, as ``run`` queues it and ``preview`` shows it."""
     profile = digest.profile
@@ -537,7 +550,7 @@ def _deliver(
     conn: sqlite3.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
-    rows: Sequence[outbox.OutboxRow],
+    rows: Sequence[delivery.OutboxRow],
     *,
     options: RunOptions,
     clock: Callable[[], datetime],
@@ -553,30 +566,30 @@ def _deliver(
             if options.stop():
                 return Delivered(counts["sent"], stopped=True)
             name = f"{row.user}-{row.period.replace(':', '')}.eml"
-            (options.dry_run / name).write_bytes(outbox.load_message(conn, row.id))
+            (options.dry_run / name).write_bytes(delivery.load_message(conn, row.id))
             counts["sent"] += 1
             if options.progress:
                 options.progress(counts["sent"], total)
         return Delivered(counts["sent"])
-    by_key: dict[str, outbox.OutboxRow] = {}
+    by_key: dict[str, delivery.OutboxRow] = {}
 
-    def on_handover(item: smtp.Outgoing, handed_over: bool) -> None:
+    def on_handover(item: Outgoing, handed_over: bool) -> None:
         row_id = by_key[item.key].id
-        _store_write("record a message as in flight in", lambda: outbox.mark_handed_over(conn, row_id, handed_over))
+        _store_write("record a message as in flight in", lambda: delivery.mark_handed_over(conn, row_id, handed_over))
 
-    def on_result(item: smtp.Outgoing, result: smtp.SendResult) -> None:
+    def on_result(item: Outgoing, result: SendResult) -> None:
         row = by_key.pop(item.key)
         stamp = clock()
         if result.status == "sent":
             _store_write(
                 "record a sent message in",
-                lambda: outbox.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp),
+                lambda: delivery.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp),
             )
         else:
             retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
             _store_write(
                 "record a failed attempt in",
-                lambda: outbox.mark_failed(
+                lambda: delivery.mark_failed(
                     conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp,
                     retry_at=retry,
                 ),
@@ -587,12 +600,12 @@ def _deliver(
 
     taken: list[int] = []
 
-    def messages() -> Iterator[smtp.Outgoing]:
+    def messages() -> Iterator[Outgoing]:
         for row in rows:
             by_key[str(row.id)] = row
             taken.append(row.id)
-            data = outbox.load_message(conn, row.id)
-            yield smtp.Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
+            data = delivery.load_message(conn, row.id)
+            yield Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
 
     # A full garbage collection walks every object the run made (~70 ms at 10,000 users) and would stall the
     # reading of a reply that long; nothing made before sending is garbage that matters, so it is left out.
@@ -601,7 +614,7 @@ def _deliver(
     try:
         with store.background_checkpoints(conn, _store_file(conn)):
             summary = asyncio.run(
-                smtp.send_all(
+                send_all(
                     messages(), smtp_settings(cfg, env), on_result=on_result, on_handover=on_handover,
                     stop=options.stop, tls_context=options.tls_context,
                 )
@@ -609,7 +622,7 @@ def _deliver(
     except DeliveryError:
         # A run-level refusal (login, STARTTLS, sender) comes before DATA and every other session finished its
         # message first: a row still in flight was never handed over, so it waits as it was, not as in flight.
-        outbox.release_in_flight(conn, taken)
+        delivery.release_in_flight(conn, taken)
         raise
     finally:
         gc.unfreeze()
@@ -619,14 +632,14 @@ def _deliver(
     return Delivered(counts["sent"], counts["deferred"], counts["failed"], stopped)
 
 
-def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> list[outbox.OutboxRow]:
+def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> list[delivery.OutboxRow]:
     """Settle what stopped runs left: a message handed over twice without a recorded reply counts as sent
     (see ``digest.outbox``); rows older than the retry limit are given up (their papers return to their
     users' pools, so a run does this before planning). Returns the rows given up."""
-    for row in outbox.settle_handed_over(conn, now=now):
+    for row in delivery.settle_handed_over(conn, now=now):
         log.warning("the digest of %s for %s was handed over twice with no reply recorded: assumed accepted",
                     row.user, row.period)  # fmt: skip
-    gave_up = outbox.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
+    gave_up = delivery.expire(conn, now=now, max_age=timedelta(hours=cfg.smtp.max_retry_age_hours))
     for row in gave_up:
         log.error("gave up on the digest of %s for %s: %s", row.user, row.period, row.last_reply or "never sent")
     return gave_up
@@ -638,12 +651,12 @@ def due_rows(
     now: datetime,
     users: Sequence[str] | None = None,
     retry_deferred: bool = True,
-) -> list[outbox.OutboxRow]:
+) -> list[delivery.OutboxRow]:
     """Outbox rows to send now (call ``give_up`` first)."""
-    return [r for r in outbox.due(conn, now=now, users=users) if retry_deferred or r.status != "deferred"]
+    return [r for r in delivery.due(conn, now=now, users=users) if retry_deferred or r.status != "deferred"]
 
 
-def _gave_up_error(gave_up: Sequence[outbox.OutboxRow]) -> str:
+def _gave_up_error(gave_up: Sequence[delivery.OutboxRow]) -> str:
     users = ", ".join(sorted({r.user for r in gave_up}))
     return (
         f"gave up on {len(gave_up)} digest(s) ({users}): not accepted within [smtp].max_retry_age_hours; their "
@@ -754,7 +767,7 @@ def run_once(
         conn = real
         if options.dry_run is not None:
             conn = stack.enter_context(contextlib.closing(scratch_copy(real)))
-        run_id = outbox.start_run(conn, now=now)
+        run_id = delivery.start_run(conn, now=now)
         errors: list[str] = []
         status = "failed"
         try:
@@ -770,7 +783,7 @@ def run_once(
             profiles = {d.profile.name: d.profile for d in plan_.digests}
             pages = archive.enabled(cfg)
             if pages:
-                outbox.archive_marks(conn)  # archive pages start with the first run that has them
+                delivery.archive_marks(conn)  # archive pages start with the first run that has them
             # Why each paper of a user's feed matched, for the papers their earlier digests showed.
             writer.explain([d.profile for d in plan_.digests if d.profile.feed])
 
@@ -829,7 +842,7 @@ def run_once(
             written = write_feeds(conn, cfg, users=options.users, changed_users=pending_feeds, writer=writer)
             stages["feeds"] += time.perf_counter() - started
             if options.dry_run is None:
-                outbox.prune_messages(conn, before=now - timedelta(days=cfg.digest.keep_sent_days))
+                delivery.prune_messages(conn, before=now - timedelta(days=cfg.digest.keep_sent_days))
             failed = done.failed + len(gave_up)
             status = "failed" if errors or failed else "ok"
             report = RunReport(
@@ -854,7 +867,7 @@ def run_once(
             raise
         finally:
             try:
-                outbox.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
+                delivery.finish_run(conn, run_id, status, {"errors": errors}, now=clock() if clock else now)
             except sqlite3.Error as exc:  # never hide the run's own outcome behind a bookkeeping failure
                 log.error("could not record the end of run %d: %s", run_id, exc)
 
@@ -867,8 +880,8 @@ def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: d
     streamed from the store a batch at a time (years of history would otherwise sit in memory at once)."""
     with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
         batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
-        [(kept, total)] = match.match_top_stream(
-            match.compile_profiles([profile]), ([sp.paper for sp in batch] for batch in batches)
+        [(kept, total)] = matching.match_top_stream(
+            matching.compile_profiles([profile]), ([sp.paper for sp in batch] for batch in batches)
         ).values()
         shown = store.get_papers(conn, [m.paper.key for m in kept])
         names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}

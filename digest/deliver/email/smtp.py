@@ -24,8 +24,8 @@ from tenacity import (
     wait_random,
 )
 
+from digest.deliver.net import is_loopback_host
 from digest.errors import ConfigError, DeliveryError
-from digest.net import is_loopback_host
 
 __all__ = ["Outgoing", "SendResult", "SendSummary", "SmtpSettings", "check_smtp_settings", "send_all"]
 

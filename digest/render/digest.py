@@ -29,21 +29,21 @@ from markupsafe import Markup
 
 from digest.errors import RenderError
 from digest.models import Digest, Match, Paper, PaperLinks, RenderedEmail
+from digest.render.textmap import Esc as _Esc
+from digest.render.textmap import b64_size as _b64_size
+from digest.render.textmap import clean as _clean
+from digest.render.textmap import cut_offset as _cut
+from digest.render.textmap import escape as _escape
+from digest.render.textmap import hit_spans as _hit_spans
+from digest.render.textmap import html_size_estimate, safe_url
+from digest.render.textmap import md_guard as _md_guard
+from digest.render.textmap import md_inline as _md_inline
+from digest.render.textmap import qp as _qp
+from digest.render.textmap import qp_bound as _qp_bound
+from digest.render.textmap import qp_size as _qp_size
+from digest.render.textmap import splice as _splice
+from digest.render.textmap import wrap_breaks as _wrap_breaks
 from digest.sources.identity import paper_links
-from digest.textmap import Esc as _Esc
-from digest.textmap import b64_size as _b64_size
-from digest.textmap import clean as _clean
-from digest.textmap import cut_offset as _cut
-from digest.textmap import escape as _escape
-from digest.textmap import hit_spans as _hit_spans
-from digest.textmap import html_size_estimate, safe_url
-from digest.textmap import md_guard as _md_guard
-from digest.textmap import md_inline as _md_inline
-from digest.textmap import qp as _qp
-from digest.textmap import qp_bound as _qp_bound
-from digest.textmap import qp_size as _qp_size
-from digest.textmap import splice as _splice
-from digest.textmap import wrap_breaks as _wrap_breaks
 
 __all__ = ["RenderCache", "RenderOptions", "anchor", "html_size_estimate", "make_environment", "paper_links"]
 __all__ += ["message_size_bound", "prepare_papers", "render_digest", "render_page", "render_part", "safe_url"]
@@ -116,7 +116,7 @@ class RenderCache:
 
 def templates_dirs(override_dir: Path | None = None) -> list[Path]:
     """Template folders in search order: the user's override, then the packaged (or checkout) defaults."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the digest package
     dirs = [override_dir] if override_dir is not None else []
     installed, checkout = here / "templates", here.parent / "templates"
     dirs.append(installed if installed.is_dir() else checkout)

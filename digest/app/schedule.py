@@ -16,7 +16,11 @@ from types import FrameType
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from digest import cadence, compose, config, outbox, pipeline, server, store
+from digest import config, pipeline, store
+from digest.app import server
+from digest.config import cadence
+from digest.deliver.email import verify_unsubscribe_token
+from digest.store import delivery
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +85,12 @@ def make_http(cfg: config.Config, env: Mapping[str, str]) -> server.HTTPServer:
         # No run lock: a one-click POST must answer at once, not after a scheduled run has sent everything.
         # set_subscribed is one BEGIN IMMEDIATE transaction, and a run re-reads unsubscribes before sending.
         with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
-            outbox.set_subscribed(conn, user, False, now=datetime.now(UTC))
+            delivery.set_subscribed(conn, user, False, now=datetime.now(UTC))
 
     return server.make_server(
         cfg.server.listen_address,
         feeds_dir=cfg.feeds.output,
-        resolve_token=lambda token: compose.verify_unsubscribe_token(token, names, secret),
+        resolve_token=lambda token: verify_unsubscribe_token(token, names, secret),
         unsubscribe=unsubscribe,
     )
 

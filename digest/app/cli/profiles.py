@@ -14,10 +14,13 @@ from pathlib import Path
 
 import click
 
-from digest import compose, config, config_errors, match, pipeline, render, store, trial
-from digest.cli import EXIT_USAGE, Context, _echo_json, _parse_day, cli, complete_users
+from digest import config, matching, pipeline, render, store
+from digest.app.cli.common import EXIT_USAGE, Context, cli, complete_users, echo_json, parse_day
+from digest.config.problems import ConfigProblem, error_records, problem_record
+from digest.deliver.email import compose, validate_address
 from digest.errors import DigestError
 from digest.models import Paper, Profile
+from digest.pipeline import trial
 
 
 @cli.command()
@@ -54,14 +57,14 @@ def _organizations_seen(store_path: Path) -> list[str] | None:
         return store.organizations_seen(conn)
 
 
-def _store_warning_problems(obj: Context, cfg: config.Config) -> list[config_errors.ConfigProblem]:
+def _store_warning_problems(obj: Context, cfg: config.Config) -> list[ConfigProblem]:
     """Organizations configured but never seen in the store (nothing to say without a store)."""
     if not any(user.organizations for user in cfg.users):
         return []
     try:
         seen = _organizations_seen(obj.store_file())
     except (DigestError, sqlite3.Error) as exc:
-        return [config_errors.ConfigProblem(str(cfg.path), None, "", f"organizations not checked against the "
+        return [ConfigProblem(str(cfg.path), None, "", f"organizations not checked against the "
                                             f"store: {exc}")]  # fmt: skip
     return [] if seen is None else config.organization_warnings(cfg, seen)
 
@@ -106,14 +109,14 @@ def _check_json(obj: Context) -> None:
         cfg = obj.config()
     except config.ConfigError as exc:
         where = obj.config_path or os.environ.get(config.CONFIG_ENV) or str(config.default_config_path(os.environ))
-        _echo_json({"ok": False, "config": where, "problems": config_errors.error_records(exc, where),
+        echo_json({"ok": False, "config": where, "problems": error_records(exc, where),
                     "warnings": []})  # fmt: skip
         raise SystemExit(EXIT_USAGE) from None
     fix = "fix the problems above, then run `digest check` again"
-    problems = [config_errors.problem_record(p, fix) for p in config.environment_problems(cfg, os.environ)]
-    warnings = [config_errors.problem_record(w) for w in cfg.warnings]
-    warnings += [config_errors.problem_record(w) for w in _store_warning_problems(obj, cfg)]
-    _echo_json(
+    problems = [problem_record(p, fix) for p in config.environment_problems(cfg, os.environ)]
+    warnings = [problem_record(w) for w in cfg.warnings]
+    warnings += [problem_record(w) for w in _store_warning_problems(obj, cfg)]
+    echo_json(
         {
             "ok": not problems,
             "config": str(cfg.path),
@@ -136,7 +139,7 @@ def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     try:
-        return compose.validate_address(value)
+        return validate_address(value)
     except DigestError as exc:
         raise click.BadParameter(exc.message) from None
 
@@ -176,7 +179,7 @@ def preview(
       digest preview --user ada --send-to me@example.org
     """
     cfg = obj.config()
-    day = _parse_day(since, "--since")
+    day = parse_day(since, "--since")
     now = _now()
     if send_to is not None:
         _send_trial(cfg, user, send_to, now=now, dump=dump, since=day)
@@ -195,7 +198,7 @@ def preview(
     else:
         email = render.render_digest(digest, cache, now=now, **links)
         mail = pipeline.preview_mail_settings(cfg, os.environ)
-        body = compose.compose(email, mail, now=now).decode("utf-8")
+        body = compose(email, mail, now=now).decode("utf-8")
     if open_browser:
         handle, name = tempfile.mkstemp(prefix=f"digest-{user}-", suffix=".html")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -243,8 +246,8 @@ def match_command(obj: Context, query: str, since: str | None, dump: Path | None
       digest match 'title:diffus* -survey'
       digest match '"language model" AND agent' --since 2026-11-01 --json
     """
-    match.parse_query(query)  # a syntax error is reported before anything is read
-    matcher = match.compile_profiles([Profile(name="query", email="", keywords=(query,), max_papers=limit)])
+    matching.parse_query(query)  # a syntax error is reported before anything is read
+    matcher = matching.compile_profiles([Profile(name="query", email="", keywords=(query,), max_papers=limit)])
     seen = 0
 
     def counted(batches: Iterable[Sequence[Paper]]) -> Iterator[Sequence[Paper]]:
@@ -256,17 +259,17 @@ def match_command(obj: Context, query: str, since: str | None, dump: Path | None
     if dump is not None:
         from digest.sources import read_dump
 
-        [(found, total)] = match.match_top_stream(matcher, counted([read_dump(dump).papers])).values()
+        [(found, total)] = matching.match_top_stream(matcher, counted([read_dump(dump).papers])).values()
     else:
         # Streamed: the store is read a batch at a time and only the best `limit` matches are kept, so
         # matching years of history holds one batch of papers, not all of them.
         with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
-            batches = store.iter_papers(conn, since=_parse_day(since, "--since"))
-            [(found, total)] = match.match_top_stream(
+            batches = store.iter_papers(conn, since=parse_day(since, "--since"))
+            [(found, total)] = matching.match_top_stream(
                 matcher, counted([sp.paper for sp in batch] for batch in batches)
             ).values()
     if as_json:
-        _echo_json(
+        echo_json(
             [
                 {
                     "key": m.paper.key,

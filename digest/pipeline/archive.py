@@ -7,10 +7,10 @@
 
 served under <feeds base URL>/archive/ by `digest serve` or any static web server. Pages exist only when
 [digest].base_url is set: the email then links to its page ("View in browser", and "N more papers"), and the
-papers only the page lists are recorded *archived* for the user when the digest is queued (digest/outbox.py).
+papers only the page lists are recorded *archived* for the user when the digest is queued (digest/delivery.py).
 
-Pages are derived data, written atomically (temp file + rename) after the digest is committed to the outbox.
-The store records up to which outbox row every page is written (``outbox.archive_marks``): a run that stopped
+Pages are derived data, written atomically (temp file + rename) after the digest is committed to the delivery.
+The store records up to which outbox row every page is written (``delivery.archive_marks``): a run that stopped
 in between leaves that mark behind, and the next run writes the pages of the rows after it that are missing,
 rebuilt from the store (the papers listed on the row, matched again against the user's profile for the
 highlights and the why line). Index pages are numbered from the oldest so a full one never changes again:
@@ -28,11 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from digest import config, match, outbox, render, store
+from digest import config, matching, render, store
 from digest.errors import RenderError
-from digest.feeds import feed_slug, write_feed
 from digest.models import Digest, Match, Profile
-from digest.settings import feeds_base_url, render_options
+from digest.pipeline.settings import feeds_base_url, render_options
+from digest.render.atom import feed_slug, write_feed
+from digest.store import delivery
 
 __all__ = ["FOLDER", "PER_PAGE", "enabled", "index_name", "index_url", "page_digest", "page_name", "page_url"]
 __all__ += ["render_index", "render_page", "repair", "user_dir", "write_index", "write_page"]
@@ -137,7 +138,7 @@ def write_index(
     conn: sqlite3.Connection, cfg: config.Config, out: Path, profile: Profile, *, start: int, env: object | None = None
 ) -> list[Path]:
     """Rewrite a user's newest index pages (and any older one missing); returns the files that changed."""
-    listed = outbox.archive_index(conn, profile.name, start=start)
+    listed = delivery.archive_index(conn, profile.name, start=start)
     pages = max(1, -(-len(listed) // PER_PAGE))
     folder = user_dir(out, profile.name)
     written = []
@@ -156,13 +157,13 @@ def write_index(
 # ------------------------------------------------------------------------------------------ repair
 
 
-def rebuild_digest(conn: sqlite3.Connection, profile: Profile, row: outbox.ArchivedDigest) -> Digest:
+def rebuild_digest(conn: sqlite3.Connection, profile: Profile, row: delivery.ArchivedDigest) -> Digest:
     """The page digest of a stored row: its papers in order, matched again for highlights and the why line
     (a paper the profile no longer matches is listed without them)."""
     keys = [*row.paper_keys, *row.archived]
     found = {sp.paper.key: sp.paper for sp in store.get_papers(conn, keys)}
     papers = [found[k] for k in keys if k in found]
-    matched = {m.paper.key: m for m in match.match_profile(profile, papers)} if papers else {}
+    matched = {m.paper.key: m for m in matching.match_profile(profile, papers)} if papers else {}
     matches = tuple(matched.get(p.key) or Match(p, 0.0, (), "") for p in papers)
     return Digest(profile=profile, matches=matches, generated_at=row.created_at, period=row.period)
 
@@ -178,8 +179,8 @@ def repair(
     """Write the pages of every digest after the store's mark that this run did not write (``written``: row
     id -> user) and whose file is missing, then the indexes of the users concerned, and move the mark.
     Returns the files that changed."""
-    start, done = outbox.archive_marks(conn)
-    rows = outbox.archive_rows_after(conn, max(done, start - 1))
+    start, done = delivery.archive_marks(conn)
+    rows = delivery.archive_rows_after(conn, max(done, start - 1))
     if not rows:
         return []
     by_name = {p.name: p for p in (profiles if profiles is not None else cfg.profiles())}
@@ -202,5 +203,5 @@ def repair(
     env = render.make_environment(cfg.digest.templates)
     for user in sorted(users):
         changed += write_index(conn, cfg, out, by_name[user], start=start, env=env)
-    outbox.set_archive_done(conn, rows[-1].id)
+    delivery.set_archive_done(conn, rows[-1].id)
     return changed

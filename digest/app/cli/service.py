@@ -16,9 +16,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from digest import outbox, pipeline, store
-from digest.cli import EXIT_FAILED, Context, _echo_json, cli, complete_users
+from digest import pipeline, store
+from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, echo_json
 from digest.sources import fetch as fetch_mod
+from digest.store import delivery
 
 DEFAULT_DRY_RUN_DIR = Path("digest-dry-run")
 
@@ -159,7 +160,7 @@ def run(
             report, errors=(*report.errors, "stopped by a signal; unsent digests go out with the next run")
         )
     if as_json:
-        _echo_json(asdict(report))
+        echo_json(asdict(report))
     else:
         nothing = not report.new_papers and not report.sent and not report.deferred and not report.failed
         if not (quiet and nothing and not report.errors):
@@ -197,7 +198,7 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
                 conn, cfg, os.environ, now=now, options=options, clock=lambda: datetime.now(UTC), retry_deferred=retry
             )
     if as_json:
-        _echo_json(asdict(done))
+        echo_json(asdict(done))
     else:
         if dry_run:
             click.echo(f"{_plural(done.sent, 'message')} written to {out}/ (dry run, nothing sent)")
@@ -223,12 +224,12 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
       digest status --user ada --limit 10
     """
     with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
-        rows = outbox.history(conn, users=users or None, limit=limit)
-        runs = outbox.runs(conn, limit=10)
-        gone = outbox.unsubscribed(conn)
-        unsent = {user: outbox.user_paper_states(conn, user) for user in users}
+        rows = delivery.history(conn, users=users or None, limit=limit)
+        runs = delivery.runs(conn, limit=10)
+        gone = delivery.unsubscribed(conn)
+        unsent = {user: delivery.user_paper_states(conn, user) for user in users}
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "messages": [{k: v for k, v in asdict(r).items() if k != "message"} for r in rows],
                 "runs": runs,
@@ -303,7 +304,7 @@ def serve(obj: Context) -> None:
       digest serve
       digest --config ~/.config/paper-digest/config.toml serve -v
     """
-    from digest import schedule
+    from digest.app import schedule
 
     cfg = obj.config()
     if not obj.verbose:
@@ -316,7 +317,7 @@ def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
     if user not in {u.name for u in cfg.users}:
         raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
     with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
-        changed = outbox.set_subscribed(conn, user, subscribed, now=datetime.now(UTC))
+        changed = delivery.set_subscribed(conn, user, subscribed, now=datetime.now(UTC))
     state = "subscribed" if subscribed else "unsubscribed"
     click.echo(f"{user}: {state}" + ("" if changed else " (already)"))
 

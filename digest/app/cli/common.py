@@ -61,7 +61,7 @@ class Context:
         return config_mod.default_store_path(os.environ)
 
 
-def _echo_json(value: Any) -> None:
+def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
@@ -227,7 +227,7 @@ def _ingest_all(conn: sqlite3.Connection, paths: tuple[str, ...], as_json: bool,
         raise
     finally:
         if as_json:
-            _echo_json(reports)
+            echo_json(reports)
     if refused:
         raise SystemExit(EXIT_FAILED)
 
@@ -237,7 +237,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _parse_day(value: str | None, param: str) -> datetime | None:
+def parse_day(value: str | None, param: str) -> datetime | None:
     if not value:
         return None
     try:
@@ -263,10 +263,10 @@ def papers(obj: Context, since: str | None, until: str | None, search: str | Non
     """
     with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
         rows = store.list_papers(
-            conn, since=_parse_day(since, "--since"), until=_parse_day(until, "--until"), search=search, limit=limit
+            conn, since=parse_day(since, "--since"), until=parse_day(until, "--until"), search=search, limit=limit
         )
     if as_json:
-        _echo_json([{**asdict(r.paper), "first_seen": r.first_seen, "first_dump": r.first_dump} for r in rows])
+        echo_json([{**asdict(r.paper), "first_seen": r.first_seen, "first_dump": r.first_dump} for r in rows])
         return
     for row in rows:
         p = row.paper
@@ -332,6 +332,3 @@ Examples:
   digest ingest --json ~/dumps/
   curl -s https://huggingface.co/api/daily_papers | digest ingest -
 """
-
-# The other commands live in two sibling modules to keep each file readable; importing registers them.
-from digest import cli_profiles, cli_service  # noqa: E402, F401

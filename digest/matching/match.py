@@ -32,8 +32,7 @@ import ahocorasick
 import numpy as np
 
 from digest.errors import ConfigError, QueryError
-from digest.models import Match, Paper, Profile
-from digest.query import (
+from digest.matching.query import (
     ABSTRACT,
     ANY,
     LEAF,
@@ -55,7 +54,7 @@ from digest.query import (
     parse_query,
     scan_text,
 )
-from digest.rank import (
+from digest.matching.rank import (
     ORG_BOOST,
     REPEAT_WEIGHT,
     WEIGHTS,
@@ -65,7 +64,8 @@ from digest.rank import (
     query_entries,
     tiebreak_order,
 )
-from digest.top import ranked_lists
+from digest.matching.top import ranked_lists
+from digest.models import Match, Paper, Profile
 
 __all__ = [
     "ORG_BOOST",

@@ -25,7 +25,7 @@ from pydantic import field_validator as _field_validator
 from pydantic_core import PydanticCustomError
 
 # config_errors never imports this module; the problem types, the env file and starter writers are re-exported here.
-from digest.config_errors import (
+from digest.config.problems import (
     STARTER_CONFIG,
     ConfigProblem,
     ConfigValidationError,
@@ -39,9 +39,9 @@ from digest.config_errors import (
     write_env_file,
     write_starter_config,
 )
+from digest.deliver.net import is_loopback_host
 from digest.errors import ConfigError, QueryError
 from digest.models import Profile
-from digest.net import is_loopback_host
 
 __all__ = [
     "APP_NAME", "CONFIG_ENV", "ENV_FILE_NAME", "STARTER_CONFIG", "Config", "ConfigProblem", "ConfigValidationError",
@@ -123,7 +123,7 @@ def _zone_names() -> tuple[str, ...]:
 
 
 def _timezone(value: str) -> str:
-    from digest.cadence import zone  # imported late: cadence pulls in APScheduler
+    from digest.config.cadence import zone  # imported late: cadence pulls in APScheduler
 
     try:
         zone(value)  # the same lookup the scheduler uses: a folder of the tz database ("Europe") is refused there
@@ -137,7 +137,7 @@ def _timezone(value: str) -> str:
 def _cron(value: str) -> str:
     if not value:
         return value
-    from digest.cadence import cron_fires, parse_cron  # imported late: cadence pulls in APScheduler
+    from digest.config.cadence import cron_fires, parse_cron  # imported late: cadence pulls in APScheduler
 
     fields = value.split()
     if len(fields) != 5:
@@ -250,7 +250,7 @@ def _creatable(value: Path) -> Path:
 def _query(value: str) -> str:
     if not value.strip():
         raise _bad("expected a query, got an empty string")
-    from digest.match import parse_query  # imported late: the matcher pulls in pyahocorasick
+    from digest.matching.match import parse_query  # imported late: the matcher pulls in pyahocorasick
 
     try:
         parse_query(value)
@@ -525,7 +525,7 @@ def _cross_checks(raw: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
 
 def _feed_collisions(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Loc, str]]:
     """Two feeds written to one file (compared without case: macOS and Windows file systems ignore it)."""
-    from digest.feeds import feed_file  # imported late: the feed writer pulls in lxml
+    from digest.render.atom import feed_file  # imported late: the feed writer pulls in lxml
 
     feeds = raw.get("feeds")
     global_feed = feeds.get("global_feed", "all.xml") if isinstance(feeds, dict) else "all.xml"
@@ -739,7 +739,7 @@ def environment_problems(config: Config, env: Mapping[str, str]) -> list[ConfigP
 def organization_warnings(config: Config, seen: Iterable[str]) -> list[ConfigProblem]:
     """Configured organizations that match no name ``seen`` in the store (handles and display names, compared
     without case, spaces or punctuation), and "only" profiles that can therefore only be empty."""
-    from digest.match import compact_org  # imported late: the matcher pulls in pyahocorasick
+    from digest.matching.match import compact_org  # imported late: the matcher pulls in pyahocorasick
 
     names = sorted(set(seen))
     known = {compact_org(name) for name in names}

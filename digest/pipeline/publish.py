@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from digest import archive, config, feed_ids, feeds, match, outbox, store
+from digest import config, matching, store
 from digest.models import Match, Paper, Profile
-from digest.settings import feeds_base_url
+from digest.pipeline import archive
+from digest.pipeline.settings import feeds_base_url
+from digest.render import atom
+from digest.store import delivery, feed_ids
 
 
 def _config_authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
@@ -33,29 +36,29 @@ def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
     recorded = feed_ids.authority(conn)
     if recorded is None:
         candidate = _config_authority(conn, cfg)
-        feeds.tag_uri(candidate, "feed/all")  # refused before it is recorded: a bad one would stay for good
+        atom.tag_uri(candidate, "feed/all")  # refused before it is recorded: a bad one would stay for good
         recorded = feed_ids.record_authority(conn, candidate)
     return recorded
 
 
 @dataclass
 class FeedWriter:
-    """Writes the Atom feeds of one run: each paper's entry is built and serialised once (feeds.EntryCache)
+    """Writes the Atom feeds of one run: each paper's entry is built and serialised once (atom.EntryCache)
     and each stored paper is loaded once, however many users' feeds show it."""
 
     conn: sqlite3.Connection
     cfg: config.Config
     out: Path
     authority: str
-    entries: feeds.EntryCache = field(default_factory=feeds.EntryCache)
+    entries: atom.EntryCache = field(default_factory=atom.EntryCache)
     # Recorded entry ids by paper key (feed_ids) of the papers this run's feeds show, read as they are first
     # needed and extended as papers first appear.
     ids: dict[str, str] = field(default_factory=dict)
-    papers: dict[str, feeds.FeedEntry] = field(default_factory=dict)  # by paper key, loaded on first use
+    papers: dict[str, atom.FeedEntry] = field(default_factory=dict)  # by paper key, loaded on first use
     absent: set[str] = field(default_factory=set)  # keys in the outbox that the store no longer has
     written: list[Path] = field(default_factory=list)
     # Per user, why each paper of their feed matched and where (the entry's why line and highlights), by key.
-    notes: dict[str, dict[str, feeds.Note]] = field(default_factory=dict)
+    notes: dict[str, dict[str, atom.Note]] = field(default_factory=dict)
 
     @classmethod
     def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
@@ -64,13 +67,13 @@ class FeedWriter:
 
     def _fixed_ids(self, papers: Iterable[Paper]) -> dict[str, str]:
         """Recorded entry ids by paper key, covering ``papers``: a paper no feed has shown yet gets its id now
-        (feeds.entry_id with the recorded authority), recorded before any feed holding it is written."""
+        (atom.entry_id with the recorded authority), recorded before any feed holding it is written."""
         papers = list(papers)
         ids = self.ids
         unknown = [p.key for p in papers if p.key not in ids]
         if unknown:
             ids.update(feed_ids.load(self.conn, unknown))
-        new = {p.key: feeds.entry_id(p, self.authority) for p in papers if p.key not in ids}
+        new = {p.key: atom.entry_id(p, self.authority) for p in papers if p.key not in ids}
         if new:
             feed_ids.record(self.conn, new)
             ids.update(new)
@@ -88,7 +91,7 @@ class FeedWriter:
         wanted: dict[str, list[str]] = {}
         for profile in profiles:
             mine = self.notes.setdefault(profile.name, {})
-            keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
+            keys = delivery.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
             if missing := [k for k in keys if k not in mine]:
                 wanted[profile.name] = missing
         if not wanted:
@@ -97,7 +100,7 @@ class FeedWriter:
         self._load(union)
         papers = [self.papers[k].paper for k in union if k in self.papers]
         chosen = [p for p in profiles if p.name in wanted]
-        found = match.match_all(match.compile_profiles(chosen), papers) if papers else {}
+        found = matching.match_all(matching.compile_profiles(chosen), papers) if papers else {}
         for profile in chosen:
             keys, mine = set(wanted[profile.name]), self.notes[profile.name]
             for m in found.get(profile.name, ()):
@@ -111,24 +114,24 @@ class FeedWriter:
         missing = [k for k in keys if k not in self.papers and k not in self.absent]
         if missing:
             found = store.get_papers(self.conn, missing)
-            made = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
+            made = atom.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
             self.papers.update(zip((sp.paper.key for sp in found), made, strict=True))
             self.absent.update(k for k in missing if k not in self.papers)
 
     def _build(
         self,
-        entries: list[feeds.FeedEntry],
+        entries: list[atom.FeedEntry],
         *,
         specific: str,
         title: str,
         file: str,
         alternate: str,
-        notes: dict[str, feeds.Note] | None = None,
+        notes: dict[str, atom.Note] | None = None,
     ) -> None:
         base = feeds_base_url(self.cfg)
-        data = feeds.build_feed(
+        data = atom.build_feed(
             entries,
-            feed_id=feeds.tag_uri(self.authority, specific),
+            feed_id=atom.tag_uri(self.authority, specific),
             title=title,
             self_url=f"{base}/{file}",
             alternate_url=alternate,
@@ -141,13 +144,13 @@ class FeedWriter:
         # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
         # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
         path = self.out / file
-        if feeds.write_feed(path, data, durable=False):
+        if atom.write_feed(path, data, durable=False):
             self.written.append(path)
 
     def write_global(self) -> None:
         """The feed of every new paper."""
         found = store.list_papers(self.conn, limit=self.cfg.feeds.max_entries)
-        latest = feeds.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
+        latest = atom.feed_entries(found, ids=self._fixed_ids(sp.paper for sp in found))
         self._build(
             latest,
             specific="feed/all",
@@ -160,7 +163,7 @@ class FeedWriter:
         """One user's feed: the papers of their latest digests."""
         # One query per user, right after the pipeline queued the user's new digest: a batch read ahead would
         # miss that digest, and reading every user's whole history at once costs more than these queries.
-        keys = outbox.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
+        keys = delivery.feed_keys(self.conn, profile.name, limit=self.cfg.feeds.max_entries)
         self._load(keys)
         mine = self.notes.get(profile.name, {})
         if any(k not in mine for k in keys if k in self.papers):
@@ -170,20 +173,20 @@ class FeedWriter:
         # what it derived from an entry by the object's identity, without hashing the paper again; the user's
         # why lines and highlights go in as notes by paper key.
         entries = [self.papers[k] for k in keys if k in self.papers]
-        slug = feeds.feed_slug(profile.name)
+        slug = atom.feed_slug(profile.name)
         base = feeds_base_url(self.cfg)
         self._build(
             entries,
             specific=f"feed/user/{slug}",
             title=f"Paper digest for {profile.display_name or profile.name}",
-            file=feeds.feed_file(profile.name),
+            file=atom.feed_file(profile.name),
             alternate=archive.index_url(self.cfg, profile.name) if archive.enabled(self.cfg) else f"{base}/",
             notes=mine,
         )
 
     def exists(self, profile: Profile) -> bool:
         """Whether this user's feed file is there and not empty."""
-        path = self.out / feeds.feed_file(profile.name)
+        path = self.out / atom.feed_file(profile.name)
         return path.is_file() and path.stat().st_size > 0
 
 

@@ -4,7 +4,7 @@ As listmonk's "send test": the selection is ``pipeline.preview_digest`` (the nex
 due now, or one dump, or stored papers since a date), the message is composed as ``run`` composes it (real
 From, List-Id and unsubscribe headers, signed links) but addressed to the given address, with "[test] " before the
 subject and a Message-ID of its own (so a mail client never takes it for the real digest), and it goes through the
-configured SMTP server with ``smtp.send_all`` (the same settings ``run`` uses). Nothing is written: no outbox row,
+configured SMTP server with ``send_all`` (the same settings ``run`` uses). Nothing is written: no outbox row,
 no delivered papers, the store file is left byte-identical.
 
 This sits beside ``pipeline.py`` for now; the restructure (DESIGN.md) folds it into ``pipeline/`` later.
@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
-from digest import compose, config, pipeline, render, smtp
+from digest import config, pipeline, render
+from digest.deliver.email import Outgoing, SendResult, compose, send_all, validate_address
 from digest.errors import DeliveryError
-from digest.settings import mail_settings, smtp_settings
+from digest.pipeline.settings import mail_settings, smtp_settings
 
 __all__ = ["SUBJECT_PREFIX", "TrialResult", "send_trial"]
 
@@ -57,7 +58,7 @@ def send_trial(
     """Render ``user``'s preview as their real email, address it to ``to`` and send it once (no retries, so an
     unreachable server is reported in seconds). Raises ConfigError for a bad address or missing secret and
     DeliveryError when the server cannot be reached or does not accept the message; writes nothing."""
-    address = compose.validate_address(to)
+    address = validate_address(to)
     mail = mail_settings(cfg, env)  # the real secret: the links in a trial are the ones the user would get
     sending = replace(smtp_settings(cfg, env), retry_attempts=1, max_connections=1)
     digest, cache, links = pipeline.preview_digest(cfg, env, user, now=now, dump=dump, since=since)
@@ -70,11 +71,11 @@ def send_trial(
         # apart from the real digest of that period (clients drop a second message with a Message-ID they have).
         period=f"{email.period}-test-{now:%Y%m%d%H%M%S}",
     )
-    data = compose.compose(trial, mail, now=now)
-    results: list[smtp.SendResult] = []
+    data = compose(trial, mail, now=now)
+    results: list[SendResult] = []
     summary = asyncio.run(
-        smtp.send_all(
-            [smtp.Outgoing("trial", cfg.mail.sender, address, data)],
+        send_all(
+            [Outgoing("trial", cfg.mail.sender, address, data)],
             sending,
             on_result=lambda _msg, result: results.append(result),
             tls_context=tls_context,
@@ -86,7 +87,7 @@ def send_trial(
             f"cannot reach the SMTP server {server}: {_one_line(summary.unreachable)}",
             "check [smtp] host, port and security, and that the server is running",
         )
-    result = results[0] if results else smtp.SendResult("failed", None, "no reply")
+    result = results[0] if results else SendResult("failed", None, "no reply")
     if result.status != "sent":
         code = f"{result.code} " if result.code else ""
         raise DeliveryError(

@@ -5,7 +5,7 @@ The work lives in two modules so each stays small; import from here.
 
 from __future__ import annotations
 
-from digest.compose import (
+from digest.deliver.email.message import (
     MailSettings,
     check_mail_settings,
     compose,
@@ -17,7 +17,7 @@ from digest.compose import (
     validate_address,
     verify_unsubscribe_token,
 )
-from digest.smtp import Outgoing, SendResult, SendSummary, SmtpSettings, check_smtp_settings, send_all
+from digest.deliver.email.smtp import Outgoing, SendResult, SendSummary, SmtpSettings, check_smtp_settings, send_all
 
 __all__ = [
     "MailSettings",

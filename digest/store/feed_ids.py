@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from digest import store
+from digest.store import db as store
 
 __all__ = ["AUTHORITY_KEY", "authority", "load", "record", "record_authority"]
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
+from digest.matching.query import ABSTRACT, ORG, TITLE, LeafHits, Scan, Witness
 from digest.models import Hit, Match, Paper
-from digest.query import ABSTRACT, ORG, TITLE, LeafHits, Scan, Witness
 
 if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read here
-    from digest.match import Matcher
+    from digest.matching.match import Matcher
 
 __all__ = [
     "ORG_BOOST",

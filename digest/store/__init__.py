@@ -1,0 +1,48 @@
+"""All SQL: the SQLite store (open, migrations, transactions, the run lock, papers), delivery state, feed ids."""
+
+from __future__ import annotations
+
+from digest.store import delivery, feed_ids
+from digest.store.db import (
+    MIGRATIONS,
+    background_checkpoints,
+    counts,
+    dump_names,
+    get_papers,
+    ingest,
+    is_ingested,
+    iter_papers,
+    known_inbox_files,
+    list_papers,
+    new_papers_since,
+    open_store,
+    organizations_seen,
+    record_inbox_file,
+    run_lock,
+    schema_version,
+    store_write_error,
+    transaction,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "background_checkpoints",
+    "counts",
+    "delivery",
+    "dump_names",
+    "feed_ids",
+    "get_papers",
+    "ingest",
+    "is_ingested",
+    "iter_papers",
+    "known_inbox_files",
+    "list_papers",
+    "new_papers_since",
+    "open_store",
+    "organizations_seen",
+    "record_inbox_file",
+    "run_lock",
+    "schema_version",
+    "store_write_error",
+    "transaction",
+]
