@@ -1,6 +1,6 @@
 """Keyword profiles: match papers against every profile at once, rank them, and say why.
 
-The query language is documented in ``QUERY_HELP`` (the module docstring of ``digest.query``).
+The query language is documented in ``QUERY_HELP`` (the module docstring of ``digest.matching.query``).
 
 How it scales to 100,000 profiles: each distinct query text is parsed once; all distinct terms and phrases
 go into one Aho-Corasick automaton that runs once over each paper's normalised title, abstract and org;
@@ -10,8 +10,8 @@ one combined Match). Profiles with the same true keywords on a paper share one (
 
 ``match_all`` returns every profile's full ranked list, profile by profile in Python. ``match_top`` returns only
 what a digest shows, each profile's first ``max_papers`` matches and how many there were: it ranks every
-(profile, paper) pair at once as rows of numpy arrays (``digest.top``) and builds Match objects (hits, reasons)
-only for the matches some profile keeps. Scores and Matches live in ``digest.rank``.
+(profile, paper) pair at once as rows of numpy arrays (``digest.matching.top``) and builds Match objects (hits, reasons)
+only for the matches some profile keeps. Scores and Matches live in ``digest.matching.rank``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import chain, count
-from typing import Any
 
 import ahocorasick
 import numpy as np
 
 from digest.errors import ConfigError, QueryError
+from digest.matching.compiled import Matcher
 from digest.matching.query import (
     ABSTRACT,
     ANY,
@@ -93,35 +92,6 @@ REGEX_MAX_TIMEOUTS = 3  # after this many timeouts in one call a regex is skippe
 REGEX_MAX_HITS = 50
 _NO_IDS: frozenset[int] = frozenset()
 _NO_ORGS: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True, eq=False)  # eq by identity: numpy fields do not compare to a bool
-class Matcher:
-    """Every profile compiled together: one automaton over all distinct terms, an index term -> queries.
-
-    Queries are deduplicated by their text, so a query shared by many profiles is evaluated once per paper.
-    """
-
-    profiles: tuple[Profile, ...]
-    automaton: Any  # ahocorasick.Automaton: " pattern" -> pattern index; None when there are no terms
-    patterns: tuple[tuple[int, int, int], ...]  # per pattern: (length, exact term id, prefix term id); -1 = none
-    n_terms: int  # term ids [0, n_terms) come from the automaton; regex ids follow
-    regexes: tuple[tuple[str, Any, frozenset[str]], ...]  # per regex: ('/src/', compiled, fields it runs on)
-    queries: tuple[CompiledNode, ...]  # per query id
-    simple: tuple[tuple[tuple[int, str, str], ...], ...]  # per term id: (query id, field, written) of 1-term queries
-    complex: tuple[tuple[int, ...], ...]  # per term id: ids of larger queries that use it
-    keyword_queries: frozenset[int]  # ids of queries some profile uses as a keyword
-    # Every profile's keyword query ids, profile after profile, each profile's sorted (= by query text) without
-    # repeats; profile i's are keyword_qids[keyword_start[i]:keyword_start[i + 1]].
-    keyword_qids: np.ndarray
-    keyword_start: np.ndarray
-    plain: tuple[bool, ...]  # per profile: no exclude, upvote, organization or score filter (the fast path)
-    excludes: tuple[frozenset[int], ...]  # per profile: its exclude query ids
-    orgs: tuple[frozenset[str], ...]  # per profile: compacted organization names
-
-    def keyword_ids(self, pidx: int) -> tuple[int, ...]:
-        """Profile ``pidx``'s keyword query ids, sorted."""
-        return tuple(self.keyword_qids[self.keyword_start[pidx] : self.keyword_start[pidx + 1]].tolist())
 
 
 def _keyword_table(qids: np.ndarray, n_keywords: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,13 +16,10 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING
 
+from digest.matching.compiled import Matcher
 from digest.matching.query import ABSTRACT, ORG, TITLE, LeafHits, Scan, Witness
 from digest.models import Hit, Match, Paper
-
-if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read here
-    from digest.matching.match import Matcher
 
 __all__ = [
     "ORG_BOOST",

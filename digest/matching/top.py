@@ -19,15 +19,12 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from digest.matching.compiled import Matcher
 from digest.matching.rank import Combo, Prepared, build_match, combo_score, filtered_candidates, order_key
 from digest.models import Match
-
-if TYPE_CHECKING:  # digest.match imports this module; the Matcher is only read here
-    from digest.matching.match import Matcher
 
 __all__ = ["ranked_lists"]
 

@@ -1,4 +1,6 @@
-"""All SQL: the SQLite store (open, migrations, transactions, the run lock, papers), delivery state, feed ids."""
+"""All SQL: the SQLite store (``db``: open, migrations, transactions, the run lock), papers and dumps
+(``papers``), delivery state (``delivery``: subscribers, runs, outbox, each (user, paper)'s state), feed entry ids
+(``feed_ids``)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,13 @@ from digest.store import delivery, feed_ids
 from digest.store.db import (
     MIGRATIONS,
     background_checkpoints,
+    open_store,
+    run_lock,
+    schema_version,
+    store_write_error,
+    transaction,
+)
+from digest.store.papers import (
     counts,
     dump_names,
     get_papers,
@@ -15,13 +24,8 @@ from digest.store.db import (
     known_inbox_files,
     list_papers,
     new_papers_since,
-    open_store,
     organizations_seen,
     record_inbox_file,
-    run_lock,
-    schema_version,
-    store_write_error,
-    transaction,
 )
 
 __all__ = [

@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from digest.store.db import get_papers, transaction
+from digest.store.db import transaction
+from digest.store.papers import get_papers
 
 # Row statuses: 'pending' (written, not yet tried), 'sending' (in a session, outcome not recorded yet),
 # 'deferred' (temporary failure, retried later), 'sent', 'failed' (permanent failure or too old to retry),
