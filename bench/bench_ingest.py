@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from digest import store  # noqa: E402
+from digest.identity import title_fingerprint  # noqa: E402
 from digest.models import Dump, Paper  # noqa: E402
 from digest.sources import parse_dump  # noqa: E402
 from digest.sources.html import parse_html  # noqa: E402
-from digest.sources.identity import title_fingerprint  # noqa: E402
 
 SEED = ROOT / "tests" / "fixtures" / "001_3a61c802f475e377.txt"
 CORPUS = ROOT.parent / "shared" / "corpus"

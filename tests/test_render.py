@@ -706,7 +706,7 @@ def test_links_in_fixed_order_with_labels():
 def test_paper_links_rule():
     """paper_links: arXiv id (or key) -> PDF/abs/HF URLs; code with stars only when there is code; a project page
     equal to the repository is not repeated; non-http(s) URLs are dropped."""
-    from digest.sources.identity import paper_links
+    from digest.identity import paper_links
 
     p = Paper(key="arxiv:2501.00001", title="t", abstract="a", github_repo="https://github.com/a/b", github_stars=7,
               project_page="https://github.com/a/b")  # fmt: skip

@@ -5,7 +5,6 @@ doubled or coalesced firing can never send a digest twice or skip one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
@@ -16,11 +15,9 @@ from types import FrameType
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from digest import config, pipeline, store
+from digest import config, pipeline
 from digest.app import server
 from digest.config import cadence
-from digest.deliver.email import verify_unsubscribe_token
-from digest.store import delivery
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +81,12 @@ def make_http(cfg: config.Config, env: Mapping[str, str]) -> server.HTTPServer:
     def unsubscribe(user: str) -> None:
         # No run lock: a one-click POST must answer at once, not after a scheduled run has sent everything.
         # set_subscribed is one BEGIN IMMEDIATE transaction, and a run re-reads unsubscribes before sending.
-        with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
-            delivery.set_subscribed(conn, user, False, now=datetime.now(UTC))
+        pipeline.set_subscribed(cfg.digest.store, user, False, now=datetime.now(UTC))
 
     return server.make_server(
         cfg.server.listen_address,
         feeds_dir=cfg.feeds.output,
-        resolve_token=lambda token: verify_unsubscribe_token(token, names, secret),
+        resolve_token=lambda token: pipeline.user_for_token(token, names, secret),
         unsubscribe=unsubscribe,
     )
 

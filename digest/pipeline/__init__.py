@@ -9,6 +9,22 @@ settings). The CLI, the scheduler and the HTTP service call these functions and 
 from __future__ import annotations
 
 from digest.models import RunReport
+from digest.pipeline.admin import (
+    IngestSession,
+    StatusReport,
+    check_address,
+    check_query,
+    fetch_listing,
+    ingest_session,
+    list_papers,
+    match_query,
+    organizations_seen,
+    preview_body,
+    send_due,
+    set_subscribed,
+    status,
+    user_for_token,
+)
 from digest.pipeline.ingest import ingest_paths
 from digest.pipeline.options import RunOptions
 from digest.pipeline.preview import preview_digest
@@ -19,14 +35,28 @@ from digest.pipeline.send import deliver_due
 from digest.pipeline.settings import preview_mail_settings
 
 __all__ = [
+    "IngestSession",
     "RunOptions",
     "RunReport",
+    "StatusReport",
+    "check_address",
+    "check_query",
     "deliver_due",
+    "fetch_listing",
     "ingest_paths",
+    "ingest_session",
+    "list_papers",
+    "match_query",
+    "organizations_seen",
+    "preview_body",
     "preview_digest",
     "preview_mail_settings",
     "render_email",
     "run_once",
     "scratch_copy",
+    "send_due",
+    "set_subscribed",
+    "status",
+    "user_for_token",
     "write_feeds",
 ]

@@ -34,9 +34,9 @@ from feedgen.entry import FeedEntry as FeedgenEntry
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
+from digest import identity
 from digest.errors import RenderError
 from digest.models import Hit, Match, Paper, StoredPaper
-from digest.sources import identity
 
 if TYPE_CHECKING:
     from lxml import etree

@@ -28,6 +28,7 @@ import jinja2
 from markupsafe import Markup
 
 from digest.errors import RenderError
+from digest.identity import paper_links
 from digest.models import Digest, Match, Paper, PaperLinks, RenderedEmail
 from digest.render.textmap import Esc as _Esc
 from digest.render.textmap import b64_size as _b64_size
@@ -43,7 +44,6 @@ from digest.render.textmap import qp_bound as _qp_bound
 from digest.render.textmap import qp_size as _qp_size
 from digest.render.textmap import splice as _splice
 from digest.render.textmap import wrap_breaks as _wrap_breaks
-from digest.sources.identity import paper_links
 
 __all__ = ["RenderCache", "RenderOptions", "anchor", "html_size_estimate", "make_environment", "paper_links"]
 __all__ += ["message_size_bound", "prepare_papers", "render_digest", "render_page", "render_part", "safe_url"]

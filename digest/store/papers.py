@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
+from digest.identity import title_fingerprint
 from digest.models import Dump, IngestReport, Paper, StoredPaper
-from digest.sources.identity import title_fingerprint
 from digest.store.db import transaction
 
 _PAPER_COLUMNS = (

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -17,9 +15,9 @@ from typing import Any
 
 import click
 
-from digest import sources, store
+from digest import pipeline
 from digest.errors import ConfigError, DigestError, DumpError
-from digest.models import Dump, IngestReport
+from digest.models import IngestReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -168,10 +166,10 @@ def _expand_paths(paths: Sequence[str]) -> Iterator[tuple[str, Path | None, Dump
                 yield str(child), child, None
 
 
-def _read(name: str, path: Path | None) -> Dump:
+def _ingest_one(session: pipeline.IngestSession, name: str, path: Path | None, now: datetime) -> IngestReport:
     if path is None:
-        return sources.parse_dump(sys.stdin.buffer.read(), name)
-    return sources.read_dump(path)
+        return session.ingest_bytes(sys.stdin.buffer.read(), name, now=now)
+    return session.ingest_file(path, now=now)
 
 
 def report_line(report: IngestReport) -> str:
@@ -193,11 +191,11 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
 
     A dump that cannot be read is refused whole (nothing of it is stored) and the others go on; the exit code
     is 1 when any was refused."""
-    with store.run_lock(obj.store_file(), wait=True), contextlib.closing(store.open_store(obj.store_file())) as conn:
-        _ingest_all(conn, paths, as_json, obj.verbose)
+    with pipeline.ingest_session(obj.store_file()) as session:
+        _ingest_all(session, paths, as_json, obj.verbose)
 
 
-def _ingest_all(conn: sqlite3.Connection, paths: tuple[str, ...], as_json: bool, verbose: bool) -> None:
+def _ingest_all(session: pipeline.IngestSession, paths: tuple[str, ...], as_json: bool, verbose: bool) -> None:
     reports: list[dict[str, Any]] = []
     refused = 0
     now = datetime.now(UTC)
@@ -207,7 +205,7 @@ def _ingest_all(conn: sqlite3.Connection, paths: tuple[str, ...], as_json: bool,
             try:
                 if error is not None:
                     raise error
-                report = store.ingest(conn, _read(name, path), now=now)
+                report = _ingest_one(session, name, path, now)
             except DumpError as exc:
                 refused += 1
                 reports.append({"name": name, "refused": True, "error": exc.message, "hint": exc.hint})
@@ -261,10 +259,13 @@ def papers(obj: Context, since: str | None, until: str | None, search: str | Non
       digest papers --since 2026-11-01 --search diffusion
       digest papers --limit 5 --json
     """
-    with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
-        rows = store.list_papers(
-            conn, since=parse_day(since, "--since"), until=parse_day(until, "--until"), search=search, limit=limit
-        )
+    rows = pipeline.list_papers(
+        obj.store_file(),
+        since=parse_day(since, "--since"),
+        until=parse_day(until, "--until"),
+        search=search,
+        limit=limit,
+    )
     if as_json:
         echo_json([{**asdict(r.paper), "first_seen": r.first_seen, "first_dump": r.first_dump} for r in rows])
         return

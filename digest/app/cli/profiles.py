@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import tempfile
 import webbrowser
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from digest import config, matching, pipeline, render, store
+from digest import config, pipeline
 from digest.app.cli.common import EXIT_USAGE, Context, cli, complete_users, echo_json, parse_day
 from digest.config.problems import ConfigProblem, error_records, problem_record
-from digest.deliver.email import compose, validate_address
 from digest.errors import DigestError
-from digest.models import Paper, Profile
 from digest.pipeline import trial
 
 
@@ -53,8 +49,7 @@ def _organizations_seen(store_path: Path) -> list[str] | None:
     """Every organization name and handle in the store; None when there is no store yet."""
     if not store_path.exists():
         return None
-    with contextlib.closing(store.open_store(store_path, readonly=True)) as conn:
-        return store.organizations_seen(conn)
+    return pipeline.organizations_seen(store_path)
 
 
 def _store_warning_problems(obj: Context, cfg: config.Config) -> list[ConfigProblem]:
@@ -139,7 +134,7 @@ def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     try:
-        return validate_address(value)
+        return pipeline.check_address(value)
     except DigestError as exc:
         raise click.BadParameter(exc.message) from None
 
@@ -189,16 +184,7 @@ def preview(
     )
     if open_browser:
         fmt = "html"
-    if fmt == "md":
-        body = render.render_part("md", digest, cache, now=now, **links)
-    elif fmt == "text":
-        body = render.render_part("txt", digest, cache, now=now, **links)
-    elif fmt == "html":
-        body = render.render_part("html", digest, cache, now=now, **links)
-    else:
-        email = render.render_digest(digest, cache, now=now, **links)
-        mail = pipeline.preview_mail_settings(cfg, os.environ)
-        body = compose(email, mail, now=now).decode("utf-8")
+    body = pipeline.preview_body(cfg, os.environ, fmt, digest, cache, links, now=now)
     if open_browser:
         handle, name = tempfile.mkstemp(prefix=f"digest-{user}-", suffix=".html")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -246,28 +232,14 @@ def match_command(obj: Context, query: str, since: str | None, dump: Path | None
       digest match 'title:diffus* -survey'
       digest match '"language model" AND agent' --since 2026-11-01 --json
     """
-    matching.parse_query(query)  # a syntax error is reported before anything is read
-    matcher = matching.compile_profiles([Profile(name="query", email="", keywords=(query,), max_papers=limit)])
-    seen = 0
-
-    def counted(batches: Iterable[Sequence[Paper]]) -> Iterator[Sequence[Paper]]:
-        nonlocal seen
-        for batch in batches:
-            seen += len(batch)
-            yield batch
-
-    if dump is not None:
-        from digest.sources import read_dump
-
-        [(found, total)] = matching.match_top_stream(matcher, counted([read_dump(dump).papers])).values()
-    else:
-        # Streamed: the store is read a batch at a time and only the best `limit` matches are kept, so
-        # matching years of history holds one batch of papers, not all of them.
-        with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
-            batches = store.iter_papers(conn, since=parse_day(since, "--since"))
-            [(found, total)] = matching.match_top_stream(
-                matcher, counted([sp.paper for sp in batch] for batch in batches)
-            ).values()
+    pipeline.check_query(query)  # a syntax error is reported before anything is read
+    found, total, seen = pipeline.match_query(
+        query,
+        limit=limit,
+        dump=dump,
+        store_path=obj.store_file(),
+        since=parse_day(since, "--since") if dump is None else None,
+    )
     if as_json:
         echo_json(
             [

@@ -16,10 +16,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from digest import pipeline, store
+from digest import pipeline
 from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, echo_json
-from digest.sources import fetch as fetch_mod
-from digest.store import delivery
 
 DEFAULT_DRY_RUN_DIR = Path("digest-dry-run")
 
@@ -190,13 +188,17 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
     """
     cfg = obj.config()
     now = datetime.now(UTC)
-    with store.run_lock(cfg.digest.store), contextlib.closing(store.open_store(cfg.digest.store)) as real:
-        conn = pipeline.scratch_copy(real) if dry_run else real  # the copy is closed with the process
-        with _progress(not as_json, _progress_label(dry_run)) as progress:
-            options = pipeline.RunOptions(users=users or None, dry_run=out if dry_run else None, progress=progress)
-            done = pipeline.deliver_due(
-                conn, cfg, os.environ, now=now, options=options, clock=lambda: datetime.now(UTC), retry_deferred=retry
-            )
+    with _progress(not as_json, _progress_label(dry_run)) as progress:
+        done = pipeline.send_due(
+            cfg,
+            os.environ,
+            now=now,
+            users=users or None,
+            dry_run=out if dry_run else None,
+            progress=progress,
+            retry=retry,
+            clock=lambda: datetime.now(UTC),
+        )
     if as_json:
         echo_json(asdict(done))
     else:
@@ -223,11 +225,8 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
       digest status
       digest status --user ada --limit 10
     """
-    with contextlib.closing(store.open_store(obj.store_file(), readonly=True)) as conn:
-        rows = delivery.history(conn, users=users or None, limit=limit)
-        runs = delivery.runs(conn, limit=10)
-        gone = delivery.unsubscribed(conn)
-        unsent = {user: delivery.user_paper_states(conn, user) for user in users}
+    report = pipeline.status(obj.store_file(), users=users, limit=limit)
+    rows, runs, gone, unsent = report.messages, report.runs, report.unsubscribed, report.unsent
     if as_json:
         echo_json(
             {
@@ -288,9 +287,7 @@ def fetch(obj: Context, day: datetime | None) -> None:
     cfg = obj.config()
     if not cfg.digest.source_url:
         raise click.UsageError("no [digest].source_url in the config; set it to the daily-papers API URL")
-    path = fetch_mod.fetch_listing(
-        cfg.digest.source_url, cfg.digest.inbox, day=day.date() if day else None, timeout=cfg.digest.fetch_timeout
-    )
+    path = pipeline.fetch_listing(cfg, day.date() if day else None)
     click.echo(f"wrote {path}")
 
 
@@ -316,8 +313,7 @@ def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
     cfg = obj.config()
     if user not in {u.name for u in cfg.users}:
         raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
-    with contextlib.closing(store.open_store(cfg.digest.store)) as conn:
-        changed = delivery.set_subscribed(conn, user, subscribed, now=datetime.now(UTC))
+    changed = pipeline.set_subscribed(cfg.digest.store, user, subscribed, now=datetime.now(UTC))
     state = "subscribed" if subscribed else "unsubscribed"
     click.echo(f"{user}: {state}" + ("" if changed else " (already)"))
 

@@ -1,4 +1,6 @@
-"""Paper identity: the arXiv id when a dump has one, else a fingerprint of the normalised title."""
+"""Paper identity: the arXiv id when a dump has one, else a fingerprint of the normalised title; the one
+paper-links rule. Below every stage (sources key papers with it, the store deduplicates with it, render and the
+Atom feed link with it), so it sits beside ``models`` rather than inside ``sources``."""
 
 from __future__ import annotations
 
