@@ -11,13 +11,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest import pipeline
 from digest.errors import ConfigError, DigestError, DumpError
 from digest.models import IngestReport
+
+if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
+    from digest import pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -191,6 +193,7 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
 
     A dump that cannot be read is refused whole (nothing of it is stored) and the others go on; the exit code
     is 1 when any was refused."""
+    from digest import pipeline
     with pipeline.ingest_session(obj.store_file()) as session:
         _ingest_all(session, paths, as_json, obj.verbose)
 
@@ -259,6 +262,7 @@ def papers(obj: Context, since: str | None, until: str | None, search: str | Non
       digest papers --since 2026-11-01 --search diffusion
       digest papers --limit 5 --json
     """
+    from digest import pipeline
     rows = pipeline.list_papers(
         obj.store_file(),
         since=parse_day(since, "--since"),

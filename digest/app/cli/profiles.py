@@ -9,14 +9,16 @@ import webbrowser
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from digest import config, pipeline
 from digest.app.cli.common import EXIT_USAGE, Context, cli, complete_users, echo_json, parse_day
-from digest.config.problems import ConfigProblem, error_records, problem_record
 from digest.errors import DigestError
-from digest.pipeline import trial
+
+if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
+    from digest import config
+    from digest.config.problems import ConfigProblem
 
 
 @cli.command()
@@ -31,6 +33,7 @@ def init(path: Path | None, force: bool) -> None:
       digest init
       digest init ./config.toml --force
     """
+    from digest import config
     default = config.default_config_path(os.environ)
     target = config.write_starter_config(path or default, force=force)
     click.echo(f"wrote {target}")
@@ -47,6 +50,7 @@ def init(path: Path | None, force: bool) -> None:
 
 def _organizations_seen(store_path: Path) -> list[str] | None:
     """Every organization name and handle in the store; None when there is no store yet."""
+    from digest import pipeline
     if not store_path.exists():
         return None
     return pipeline.organizations_seen(store_path)
@@ -54,6 +58,8 @@ def _organizations_seen(store_path: Path) -> list[str] | None:
 
 def _store_warning_problems(obj: Context, cfg: config.Config) -> list[ConfigProblem]:
     """Organizations configured but never seen in the store (nothing to say without a store)."""
+    from digest import config
+    from digest.config.problems import ConfigProblem
     if not any(user.organizations for user in cfg.users):
         return []
     try:
@@ -83,6 +89,7 @@ def check(obj: Context, as_json: bool) -> None:
       digest check
       digest --config ./config.toml check --json | jq '.problems[].message'
     """
+    from digest import config
     if as_json:
         _check_json(obj)
         return
@@ -100,6 +107,8 @@ def check(obj: Context, as_json: bool) -> None:
 
 def _check_json(obj: Context) -> None:
     """`check --json`: every problem as a record, also when the file cannot be loaded at all (exit 2 then)."""
+    from digest import config
+    from digest.config.problems import error_records, problem_record
     try:
         cfg = obj.config()
     except config.ConfigError as exc:
@@ -131,6 +140,7 @@ def _now() -> datetime:
 
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """--send-to: a plain ASCII address (IDN domains in punycode), checked as the config checks addresses."""
+    from digest import pipeline
     if value is None:
         return None
     try:
@@ -173,6 +183,7 @@ def preview(
       digest preview --user ada --since 2026-01-01 --format eml --output ada.eml
       digest preview --user ada --send-to me@example.org
     """
+    from digest import pipeline
     cfg = obj.config()
     day = parse_day(since, "--since")
     now = _now()
@@ -206,6 +217,7 @@ def _send_trial(
 ) -> None:
     """preview --send-to: the whole work is trial.send_trial; an option that only shapes local output is refused
     rather than ignored."""
+    from digest.pipeline import trial
     ctx = click.get_current_context()
     for name, flag in (("fmt", "--format"), ("output", "--output"), ("open_browser", "--open")):
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
@@ -232,6 +244,7 @@ def match_command(obj: Context, query: str, since: str | None, dump: Path | None
       digest match 'title:diffus* -survey'
       digest match '"language model" AND agent' --since 2026-11-01 --json
     """
+    from digest import pipeline
     pipeline.check_query(query)  # a syntax error is reported before anything is read
     found, total, seen = pipeline.match_query(
         query,

@@ -11,13 +11,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from digest import pipeline
 from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, echo_json
+
+if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
+    from rich.console import Console
+
+    from digest import pipeline
 
 DEFAULT_DRY_RUN_DIR = Path("digest-dry-run")
 
@@ -63,6 +66,8 @@ def _progress_label(dry_run: bool) -> str:
 def _progress(enabled: bool, label: str, console: Console | None = None) -> Iterator[Callable[[int, int], None] | None]:
     """A rich progress bar on stderr while delivering (only on a terminal), saying what it counts ("sending
     digests 3/12"); it appears once the count is known and log lines print above it. Yields the callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     console = console or Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
@@ -128,6 +133,7 @@ def run(
       digest run -v
       digest run --quiet          # for cron: silent when there is nothing new
     """
+    from digest import pipeline
     cfg = obj.config()
     unknown = sorted(set(users) - {u.name for u in cfg.users})
     if unknown:
@@ -186,6 +192,7 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
       digest send --retry --user ada
       digest send --dry-run --out /tmp/due
     """
+    from digest import pipeline
     cfg = obj.config()
     now = datetime.now(UTC)
     with _progress(not as_json, _progress_label(dry_run)) as progress:
@@ -225,6 +232,7 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
       digest status
       digest status --user ada --limit 10
     """
+    from digest import pipeline
     report = pipeline.status(obj.store_file(), users=users, limit=limit)
     rows, runs, gone, unsent = report.messages, report.runs, report.unsubscribed, report.unsent
     if as_json:
@@ -284,6 +292,7 @@ def fetch(obj: Context, day: datetime | None) -> None:
       digest fetch
       digest fetch --date 2026-11-23
     """
+    from digest import pipeline
     cfg = obj.config()
     if not cfg.digest.source_url:
         raise click.UsageError("no [digest].source_url in the config; set it to the daily-papers API URL")
@@ -310,6 +319,7 @@ def serve(obj: Context) -> None:
 
 
 def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
+    from digest import pipeline
     cfg = obj.config()
     if user not in {u.name for u in cfg.users}:
         raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
