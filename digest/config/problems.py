@@ -14,7 +14,7 @@ import shlex
 import stat
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -103,7 +103,7 @@ def show(value: Any, *, typed: bool = False) -> str:
     return f"a {type(value).__name__} ({value})"
 
 
-def closest(word: str, choices: Iterator[str] | list[str]) -> str | None:
+def closest(word: str, choices: Iterable[str]) -> str | None:
     """The choice ``word`` most likely meant (same letters in another case first), or None."""
     choices = list(choices)
     lowered = {c.casefold(): c for c in choices}

@@ -195,7 +195,7 @@ def _feed_file(value: str) -> str:
     return value
 
 
-def _quoted(path: Path) -> str:
+def _quoted(path: Path | None) -> str:
     return json.dumps(str(path), ensure_ascii=False)  # in full: show() would cut the end, the part that matters
 
 

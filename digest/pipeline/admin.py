@@ -119,7 +119,7 @@ def preview_body(
     fmt: str,
     digest: Digest,
     cache: render.RenderCache,
-    links: Mapping[str, Any],
+    links: render.DigestLinks,
     *,
     now: datetime,
 ) -> str:

@@ -43,7 +43,7 @@ def preview_digest(
     now: datetime,
     dump: Path | None = None,
     since: date | None = None,
-) -> tuple[Digest, render.RenderCache, dict[str, str | None]]:
+) -> tuple[Digest, render.RenderCache, render.DigestLinks]:
     """What ``user`` would receive if their period were due now (same selection as ``run``: window, carried
     over papers, nothing already delivered), or from one dump, or from stored papers since a date. Never
     writes."""
@@ -66,11 +66,14 @@ def preview_digest(
             [digest] = select_digests(conn, due_users(conn, cfg, [profile], now=now, force=True), now=now)
     cache = render.prepare_papers(digest.matches, render_options(cfg))
     unsubscribe = unsubscribe_link(profile, preview_mail_settings(cfg, env))
-    links = {
-        "unsubscribe_url": unsubscribe,
-        "feed_url": feed_url(cfg, profile),
-        "manage_hint": manage_hint(cfg, profile),
-        # Only a preview of what `run` would send has a page to link to.
-        **(page_links(cfg, digest) if dump is None and since is None else {"view_url": None, "more_url": None}),
-    }
+    # Only a preview of what `run` would send has a page to link to.
+    none = render.PageLinks(view_url=None, more_url=None)
+    pages = page_links(cfg, digest) if dump is None and since is None else none
+    links = render.DigestLinks(
+        unsubscribe_url=unsubscribe,
+        feed_url=feed_url(cfg, profile),
+        manage_hint=manage_hint(cfg, profile),
+        view_url=pages["view_url"],
+        more_url=pages["more_url"],
+    )
     return digest, cache, links

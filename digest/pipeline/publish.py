@@ -102,11 +102,11 @@ class FeedWriter:
         chosen = [p for p in profiles if p.name in wanted]
         found = matching.match_all(matching.compile_profiles(chosen), papers) if papers else {}
         for profile in chosen:
-            keys, mine = set(wanted[profile.name]), self.notes[profile.name]
+            shown, mine = set(wanted[profile.name]), self.notes[profile.name]
             for m in found.get(profile.name, ()):
-                if m.paper.key in keys:
+                if m.paper.key in shown:
                     mine[m.paper.key] = (m.reason, m.hits)
-            for key in keys:
+            for key in shown:
                 mine.setdefault(key, ("", ()))  # no longer matches (the profile changed): shown without a why
 
     def _load(self, keys: Sequence[str]) -> None:

@@ -180,10 +180,10 @@ def render_email(
     )
 
 
-def page_links(cfg: config.Config, digest: Digest) -> dict[str, str | None]:
+def page_links(cfg: config.Config, digest: Digest) -> render.PageLinks:
     """The email's links to its archive page ("View in browser", "N more papers"); None without pages."""
     url = archive.page_url(cfg, digest.profile.name, digest.period) if archive.enabled(cfg) else None
-    return {"view_url": url, "more_url": url}
+    return render.PageLinks(view_url=url, more_url=url)
 
 
 def manage_hint(cfg: config.Config, profile: Profile) -> str:

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 
 from digest import config, store
 from digest.errors import DigestError
@@ -104,7 +105,7 @@ def run_once(
                         continue
                     writer.note(name, (*digest.matches, *digest.overflow))
                     if page is not None and not _write_archive(
-                        lambda d=digest, p=page: archive.write_page(writer.out, d.profile.name, d.period, p), errors
+                        partial(archive.write_page, writer.out, digest.profile.name, digest.period, page), errors
                     ):
                         # Not written: the next run's repair must find it missing, not take it as written.
                         for row_id in [r for r, user in plan_.pages.items() if user == name]:

@@ -15,6 +15,8 @@ from digest.render.atom import (
     write_feed,
 )
 from digest.render.digest import (
+    DigestLinks,
+    PageLinks,
     RenderCache,
     RenderOptions,
     anchor,
@@ -32,8 +34,10 @@ from digest.render.digest import (
 )
 
 __all__ = [
+    "DigestLinks",
     "EntryCache",
     "FeedEntry",
+    "PageLinks",
     "RenderCache",
     "RenderOptions",
     "anchor",

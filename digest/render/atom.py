@@ -584,7 +584,7 @@ def build_feed(
     subtitle = _text(subtitle) if subtitle else ""
     updated = max((when for _, when, _ in chosen), default=EPOCH)
     head = _head(cache, author, subtitle, lang, updated) if cache is not None and join and feed_id else None
-    if head is None:  # no cache, not joining, or an id feedgen refuses: the whole tree, as feedgen builds it
+    if head is None or cache is None:  # no cache, not joining, or an id feedgen refuses: the tree feedgen builds
         fg = _generator(feed_id, title, self_href, alt_href, author, subtitle, lang, updated)
         return _tree(chosen, fg, cache, notes)
     parts = [

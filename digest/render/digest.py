@@ -14,13 +14,13 @@ import html as _html
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from pathlib import Path
 from textwrap import fill as _fill_lines
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import css_inline
@@ -47,7 +47,7 @@ from digest.render.textmap import wrap_breaks as _wrap_breaks
 
 __all__ = ["RenderCache", "RenderOptions", "anchor", "html_size_estimate", "make_environment", "paper_links"]
 __all__ += ["message_size_bound", "prepare_papers", "render_digest", "render_page", "render_part", "safe_url"]
-__all__ += ["paper_context", "templates_dirs", "whole_cut"]
+__all__ += ["DigestLinks", "PageLinks", "paper_context", "templates_dirs", "whole_cut"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,22 @@ _ANCHOR_BAD = re.compile(r"[^A-Za-z0-9]+")
 
 _Template = tuple[tuple[str, ...], tuple[str, ...]]  # literals, and the slot names between them
 
+
+
+class PageLinks(TypedDict):
+    """A digest's links to its archive page: "View in browser" and "N more papers" (None without pages)."""
+
+    view_url: str | None
+    more_url: str | None
+
+
+class DigestLinks(PageLinks):
+    """The per-user links and hint of a digest: the keyword arguments ``render_digest`` and ``render_part`` take
+    besides ``now``."""
+
+    unsubscribe_url: str
+    feed_url: str | None
+    manage_hint: str
 
 @dataclass(frozen=True, slots=True)
 class RenderOptions:
@@ -133,7 +149,7 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in templates_dirs(override_dir)])
     env = jinja2.Environment(
         loader=loader,
-        autoescape=lambda name: bool(name) and name.endswith((".html.j2", ".xml.j2")),
+        autoescape=lambda name: name is not None and name.endswith((".html.j2", ".xml.j2")),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -304,8 +320,8 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
     t = partial(_tok, cache)
     opts = cache.options
     ctxs = [paper_context(p, opts) for p in unique]
-    index_titles = [_shorten(p.title, _INDEX_CHARS) for p in unique]
-    index_titles = [(s + " …" if cut else s) or "(untitled)" for s, cut in index_titles]
+    shortened = [_shorten(p.title, _INDEX_CHARS) for p in unique]
+    index_titles = [(s + " …" if cut else s) or "(untitled)" for s, cut in shortened]
     # Each slot carries a probe highlight so the inlined <mark> styling can be read back per slot.
     probe = {n: Markup(f"{t(n)}{o}{t(n + '_hl')}{c}{t(n + '_end')}") for n, (o, c) in _PROBES.items()}
     slots = {"reason": Markup(t("reason")), "n": Markup(t("n"))}
@@ -492,7 +508,7 @@ def _subject(cache: RenderCache, day: str, period: str, count: int, total: int) 
     key = (day, period, count, total)
     subject = cache.subjects.get(key)
     if subject is None:
-        ctx = {"site_name": cache.options.site_name, "date": day, "period": period}
+        ctx: dict[str, Any] = {"site_name": cache.options.site_name, "date": day, "period": period}
         ctx |= {"count": count, "total": total, "more": total - count}
         # One line whatever the template does: CR/LF would end the header, "=?" would start an encoded-word.
         subject = _clean(_render_template(cache.env, "subject.txt.j2", ctx)).replace("=?", "= ?")[:200]
@@ -503,7 +519,8 @@ def _subject(cache: RenderCache, day: str, period: str, count: int, total: int) 
 
 
 def _values(fmt: str, subject: str, name: str, urls: dict[str, str | None], hint: str) -> dict[str, str]:
-    text = {"html": _html.escape, "md": _md_inline, "txt": _clean}[fmt]
+    texts: dict[str, Callable[[str], str]] = {"html": _html.escape, "md": _md_inline, "txt": _clean}
+    text = texts[fmt]
     url = _html.escape if fmt == "html" else str
     values = {"subject": text(subject), "user_name": text(name), "manage_hint": text(hint), "papers": "", "index": ""}
     return values | {k: url(v or "") for k, v in urls.items()}
@@ -650,9 +667,9 @@ def render_part(
     """One part alone: "txt" (the text/plain part), "html" (the CSS-inlined HTML body) or "md" (the same as
     Markdown, what `digest preview --format md` prints). The message's budget decides what every part shows."""
     fmts = ("txt", "html") if "html" in digest.profile.formats else ("txt",)
-    kw = {"unsubscribe_url": unsubscribe_url, "feed_url": feed_url, "view_url": view_url, "more_url": more_url}
     out = _render(digest, cache, tuple(dict.fromkeys((*fmts, fmt))), text_fmt="txt", manage_hint=manage_hint,
-                  now=now, **kw)[0]  # fmt: skip
+                  now=now, unsubscribe_url=unsubscribe_url, feed_url=feed_url, view_url=view_url,
+                  more_url=more_url)[0]  # fmt: skip
     return out[fmt]
 
 

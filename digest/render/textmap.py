@@ -157,7 +157,8 @@ def splice(esc: Esc, spans: Sequence[tuple[int, int]], cut: int, open_: str, clo
     end = cut + shift[cut]
     if not spans:
         return text[:end]
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     for s, e in spans:
         if s >= cut:
             break

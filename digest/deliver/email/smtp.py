@@ -23,6 +23,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from digest.deliver.net import is_loopback_host
 from digest.errors import ConfigError, DeliveryError
@@ -419,7 +420,7 @@ async def _deliver(
     attempts = 0
     retrying = AsyncRetrying(
         # Stop early when another session hit a run-level error: finish, don't linger.
-        stop=stop_any(stop_after_attempt(smtp.retry_attempts), lambda _state: run.stop),
+        stop=stop_any(stop_after_attempt(smtp.retry_attempts), _StopWhen(lambda: run.stop)),
         wait=wait_exponential(multiplier=smtp.retry_wait, max=smtp.retry_max_wait) + wait_random(0, smtp.retry_wait),
         retry=retry_if_exception_type(_Transient),
         reraise=True,
@@ -497,6 +498,21 @@ async def _watch_stop(stop: Callable[[], bool], run: _Run, workers: list[asyncio
         task.cancel()
 
 
+
+
+def _fqdn() -> str:
+    """This host's FQDN, the default EHLO name (socket.getfqdn may block on DNS: called in a thread)."""
+    return socket.getfqdn()
+
+class _StopWhen(stop_base):
+    """A tenacity stop condition from a plain predicate (stop_any takes stop_base instances)."""
+
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self.predicate = predicate
+
+    def __call__(self, retry_state: Any) -> bool:
+        return self.predicate()
+
 def _client_args(smtp: SmtpSettings, tls_context: ssl.SSLContext | None, helo: str) -> dict[str, Any]:
     args: dict[str, Any] = {
         "hostname": smtp.host,
@@ -542,7 +558,9 @@ async def send_all(
     first = next(queue, None)
     if first is None:
         return SendSummary()
-    helo = smtp.helo_name or await asyncio.to_thread(socket.getfqdn)
+    helo = smtp.helo_name
+    if not helo:
+        helo = await asyncio.to_thread(_fqdn)
     client_args = _client_args(smtp, tls_context, helo)
     queue = itertools.chain((first,), queue)
     run = _Run()
