@@ -78,7 +78,7 @@ def due_users(
     conn: sqlite3.Connection, cfg: config.Config, profiles: Sequence[Profile], *, now: datetime, force: bool = False
 ) -> list[Due]:
     """Users whose current period has no digest yet (``force``: every given user, as if due now). Read-only."""
-    added = {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}
+    added = delivery.subscribers_added(conn)
     gone = delivery.unsubscribed(conn)
     periods = {}
     for profile in profiles:

@@ -25,8 +25,8 @@ def _config_authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
     """The authority the config gives today: base_url's host (else the sender's domain), the store's birth year."""
     host = urlsplit(cfg.digest.base_url).hostname if cfg.digest.base_url else None
     host = host or cfg.mail.sender.rpartition("@")[2]
-    row = conn.execute("SELECT min(ingested_at) FROM dumps").fetchone()
-    year = row[0][:4] if row and row[0] else "2026"  # the store's birth year: fixed for its whole life
+    first = store.first_ingested(conn)
+    year = first[:4] if first else "2026"  # the store's birth year: fixed for its whole life
     return f"{host},{year}"
 
 

@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from digest import config, store
 from digest.deliver.email import (
@@ -33,12 +32,6 @@ RETRY_BASE = timedelta(minutes=15)
 
 
 RETRY_CAP = timedelta(hours=6)
-
-
-def _store_file(conn: sqlite3.Connection) -> Path | None:
-    """The file behind ``conn`` (None for an in-memory copy)."""
-    name = conn.execute("PRAGMA database_list").fetchone()[2]
-    return Path(name) if name else None
 
 
 def _retry_at(attempts: int, now: datetime) -> datetime:
@@ -132,7 +125,7 @@ def deliver_rows(
     gc.collect()
     gc.freeze()
     try:
-        with store.background_checkpoints(conn, _store_file(conn)):
+        with store.background_checkpoints(conn, store.store_file(conn)):
             summary = asyncio.run(
                 send_all(
                     messages(), smtp_settings(cfg, env), on_result=on_result, on_handover=on_handover,

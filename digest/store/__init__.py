@@ -11,12 +11,14 @@ from digest.store.db import (
     open_store,
     run_lock,
     schema_version,
+    store_file,
     store_write_error,
     transaction,
 )
 from digest.store.papers import (
     counts,
     dump_names,
+    first_ingested,
     get_papers,
     ingest,
     is_ingested,
@@ -35,6 +37,7 @@ __all__ = [
     "delivery",
     "dump_names",
     "feed_ids",
+    "first_ingested",
     "get_papers",
     "ingest",
     "is_ingested",
@@ -47,6 +50,7 @@ __all__ = [
     "record_inbox_file",
     "run_lock",
     "schema_version",
+    "store_file",
     "store_write_error",
     "transaction",
 ]

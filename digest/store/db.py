@@ -374,3 +374,9 @@ def store_write_error(exc: sqlite3.Error, what: str) -> StoreError:
     else:
         hint = "check the disk and the store file ([digest].store); `sqlite3 FILE 'PRAGMA integrity_check'`"
     return StoreError(f"could not {what} the store: {text}", hint)
+
+
+def store_file(conn: sqlite3.Connection) -> Path | None:
+    """The file behind ``conn`` (None for an in-memory copy)."""
+    name = conn.execute("PRAGMA database_list").fetchone()[2]
+    return Path(name) if name else None

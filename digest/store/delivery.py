@@ -542,3 +542,8 @@ def archive_index(conn: sqlite3.Connection, user: str, *, start: int) -> list[tu
         (user, int(start)),
     )
     return [(r[0], r[1], datetime.fromisoformat(r[2]), int(r[3])) for r in rows]
+
+
+def subscribers_added(conn: sqlite3.Connection) -> dict[str, datetime]:
+    """When each known subscriber was first recorded."""
+    return {row["name"]: datetime.fromisoformat(row["added_at"]) for row in conn.execute("SELECT * FROM subscribers")}

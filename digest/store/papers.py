@@ -292,3 +292,9 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
         "papers": conn.execute("SELECT count(*) FROM papers").fetchone()[0],
         "dumps": conn.execute("SELECT count(*) FROM dumps").fetchone()[0],
     }
+
+
+def first_ingested(conn: sqlite3.Connection) -> str | None:
+    """When the store's first dump was ingested (ISO text), or None when it has none."""
+    row = conn.execute("SELECT min(ingested_at) FROM dumps").fetchone()
+    return row[0] if row and row[0] else None
