@@ -43,10 +43,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest import feed_ids, store  # noqa: E402
-from digest.feeds import FeedEntry, build_feed, feed_entries, prepare_entries, tag_uri, write_feed  # noqa: E402
+from digest import store  # noqa: E402
 from digest.models import Hit, Paper, StoredPaper  # noqa: E402
+from digest.render.atom import FeedEntry, build_feed, feed_entries, prepare_entries, tag_uri, write_feed  # noqa: E402
 from digest.sources import read_dump  # noqa: E402
+from digest.store import feed_ids  # noqa: E402
 
 AUTHORITY = "digest.example.org,2024"
 BASE = "https://digest.example.org/feeds"

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.match import compile_profiles, match_all, match_top, parse_query  # noqa: E402
+from digest.matching.match import compile_profiles, match_all, match_top, parse_query  # noqa: E402
 from digest.models import Paper, Profile  # noqa: E402
 
 N_PAPERS = 300

@@ -34,9 +34,9 @@ import css_inline  # noqa: E402
 import markdown  # noqa: E402
 from markupsafe import Markup  # noqa: E402
 
-from digest import render  # noqa: E402
 from digest.models import Digest, Hit, Match, Paper, Profile  # noqa: E402
 from digest.render import RenderOptions, message_size_bound, prepare_papers, render_digest  # noqa: E402
+from digest.render import digest as render  # noqa: E402
 from digest.sources import read_dump  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.mail import (  # noqa: E402
+from digest.deliver.email import (  # noqa: E402
     MailSettings,
     Outgoing,
     SendResult,

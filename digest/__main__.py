@@ -1,5 +1,5 @@
 """`python -m digest` runs the command line."""
 
-from digest.cli import entry
+from digest.app.cli import entry
 
 entry()

@@ -33,7 +33,7 @@ class Paper:
 class PaperLinks:
     """Where a paper can be read, in the order a digest shows them; each an http(s) URL or None.
 
-    Built by ``digest.sources.identity.paper_links`` (the one rule from arXiv id and listing fields to URLs)."""
+    Built by ``digest.identity.paper_links`` (the one rule from arXiv id and listing fields to URLs)."""
 
     pdf: str | None  # https://arxiv.org/pdf/<id>
     arxiv: str | None  # https://arxiv.org/abs/<id>

@@ -16,8 +16,12 @@ import feedparser
 import pytest
 from conftest import SECRET_ENV, Sink, assert_golden, ingest_file, run_once, user_block, write_config
 
-from digest import archive, config, outbox, pipeline, render, server, store
+from digest import config, pipeline, render, store
+from digest.app import server
+from digest.matching import match_profile
 from digest.models import Digest, Hit, Match, Paper, Profile
+from digest.pipeline import archive
+from digest.store import delivery
 
 MONDAY = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 BROAD = user_block("ada", "['LLM', '\"language model\"', 'agent*', 'model']") + "max_papers = 3\n"
@@ -36,7 +40,7 @@ def _html_part(message: email.message.Message) -> str:
 
 def _matching(cfg: config.Config, conn, name: str) -> list[str]:  # type: ignore[no-untyped-def]
     profile = next(p for p in cfg.profiles() if p.name == name)
-    return [m.paper.key for m in pipeline.match.match_profile(profile, [sp.paper for sp in store.list_papers(conn)])]
+    return [m.paper.key for m in match_profile(profile, [sp.paper for sp in store.list_papers(conn)])]
 
 
 def _titles(conn, keys: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
@@ -61,7 +65,7 @@ def test_overflow_is_archived_on_the_page_and_never_offered_again(tmp_path: Path
     assert len(matching) > 6
     run_once(cfg, MONDAY)
     [message] = _received(sink, "ada")
-    [row] = [r for r in outbox.history(conn, users=["ada"]) if r.status == "sent"]
+    [row] = [r for r in delivery.history(conn, users=["ada"]) if r.status == "sent"]
     shown = list(row.paper_keys)
     assert len(shown) == 3
     page = cfg.feeds.output / "archive" / "ada" / f"{row.period}.html"
@@ -71,7 +75,7 @@ def test_overflow_is_archived_on_the_page_and_never_offered_again(tmp_path: Path
     url = f"https://digest.example.org/feeds/archive/ada/{row.period}.html"
     body = _html_part(message)
     assert body.count(f'href="{url}"') >= 2  # "View in browser" and "N more papers"
-    states = {s["paper_key"]: s["state"] for s in outbox.user_paper_states(conn, "ada")}
+    states = {s["paper_key"]: s["state"] for s in delivery.user_paper_states(conn, "ada")}
     archived = {k for k, s in states.items() if s == "archived"}
     assert archived == set(matching) - set(shown)
     assert not [k for k, s in states.items() if s == "carried"]
@@ -81,7 +85,7 @@ def test_overflow_is_archived_on_the_page_and_never_offered_again(tmp_path: Path
         digest, _cache, _links = pipeline.preview_digest(cfg, SECRET_ENV, "ada", now=now)
         assert not {m.paper.key for m in (*digest.matches, *digest.overflow)} & set(matching)
         run_once(cfg, now)
-    sent = [k for r in outbox.history(conn, users=["ada"]) if r.status == "sent" for k in r.paper_keys]
+    sent = [k for r in delivery.history(conn, users=["ada"]) if r.status == "sent" for k in r.paper_keys]
     assert sorted(sent) == sorted(shown) and not set(sent) & archived
     index = (page.parent / "index.html").read_text(encoding="utf-8")
     assert f'href="{row.period}.html"' in index
@@ -89,14 +93,14 @@ def test_overflow_is_archived_on_the_page_and_never_offered_again(tmp_path: Path
 
 def test_status_lists_archived_papers(tmp_path: Path, sink: Sink, seeds: list[Path]):
     """`digest status --user` says which papers were archived (listed on the page, not mailed)."""
-    from digest.cli import main
+    from digest.app.cli import main
 
     path = write_config(tmp_path, sink.port, BROAD)
     cfg = config.load_config(path)
     ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
-    archived = [s for s in outbox.user_paper_states(conn, "ada") if s["state"] == "archived"]
+    archived = [s for s in delivery.user_paper_states(conn, "ada") if s["state"] == "archived"]
     assert archived
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -111,14 +115,14 @@ def test_archived_state_is_written_with_the_outbox_row(tmp_path: Path, sink: Sin
     ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     run_once(cfg, MONDAY, deliver=False)
     conn = store.open_store(cfg.digest.store)
-    [row] = outbox.history(conn, users=["ada"])
+    [row] = delivery.history(conn, users=["ada"])
     archived = {
         r[0]
         for r in conn.execute("SELECT paper_key FROM user_papers WHERE outbox_id = ? AND state = 'archived'", (row.id,))
     }
     assert row.status == "pending" and archived
-    outbox.expire(conn, now=MONDAY + timedelta(days=5), max_age=timedelta(hours=48))
-    settled = outbox.settled_among(conn, [*row.paper_keys, *archived], ["ada"]).get("ada", set())
+    delivery.expire(conn, now=MONDAY + timedelta(days=5), max_age=timedelta(hours=48))
+    settled = delivery.settled_among(conn, [*row.paper_keys, *archived], ["ada"]).get("ada", set())
     assert settled == archived  # the mailed ones are offered again, the archived ones are not
 
 
@@ -130,7 +134,7 @@ def test_without_base_url_nothing_is_archived(tmp_path: Path, sink: Sink, seeds:
     ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
-    states = {s["state"] for s in outbox.user_paper_states(conn, "ada")}
+    states = {s["state"] for s in delivery.user_paper_states(conn, "ada")}
     assert "carried" in states and "archived" not in states
     assert not (cfg.feeds.output / "archive").exists()
     assert "/archive/" not in _html_part(_received(sink, "ada")[0])
@@ -152,7 +156,7 @@ def test_a_run_stopped_before_the_page_gets_it_from_the_next(
     with pytest.raises(KeyboardInterrupt):
         run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
-    [row] = outbox.history(conn, users=["ada"])
+    [row] = delivery.history(conn, users=["ada"])
     folder = cfg.feeds.output / "archive" / "ada"
     assert row.status == "pending" and not (folder / f"{row.period}.html").exists()
     monkeypatch.setattr(archive, "write_page", real_write)
@@ -211,11 +215,11 @@ def _profile(name: str = "ada", display: str | None = None) -> Profile:
 
 
 def _fill_outbox(conn, user: str, n: int) -> None:  # type: ignore[no-untyped-def]
-    outbox.archive_marks(conn)
+    delivery.archive_marks(conn)
     with store.transaction(conn):
         for i in range(n):
             day = datetime(2026, 1, 1, 7, tzinfo=UTC) + timedelta(days=i)
-            outbox.add_message(
+            delivery.add_message(
                 conn, user=user, period=day.date().isoformat(), scheduled_at=day, window_from=day, run_id=None,
                 papers_until=day, paper_keys=[f"k{i}", f"j{i}"], message=b"x", message_id=f"<{i}@x>",
                 sender="d@example.org", recipient=f"{user}@example.org", now=day, archived=[f"a{i}"],
@@ -245,7 +249,7 @@ def test_index_is_paginated_oldest_pages_fixed(tmp_path: Path, sink: Sink):
     oldest = (folder / "index-1.html").stat().st_mtime_ns
     _fill_more = datetime(2026, 3, 7, 7, tzinfo=UTC)
     with store.transaction(conn):
-        outbox.add_message(
+        delivery.add_message(
             conn, user="ada", period="2026-03-07", scheduled_at=_fill_more, window_from=_fill_more, run_id=None,
             papers_until=_fill_more, paper_keys=["z"], message=b"x", message_id="<z@x>", sender="d@example.org",
             recipient="ada@example.org", now=_fill_more,
@@ -332,7 +336,7 @@ def test_digest_serve_serves_the_archive(tmp_path: Path, sink: Sink, seeds: list
     ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
-    [row] = outbox.history(conn, users=["ada"])
+    [row] = delivery.history(conn, users=["ada"])
     httpd = server.make_server(
         ("127.0.0.1", 0), feeds_dir=cfg.feeds.output, resolve_token=lambda token: None, unsubscribe=lambda user: None
     )

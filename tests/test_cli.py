@@ -16,7 +16,7 @@ import pytest
 from conftest import SECRET_ENV, SEEDS, Sink, user_block, write_config
 
 from digest import store
-from digest.cli import cli, main
+from digest.app.cli import cli, main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ADA = user_block("ada", "['LLM', '\"language model\"']")

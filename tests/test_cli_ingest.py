@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.cli import main
+from digest.app.cli import main
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

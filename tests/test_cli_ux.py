@@ -21,9 +21,10 @@ import pytest
 from conftest import SECRET_ENV, Sink, free_port, user_block, write_config
 from rich.console import Console
 
-from digest import outbox, store
-from digest.cli import cli, complete_users, main
-from digest.cli_service import _progress, _progress_label
+from digest import store
+from digest.app.cli import cli, complete_users, main
+from digest.app.cli.service import _progress, _progress_label
+from digest.store import delivery
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ADA = user_block("ada", "['LLM', '\"language model\"']")
@@ -91,7 +92,7 @@ def test_send_to_delivers_the_preview_and_records_nothing(
     assert _part(sent, "html") == _part(shown, "html")
     assert db.read_bytes() == before
     with store.open_store(db, readonly=True) as conn:
-        assert outbox.history(conn, users=None, limit=10) == []
+        assert delivery.history(conn, users=None, limit=10) == []
 
 
 def test_send_to_a_refusing_server_is_one_error_line_and_exit_1(
@@ -225,7 +226,7 @@ def test_progress_bar_names_what_it_counts_and_logs_print_above_it() -> None:
 
 def _complete(words: str, cword: int, env: dict[str, str]) -> list[str]:
     result = subprocess.run(
-        [sys.executable, "-c", "from digest.cli import entry; entry()"],
+        [sys.executable, "-c", "from digest.app.cli import entry; entry()"],
         env={**os.environ, **env, "_DIGEST_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

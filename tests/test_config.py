@@ -33,11 +33,11 @@ from digest.config import (
     write_env_file,
     write_starter_config,
 )
-from digest.config_errors import parse_env_text
+from digest.config.problems import parse_env_text
+from digest.deliver.email.smtp import check_smtp_settings
 from digest.errors import ConfigError
 from digest.models import Profile
-from digest.settings import smtp_settings
-from digest.smtp import check_smtp_settings
+from digest.pipeline.settings import smtp_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config.example.toml"
@@ -97,7 +97,7 @@ def test_example_config_loads_and_gives_profiles(tmp_path: Path) -> None:
 
 def test_example_queries_parse() -> None:
     """Every keyword and exclude query in config.example.toml parses with the real matcher."""
-    from digest.match import parse_query
+    from digest.matching.match import parse_query
 
     for profile in load_config(EXAMPLE, env={}).profiles():
         for query in profile.keywords + profile.exclude:
@@ -824,7 +824,7 @@ def test_global_feed_named_like_a_user_feed_is_refused(tmp_path: Path, global_fe
 
 def test_names_whose_feed_files_coincide_are_refused(tmp_path: Path) -> None:
     """Two names that sanitize to one feed file name are refused, naming the other user."""
-    from digest.feeds import feed_file, feed_slug
+    from digest.render.atom import feed_file, feed_slug
 
     other = feed_slug("Ada.x")  # "ada-x-<hash>": a name someone else could have
     text = MINIMAL.replace('name = "ada"', 'name = "Ada.x"') + f"""
@@ -842,7 +842,7 @@ def test_leap_day_cron_is_accepted_and_has_periods(tmp_path: Path) -> None:
     """cron = "0 0 29 2 *" (leap days) passed check and then every run exited 2: now its periods are found."""
     from datetime import UTC, datetime
 
-    from digest.cadence import current_period, next_scheduled_after
+    from digest.config.cadence import current_period, next_scheduled_after
 
     text = MINIMAL + 'cadence = "cron"\ncron = "0 0 29 2 *"\n'
     profile = load(tmp_path, text).profiles()[0]
@@ -880,7 +880,7 @@ def test_no_unsubscribe_method_is_an_error(tmp_path: Path) -> None:
 def test_check_and_run_refuse_with_the_same_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """`digest check` and `digest run` load the config through one validation and print the same problem."""
-    from digest.cli import main
+    from digest.app.cli import main
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("DIGEST_SECRET", "s" * 32)

@@ -3,7 +3,7 @@ refused with the file and the key named, never with an "unexpected" error.
 
 The mutations are generated (seeded, so every run tries the same ones) from config.example.toml and from a
 small two-user config, both pointing at a store in tmp_path that already holds one real dump. Both commands go
-through the real CLI entry (`digest.cli.main`), in this process, so `check` and `run` load the config the way
+through the real CLI entry (`digest.app.cli.main`), in this process, so `check` and `run` load the config the way
 they do for a user.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from digest.cli import main
+from digest.app.cli import main
 from digest.config import DigestSettings, FeedSettings, MailSettings, ServerSettings, SmtpSettings, UserSettings
 
 REPO = Path(__file__).resolve().parents[1]

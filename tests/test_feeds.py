@@ -18,9 +18,12 @@ import feedparser
 import pytest
 from conftest import GOLDEN, SECRET_ENV, assert_golden, free_port, user_block, write_config
 
-from digest import config, feeds, match, outbox, pipeline, publish, store
+from digest import config, matching, pipeline, store
 from digest.errors import RenderError
-from digest.feeds import (
+from digest.models import Hit, Match, Paper, StoredPaper
+from digest.pipeline import publish
+from digest.render import atom
+from digest.render.atom import (
     EntryCache,
     FeedEntry,
     build_feed,
@@ -31,8 +34,8 @@ from digest.feeds import (
     tag_uri,
     write_feed,
 )
-from digest.models import Hit, Match, Paper, StoredPaper
 from digest.sources import read_dump
+from digest.store import delivery
 
 A = "{http://www.w3.org/2005/Atom}"
 AUTHORITY = "digest.example.org,2024"
@@ -399,7 +402,7 @@ def test_header_values_like_the_slots_fall_back_to_the_tree():
     """An author or subtitle holding a header placeholder cannot be cut at the slots: the feed is built as a tree."""
     cache = EntryCache()
     entries = feed_entries(stored())
-    odd = {"author": feeds._SLOT_TITLE, "subtitle": feeds._SLOT_ID}
+    odd = {"author": atom._SLOT_TITLE, "subtitle": atom._SLOT_ID}
     assert build(entries, cache=cache, **odd) == build(entries, **odd)
     assert list(cache.heads.values()) == [None]
 
@@ -434,8 +437,8 @@ def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]
     writer = publish.FeedWriter.for_run(conn, cfg)
     profiles = {p.name: p for p in cfg.profiles()}
     for name, title in (("ada", "Paper digest for ada"), ("zoe", "Paper digest for Zoë & <Co>")):
-        papers = store.get_papers(conn, outbox.feed_keys(conn, name, limit=cfg.feeds.max_entries))
-        matched = match.match_profile(profiles[name], [sp.paper for sp in papers])
+        papers = store.get_papers(conn, delivery.feed_keys(conn, name, limit=cfg.feeds.max_entries))
+        matched = matching.match_profile(profiles[name], [sp.paper for sp in papers])
         expected = build_feed(
             feed_entries(matched, {sp.paper.key: sp.first_seen for sp in papers}),
             feed_id=tag_uri(writer.authority, f"feed/user/{name}"),
@@ -454,7 +457,7 @@ def test_feed_writer_skips_papers_the_store_lost(tmp_path: Path, seeds: list[Pat
     """A digest's paper missing from the store is left out of the feed and looked up once per run, not per feed."""
     cfg = _run_with_feeds(tmp_path, seeds[0])
     conn = store.open_store(cfg.digest.store)
-    [lost, *kept] = outbox.feed_keys(conn, "ada", limit=cfg.feeds.max_entries)
+    [lost, *kept] = delivery.feed_keys(conn, "ada", limit=cfg.feeds.max_entries)
     conn.execute("DELETE FROM papers WHERE key = ?", (lost,))
     writer = publish.FeedWriter.for_run(conn, cfg)
     ada = next(p for p in cfg.profiles() if p.name == "ada")
@@ -539,7 +542,7 @@ def test_fixed_ids_win_over_derived_ones():
 def queue_digest(conn, user: str, keys: list[str], now: datetime) -> None:
     """A digest of ``keys`` queued for ``user``, as the pipeline queues one: what the user's feed shows."""
     with store.transaction(conn):
-        outbox.add_message(
+        delivery.add_message(
             conn, user=user, period=now.date().isoformat(), scheduled_at=now, window_from=now, run_id=None,
             papers_until=now,
             paper_keys=keys, message=b"Subject: digest\r\n\r\nx\r\n", message_id=f"<{user}@example.org>",
@@ -555,7 +558,7 @@ def test_entry_ids_survive_setting_base_url(conn, tmp_path: Path, seeds: list[Pa
     store.ingest(conn, read_dump(seeds[0]), now=T0)
     shown = [sp.paper.key for sp in store.list_papers(conn, limit=5)]
     queue_digest(conn, "ada", shown, T0)
-    assert outbox.feed_keys(conn, "ada", limit=50) == shown
+    assert delivery.feed_keys(conn, "ada", limit=50) == shown
     publish.write_feeds(conn, cfg)
     before = {name: entry_ids(cfg.feeds.output / name) for name in ("all.xml", "ada.xml")}
     feed_before = feedparser.parse((cfg.feeds.output / "all.xml").read_bytes()).feed
@@ -606,7 +609,7 @@ def test_entry_ids_survive_a_fresh_process_and_a_new_config(conn, tmp_path: Path
 
     with_base_url(path, "https://elsewhere.example.com", sender="news@mail.example.net")
     script = (
-        "import sys\nfrom pathlib import Path\nfrom digest import config, publish, store\n"
+        "import sys\nfrom pathlib import Path\nfrom digest import config, store\nfrom digest.pipeline import publish\n"
         "cfg = config.load_config(Path(sys.argv[1]))\nconn = store.open_store(cfg.digest.store)\n"
         "publish.write_feeds(conn, cfg)\nconn.close()\n"
     )

@@ -30,7 +30,7 @@ import pytest
 from conftest import FIXTURES, SEEDS
 
 from digest import sources, store
-from digest.cli import main
+from digest.app.cli import main
 from digest.errors import DumpError
 
 API_FILE = FIXTURES / "orgs" / "api_2026-04-16.json"

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, SECRET_ENV, Sink, user_block, write_config
 
-from digest import config, match, outbox, pipeline, store
+from digest import config, matching, pipeline, store
+from digest.store import delivery
 
 FIRST, LAST = date(2024, 5, 27), date(2024, 12, 31)
 OUTAGE = (date(2024, 7, 15), date(2024, 7, 28))  # no run on these days; dumps still land in the inbox
@@ -44,7 +45,7 @@ def _config(tmp_path: Path, port: int, with_late_user: bool) -> config.Config:
 
 
 def _keys_of_messages(conn, user: str) -> list[tuple[datetime, tuple[str, ...]]]:  # type: ignore[no-untyped-def]
-    rows = [r for r in outbox.history(conn, users=[user], limit=100_000) if r.status == "sent"]
+    rows = [r for r in delivery.history(conn, users=[user], limit=100_000) if r.status == "sent"]
     return [(r.sent_at, r.paper_keys) for r in reversed(rows)]  # type: ignore[misc]
 
 
@@ -92,14 +93,14 @@ def _oracle(conn, profile: config.Profile, since: datetime) -> dict[str, datetim
     """Every stored paper that matches the profile in hindsight, first seen at or after ``since``."""
     papers = [sp for sp in store.list_papers(conn) if sp.first_seen >= since]
     first_seen = {sp.paper.key: sp.first_seen for sp in papers}
-    return {m.paper.key: first_seen[m.paper.key] for m in match.match_profile(profile, [sp.paper for sp in papers])}
+    return {m.paper.key: first_seen[m.paper.key] for m in matching.match_profile(profile, [sp.paper for sp in papers])}
 
 
 def test_every_message_reached_the_server_once(history: dict) -> None:  # type: ignore[type-arg]
     """One message per user and period, each Message-ID accepted once, as many as the store says were sent."""
     ids = Counter(email.message_from_bytes(data)["Message-ID"] for _, _, data in history["sink"].messages)
     assert ids and max(ids.values()) == 1
-    sent = [r for r in outbox.history(history["conn"], limit=100_000) if r.status == "sent"]
+    sent = [r for r in delivery.history(history["conn"], limit=100_000) if r.status == "sent"]
     assert len(sent) == len(ids)
     assert len({(r.user, r.period) for r in sent}) == len(sent)
 
@@ -120,7 +121,7 @@ def test_every_matching_paper_is_delivered_or_dropped_for_a_reason(history: dict
         expected = _oracle(conn, profile, since)
         messages = _keys_of_messages(conn, profile.name)
         delivered = {k for _, ks in messages for k in ks}
-        states = {s["paper_key"]: s["state"] for s in outbox.user_paper_states(conn, profile.name)}
+        states = {s["paper_key"]: s["state"] for s in delivery.user_paper_states(conn, profile.name)}
         dropped = {k for k, s in states.items() if s == "dropped"}
         assert not {k for k, s in states.items() if s in ("queued", "carried")}, profile.name  # all settled
         assert delivered <= set(expected) | set(), profile.name  # nothing outside the window or not matching
@@ -174,6 +175,6 @@ def test_broken_real_dumps_were_refused_and_moved_aside(history: dict) -> None: 
     left = [p for p in inbox.iterdir() if p.is_file()]
     assert left and all(store.is_ingested(history["conn"], hashlib.sha256(p.read_bytes()).hexdigest()) for p in left)
     by_user = defaultdict(int)
-    for row in outbox.history(history["conn"], limit=100_000):
+    for row in delivery.history(history["conn"], limit=100_000):
         by_user[row.user] += row.status == "failed"
     assert not any(by_user.values())

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import ConfigError, DeliveryError
-from digest.mail import (
+from digest.deliver.email import (
     MailSettings,
     compose,
     message_id,
@@ -26,6 +25,7 @@ from digest.mail import (
     validate_address,
     verify_unsubscribe_token,
 )
+from digest.errors import ConfigError, DeliveryError
 from digest.models import RenderedEmail
 
 FIXTURES = Path(__file__).parent / "fixtures"

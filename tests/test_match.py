@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import regex
 
-import digest.query as query_module
-import digest.top
+import digest.matching.query as query_module
+import digest.matching.top
 from digest.errors import ConfigError, QueryError
-from digest.match import (
+from digest.matching.match import (
     ORG_BOOST,
     QUERY_HELP,
     compile_profiles,
@@ -31,8 +31,8 @@ from digest.match import (
     match_top_stream,
     parse_query,
 )
+from digest.matching.query import ANY, And, Not, Query, Regex, Term, term_pattern
 from digest.models import Match, Paper, Profile
-from digest.query import ANY, And, Not, Query, Regex, Term, term_pattern
 from digest.sources import read_dump
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -669,7 +669,7 @@ def test_pathological_regex_finishes_fast(caplog: pytest.LogCaptureFixture) -> N
     """(a+)+$ and (a|aa)+$ on long runs of "a" finish fast; a timeout is logged and counts as no match."""
     papers = [Paper(key=f"x:{i}", title="a" * 40 + "!", abstract="a" * 5000 + "!" + " kernel") for i in range(20)]
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="digest.match"):
+    with caplog.at_level(logging.WARNING, logger="digest.matching.match"):
         assert match_query("/(a+)+$/", papers) == []
         assert match_query("/(a|aa)+$/", papers) == []
         assert len(match_profile(profile(keywords=("/(a|aa)+$/", "kernel")), papers)) == 20
@@ -886,7 +886,7 @@ def test_match_top_is_match_all_cut_to_max_papers(
     """For 300 random profiles with max_papers 1-30, match_top gives match_all's first max_papers and the total
     (papers reached through two keywords are merged by both of match_top's paths)."""
     if not packed:
-        monkeypatch.setattr(digest.top, "PACK_LIMIT", 0)
+        monkeypatch.setattr(digest.matching.top, "PACK_LIMIT", 0)
     rng = random.Random(13)
     papers = _varied(rng, seed_papers)
     profiles = [dataclasses.replace(p, max_papers=rng.randint(1, 30)) for p in _random_profiles(rng, papers, 300)]

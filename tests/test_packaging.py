@@ -64,7 +64,7 @@ def test_sdist_holds_what_a_rebuild_and_the_readme_need(dists: dict[str, Path]) 
     expected |= {f"templates/{p.name}" for p in (ROOT / "templates").iterdir() if p.is_file()}
     expected |= {f"cron/{p.name}" for p in (ROOT / "cron").iterdir()}
     assert expected <= names, sorted(expected - names)
-    assert "tests/conftest.py" in names and "digest/cli.py" in names
+    assert "tests/conftest.py" in names and "digest/app/cli/__init__.py" in names
 
 
 def test_wheel_holds_the_package_data_and_license(dists: dict[str, Path]) -> None:

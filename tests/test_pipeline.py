@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import SECRET_ENV, Sink, user_block, write_config
 
-from digest import config, outbox, pipeline, store
+from digest import config, pipeline, store
 from digest.errors import LockedError
+from digest.store import delivery
 
 ADA = user_block("ada", "['LLM', '\"language model\"']")
 BOB = user_block("bob", "['kernel OR compiler']", cadence='cadence = "weekly"\nweekday = "mon"')
@@ -72,7 +73,7 @@ def test_papers_are_delivered_only_after_acceptance(cfg: config.Config, sink: Si
     delivered = "SELECT count(*) FROM user_papers WHERE user = ? AND state = 'delivered'"
     assert conn.execute(delivered, ("ada",)).fetchone()[0] == 0
     assert conn.execute(delivered, ("bob",)).fetchone()[0] > 0
-    [row] = outbox.history(conn, users=["ada"])
+    [row] = delivery.history(conn, users=["ada"])
     assert (row.status, row.last_code) == ("failed", 550) and "no such user" in (row.last_reply or "")
 
 
@@ -103,7 +104,7 @@ def test_daily_and_weekly_cadences(cfg: config.Config, sink: Sink, seeds: list[P
     _run(cfg, MONDAY + timedelta(days=7))  # next Monday: bob's week, once
     assert sink.recipients().count("bob@example.org") == 2
     conn = store.open_store(cfg.digest.store)
-    week2 = outbox.history(conn, users=["bob"])[0]
+    week2 = delivery.history(conn, users=["bob"])[0]
     assert week2.period == "2026-W49" and len(week2.paper_keys) > 0
 
 
@@ -113,7 +114,7 @@ def test_each_paper_reaches_a_user_once(cfg: config.Config, sink: Sink, seeds: l
         _drop(cfg, seed)
         _run(cfg, MONDAY + timedelta(days=day))
     conn = store.open_store(cfg.digest.store)
-    keys = [k for row in outbox.history(conn, users=["ada"]) for k in row.paper_keys]
+    keys = [k for row in delivery.history(conn, users=["ada"]) for k in row.paper_keys]
     assert len(keys) == len(set(keys)) > 0
 
 
@@ -151,7 +152,7 @@ def test_catch_up_drops_papers_older_than_the_limit(tmp_path: Path, sink: Sink, 
     dropped = conn.execute("SELECT count(*) FROM user_papers WHERE user = 'ada' AND state = 'dropped'").fetchone()[0]
     seed1 = {sp.paper.key for sp in store.list_papers(conn, since=MONDAY + timedelta(hours=1),
                                                       until=MONDAY + timedelta(days=2))}  # fmt: skip
-    sent_keys = {k for r in outbox.history(conn, users=["ada"]) if r.status == "sent" for k in r.paper_keys}
+    sent_keys = {k for r in delivery.history(conn, users=["ada"]) if r.status == "sent" for k in r.paper_keys}
     assert dropped > 0 and not seed1 & sent_keys and len(sink.messages) == before + 1
     # The catch-up digest says how many older matching papers it left out.
     text = email.message_from_bytes(sink.messages[-1][2]).get_payload(0).get_payload(decode=True).decode()
@@ -169,7 +170,7 @@ def test_new_user_gets_only_papers_after_joining(tmp_path: Path, sink: Sink, see
     assert _run(cfg2, MONDAY + timedelta(days=1)).sent == 1
     conn = store.open_store(cfg2.digest.store)
     first_seed_keys = {sp.paper.key for sp in store.list_papers(conn, until=MONDAY + timedelta(minutes=1))}
-    [row] = [r for r in outbox.history(conn, users=["ada"]) if r.status == "sent"]
+    [row] = [r for r in delivery.history(conn, users=["ada"]) if r.status == "sent"]
     assert not set(row.paper_keys) & first_seed_keys
 
 
@@ -249,11 +250,11 @@ def test_concurrent_runs_send_each_digest_once(cfg: config.Config, sink: Sink, s
 def test_unsubscribed_user_gets_no_mail(cfg: config.Config, sink: Sink, seeds: list[Path]) -> None:
     """After an unsubscribe a user receives nothing until resubscribed."""
     conn = store.open_store(cfg.digest.store)
-    outbox.set_subscribed(conn, "ada", False, now=MONDAY)
+    delivery.set_subscribed(conn, "ada", False, now=MONDAY)
     _drop(cfg, seeds[0])
     _run(cfg, MONDAY)
     assert sink.recipients() == ["bob@example.org"]
-    outbox.set_subscribed(conn, "ada", True, now=MONDAY)
+    delivery.set_subscribed(conn, "ada", True, now=MONDAY)
     _drop(cfg, seeds[1])
     _run(cfg, MONDAY + timedelta(days=1))
     assert "ada@example.org" in sink.recipients()
@@ -358,7 +359,7 @@ def test_failed_login_stops_the_run_and_touches_no_row(tmp_path: Path, seeds: li
         with pytest.raises(DeliveryError):
             pipeline.run_once(cfg, wrong, now=MONDAY, options=pipeline.RunOptions(tls_context=client_tls))
         conn = store.open_store(cfg.digest.store)
-        [row] = outbox.history(conn, users=["ada"])
+        [row] = delivery.history(conn, users=["ada"])
         assert (row.status, row.attempts) == ("pending", 0)
         assert conn.execute("SELECT count(*) FROM user_papers WHERE state = 'delivered'").fetchone()[0] == 0
         right = {**SECRET_ENV, "DIGEST_SMTP_PASSWORD": "right"}
@@ -372,7 +373,7 @@ def test_default_store_honours_xdg_data_home(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seeds: list[Path]
 ) -> None:
     """Without a config or --store, the store goes to $XDG_DATA_HOME/paper-digest/digest.db."""
-    from digest.cli import main
+    from digest.app.cli import main
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
@@ -398,7 +399,7 @@ def test_queued_message_is_not_sent_after_unsubscribe(cfg: config.Config, sink: 
     _drop(cfg, seeds[0])
     _run(cfg, MONDAY, deliver=False)
     conn = store.open_store(cfg.digest.store)
-    outbox.set_subscribed(conn, "ada", False, now=MONDAY)
+    delivery.set_subscribed(conn, "ada", False, now=MONDAY)
     _run(cfg, MONDAY + timedelta(minutes=1))
     assert sink.recipients() == ["bob@example.org"]
 
@@ -425,5 +426,5 @@ def test_sent_bodies_are_dropped_after_keep_sent_days(cfg: config.Config, sink: 
     assert conn.execute(old, (cutoff,)).fetchone()[0] == 0
     newer = "SELECT count(*) FROM outbox JOIN outbox_messages USING (id) WHERE status = 'sent' AND sent_at >= ?"
     assert conn.execute(newer, (cutoff,)).fetchone()[0] >= 1
-    sent = [row for row in outbox.history(conn, users=["ada"]) if row.status == "sent"]
+    sent = [row for row in delivery.history(conn, users=["ada"]) if row.status == "sent"]
     assert len(sent) >= 2 and all(row.paper_keys for row in sent)

@@ -21,8 +21,7 @@ from bs4 import BeautifulSoup
 from conftest import assert_golden
 from markupsafe import Markup
 
-from digest import render
-from digest.compose import MailSettings, compose
+from digest.deliver.email.message import MailSettings, compose
 from digest.errors import RenderError
 from digest.models import Digest, Hit, Match, Paper, Profile
 from digest.render import (
@@ -35,7 +34,8 @@ from digest.render import (
     safe_url,
     templates_dirs,
 )
-from digest.textmap import b64_bound, qp
+from digest.render import digest as render
+from digest.render.textmap import b64_bound, qp
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -706,7 +706,7 @@ def test_links_in_fixed_order_with_labels():
 def test_paper_links_rule():
     """paper_links: arXiv id (or key) -> PDF/abs/HF URLs; code with stars only when there is code; a project page
     equal to the repository is not repeated; non-http(s) URLs are dropped."""
-    from digest.sources.identity import paper_links
+    from digest.identity import paper_links
 
     p = Paper(key="arxiv:2501.00001", title="t", abstract="a", github_repo="https://github.com/a/b", github_stars=7,
               project_page="https://github.com/a/b")  # fmt: skip
@@ -852,7 +852,7 @@ def test_thumbnails_off_by_default_and_on_when_set():
 def test_thumbnails_setting_reaches_render_options(tmp_path: Path):
     """[digest].thumbnails (default false) is passed to the render options."""
     from digest import config
-    from digest.settings import render_options
+    from digest.pipeline.settings import render_options
 
     base = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text()
     path = tmp_path / "config.toml"
@@ -902,7 +902,7 @@ def test_render_page_shows_every_match():
 
 def _broad_digest(papers: list[Paper], max_papers: int = 500) -> Digest:
     """The broadest profile: a term that every abstract holds, as many papers as the config allows."""
-    from digest import match as matching
+    from digest import matching
 
     profile = Profile(name="broad", email="broad@example.org", keywords=("the OR a OR of",), max_papers=max_papers)
     [(kept, total)] = matching.match_top(matching.compile_profiles([profile]), papers).values()

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from digest import compose, server
+from digest.app import server
+from digest.deliver.email import unsubscribe_token, verify_unsubscribe_token
 
 SECRET = b"test-secret-0123456789abcdef"
 USERS = ["ada", "bob"]
@@ -64,7 +65,7 @@ def _start(tmp_path: Path, **options: int) -> Iterator[Web]:
     httpd = server.make_server(
         ("127.0.0.1", 0),
         feeds_dir=feeds,
-        resolve_token=lambda token: compose.verify_unsubscribe_token(token, USERS, SECRET),
+        resolve_token=lambda token: verify_unsubscribe_token(token, USERS, SECRET),
         unsubscribe=web.unsubscribed.append,
         **options,
     )
@@ -99,7 +100,7 @@ def _access_lines(caplog: pytest.LogCaptureFixture, count: int) -> list[re.Match
     """The access-log records (waiting briefly: the line is written just after the answer is queued)."""
     deadline = time.monotonic() + 2
     while True:
-        lines = [r.getMessage() for r in caplog.records if r.name == "digest.server"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "digest.app.server"]
         found = [m for m in map(ACCESS.match, lines) if m]
         if len(found) >= count or time.monotonic() > deadline:
             return found
@@ -210,7 +211,7 @@ def test_paths_cannot_leave_the_feeds_folder(web: Web, caplog: pytest.LogCapture
 
 def test_unsubscribe_get_confirms_and_post_unsubscribes(web: Web) -> None:
     """GET shows a POST form and changes nothing; POST answers 200 (no redirect) and unsubscribes; never cached."""
-    token = compose.unsubscribe_token("ada", SECRET)
+    token = unsubscribe_token("ada", SECRET)
     status, headers, body = web.request("GET", f"/u/{token}")
     assert status == 200 and b'method="post"' in body and headers["cache-control"] == "no-store"
     assert web.unsubscribed == []
@@ -236,7 +237,7 @@ def test_bad_tokens_are_a_404_page(web: Web, caplog: pytest.LogCaptureFixture, t
 
 def test_post_body_is_bounded(web: Web) -> None:
     """A POST body over the limit is refused with 413 before it reaches the application."""
-    token = compose.unsubscribe_token("ada", SECRET)
+    token = unsubscribe_token("ada", SECRET)
     response = web.raw(f"POST /u/{token} HTTP/1.0\r\nContent-Length: {server.MAX_BODY_BYTES + 1}\r\n\r\n".encode())
     assert _status(response) == 413 and web.unsubscribed == []
 
@@ -285,7 +286,7 @@ def test_one_access_log_line_per_request(web: Web, caplog: pytest.LogCaptureFixt
     web.request("GET", "/feeds/missing.xml")
     web.raw(b"POST /u/x HTTP/1.0\r\nContent-Length: abc\r\n\r\n")
     web.raw(b"GET /feeds/%0aFAKE HTTP/1.0\r\n\r\n")
-    token = compose.unsubscribe_token("ada", SECRET)
+    token = unsubscribe_token("ada", SECRET)
     web.request("GET", f"/u/{token}")
     lines = _access_lines(caplog, 6)
     seen = [(m["client"], m["method"], m["path"], m["status"]) for m in lines]

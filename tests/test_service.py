@@ -17,9 +17,12 @@ from typing import ClassVar
 import pytest
 from conftest import CORPUS, SECRET_ENV, Sink, user_block, write_config
 
-from digest import compose, config, outbox, pipeline, schedule, server, store
+from digest import config, pipeline, store
+from digest.app import schedule, server
+from digest.deliver.email import unsubscribe_token
 from digest.errors import FetchError
 from digest.sources import fetch
+from digest.store import delivery
 
 ADA = user_block("ada", "['LLM']")
 BOB = user_block("bob", "['kernel']", cadence='cadence = "weekly"\nweekday = "fri"', tz="Asia/Tokyo")
@@ -48,7 +51,7 @@ def test_scheduler_jobs_have_safe_defaults(cfg: config.Config) -> None:
 
 def test_user_trigger_fires_at_local_send_time(cfg: config.Config) -> None:
     """The weekly Tokyo user's trigger fires on Friday 07:00 Tokyo time."""
-    from digest import cadence
+    from digest.config import cadence
 
     bob = next(p for p in cfg.profiles() if p.name == "bob")
     fire = cadence.trigger_for(bob).get_next_fire_time(None, datetime(2026, 11, 23, tzinfo=UTC))
@@ -128,7 +131,7 @@ def web(cfg: config.Config) -> Iterator[str]:
 
 
 def _token(cfg: config.Config, user: str) -> str:
-    return compose.unsubscribe_token(user, config.secret(cfg, SECRET_ENV))
+    return unsubscribe_token(user, config.secret(cfg, SECRET_ENV))
 
 
 def test_get_shows_confirmation_and_never_unsubscribes(cfg: config.Config, web: str) -> None:
@@ -136,14 +139,14 @@ def test_get_shows_confirmation_and_never_unsubscribes(cfg: config.Config, web: 
     page = _get_ok(f"{web}/u/{_token(cfg, 'ada')}")
     assert b'method="post"' in page
     conn = store.open_store(cfg.digest.store)
-    assert outbox.unsubscribed(conn) == set()
+    assert delivery.unsubscribed(conn) == set()
 
 
 def test_one_click_post_unsubscribes(cfg: config.Config, web: str, sink: Sink, seeds: list[Path]) -> None:
     """POST List-Unsubscribe=One-Click answers 200 without redirect and the user gets no more mail."""
     _get_ok(f"{web}/u/{_token(cfg, 'ada')}", method="POST", data=b"List-Unsubscribe=One-Click")
     conn = store.open_store(cfg.digest.store)
-    assert outbox.unsubscribed(conn) == {"ada"}
+    assert delivery.unsubscribed(conn) == {"ada"}
     shutil.copy(seeds[0], cfg.digest.inbox)
     pipeline.run_once(cfg, SECRET_ENV, now=datetime(2026, 11, 27, 8, tzinfo=UTC))
     assert sink.recipients() == ["bob@example.org"]

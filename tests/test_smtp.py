@@ -21,8 +21,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from digest.deliver.email import MailSettings, Outgoing, SendResult, SendSummary, SmtpSettings, compose, send_all
 from digest.errors import ConfigError, DeliveryError
-from digest.mail import MailSettings, Outgoing, SendResult, SendSummary, SmtpSettings, compose, send_all
 from digest.models import RenderedEmail
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from digest.errors import DumpError
+from digest.identity import normalise_title, paper_key, title_fingerprint
 from digest.sources import detect_format, parse_dump, read_dump
-from digest.sources.identity import normalise_title, paper_key, title_fingerprint
 
 EXPECTED_FOUND = [82, 49, 53, 119, 78]
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from digest import outbox, store
+from digest import store
 from digest.errors import LockedError, StoreError
 from digest.models import Dump, Paper
 from digest.sources import parse_dump, read_dump
+from digest.store import delivery
 
 
 def _dump(papers: list[Paper], name: str = "d") -> Dump:
@@ -193,7 +194,7 @@ def test_papers_queued_delivered_and_dropped_per_user(store_path: Path) -> None:
 
     def queue(user: str, period: str, keys: list[str], dropped: tuple[str, ...] = ()) -> int:
         with store.transaction(conn):
-            row_id = outbox.add_message(
+            row_id = delivery.add_message(
                 conn, user=user, period=period, scheduled_at=day, window_from=day, run_id=None, papers_until=day,
                 paper_keys=keys, message=b"m", message_id="i", sender="a@b", recipient="c@d", now=day, dropped=dropped,
             )  # fmt: skip
@@ -201,15 +202,15 @@ def test_papers_queued_delivered_and_dropped_per_user(store_path: Path) -> None:
         return row_id
 
     first = queue("ada", "p1", ["k1", "k2"], dropped=("old",))
-    assert outbox.settled_among(conn, ["k1", "k2", "old", "x"], ["ada", "bob"]) == {"ada": {"k1", "k2", "old"}}
-    outbox.mark_sent(conn, first, code=250, reply="ok", now=day)
+    assert delivery.settled_among(conn, ["k1", "k2", "old", "x"], ["ada", "bob"]) == {"ada": {"k1", "k2", "old"}}
+    delivery.mark_sent(conn, first, code=250, reply="ok", now=day)
     queue("ada", "p2", ["k3"])
     queue("bob", "p1", ["k1"])
-    assert outbox.feed_keys(conn, "ada", limit=10) == ["k3", "k1", "k2"]
+    assert delivery.feed_keys(conn, "ada", limit=10) == ["k3", "k1", "k2"]
     states = dict(conn.execute("SELECT paper_key, state FROM user_papers WHERE user = 'ada'").fetchall())
     assert states == {"k1": "delivered", "k2": "delivered", "old": "dropped"}
-    assert outbox.settled_among(conn, ["k1"], ["ada", "bob"]) == {"ada": {"k1"}, "bob": {"k1"}}
-    assert outbox.settled_among(conn, ["k1"], ["bob"]) == {"bob": {"k1"}}
+    assert delivery.settled_among(conn, ["k1"], ["ada", "bob"]) == {"ada": {"k1"}, "bob": {"k1"}}
+    assert delivery.settled_among(conn, ["k1"], ["bob"]) == {"bob": {"k1"}}
 
 
 def test_v2_store_moves_its_message_bodies_to_their_own_table(tmp_path: Path) -> None:
@@ -226,8 +227,8 @@ def test_v2_store_moves_its_message_bodies_to_their_own_table(tmp_path: Path) ->
     old.close()
     conn = store.open_store(path)
     assert store.schema_version(conn) == len(store.MIGRATIONS)
-    assert outbox.load_message(conn, 1) == b"From: a\r\n\r\nqueued\r\n"
-    assert outbox.load_message(conn, 2) == b""
+    assert delivery.load_message(conn, 1) == b"From: a\r\n\r\nqueued\r\n"
+    assert delivery.load_message(conn, 2) == b""
     assert conn.execute("SELECT count(*) FROM outbox WHERE message IS NOT NULL").fetchone()[0] == 0
     assert [tuple(r) for r in conn.execute("SELECT user, status FROM outbox ORDER BY id")] == [
         ("ada", "pending"),
@@ -241,7 +242,7 @@ def test_prune_drops_old_sent_and_failed_bodies_only(store_path: Path) -> None:
     day = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
     with store.transaction(conn):
         ids = [
-            outbox.add_message(
+            delivery.add_message(
                 conn,
                 user=user,
                 period="p",
@@ -258,11 +259,11 @@ def test_prune_drops_old_sent_and_failed_bodies_only(store_path: Path) -> None:
             )
             for user in ("old-sent", "new-sent", "old-failed", "old-pending")
         ]
-    outbox.mark_sent(conn, ids[0], code=250, reply="ok", now=day)
-    outbox.mark_sent(conn, ids[1], code=250, reply="ok", now=day + timedelta(days=10))
-    outbox.mark_failed(conn, ids[2], status="failed", code=550, reply="no", now=day)
-    assert outbox.prune_messages(conn, before=day + timedelta(days=5)) == 2
-    assert [outbox.load_message(conn, i) for i in ids] == [b"", b"m", b"", b"m"]
+    delivery.mark_sent(conn, ids[0], code=250, reply="ok", now=day)
+    delivery.mark_sent(conn, ids[1], code=250, reply="ok", now=day + timedelta(days=10))
+    delivery.mark_failed(conn, ids[2], status="failed", code=550, reply="no", now=day)
+    assert delivery.prune_messages(conn, before=day + timedelta(days=5)) == 2
+    assert [delivery.load_message(conn, i) for i in ids] == [b"", b"m", b"", b"m"]
     assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 4
 
 

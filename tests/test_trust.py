@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import SECRET_ENV, Sink, ingest_file, run_once, user_block, write_config
 
-from digest import config, outbox, pipeline, store
+from digest import config, pipeline, store
 from digest.errors import StoreError
+from digest.matching import match_profile
+from digest.store import delivery
 
 MONDAY = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 LLM = user_block("ada", "['LLM', '\"language model\"', 'agent*']")
@@ -33,7 +35,7 @@ def _carry_over_config(tmp_path: Path, port: int, users: str) -> Path:
 def _sent_keys(cfg: config.Config, user: str) -> list[str]:
     conn = store.open_store(cfg.digest.store)
     try:
-        rows = [r for r in outbox.history(conn, users=[user], limit=10_000) if r.status == "sent"]
+        rows = [r for r in delivery.history(conn, users=[user], limit=10_000) if r.status == "sent"]
         return [k for r in reversed(rows) for k in r.paper_keys]  # oldest digest first
     finally:
         conn.close()
@@ -159,13 +161,13 @@ def test_papers_over_max_papers_are_carried_into_the_next_digests(
     conn = store.open_store(cfg.digest.store)
     profile = cfg.profiles()[0]
     papers = [sp.paper for sp in store.list_papers(conn)]
-    matching = [m.paper.key for m in pipeline.match.match_profile(profile, papers)]
+    matching = [m.paper.key for m in match_profile(profile, papers)]
     assert len(matching) > 6
     for day in range(len(matching)):
         run_once(cfg, MONDAY + timedelta(days=day))
     sent = _sent_keys(cfg, "ada")
     assert len(sent) == len(set(sent))  # each once
-    states = outbox.user_paper_states(conn, "ada")
+    states = delivery.user_paper_states(conn, "ada")
     dropped = {str(s["paper_key"]) for s in states if s["state"] == "dropped"}
     assert set(sent) | dropped == set(matching) and not set(sent) & dropped  # none lost silently
     # Every day of the catch-up window carried three; what was still waiting after it is recorded as dropped.
@@ -175,14 +177,14 @@ def test_papers_over_max_papers_are_carried_into_the_next_digests(
 
 def test_status_says_what_was_matched_but_not_mailed(tmp_path: Path, sink: Sink, seeds: list[Path]) -> None:
     """`digest status --user` lists papers carried over (and why) after an overflowing digest."""
-    from digest.cli import main
+    from digest.app.cli import main
 
     path = _carry_over_config(tmp_path, sink.port, LLM + "max_papers = 2\n")
     cfg = config.load_config(path)
     ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
     run_once(cfg, MONDAY)
     conn = store.open_store(cfg.digest.store)
-    carried = [s for s in outbox.user_paper_states(conn, "ada") if s["state"] == "carried"]
+    carried = [s for s in delivery.user_paper_states(conn, "ada") if s["state"] == "carried"]
     assert carried
     import contextlib
     import io
@@ -294,7 +296,7 @@ def test_failed_sent_commit_resends_at_most_once(tmp_path: Path, sink: Sink, see
     assert errors == 5 and len(ids) == 2 and len(set(ids)) == 1
     assert run_once(cfg, MONDAY + timedelta(minutes=15)).sent == 0  # the disk has room again
     conn = store.open_store(cfg.digest.store)
-    [row] = outbox.history(conn, users=["ada"])
+    [row] = delivery.history(conn, users=["ada"])
     assert row.status == "sent" and "assumed accepted" in (row.last_reply or "")
     delivered = "SELECT count(*) FROM user_papers WHERE user = 'ada' AND state = 'delivered'"
     assert conn.execute(delivered).fetchone()[0] == len(row.paper_keys)
@@ -347,7 +349,7 @@ def test_gave_up_messages_fail_therun_once(tmp_path: Path, seeds: list[Path]) ->
     assert later.failed >= 1 and any("gave up" in e for e in later.errors)
     conn = store.open_store(cfg.digest.store)
     # Its papers went back to ada's pool, and the new period's digest (still unsent: no server) took them.
-    [failed, queued] = outbox.history(conn, users=["ada"])[::-1]
+    [failed, queued] = delivery.history(conn, users=["ada"])[::-1]
     assert failed.status == "failed" and queued.status == "deferred"
     assert set(failed.paper_keys) <= set(queued.paper_keys)
     held = "SELECT count(*) FROM user_papers WHERE outbox_id = ? AND state = 'queued'"
@@ -360,7 +362,7 @@ def test_send_exits_1_and_says_so_when_it_gives_up(tmp_path: Path, seeds: list[P
 
     from conftest import free_port
 
-    from digest.cli import main
+    from digest.app.cli import main
 
     path = write_config(tmp_path, free_port(), LLM)  # nobody listens: the message is deferred
     cfg = config.load_config(path)

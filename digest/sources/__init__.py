@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from digest.errors import DumpError
+from digest.identity import clean_text, normalise_title, paper_key, title_fingerprint
 from digest.models import Dump, Paper
 from digest.sources.api_json import MAX_COUNT, json_problem, load_json, parse_entries
 from digest.sources.html import looks_like_html, parse_html
-from digest.sources.identity import clean_text, normalise_title, paper_key, title_fingerprint
 from digest.sources.text import looks_like_text_dump, parse_text
 
 __all__ = [

@@ -12,8 +12,8 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+from digest.identity import clean_text, normalise_arxiv_id, paper_key
 from digest.models import Paper
-from digest.sources.identity import clean_text, normalise_arxiv_id, paper_key
 
 # Counts are stored as SQLite integers and handled as JSON numbers by scripts: 2**53 is the safe bound.
 MAX_COUNT = 2**53

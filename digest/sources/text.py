@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from digest.identity import clean_text, paper_key
 from digest.models import Paper
-from digest.sources.identity import clean_text, paper_key
 
 _MONTHS = {
     m: i

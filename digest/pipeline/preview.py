@@ -1,0 +1,79 @@
+"""Preview: what `run` would send a user if their period were due now, or their digests over a past span."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from digest import config, matching, render, sources, store
+from digest.config import cadence
+from digest.models import Digest, Profile, StoredPaper
+from digest.pipeline.plan import build_digests, due_users, select_digests
+from digest.pipeline.queue import manage_hint, page_links, unsubscribe_link
+from digest.pipeline.settings import feed_url, preview_mail_settings, render_options
+
+
+def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: datetime) -> Digest:
+    """``preview --since``: the profile's best matches among every stored paper first seen since ``since``,
+    streamed from the store a batch at a time (years of history would otherwise sit in memory at once)."""
+    with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+        batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
+        [(kept, total)] = matching.match_top_stream(
+            matching.compile_profiles([profile]), ([sp.paper for sp in batch] for batch in batches)
+        ).values()
+        shown = store.get_papers(conn, [m.paper.key for m in kept])
+        names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}
+    return Digest(
+        profile=profile,
+        matches=tuple(kept),
+        generated_at=now,
+        period=cadence.current_period(profile, now).key,
+        dumps=tuple(sorted({Path(n).name for n in names.values()})),
+        omitted=total - len(kept),
+    )
+
+
+def preview_digest(
+    cfg: config.Config,
+    env: Mapping[str, str],
+    user: str,
+    *,
+    now: datetime,
+    dump: Path | None = None,
+    since: date | None = None,
+) -> tuple[Digest, render.RenderCache, render.DigestLinks]:
+    """What ``user`` would receive if their period were due now (same selection as ``run``: window, carried
+    over papers, nothing already delivered), or from one dump, or from stored papers since a date. Never
+    writes."""
+    profile = next((p for p in cfg.profiles() if p.name == user), None)
+    if profile is None:
+        names = ", ".join(p.name for p in cfg.profiles()) or "none"
+        raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
+    if dump is not None:
+        parsed = sources.read_dump(dump)
+        pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
+        period = cadence.current_period(profile, now).key
+        [digest] = build_digests(
+            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=[dump.name]
+        )
+    elif since is not None:
+        digest = _history_digest(cfg, profile, since, now=now)
+    else:
+        with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+            # A user not yet in the store counts as added now, as the next run would record them.
+            [digest] = select_digests(conn, due_users(conn, cfg, [profile], now=now, force=True), now=now)
+    cache = render.prepare_papers(digest.matches, render_options(cfg))
+    unsubscribe = unsubscribe_link(profile, preview_mail_settings(cfg, env))
+    # Only a preview of what `run` would send has a page to link to.
+    none = render.PageLinks(view_url=None, more_url=None)
+    pages = page_links(cfg, digest) if dump is None and since is None else none
+    links = render.DigestLinks(
+        unsubscribe_url=unsubscribe,
+        feed_url=feed_url(cfg, profile),
+        manage_hint=manage_hint(cfg, profile),
+        view_url=pages["view_url"],
+        more_url=pages["more_url"],
+    )
+    return digest, cache, links

@@ -1,0 +1,199 @@
+"""Queue: render each planned digest into a message (in a forked pool for big runs) and commit it to the outbox."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+
+from digest import config, render, store
+from digest.deliver.email import (
+    MailSettings,
+    compose,
+    message_id,
+    unsubscribe_mailto_url,
+    unsubscribe_url,
+)
+from digest.models import Digest, Profile, RenderedEmail
+from digest.pipeline import archive
+from digest.pipeline.plan import Plan
+from digest.pipeline.settings import feed_url
+from digest.store import delivery
+
+# Digests rendered and committed to the outbox per transaction.
+QUEUE_BATCH = 16
+
+
+# A digest, its email, the message's bytes and (archive pages on) its archive page.
+Built = tuple[Digest, RenderedEmail, bytes, str | None]
+
+
+def build_messages(
+    cfg: config.Config, plan_: Plan, digests: Sequence[Digest], *, now: datetime, stages: defaultdict[str, float]
+) -> list[Built]:
+    """Render and compose these users' digests, and their archive pages (no store access: safe in a forked
+    process)."""
+    assert plan_.cache is not None and plan_.mail is not None
+    built: list[Built] = []
+    pages = archive.enabled(cfg)
+    for digest in digests:
+        t0 = time.perf_counter()
+        email = render_email(cfg, digest, plan_.cache, plan_.mail, now=now)
+        t1 = time.perf_counter()
+        data = compose(email, plan_.mail, now=now)
+        t2 = time.perf_counter()
+        page = archive.render_page(cfg, archive.page_digest(digest), plan_.cache, now=now) if pages else None
+        built.append((digest, email, data, page))
+        stages["render"] += t1 - t0 + time.perf_counter() - t2
+        stages["compose"] += t2 - t1
+    return built
+
+
+def store_messages(
+    conn: sqlite3.Connection, plan_: Plan, built: Sequence[Built], *, run_id: int | None, now: datetime
+) -> list[str]:
+    """Commit built digests to the outbox in one transaction, with the state of every matched paper (queued,
+    carried over, archived, dropped); returns the users queued.
+
+    With archive pages, what a digest matched beyond its email is listed on its page and recorded *archived*
+    here, in the transaction that writes the message; without, it is carried over to the next digests."""
+    assert plan_.mail is not None
+    mail = plan_.mail
+    queued = []
+    with store.transaction(conn):
+        for digest, email, data, page in built:
+            profile = digest.profile
+            shown = set(email.paper_keys)
+            left = [m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown]
+            row_id = delivery.add_message(
+                conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
+                window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
+                paper_keys=email.paper_keys, message=data,
+                message_id=message_id(profile.name, digest.period, mail),
+                sender=mail.sender, recipient=profile.email,
+                carried=left if page is None else (), archived=left if page is not None else (),
+                dropped=digest.dropped,
+            )  # fmt: skip
+            if row_id is not None:
+                queued.append(profile.name)
+                if page is not None:
+                    plan_.pages[row_id] = profile.name
+    plan_.queued.extend(queued)
+    return queued
+
+
+# What a forked renderer reads; set right before the pool forks, so the children inherit the matches and the
+# render cache instead of receiving them pickled.
+_FORK_STATE: tuple[config.Config, Plan, datetime] | None = None
+
+
+# Below this many digests a process pool costs more than it saves.
+PARALLEL_RENDER_MIN = 400
+
+
+RENDER_CHUNK = 64
+
+
+def _render_child(parent: int) -> None:
+    """A forked renderer dies with this process: it holds a copy of the run lock's descriptor, and outliving a
+    killed parent (blocked on its task queue forever) would hold the lock for every later run."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux, where fork is used)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
+
+
+def _build_chunk(start: int, end: int) -> tuple[list[tuple[RenderedEmail, bytes, str | None]], dict[str, float]]:
+    assert _FORK_STATE is not None
+    cfg, plan_, now = _FORK_STATE
+    stages: defaultdict[str, float] = defaultdict(float)
+    built = build_messages(cfg, plan_, plan_.digests[start:end], now=now, stages=stages)
+    return [(email, data, page) for _, email, data, page in built], dict(stages)
+
+
+def built_batches(
+    cfg: config.Config, plan_: Plan, *, now: datetime, stages: defaultdict[str, float], stop: Callable[[], bool]
+) -> Iterator[list[Built]]:
+    """Every due digest rendered and composed, in batches, in order. With many digests (and ``fork``, i.e.
+    Linux) the work runs in other processes while this one stores the previous batches and writes feeds: the
+    run's CPU work then uses a second core before sending, instead of overlapping with sending in one thread,
+    which held up the reading of the servers' replies."""
+    global _FORK_STATE
+    digests = plan_.digests
+    workers = min(4, (os.cpu_count() or 1) - 1)
+    # Forking a process that runs other threads (`digest serve`) could copy a lock some thread holds.
+    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    if len(digests) < PARALLEL_RENDER_MIN or workers < 1 or not forkable:
+        for start in range(0, len(digests), QUEUE_BATCH):
+            if stop():
+                return
+            yield build_messages(cfg, plan_, digests[start : start + QUEUE_BATCH], now=now, stages=stages)
+        return
+    _FORK_STATE = (cfg, plan_, now)
+    chunks = [(start, min(start + RENDER_CHUNK, len(digests))) for start in range(0, len(digests), RENDER_CHUNK)]
+    try:
+        context, parent = multiprocessing.get_context("fork"), os.getpid()
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_render_child, initargs=(parent,)) as pool:
+            # A few chunks ahead, not all: finished chunks wait in this process's memory.
+            ahead = 2 * workers
+            pending = collections.deque(pool.submit(_build_chunk, *chunk) for chunk in chunks[:ahead])
+            for n, (start, _end) in enumerate(chunks):
+                if stop():
+                    for future in pending:
+                        future.cancel()
+                    return
+                built, times = pending.popleft().result()
+                if n + ahead < len(chunks):
+                    pending.append(pool.submit(_build_chunk, *chunks[n + ahead]))
+                for name, seconds in times.items():
+                    stages[name] += seconds
+                yield [(digests[start + i], email, data, page) for i, (email, data, page) in enumerate(built)]
+    finally:
+        _FORK_STATE = None
+
+
+def render_email(
+    cfg: config.Config, digest: Digest, cache: render.RenderCache, mail: MailSettings, *, now: datetime
+) -> RenderedEmail:
+    """The email of one digest, as ``run`` queues it and ``preview`` shows it."""
+    profile = digest.profile
+    return render.render_digest(
+        digest,
+        cache,
+        unsubscribe_url=unsubscribe_link(profile, mail),
+        feed_url=feed_url(cfg, profile),
+        manage_hint=manage_hint(cfg, profile),
+        now=now,
+        **page_links(cfg, digest),
+    )
+
+
+def page_links(cfg: config.Config, digest: Digest) -> render.PageLinks:
+    """The email's links to its archive page ("View in browser", "N more papers"); None without pages."""
+    url = archive.page_url(cfg, digest.profile.name, digest.period) if archive.enabled(cfg) else None
+    return render.PageLinks(view_url=url, more_url=url)
+
+
+def manage_hint(cfg: config.Config, profile: Profile) -> str:
+    return f"Your profile is the [[users]] entry named {profile.name!r} in {cfg.path.name}; edit its keywords there."
+
+
+def unsubscribe_link(profile: Profile, mail: MailSettings) -> str:
+    """The body's unsubscribe link: the one-click https URL, else the same mailto the header carries."""
+    return (
+        unsubscribe_url(profile.name, mail)
+        or unsubscribe_mailto_url(profile.name, mail)
+        or f"mailto:{mail.sender}?subject=unsubscribe"
+    )

@@ -1,0 +1,56 @@
+"""All SQL: the SQLite store (``db``: open, migrations, transactions, the run lock), papers and dumps
+(``papers``), delivery state (``delivery``: subscribers, runs, outbox, each (user, paper)'s state), feed entry ids
+(``feed_ids``)."""
+
+from __future__ import annotations
+
+from digest.store import delivery, feed_ids
+from digest.store.db import (
+    MIGRATIONS,
+    background_checkpoints,
+    open_store,
+    run_lock,
+    schema_version,
+    store_file,
+    store_write_error,
+    transaction,
+)
+from digest.store.papers import (
+    counts,
+    dump_names,
+    first_ingested,
+    get_papers,
+    ingest,
+    is_ingested,
+    iter_papers,
+    known_inbox_files,
+    list_papers,
+    new_papers_since,
+    organizations_seen,
+    record_inbox_file,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "background_checkpoints",
+    "counts",
+    "delivery",
+    "dump_names",
+    "feed_ids",
+    "first_ingested",
+    "get_papers",
+    "ingest",
+    "is_ingested",
+    "iter_papers",
+    "known_inbox_files",
+    "list_papers",
+    "new_papers_since",
+    "open_store",
+    "organizations_seen",
+    "record_inbox_file",
+    "run_lock",
+    "schema_version",
+    "store_file",
+    "store_write_error",
+    "transaction",
+]
