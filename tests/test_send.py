@@ -177,3 +177,21 @@ def test_permanent_failure_is_recorded_not_retried_and_in_status(
     by_user = {m["user"]: m for m in status["messages"]}
     assert by_user["ada"]["status"] == "failed" and by_user["ada"]["last_code"] == 550
     assert "no such user" in by_user["ada"]["last_reply"] and by_user["bob"]["status"] == "sent"
+
+
+def test_a_deferral_is_exit_1_and_says_so(
+    capsys: pytest.CaptureFixture[str], config_file: Path, cfg: config.Config, sink: Sink, seeds: list[Path]
+) -> None:
+    """A message deferred by a temporary failure makes `digest send` exit 1 with a line saying what to do, as
+    `digest run` does: a cron job must not take it for a success."""
+    _queue(cfg, seeds[0], _recent())
+    sink.reject["ada@example.org"] = "451 4.3.0 try later"
+    code, out, err = _send(capsys, config_file, "--user", "ada")
+    assert code == 1 and "0 sent, 1 deferred, 0 failed" in out
+    assert "deferred by a temporary SMTP failure" in err and "--retry" in err
+
+
+def test_unknown_user_is_refused(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
+    """`digest send --user nobody` is a usage error naming the user, as `digest run` refuses it."""
+    code, _out, err = _send(capsys, config_file, "--user", "nobody")
+    assert code == 2 and "no such user(s): nobody" in err

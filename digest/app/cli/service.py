@@ -194,6 +194,9 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
     """
     from digest import pipeline
     cfg = obj.config()
+    unknown = sorted(set(users) - {u.name for u in cfg.users})
+    if unknown:
+        raise click.BadParameter(f"no such user(s): {', '.join(unknown)}", param_hint="--user")
     now = datetime.now(UTC)
     with _progress(not as_json, _progress_label(dry_run)) as progress:
         done = pipeline.send_due(
@@ -215,7 +218,15 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
             click.echo(f"{done.sent} sent, {done.deferred} deferred, {done.failed} failed")
         for error in done.errors:
             click.secho(f"error: {error}", fg="red", err=True)
-    if done.failed:
+        if done.deferred and not done.errors:
+            click.secho(
+                f"error: {_plural(done.deferred, 'message')} deferred by a temporary SMTP failure (`digest status` "
+                "shows the server's reply); `digest send --retry` or the next run retries them",
+                fg="red",
+                err=True,
+            )
+    # Like `digest run`: a deferral is something a cron job must see, not a success.
+    if done.failed or done.deferred:
         raise SystemExit(EXIT_FAILED)
 
 
