@@ -15,7 +15,7 @@ from digest.config import cadence
 from digest.deliver.email import (
     MailSettings,
 )
-from digest.models import Digest, Match, Profile, StoredPaper
+from digest.models import Digest, Match, Profile
 from digest.pipeline.settings import mail_settings, render_options
 from digest.store import delivery
 
@@ -135,39 +135,6 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
                 dropped=tuple(dropped),
                 scheduled_at=d.period.scheduled_at,
                 window_from=d.window.lower,
-            )
-        )
-    return digests
-
-
-def build_digests(
-    profiles: Sequence[Profile],
-    pools: Mapping[str, Sequence[StoredPaper]],
-    *,
-    periods: Mapping[str, str],
-    now: datetime,
-    dump_names: Sequence[str] = (),
-) -> list[Digest]:
-    """Match each profile against a given pool of papers (backtests: ``--dump``, ``--since``), keeping each
-    profile's top ``max_papers``."""
-    groups: dict[int, tuple[Sequence[StoredPaper], list[Profile]]] = {}
-    for profile in profiles:
-        pool = pools.get(profile.name, ())
-        groups.setdefault(id(pool), (pool, []))[1].append(profile)
-    top: dict[str, tuple[list[Match], int]] = {}
-    for pool, members in groups.values():
-        top.update(matching.match_top(matching.compile_profiles(members), [sp.paper for sp in pool]))
-    digests = []
-    for profile in profiles:
-        kept, total = top.get(profile.name, ([], 0))
-        digests.append(
-            Digest(
-                profile=profile,
-                matches=tuple(kept),
-                generated_at=now,
-                period=periods[profile.name],
-                dumps=tuple(dump_names),
-                omitted=total - len(kept),
             )
         )
     return digests

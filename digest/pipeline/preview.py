@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from digest import config, matching, render, sources, store
 from digest.config import cadence
-from digest.models import Digest, Profile, StoredPaper
-from digest.pipeline.plan import build_digests, due_users, select_digests
+from digest.models import Digest, Paper, Profile
+from digest.pipeline.plan import due_users, select_digests
 from digest.pipeline.queue import manage_hint, page_links, unsubscribe_link
 from digest.pipeline.settings import feed_url, preview_mail_settings, render_options
 
 
-def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: datetime) -> Digest:
-    """``preview --since``: the profile's best matches among every stored paper first seen since ``since``,
-    streamed from the store a batch at a time (years of history would otherwise sit in memory at once)."""
-    with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
-        batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
-        [(kept, total)] = matching.match_top_stream(
-            matching.compile_profiles([profile]), ([sp.paper for sp in batch] for batch in batches)
-        ).values()
-        shown = store.get_papers(conn, [m.paper.key for m in kept])
-        names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}
+def _backtest_digest(
+    profile: Profile, batches: Iterable[Sequence[Paper]], *, dumps: Sequence[str], now: datetime
+) -> Digest:
+    """The profile's best ``max_papers`` matches among papers that arrive in batches (one dump, or the store's
+    history a batch at a time, so years of it never sit in memory at once)."""
+    [(kept, total)] = matching.match_top_stream(matching.compile_profiles([profile]), batches).values()
     return Digest(
         profile=profile,
         matches=tuple(kept),
         generated_at=now,
         period=cadence.current_period(profile, now).key,
-        dumps=tuple(sorted({Path(n).name for n in names.values()})),
+        dumps=tuple(dumps),
         omitted=total - len(kept),
     )
+
+
+def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: datetime) -> Digest:
+    """``preview --since``: the backtest over every stored paper first seen since ``since``."""
+    with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+        batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
+        digest = _backtest_digest(profile, ([sp.paper for sp in batch] for batch in batches), dumps=(), now=now)
+        shown = store.get_papers(conn, [m.paper.key for m in digest.matches])
+        names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}
+    return replace(digest, dumps=tuple(sorted({Path(n).name for n in names.values()})))
 
 
 def preview_digest(
@@ -52,12 +59,7 @@ def preview_digest(
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
     if dump is not None:
-        parsed = sources.read_dump(dump)
-        pool = [StoredPaper(p, now, parsed.sha256) for p in parsed.papers]
-        period = cadence.current_period(profile, now).key
-        [digest] = build_digests(
-            [profile], {profile.name: pool}, periods={profile.name: period}, now=now, dump_names=[dump.name]
-        )
+        digest = _backtest_digest(profile, [sources.read_dump(dump).papers], dumps=(dump.name,), now=now)
     elif since is not None:
         digest = _history_digest(cfg, profile, since, now=now)
     else:
