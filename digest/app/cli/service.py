@@ -20,7 +20,7 @@ from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, ech
 if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
     from rich.console import Console
 
-    from digest import pipeline
+    from digest import config, pipeline
 
 DEFAULT_DRY_RUN_DIR = Path("digest-dry-run")
 
@@ -82,6 +82,13 @@ def _progress(enabled: bool, label: str, console: Console | None = None) -> Iter
         yield update
 
 
+def _require_users(cfg: config.Config, users: tuple[str, ...]) -> None:
+    """Refuse --user names the config does not have (a typo must not be a silent no-op)."""
+    unknown = sorted(set(users) - {u.name for u in cfg.users})
+    if unknown:
+        raise click.BadParameter(f"no such user(s): {', '.join(unknown)}", param_hint="--user")
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -135,9 +142,7 @@ def run(
     """
     from digest import pipeline
     cfg = obj.config()
-    unknown = sorted(set(users) - {u.name for u in cfg.users})
-    if unknown:
-        raise click.BadParameter(f"no such user(s): {', '.join(unknown)}", param_hint="--user")
+    _require_users(cfg, users)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -194,9 +199,7 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
     """
     from digest import pipeline
     cfg = obj.config()
-    unknown = sorted(set(users) - {u.name for u in cfg.users})
-    if unknown:
-        raise click.BadParameter(f"no such user(s): {', '.join(unknown)}", param_hint="--user")
+    _require_users(cfg, users)
     now = datetime.now(UTC)
     with _progress(not as_json, _progress_label(dry_run)) as progress:
         done = pipeline.send_due(
