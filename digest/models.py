@@ -81,7 +81,7 @@ class Profile:
     """A subscriber and the rules that pick their papers."""
 
     name: str
-    email: str
+    email: str  # "" when the user chose webhooks only
     keywords: tuple[str, ...] = ()  # each a query; a paper matches when any of them matches
     exclude: tuple[str, ...] = ()  # queries; a paper matching any is dropped whatever else matched
     min_upvotes: int = 0
@@ -95,6 +95,12 @@ class Profile:
     formats: tuple[str, ...] = ("html", "markdown")
     feed: bool = True
     display_name: str | None = None
+    webhooks: tuple[str, ...] = ()  # names of the [[webhooks]] this user opted into
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The ledger's channel names this user receives digests on, email first."""
+        return (("email",) if self.email else ()) + tuple(f"webhook:{name}" for name in self.webhooks)
 
 
 @dataclass(frozen=True, slots=True)
