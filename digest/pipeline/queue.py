@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import json
 import multiprocessing
 import os
 import signal
@@ -24,7 +25,7 @@ from digest.deliver.email import (
     unsubscribe_mailto_url,
     unsubscribe_url,
 )
-from digest.models import Digest, Profile, RenderedEmail
+from digest.models import Digest, Match, Profile, RenderedEmail
 from digest.pipeline import archive
 from digest.pipeline.plan import Plan
 from digest.pipeline.settings import feed_url
@@ -34,8 +35,33 @@ from digest.store import delivery
 QUEUE_BATCH = 16
 
 
-# A digest, its email, the message's bytes and (archive pages on) its archive page.
-Built = tuple[Digest, RenderedEmail, bytes, str | None]
+# A digest, its email, its message on each of its user's channels (ledger name -> bytes) and (archive pages on)
+# its archive page.
+Built = tuple[Digest, RenderedEmail, dict[str, bytes], str | None]
+
+
+def channel_messages(
+    cfg: config.Config, digest: Digest, email: RenderedEmail, mail: MailSettings, *, now: datetime
+) -> dict[str, bytes]:
+    """The digest's message on each channel its user chose, all showing the papers the email shows (the
+    digest's one selection, so that every channel records the same papers): the composed email, and for each
+    webhook its request bodies as JSON ``{"parts": [...]}`` in the target's own shape."""
+    messages: dict[str, bytes] = {}
+    shown: list[Match] | None = None
+    for name in digest.profile.channels:
+        if name == "email":
+            messages[name] = compose(email, mail, now=now)
+            continue
+        from digest.deliver.webhook import build_parts  # only runs with webhooks pay for the import
+
+        if shown is None:
+            by_key = {m.paper.key: m for m in (*digest.matches, *digest.overflow)}
+            shown = [by_key[key] for key in email.paper_keys if key in by_key]
+        kind = next(h.kind for h in cfg.webhooks if h.name == name.partition(":")[2])
+        view = page_links(cfg, digest)["view_url"]
+        parts = build_parts(kind, digest, shown, view_url=view, feed_url=feed_url(cfg, digest.profile), now=now)
+        messages[name] = json.dumps({"parts": parts}, ensure_ascii=False).encode("utf-8")
+    return messages
 
 
 def build_messages(
@@ -50,7 +76,7 @@ def build_messages(
         t0 = time.perf_counter()
         email = render_email(cfg, digest, plan_.cache, plan_.mail, now=now)
         t1 = time.perf_counter()
-        data = compose(email, plan_.mail, now=now)
+        data = channel_messages(cfg, digest, email, plan_.mail, now=now)
         t2 = time.perf_counter()
         page = archive.render_page(cfg, archive.page_digest(digest), plan_.cache, now=now) if pages else None
         built.append((digest, email, data, page))
@@ -71,25 +97,41 @@ def store_messages(
     mail = plan_.mail
     queued = []
     with store.transaction(conn):
-        for digest, email, data, page in built:
+        for digest, email, messages, page in built:
+            if not messages:  # a user with no channel (the config refuses one): nothing to record
+                continue
             profile = digest.profile
             shown = set(email.paper_keys)
             left = [m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown]
+            mid = message_id(profile.name, digest.period, mail)
+            lead, *others = messages
             row_id = delivery.add_message(
                 conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
                 window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
-                paper_keys=email.paper_keys, message=data,
-                message_id=message_id(profile.name, digest.period, mail),
-                sender=mail.sender, recipient=profile.email,
+                paper_keys=email.paper_keys, message=messages[lead], channel=lead, parts=_parts(lead, messages),
+                message_id=mid if lead == "email" else f"{lead}/{mid}",
+                sender=mail.sender if lead == "email" else None, recipient=profile.email if lead == "email" else None,
                 carried=left if page is None else (), archived=left if page is not None else (),
                 dropped=digest.dropped,
             )  # fmt: skip
             if row_id is not None:
+                for name in others:  # the digest on the user's other channels, same papers, same period
+                    delivery.add_message(
+                        conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
+                        window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
+                        paper_keys=email.paper_keys, message=messages[name], channel=name, lead_id=row_id,
+                        parts=_parts(name, messages), message_id=f"{name}/{mid}", sender=None, recipient=None,
+                    )  # fmt: skip
                 queued.append(profile.name)
                 if page is not None:
                     plan_.pages[row_id] = profile.name
     plan_.queued.extend(queued)
     return queued
+
+
+def _parts(name: str, messages: dict[str, bytes]) -> int:
+    """How many messages a row goes out as: an email is one; a webhook digest may be split."""
+    return 1 if name == "email" else len(json.loads(messages[name])["parts"])
 
 
 # What a forked renderer reads; set right before the pool forks, so the children inherit the matches and the
@@ -115,7 +157,9 @@ def _render_child(parent: int) -> None:
         os._exit(0)
 
 
-def _build_chunk(start: int, end: int) -> tuple[list[tuple[RenderedEmail, bytes, str | None]], dict[str, float]]:
+def _build_chunk(
+    start: int, end: int
+) -> tuple[list[tuple[RenderedEmail, dict[str, bytes], str | None]], dict[str, float]]:
     assert _FORK_STATE is not None
     cfg, plan_, now = _FORK_STATE
     stages: defaultdict[str, float] = defaultdict(float)

@@ -1,12 +1,12 @@
-"""Send: hand queued messages to the channel, record sent / deferred (with backoff) / failed; give up on old ones.
+"""Send: hand queued messages to their channels, record sent / deferred (with backoff) / failed; give up on old ones.
 
 Papers are marked delivered only inside the transaction that follows the server's acceptance (see
 ``digest.store.delivery``)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
+import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,14 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest import config, store
-from digest.deliver.email import (
-    Outgoing,
-    SendResult,
-    send_all,
-)
-from digest.errors import DeliveryError, StoreError
+from digest.deliver.channel import Outcome, Parcel
+from digest.errors import ConfigError, DeliveryError, DigestError, StoreError
 from digest.pipeline.options import RunOptions
-from digest.pipeline.settings import smtp_settings
+from digest.pipeline.settings import make_channel
 from digest.store import delivery
 
 log = logging.getLogger(__name__)
@@ -59,6 +55,86 @@ class Delivered:
     stopped: bool = False
 
 
+class _StoreLedger:
+    """The store's side of a delivery (``deliver.channel.Ledger``): each step is committed before the channel
+    goes on, so a crash resends at most what was in flight."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        rows: Mapping[str, delivery.OutboxRow],
+        counts: dict[str, int],
+        *,
+        clock: Callable[[], datetime],
+        progress: Callable[[], None],
+    ) -> None:
+        self.conn, self.rows, self.counts, self.clock, self.tick = conn, rows, counts, clock, progress
+
+    def handed_over(self, parcel: Parcel, handed_over: bool) -> None:
+        row_id = self.rows[parcel.key].id
+        _store_write(
+            "record a message as in flight in", lambda: delivery.mark_handed_over(self.conn, row_id, handed_over)
+        )
+
+    def progress(self, parcel: Parcel, parts_done: int) -> None:
+        row_id = self.rows[parcel.key].id
+        _store_write("record a delivered part in", lambda: delivery.mark_progress(self.conn, row_id, parts_done))
+
+    def result(self, parcel: Parcel, outcome: Outcome) -> None:
+        row = self.rows[parcel.key]
+        stamp = self.clock()
+        if outcome.status == "sent":
+            _store_write(
+                "record a sent message in",
+                lambda: delivery.mark_sent(self.conn, row.id, code=outcome.code, reply=outcome.reply, now=stamp),
+            )
+        else:
+            retry = _retry_at(row.attempts + 1, stamp) if outcome.status == "deferred" else None
+            if retry is not None and outcome.retry_after:  # the receiver said when (HTTP 429 Retry-After)
+                retry = max(retry, stamp + timedelta(seconds=outcome.retry_after))
+            _store_write(
+                "record a failed attempt in",
+                lambda: delivery.mark_failed(
+                    self.conn, row.id, status=outcome.status, code=outcome.code, reply=outcome.reply, now=stamp,
+                    retry_at=retry,
+                ),
+            )  # fmt: skip
+        self.counts[outcome.status] += 1
+        self.tick()
+
+
+def _dry_run_name(row: delivery.OutboxRow) -> str:
+    """The file a dry run writes a row to: <user>-<period>.eml for email, .<webhook>.json for a webhook."""
+    stem = f"{row.user}-{row.period.replace(':', '')}"
+    if row.channel == "email":
+        return stem + ".eml"
+    return f"{stem}.{row.channel.partition(':')[2]}.json"
+
+
+def _dry_run(conn: sqlite3.Connection, rows: Sequence[delivery.OutboxRow], options: RunOptions) -> Delivered:
+    """Write each row's message (an .eml file, or a webhook's request bodies as JSON) instead of sending."""
+    assert options.dry_run is not None
+    options.dry_run.mkdir(parents=True, exist_ok=True)
+    for n, row in enumerate(rows, 1):
+        if options.stop():
+            return Delivered(n - 1, stopped=True)
+        data = delivery.load_message(conn, row.id)
+        if row.channel != "email":  # the bodies, one per request, as the endpoint would receive them
+            data = (json.dumps(json.loads(data)["parts"], indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        (options.dry_run / _dry_run_name(row)).write_bytes(data)
+        if options.progress:
+            options.progress(n, len(rows))
+    return Delivered(len(rows))
+
+
+def _parcel(conn: sqlite3.Connection, cfg: config.Config, row: delivery.OutboxRow) -> Parcel:
+    return Parcel(
+        key=str(row.id), user=row.user, period=row.period, data=delivery.load_message(conn, row.id),
+        message_id=row.message_id or f"{row.channel}:{row.user}:{row.period}",
+        recipient=row.recipient or "", sender=row.sender or cfg.mail.sender, parts_done=row.parts_done,
+    )  # fmt: skip
+
+
 def deliver_rows(
     conn: sqlite3.Connection,
     cfg: config.Config,
@@ -68,81 +144,81 @@ def deliver_rows(
     options: RunOptions,
     clock: Callable[[], datetime],
 ) -> Delivered:
-    """Send (or, in a dry run, write as .eml) these outbox rows. Each message is committed in flight right
-    before its end-of-data line is written and sent right after the server's reply; its bytes are read from
-    the store one at a time, so memory stays flat."""
+    """Deliver (or, in a dry run, write to files) these outbox rows, channel by channel, email first. Each
+    message is committed in flight right before it is handed over and sent right after it is accepted; its
+    bytes are read from the store one at a time, so memory stays flat. A channel refused as a whole (SMTP
+    login, a webhook's missing secret) leaves its rows due and the other channels still go; the first such
+    error is raised at the end."""
+    if options.dry_run is not None:
+        return _dry_run(conn, rows, options)
     counts = {"sent": 0, "deferred": 0, "failed": 0}
     total = len(rows)
-    if options.dry_run is not None:
-        options.dry_run.mkdir(parents=True, exist_ok=True)
-        for row in rows:
-            if options.stop():
-                return Delivered(counts["sent"], stopped=True)
-            name = f"{row.user}-{row.period.replace(':', '')}.eml"
-            (options.dry_run / name).write_bytes(delivery.load_message(conn, row.id))
-            counts["sent"] += 1
-            if options.progress:
-                options.progress(counts["sent"], total)
-        return Delivered(counts["sent"])
-    by_key: dict[str, delivery.OutboxRow] = {}
 
-    def on_handover(item: Outgoing, handed_over: bool) -> None:
-        row_id = by_key[item.key].id
-        _store_write("record a message as in flight in", lambda: delivery.mark_handed_over(conn, row_id, handed_over))
-
-    def on_result(item: Outgoing, result: SendResult) -> None:
-        row = by_key.pop(item.key)
-        stamp = clock()
-        if result.status == "sent":
-            _store_write(
-                "record a sent message in",
-                lambda: delivery.mark_sent(conn, row.id, code=result.code, reply=result.reply, now=stamp),
-            )
-        else:
-            retry = _retry_at(row.attempts + 1, stamp) if result.status == "deferred" else None
-            _store_write(
-                "record a failed attempt in",
-                lambda: delivery.mark_failed(
-                    conn, row.id, status=result.status, code=result.code, reply=result.reply, now=stamp,
-                    retry_at=retry,
-                ),
-            )  # fmt: skip
-        counts[result.status] += 1
+    def tick() -> None:
         if options.progress:
             options.progress(sum(counts.values()), total)
 
-    taken: list[int] = []
-
-    def messages() -> Iterator[Outgoing]:
-        for row in rows:
-            by_key[str(row.id)] = row
-            taken.append(row.id)
-            data = delivery.load_message(conn, row.id)
-            yield Outgoing(str(row.id), row.sender or cfg.mail.sender, row.recipient or "", data)
-
+    by_channel: dict[str, list[delivery.OutboxRow]] = {}
+    for row in sorted(rows, key=lambda r: r.channel != "email"):
+        by_channel.setdefault(row.channel, []).append(row)
+    refused: list[DigestError] = []
     # A full garbage collection walks every object the run made (~70 ms at 10,000 users) and would stall the
     # reading of a reply that long; nothing made before sending is garbage that matters, so it is left out.
     gc.collect()
     gc.freeze()
     try:
         with store.background_checkpoints(conn, store.store_file(conn)):
-            summary = asyncio.run(
-                send_all(
-                    messages(), smtp_settings(cfg, env), on_result=on_result, on_handover=on_handover,
-                    stop=options.stop, tls_context=options.tls_context,
-                )
-            )  # fmt: skip
-    except DeliveryError:
-        # A run-level refusal (login, STARTTLS, sender) comes before DATA and every other session finished its
-        # message first: a row still in flight was never handed over, so it waits as it was, not as in flight.
-        delivery.release_in_flight(conn, taken)
-        raise
+            for name, group in by_channel.items():
+                if options.stop():
+                    break
+                try:
+                    _deliver_channel(conn, cfg, env, name, group, counts, options=options, clock=clock, tick=tick)
+                except (DeliveryError, ConfigError) as exc:
+                    refused.append(exc)
     finally:
         gc.unfreeze()
-    if summary.unreachable:
-        log.error("SMTP server unreachable: %s", summary.unreachable)
+    if refused:
+        raise refused[0]
     stopped = options.stop() and sum(counts.values()) < total
     return Delivered(counts["sent"], counts["deferred"], counts["failed"], stopped)
+
+
+def _deliver_channel(
+    conn: sqlite3.Connection,
+    cfg: config.Config,
+    env: Mapping[str, str],
+    name: str,
+    rows: Sequence[delivery.OutboxRow],
+    counts: dict[str, int],
+    *,
+    options: RunOptions,
+    clock: Callable[[], datetime],
+    tick: Callable[[], None],
+) -> None:
+    by_key = {str(row.id): row for row in rows}
+    ledger = _StoreLedger(conn, by_key, counts, clock=clock, progress=tick)
+    channel = make_channel(cfg, env, name, tls_context=options.tls_context)
+    if channel is None:  # a webhook taken out of the config: its digests cannot go anywhere
+        for row in rows:
+            ledger.result(
+                _parcel(conn, cfg, row),
+                Outcome("failed", None, f"{name} is no longer in {cfg.path.name}: not delivered on it"),
+            )
+        return
+    taken: list[int] = []
+
+    def parcels() -> Iterator[Parcel]:
+        for row in rows:
+            taken.append(row.id)
+            yield _parcel(conn, cfg, row)
+
+    try:
+        channel.deliver(parcels(), ledger, stop=options.stop)
+    except DeliveryError:
+        # A channel-wide refusal (login, STARTTLS, sender) comes before any hand-over of the parcels still
+        # unanswered: a row left in flight was never handed over, so it waits as it was, not as in flight.
+        delivery.release_in_flight(conn, taken)
+        raise
 
 
 def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> list[delivery.OutboxRow]:

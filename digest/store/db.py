@@ -224,6 +224,56 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE papers SET project_page = url WHERE url IS NOT NULL AND github_repo IS NULL;
     UPDATE papers SET url = NULL WHERE url IS NOT NULL;
     """,
+    # v7: the ledger learns channels. A digest (user, period) is delivered once per channel the user chose:
+    # one outbox row per (user, period, channel), so UNIQUE (user, period) becomes (user, period, channel),
+    # which SQLite can only change by rebuilding the table (every row and id is kept: other tables refer to
+    # them). Every existing row is an email row. The digest's first row is its *lead*: the papers carried
+    # over, archived and dropped are recorded against it, and archive pages list lead rows only; the other
+    # channels' rows name it in lead_id. A webhook digest may go out as several messages: parts is how many,
+    # parts_done how many were accepted, so a crash resumes at the part in flight instead of the first.
+    """
+    CREATE TABLE outbox_v7 (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL,
+        period TEXT NOT NULL,
+        channel TEXT NOT NULL DEFAULT 'email',
+        lead_id INTEGER REFERENCES outbox_v7(id),
+        run_id INTEGER REFERENCES runs(id),
+        created_at TEXT NOT NULL,
+        papers_until TEXT NOT NULL,
+        paper_keys TEXT NOT NULL DEFAULT '[]',
+        message_id TEXT,
+        sender TEXT,
+        recipient TEXT,
+        message BLOB,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_code INTEGER,
+        last_reply TEXT,
+        next_attempt_at TEXT,
+        sent_at TEXT,
+        scheduled_at TEXT,
+        in_flight INTEGER NOT NULL DEFAULT 0,
+        handed_over INTEGER NOT NULL DEFAULT 0,
+        window_from TEXT,
+        parts INTEGER NOT NULL DEFAULT 1,
+        parts_done INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (user, period, channel)
+    );
+    INSERT INTO outbox_v7 (id, user, period, run_id, created_at, papers_until, paper_keys, message_id, sender,
+                           recipient, message, status, attempts, last_code, last_reply, next_attempt_at, sent_at,
+                           scheduled_at, in_flight, handed_over, window_from)
+        SELECT id, user, period, run_id, created_at, papers_until, paper_keys, message_id, sender, recipient,
+               message, status, attempts, last_code, last_reply, next_attempt_at, sent_at, scheduled_at,
+               in_flight, handed_over, window_from
+        FROM outbox ORDER BY id;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v7 RENAME TO outbox;
+    CREATE INDEX outbox_status ON outbox(status, next_attempt_at);
+    CREATE INDEX outbox_until ON outbox(user, papers_until);
+    CREATE INDEX outbox_due ON outbox(user) WHERE status IN ('pending', 'sending', 'deferred');
+    CREATE INDEX outbox_user ON outbox(user, id);
+    """,
 )
 
 WAL_AUTOCHECKPOINT_PAGES = 10000  # 40 MB of WAL between checkpoints (see open_store)
@@ -242,10 +292,28 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"the store is at schema version {version}, newer than this paper-digest ({len(MIGRATIONS)})",
             "upgrade paper-digest, or point [digest].store at another file",
         )
-    for step in range(version, len(MIGRATIONS)):
-        # executescript commits implicitly, so the DDL and the version bump go in one explicit transaction.
-        conn.executescript(f"BEGIN;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};\nCOMMIT;")
-        log.info("store migrated to schema version %d", step + 1)
+    # A step that rebuilds a table (v5, v7) drops a table others refer to: foreign keys are checked after the
+    # steps instead (the pragma cannot change inside a transaction), and a step that broke one is rolled back.
+    enforced = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        for step in range(version, len(MIGRATIONS)):
+            # executescript commits implicitly, so the DDL, the check and the version bump go in one transaction.
+            before = len(conn.execute("PRAGMA foreign_key_check").fetchall())
+            conn.executescript(f"BEGIN;\n{MIGRATIONS[step]}\nPRAGMA user_version = {step + 1};")
+            broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if len(broken) > before:  # only what the step broke: an old store may carry a dangling row already
+                conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"migrating the store to schema version {step + 1} would break {len(broken)} reference(s) "
+                    f"(first: {tuple(broken[0])})",
+                    "the store was left at its version; report this with the store file",
+                )
+            conn.execute("COMMIT")
+            log.info("store migrated to schema version %d", step + 1)
+    finally:
+        if enforced:
+            conn.execute("PRAGMA foreign_keys=ON")
     return len(MIGRATIONS)
 
 

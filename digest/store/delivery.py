@@ -55,6 +55,10 @@ class OutboxRow:
     created_at: datetime
     sent_at: datetime | None
     run_id: int | None
+    channel: str = "email"  # "email" or "webhook:<name>"
+    lead_id: int | None = None  # the digest's lead row, for the rows of its other channels
+    parts: int = 1  # messages this row goes out as (a long webhook digest is split)
+    parts_done: int = 0  # of which accepted
 
 
 def _ts(value: datetime) -> str:
@@ -78,6 +82,10 @@ def _row(row: sqlite3.Row) -> OutboxRow:
         created_at=datetime.fromisoformat(row["created_at"]),
         sent_at=datetime.fromisoformat(row["sent_at"]) if row["sent_at"] else None,
         run_id=row["run_id"],
+        channel=row["channel"],
+        lead_id=row["lead_id"],
+        parts=row["parts"],
+        parts_done=row["parts_done"],
     )
 
 
@@ -154,20 +162,29 @@ def add_message(
     carried: Sequence[str] = (),
     dropped: Sequence[str] = (),
     archived: Sequence[str] = (),
+    channel: str = "email",
+    lead_id: int | None = None,
+    parts: int = 1,
 ) -> int | None:
     """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction, with the
     state of its papers: ``paper_keys`` queued, ``carried`` (matched, left for the next digests, listed on the
     row), ``archived`` (matched, listed on the digest's archive page and not mailed: settled for good, in the
     order the page lists them after the mailed ones), ``dropped`` (matched, older than the catch-up window).
-    Returns the row id, or None if the period already has one."""
+    Returns the row id, or None if the period already has one on this ``channel``.
+
+    A digest goes out on each channel its user chose: the first row written is its lead (the papers' states
+    above are recorded against it); the rows of its other channels carry the same ``paper_keys`` and name the
+    lead in ``lead_id``."""
     status = "pending" if message is not None else "empty"
-    values = (user, period, _ts(scheduled_at), _ts(window_from), run_id, _ts(now), _ts(papers_until),
-              json.dumps(list(paper_keys)), message_id, sender, recipient, status)  # fmt: skip
+    values = (user, period, channel, lead_id, parts, _ts(scheduled_at), _ts(window_from), run_id, _ts(now),
+              _ts(papers_until), json.dumps(list(paper_keys)), message_id, sender, recipient, status)  # fmt: skip
     # An 'empty' row of the period is replaced: it never blocks papers that arrive later in the period.
     cur = conn.execute(
-        "INSERT INTO outbox (user, period, scheduled_at, window_from, run_id, created_at, papers_until, paper_keys, "
-        "message_id, sender, recipient, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (user, period) DO UPDATE SET scheduled_at = excluded.scheduled_at, "
+        "INSERT INTO outbox (user, period, channel, lead_id, parts, scheduled_at, window_from, run_id, created_at, "
+        "papers_until, paper_keys, message_id, sender, recipient, status) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (user, period, channel) DO UPDATE SET lead_id = excluded.lead_id, parts = excluded.parts, "
+        "scheduled_at = excluded.scheduled_at, "
         "window_from = excluded.window_from, run_id = excluded.run_id, created_at = excluded.created_at, "
         "papers_until = excluded.papers_until, paper_keys = excluded.paper_keys, "
         "message_id = excluded.message_id, sender = excluded.sender, "
@@ -177,10 +194,17 @@ def add_message(
     if cur.rowcount <= 0:
         return None
     # Not lastrowid: an upsert that updates leaves it unchanged (and RETURNING needs SQLite 3.35).
-    row_id = int(conn.execute("SELECT id FROM outbox WHERE user = ? AND period = ?", (user, period)).fetchone()[0])
+    row_id = int(
+        conn.execute(
+            "SELECT id FROM outbox WHERE user = ? AND period = ? AND channel = ?", (user, period, channel)
+        ).fetchone()[0]
+    )
     stamp = _ts(now)
     if message is not None:
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
+    if lead_id is not None:  # the papers' states are the lead row's
+        return row_id
+    if message is not None:
         # Only a user's latest digest's carried papers are read (`digest status`): older lists go.
         conn.execute(
             "DELETE FROM outbox_carried WHERE id IN (SELECT id FROM outbox WHERE user = ? AND id < ?)", (user, row_id)
@@ -270,17 +294,19 @@ def user_paper_states(conn: sqlite3.Connection, user: str) -> list[dict[str, obj
             "AND u.state = 'archived' "
             "UNION ALL SELECT u.paper_key, u.state, u.updated_at, p.title FROM user_papers AS u "
             "LEFT JOIN papers AS p ON p.key = u.paper_key WHERE u.user = ?1 AND u.state = 'dropped' "
-            "UNION ALL SELECT j.value, 'queued', o.created_at, p.title FROM outbox AS o INDEXED BY outbox_due, "
+            # A digest due on several channels lists its papers once (UNION, not UNION ALL, for this part).
+            "UNION SELECT j.value, 'queued', o.created_at, p.title FROM outbox AS o INDEXED BY outbox_due, "
             "json_each(o.paper_keys) AS j "
             f"LEFT JOIN papers AS p ON p.key = j.value WHERE o.user = ?1 AND o.status IN {_DUE} "
-            "ORDER BY 3 DESC, 1",
+            "AND NOT EXISTS (SELECT 1 FROM user_papers AS d WHERE d.user = ?1 AND d.paper_key = j.value "
+            "AND d.state = 'delivered') ORDER BY 3 DESC, 1",
             (user,),
         )
     ]
     latest = conn.execute(
         "SELECT coalesce(c.paper_keys, '[]') AS paper_keys, o.created_at FROM outbox AS o "
         "LEFT JOIN outbox_carried AS c ON c.id = o.id WHERE o.user = ? AND o.status != 'empty' "
-        "ORDER BY o.id DESC LIMIT 1",
+        "AND o.lead_id IS NULL ORDER BY o.id DESC LIMIT 1",
         (user,),
     ).fetchone()
     if latest is not None:
@@ -303,7 +329,7 @@ def load_message(conn: sqlite3.Connection, row_id: int) -> bytes:
 
 _META = (
     "id, user, period, status, recipient, sender, message_id, NULL AS message, paper_keys, attempts, last_code, "
-    "last_reply, created_at, sent_at, run_id"
+    "last_reply, created_at, sent_at, run_id, channel, lead_id, parts, parts_done"
 )
 
 
@@ -346,9 +372,25 @@ def settle_handed_over(conn: sqlite3.Connection, *, now: datetime) -> list[Outbo
     with transaction(conn):
         rows = [_row(r) for r in conn.execute(f"SELECT {_META} FROM outbox WHERE {where}")]
         for row in rows:
+            if row.parts_done + 1 < row.parts:  # a part of a split message: the row goes on with the next part
+                conn.execute(
+                    "UPDATE outbox SET parts_done = parts_done + 1, in_flight = 0, handed_over = 0, "
+                    "status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'pending' END WHERE id = ?",
+                    (row.id,),
+                )
+                continue
             _sent(conn, row.id, code=None, reply="assumed accepted: handed whole to the server twice without a "
                   "recorded reply; not sent a third time", stamp=_ts(now))  # fmt: skip
     return rows
+
+
+def mark_progress(conn: sqlite3.Connection, row_id: int, parts_done: int) -> None:
+    """Record that the first ``parts_done`` parts of a split message were accepted (a resend starts after them)."""
+    with transaction(conn):
+        conn.execute(
+            "UPDATE outbox SET parts_done = max(parts_done, ?), in_flight = 0, handed_over = 0 WHERE id = ?",
+            (int(parts_done), row_id),
+        )
 
 
 def mark_handed_over(conn: sqlite3.Connection, row_id: int, handed_over: bool) -> None:
@@ -383,7 +425,9 @@ def _sent(conn: sqlite3.Connection, row_id: int, *, code: int | None, reply: str
         "INSERT INTO user_papers (paper_key, user, state, outbox_id, position, updated_at) "
         "SELECT j.value, o.user, 'delivered', o.id, j.key, ?1 FROM outbox AS o, json_each(o.paper_keys) AS j "
         "WHERE o.id = ?2 ON CONFLICT (paper_key, user) DO UPDATE SET state = 'delivered', "
-        "outbox_id = excluded.outbox_id, position = excluded.position, updated_at = excluded.updated_at",
+        "outbox_id = excluded.outbox_id, position = excluded.position, updated_at = excluded.updated_at "
+        # A paper that reached the user on another channel first stays recorded against that row.
+        "WHERE user_papers.state != 'delivered'",
         (stamp, row_id),
     )
 
@@ -453,13 +497,17 @@ def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
     # Only the digests that can reach the feed are read: the shown papers of a user's latest digests, from
     # the one holding their ``limit``-th newest shown paper on (an index walk of ``limit`` entries), not their
     # whole history, which grows by a digest a day.
+    # A digest still due on one channel may be delivered on another, or due on several: each paper is listed
+    # once, at its digest's lead (first) row (min() picks the bare column ``pos`` from that row).
     rows = conn.execute(
-        "SELECT paper_key, outbox_id, position FROM user_papers WHERE user = ?1 AND state IN ('delivered', 'archived') "
+        "SELECT k, min(oid) AS oid, pos FROM ("
+        "SELECT paper_key AS k, outbox_id AS oid, position AS pos FROM user_papers WHERE user = ?1 "
+        "AND state IN ('delivered', 'archived') "
         "AND outbox_id >= coalesce((SELECT outbox_id FROM user_papers WHERE user = ?1 "
         "AND state IN ('delivered', 'archived') ORDER BY outbox_id DESC LIMIT 1 OFFSET ?2 - 1), 0) "
-        "UNION ALL SELECT j.value, o.id, j.key FROM outbox AS o INDEXED BY outbox_due, json_each(o.paper_keys) AS j "
-        "WHERE o.user = ?1 "
-        f"AND o.status IN {_DUE} ORDER BY 2 DESC, 3 LIMIT ?2",
+        "UNION ALL SELECT j.value, coalesce(o.lead_id, o.id), j.key FROM outbox AS o INDEXED BY outbox_due, "
+        f"json_each(o.paper_keys) AS j WHERE o.user = ?1 AND o.status IN {_DUE}"
+        ") GROUP BY k ORDER BY oid DESC, pos LIMIT ?2",
         (user, int(limit)),
     )
     return [r[0] for r in rows]
@@ -515,7 +563,8 @@ def set_archive_done(conn: sqlite3.Connection, row_id: int) -> None:
 def archive_rows_after(conn: sqlite3.Connection, after: int) -> list[ArchivedDigest]:
     """Digests (rows with a message) written after row ``after``, oldest first, with their archived papers."""
     rows = conn.execute(
-        "SELECT id, user, period, created_at, paper_keys FROM outbox WHERE id > ? AND status != 'empty' ORDER BY id",
+        "SELECT id, user, period, created_at, paper_keys FROM outbox WHERE id > ? AND status != 'empty' "
+        "AND lead_id IS NULL ORDER BY id",
         (int(after),),
     ).fetchall()
     return [_archived_digest(conn, r) for r in rows]
@@ -536,7 +585,8 @@ def archive_count(conn: sqlite3.Connection, user: str, *, start: int) -> int:
     """How many of a user's digests (rows from ``start`` on) have an archive page."""
     return int(
         conn.execute(
-            "SELECT count(*) FROM outbox WHERE user = ? AND id >= ? AND status != 'empty'", (user, int(start))
+            "SELECT count(*) FROM outbox WHERE user = ? AND id >= ? AND status != 'empty' AND lead_id IS NULL",
+            (user, int(start)),
         ).fetchone()[0]
     )
 
@@ -550,7 +600,7 @@ def archive_index(
     rows = conn.execute(
         "SELECT o.id, o.period, o.created_at, json_array_length(o.paper_keys) + (SELECT count(*) FROM user_papers "
         "AS u WHERE u.outbox_id = o.id AND u.user = o.user AND u.state = 'archived') AS n FROM outbox AS o "
-        "WHERE o.user = ? AND o.id >= ? AND o.status != 'empty' ORDER BY o.id LIMIT ? OFFSET ?",
+        "WHERE o.user = ? AND o.id >= ? AND o.status != 'empty' AND o.lead_id IS NULL ORDER BY o.id LIMIT ? OFFSET ?",
         (user, int(start), int(limit), int(offset)),
     )
     return [(r[0], r[1], datetime.fromisoformat(r[2]), int(r[3])) for r in rows]

@@ -264,7 +264,11 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
         when = f"{r.sent_at:%Y-%m-%d %H:%M}" if r.sent_at else f"{r.created_at:%Y-%m-%d %H:%M}"
         detail = f" {r.last_code or ''} {r.last_reply or ''}".rstrip() if r.status in ("deferred", "failed") else ""
         papers = f"{len(r.paper_keys)} papers" if r.status != "empty" else "no matching papers"
-        click.echo(f"  {r.user:<16} {r.period:<17} {r.status:<9} {when}  {papers}  run {r.run_id}{detail}")
+        channel = f"  {r.channel}" if r.channel != "email" else ""
+        parts = f" ({r.parts_done}/{r.parts} parts)" if r.parts > 1 and r.status != "sent" else ""
+        click.echo(
+            f"  {r.user:<16} {r.period:<17} {r.status:<9} {when}  {papers}  run {r.run_id}{channel}{parts}{detail}"
+        )
     if not rows:
         click.echo("  (none yet)")
     click.echo("runs (newest first):")
