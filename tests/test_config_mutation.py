@@ -207,6 +207,58 @@ def _special(name: str, base: dict[str, Any]) -> Iterator[Mutation]:
         nested = "[" * depth + '"x"' + "]" * depth
         text = to_toml(base).replace("[[users]]\n", f"[[users]]\nkeywords_deep = {nested}\n", 1)
         yield Mutation(f"{name}: nested {depth}", text, "users[0]")
+    yield from _webhook_mutations(name, base)
+
+
+WEBHOOK = {"name": "lab", "kind": "slack", "url_env": "LAB_HOOK_URL", "timeout": 10}
+MATRIX = {"kind": "matrix", "homeserver": "https://matrix.example.org", "room_id": "!a:example.org",
+          "token_env": "LAB_MATRIX_TOKEN"}  # fmt: skip
+# (label, keys set on the webhook table (None: removed), the table a refusal must name)
+WEBHOOK_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("kind json", {"kind": "json"}, ""),
+    ("kind discord", {"kind": "discord"}, ""),
+    ("kind matrix", {**MATRIX, "url_env": None}, ""),
+    ("kind matrix, url_env kept", MATRIX, "webhooks"),
+    ("kind matrix, nothing else", {"kind": "matrix", "url_env": None}, "webhooks"),
+    ("kind matrix, http homeserver", {**MATRIX, "url_env": None, "homeserver": "http://m.example.org"}, "webhooks"),
+    ("kind matrix, loopback homeserver", {**MATRIX, "url_env": None, "homeserver": "http://127.0.0.1:8008"}, ""),
+    ("kind matrix, bad room", {**MATRIX, "url_env": None, "room_id": "a:b"}, "webhooks"),
+    ("kind teams", {"kind": "teams"}, "webhooks"),
+    ("no kind", {"kind": None}, "webhooks"),
+    ("no url_env", {"url_env": None}, "webhooks"),
+    ("url_env unset", {"url_env": "NOT_SET_ANYWHERE"}, "webhooks"),
+    ("url_env a URL", {"url_env": "https://hooks.example.org/secret"}, "webhooks"),
+    ("slack with room_id", {"room_id": "!a:b"}, "webhooks"),
+    ("name with a space", {"name": "a b"}, "webhooks|users"),
+    ("other name", {"name": "other"}, "users"),
+    ("timeout 0", {"timeout": 0}, "webhooks"),
+    ("timeout inf", {"timeout": math.inf}, "webhooks"),
+]
+
+
+def _webhook_mutations(name: str, base: dict[str, Any]) -> Iterator[Mutation]:
+    """A [[webhooks]] table that users[1] opts into, then each of its rules (and the users' side) broken once."""
+    hooked = _copy(base)
+    hooked["webhooks"] = [dict(WEBHOOK)]
+    hooked["users"][1]["webhooks"] = ["lab"]
+    yield Mutation(f"{name}: webhooks: users[1] opts in", to_toml(hooked), "")
+    for label, change, section in WEBHOOK_CASES:
+        data = _copy(hooked)
+        data["webhooks"][0] = {k: v for k, v in {**WEBHOOK, **change}.items() if v is not None}
+        yield Mutation(f"{name}: webhooks[0]: {label}", to_toml(data), section)
+    for label, value in (("unknown", ["nope"]), ("twice", ["lab", "lab"]), ("a string", "lab"), ("none", [])):
+        data = _copy(hooked)
+        data["users"][1]["webhooks"] = value
+        yield Mutation(f"{name}: users[1].webhooks {label}", to_toml(data), "users[1]")
+    data = _copy(hooked)
+    data["users"][0].pop("email")
+    data["users"][0]["webhooks"] = ["lab"]
+    yield Mutation(f"{name}: users[0] on the webhook only", to_toml(data), "users[0]")
+    data = _copy(hooked)
+    data["webhooks"].append({**WEBHOOK, "name": "LAB"})
+    yield Mutation(f"{name}: webhooks: a second LAB", to_toml(data), "webhooks")
+    for value in (3, [3], {"name": "lab"}):
+        yield Mutation(f"{name}: webhooks = {value!r}", to_toml({**hooked, "webhooks": value}), "webhooks|users")
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -291,6 +343,8 @@ def test_every_config_check_accepts_runs(world: dict[str, tuple[Path, dict[str, 
         mp.setenv("XDG_DATA_HOME", str(world["small"][0].parent.parent / "xdg-data"))
         mp.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
         mp.setenv("DIGEST_SECRET", SECRET)
+        mp.setenv("LAB_HOOK_URL", "https://hooks.example.org/services/secret")  # the webhook mutations' secrets
+        mp.setenv("LAB_MATRIX_TOKEN", "syt_mutation_token")
         mp.delenv("DIGEST_CONFIG", raising=False)
         mp.chdir(tmp_path)
         for name, (path, data) in world.items():

@@ -27,7 +27,7 @@ from digest.errors import ConfigError
 
 __all__ = [
     "ENV_FILE_TEMPLATE", "STARTER_CONFIG", "ConfigProblem", "ConfigValidationError", "Loc", "closest",
-    "error_records", "format_loc", "key_lines", "line_of", "located", "parse_env_text", "problem_record",
+    "error_records", "file_text", "format_loc", "key_lines", "line_of", "located", "parse_env_text", "problem_record",
     "pydantic_message", "read_env_file", "schema_at", "show", "too_deep", "value_range", "write_env_file",
     "write_starter_config",
 ]  # fmt: skip
@@ -266,6 +266,15 @@ def located(file: str, text: str, found: list[tuple[Loc, str]]) -> list[ConfigPr
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
+def file_text(path: Path) -> str:
+    """The text of a loaded config file, to find the lines of problems found later; "" when it cannot be read
+    any more (the problems then carry no line)."""
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 # ---------------------------------------------------------------------------------------------- translating errors
 
 
@@ -321,8 +330,11 @@ def value_range(field: FieldInfo | None) -> str | None:
     kind = "a whole number" if field.annotation is int else "a number"
     if lower is None:
         return f"{kind} up to {_tidy(upper)}"
-    return f"{kind} above {_tidy(lower)} and up to {_tidy(upper)}" if above else \
-        f"{kind} from {_tidy(lower)} to {_tidy(upper)}"
+    return (
+        f"{kind} above {_tidy(lower)} and up to {_tidy(upper)}"
+        if above
+        else f"{kind} from {_tidy(lower)} to {_tidy(upper)}"
+    )
 
 
 def pydantic_message(err: Any, root: type[BaseModel]) -> str:
@@ -417,13 +429,27 @@ def parse_env_text(text: str, file: str) -> tuple[dict[str, str], list[ConfigPro
             continue
         match = _ENV_LINE.fullmatch(line)
         if not match:
-            problems.append(ConfigProblem(file, number, "", "expected KEY=VALUE (a variable name, =, its value), "
-                                          "got a line that is not one (not shown, it may hold a secret)"))
+            problems.append(
+                ConfigProblem(
+                    file,
+                    number,
+                    "",
+                    "expected KEY=VALUE (a variable name, =, its value), "
+                    "got a line that is not one (not shown, it may hold a secret)",
+                )
+            )
             continue
         value = _env_value(match[2])
         if value is None:
-            problems.append(ConfigProblem(file, number, match[1], "expected a value whose closing quote ends the "
-                                          "line (values cannot span lines), got something else (not shown)"))
+            problems.append(
+                ConfigProblem(
+                    file,
+                    number,
+                    match[1],
+                    "expected a value whose closing quote ends the "
+                    "line (values cannot span lines), got something else (not shown)",
+                )
+            )
             continue
         values[match[1]] = value
     return values, problems
@@ -438,23 +464,28 @@ def read_env_file(path: Path, *, required: bool = False) -> dict[str, str]:
     except FileNotFoundError:
         if not required:
             return {}
-        raise ConfigError(f"env file {path} (named by [digest].env_file) not found",
-                          "create it (mode 600) with KEY=VALUE lines, or remove [digest].env_file") \
-            from None
+        raise ConfigError(
+            f"env file {path} (named by [digest].env_file) not found",
+            "create it (mode 600) with KEY=VALUE lines, or remove [digest].env_file",
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read env file {path}: {exc.strerror}", "it should be a file you own, mode 600") \
-            from None
+        raise ConfigError(
+            f"cannot read env file {path}: {exc.strerror}", "it should be a file you own, mode 600"
+        ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"env file {path} is not UTF-8 text", "write it as KEY=VALUE lines in UTF-8") from None
     values, problems = parse_env_text(text, str(path))
     if problems:
-        raise ConfigValidationError(problems, "write KEY=VALUE lines (# starts a comment line; quote a value "
-                                    "to keep spaces at its ends)")
+        raise ConfigValidationError(
+            problems, "write KEY=VALUE lines (# starts a comment line; quote a value to keep spaces at its ends)"
+        )
     if values and os.name == "posix" and mode & (stat.S_IROTH | stat.S_IWOTH):
-        raise ConfigError(f"env file {path} holds secrets but every user may read or change it "
-                          f"(mode {stat.S_IMODE(mode):o})", f"chmod 600 {shlex.quote(str(path))}")
+        raise ConfigError(
+            f"env file {path} holds secrets but every user may read or change it (mode {stat.S_IMODE(mode):o})",
+            f"chmod 600 {shlex.quote(str(path))}",
+        )
     return values
 
 
@@ -512,8 +543,7 @@ def write_starter_config(path: Path, *, force: bool = False) -> Path:
     except FileExistsError:
         raise ConfigError(f"{path} already exists", "edit it, or pass --force to replace it") from None
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
-            from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") from None
     return path.resolve()
 
 
@@ -527,6 +557,9 @@ DIGEST_SECRET={secret}
 
 # The SMTP password ([smtp].password_env), needed when [smtp].username is set:
 # DIGEST_SMTP_PASSWORD=
+
+# Webhook URLs and Matrix access tokens ([[webhooks]] url_env, token_env), one line per variable named there:
+# LAB_SLACK_WEBHOOK=https://hooks.slack.com/services/...
 """
 
 
@@ -540,8 +573,7 @@ def write_env_file(path: Path) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") \
-            from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", "check the folder exists and is writable") from None
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(ENV_FILE_TEMPLATE.format(secret=secrets.token_urlsafe(32)))
         out.flush()
