@@ -8,9 +8,11 @@ import email.policy
 import json
 import re
 import textwrap
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
+from html import escape as html_escape
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -236,19 +238,19 @@ def test_html_matches_full_render_of_the_same_templates():
 
 
 def _naive_html(digest: Digest, cache: render.RenderCache) -> str:
-    """What the cache avoids: full Jinja render with real values, then CSS-inline the whole page."""
-    env, level = cache.env, 0
+    """What the cache avoids: full Jinja render with real values, then CSS-inline the whole page. The titles and
+    abstracts, with their highlights, are built here from the Match hits by `_marked`, not by the renderer's
+    escaping, splicing or cutting code (an oracle must not reuse what it checks)."""
+    env = cache.env
     cards = []
     for m in digest.matches:
-        pp = cache.papers[m.paper.key]
-        cut = pp.cuts[level]
+        title_hits = [(h.start, h.end) for h in m.hits if h.field == "title"]
+        abstract_hits = [(h.start, h.end) for h in m.hits if h.field == "abstract"]
+        cut = _word_cut(m.paper.abstract, cache.options.abstract_chars)
         trimmed = cut < len(m.paper.abstract.rstrip())
         ctx = {**render.paper_context(m.paper, cache.options), "trimmed": trimmed, "n": len(cards) + 1}
-        hl = ("<mark><strong>", "</strong></mark>")
-        ts, as_ = render._spans(m)
-        ctx["title"] = Markup(render._splice(render._escape(m.paper.title, "html"), ts, len(m.paper.title), "<mark>",
-                                             "</mark>"))  # fmt: skip
-        abstract = render._splice(render._escape(m.paper.abstract, "html"), as_, cut, *hl)
+        ctx["title"] = Markup(_marked(m.paper.title, title_hits, len(m.paper.title), "<mark>", "</mark>"))
+        abstract = _marked(m.paper.abstract, abstract_hits, cut, "<mark><strong>", "</strong></mark>")
         ctx["abstract"] = Markup(abstract + (" …" if trimmed else ""))
         ctx |= {"reason": m.reason, "has_abstract": True}
         cards.append(env.get_template("paper.html.j2").render(ctx))
@@ -264,6 +266,63 @@ def _naive_html(digest: Digest, cache: render.RenderCache) -> str:
         index=Markup(index), web_page=False,
     )  # fmt: skip
     return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False).inline(page)
+
+
+def _gap(char: str) -> bool:
+    """White space or a character that is never text (a control, a surrogate, a noncharacter)."""
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cs") or char in "\ufffe\uffff"
+
+
+def _marked(text: str, hits: list[tuple[int, int]], cut: int, open_: str, close: str) -> str:
+    """``text[:cut]`` as HTML, one character at a time: every run of gap characters is one space (nothing when
+    it holds no white space, or at either end of the text), the rest HTML-escaped; each hit, trimmed of white
+    space and joined with a neighbour it overlaps or is under 4 white-space characters from, is wrapped in
+    open_/close."""
+    spans: list[list[int]] = []
+    for start, end in sorted(hits):
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start == end:
+            continue
+        if spans and (start <= spans[-1][1] or (start - spans[-1][1] < 4 and text[spans[-1][1] : start].isspace())):
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    marked = [False] * len(text)
+    for start, end in spans:
+        for i in range(start, min(end, cut)):
+            marked[i] = True
+    first = next((i for i, c in enumerate(text) if not _gap(c)), len(text))
+    last = max((i for i, c in enumerate(text) if not _gap(c)), default=-1)
+    out, inside, i = [], False, 0
+    while i < cut:
+        if marked[i] != inside:
+            out.append(open_ if marked[i] else close)
+            inside = marked[i]
+        if _gap(text[i]):
+            j = i
+            while j < len(text) and _gap(text[j]) and marked[j] == marked[i]:
+                j += 1
+            if first < i and j <= last and any(c.isspace() for c in text[i:j]):
+                out.append(" ")
+            i = j
+        else:
+            out.append(html_escape(text[i], quote=True))
+            i += 1
+    return "".join(out) + (close if inside else "")
+
+
+def _word_cut(text: str, limit: int) -> int:
+    """Where the sample abstracts are cut: whole when short enough, else after the last word that ends within
+    ``limit`` characters, without the white space and the punctuation before it."""
+    if len(" ".join(text.split())) <= limit:
+        return len(text.rstrip())
+    cut = text.rfind(" ", 0, limit + 1)
+    while text[cut - 1].isspace() or text[cut - 1] in ",;:([{-–—":
+        cut -= 1
+    return cut
 
 
 def _normalise(html: str) -> str:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import digest.sources
 from digest.errors import DumpError
 from digest.identity import normalise_title, paper_key, title_fingerprint
-from digest.sources import detect_format, parse_dump, read_dump
+from digest.models import Paper
+from digest.sources import READERS, Reader, detect_format, parse_dump, read_dump
 
 EXPECTED_FOUND = [82, 49, 53, 119, 78]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -19,6 +21,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 API_ORGS = FIXTURES / "orgs" / "api_2026-04-16.json"
 PAGE_ORGS = FIXTURES / "orgs" / "page_2026-04-16.html"
 SEEDS = sorted(FIXTURES.glob("0*.txt"))
+# The project's own day of four made-up papers (authors, organization, code and project links, stars, AI
+# summaries, thumbnails) in the three formats: API JSON, the saved page, and the text scrape of that page.
+OWN_API = FIXTURES / "readers" / "api_2026-11-20.json"
+OWN_PAGE = FIXTURES / "readers" / "page_2026-11-20.html"
+OWN_SCRAPE = FIXTURES / "readers" / "scrape_2026-11-20.txt"
+BY_FORMAT = {
+    "json": [OWN_API, API_ORGS],
+    "html": [OWN_PAGE, PAGE_ORGS],
+    "text": [OWN_SCRAPE, SEEDS[0], SEEDS[3]],  # both layouts of the scrape
+}
 
 
 def test_seed_paper_counts(seeds: list[Path]) -> None:
@@ -93,6 +105,77 @@ def test_orphan_lines_are_listed_not_fatal() -> None:
 def test_detect_format_from_content(data: bytes, expected: str) -> None:
     """The format comes from the content, whatever the file is called."""
     assert detect_format(data.decode()) == expected
+
+
+def test_the_registry_lists_each_format_once_in_sniff_order() -> None:
+    """READERS holds one Reader per format, JSON first and the text scrape last."""
+    assert all(isinstance(reader, Reader) for reader in READERS)
+    assert [reader.format for reader in READERS] == ["json", "html", "text"]
+    assert set(BY_FORMAT) == {reader.format for reader in READERS}  # every reader has fixtures below
+
+
+@pytest.mark.parametrize("reader", READERS, ids=lambda reader: reader.format)
+def test_each_reader_sniffs_its_own_format_only(reader: Reader) -> None:
+    """A reader's sniff says yes to every fixture of its format and no to every fixture of the others."""
+    for fmt, paths in BY_FORMAT.items():
+        for path in paths:
+            text = path.read_text(encoding="utf-8")
+            assert reader.sniff(text) is (fmt == reader.format), f"{reader.format} sniff on {path.name}"
+
+
+def test_text_no_reader_recognises_is_refused() -> None:
+    """Prose that no reader recognises has no format, and is refused saying what a listing looks like."""
+    text = "Dear team,\nthe digest looks good.\nBest, Ada\n"
+    assert detect_format(text) is None
+    with pytest.raises(DumpError) as err:
+        parse_dump(text.encode(), "note.txt")
+    assert err.value.message.startswith("note.txt: this does not look like a Daily Papers listing")
+    assert "saved HTML page" in err.value.hint
+
+
+def test_a_new_format_is_one_more_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader added to READERS is sniffed in its turn and its papers go through the same clean-up and Dump."""
+
+    def parse_tsv(text: str, name: str) -> tuple[list[Paper], list[str]]:
+        rows = [line.split("\t") for line in text.splitlines()[1:]]
+        return [Paper(key=paper_key(None, t), title=t, abstract=a) for t, a in rows], []
+
+    tsv = Reader("tsv", lambda text: text.startswith("title\tabstract\n"), parse_tsv, "expected a TSV dump")
+    monkeypatch.setattr(digest.sources, "READERS", (*READERS, tsv))
+    dump = parse_dump(b"title\tabstract\nA\x07 Title\tSome abstract.\n", "d.tsv")
+    assert (dump.format, [(p.title, p.abstract) for p in dump.papers]) == ("tsv", [("A Title", "Some abstract.")])
+    assert read_dump(OWN_API).format == "json"  # the others are unchanged
+
+
+def test_own_fixtures_give_the_same_day_in_every_format() -> None:
+    """The API JSON and the saved page give the same four papers; the text scrape of that page gives the same
+    titles, abstracts (unwrapped), author counts, organizations and upvotes."""
+    api, page, scrape = read_dump(OWN_API), read_dump(OWN_PAGE), read_dump(OWN_SCRAPE)
+    assert (api.format, page.format, scrape.format) == ("json", "html", "text")
+    assert not (api.skipped or page.skipped or scrape.skipped)
+    assert len(api.papers) == 4 and page.papers == api.papers
+    assert [(p.title, " ".join(p.abstract.split()), p.n_authors, p.organization, p.org_handle, p.upvotes)
+            for p in scrape.papers] == [
+        (p.title, " ".join(p.abstract.split()), p.n_authors, p.organization, p.org_handle, p.upvotes)
+        for p in api.papers
+    ]  # fmt: skip
+    assert [p.published_text for p in scrape.papers] == ["Nov 19", "Nov 19", "Nov 19", "Nov 18"]
+
+
+def test_own_api_fixture_keeps_every_field() -> None:
+    """Authors, organization, code repository with stars, project page, AI summary and thumbnail come through."""
+    first, second, *_ = read_dump(OWN_API).papers
+    assert first.authors == ("Mira Okafor", "Jonas Lindqvist", "Ana Beltrán") and first.n_authors == 3
+    assert (first.arxiv_id, first.key, first.upvotes, first.published) == (
+        "2611.10001", "arxiv:2611.10001", 31, date(2026, 11, 19),
+    )  # fmt: skip
+    assert (first.github_repo, first.github_stars) == ("https://github.com/example-labs/selfverify", 412)
+    assert first.ai_summary and first.ai_summary.startswith("Self-verifying heads replace")
+    assert first.thumbnail == "https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/2611.10001.png"
+    assert "\n" in first.abstract  # the API's hard wraps are kept in abstracts
+    assert (second.organization, second.org_handle, second.project_page) == (
+        "Acme AI", "acme-ai", "https://acme.example.org/pagedkv",
+    )  # fmt: skip
 
 
 def test_json_dump_named_txt_is_read_as_json(tmp_path: Path) -> None:
@@ -281,10 +364,13 @@ def test_bad_input_is_refused(data: bytes, needle: str) -> None:
 
 
 def test_truncated_json_names_line_and_column() -> None:
-    """Truncated JSON reports file:line:column."""
+    """Truncated JSON reports file:line:column, and json's message without its dangling "starting at"."""
     with pytest.raises(DumpError) as err:
         parse_dump(b'[\n  {"paper": {"id": "2401.1', "t.json")
-    assert err.value.message.startswith("t.json:2:")
+    assert err.value.message == "t.json:2:20: invalid JSON (Unterminated string)"
+    with pytest.raises(DumpError) as err:
+        parse_dump(b'[{"paper": {"id": "2401\x01"}}]', "c.json")
+    assert err.value.message == "c.json:1:24: invalid JSON (Invalid control character)"
 
 
 def test_partly_malformed_json_keeps_good_entries() -> None:

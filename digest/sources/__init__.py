@@ -1,5 +1,8 @@
 """Dump readers: sniff the format from the content, then parse text scrapes, API JSON or saved HTML.
 
+Each format is one module declaring a ``Reader`` (format, sniff, parse); ``READERS`` lists them in sniff order
+and the first whose sniff recognises the content parses it. A new format is one module and one line here.
+
 Policy for partly malformed dumps: the good entries are ingested and every bad entry, and every field ignored
 for its type or range, is listed in ``Dump.skipped`` (and in the ingest report); a dump with no good entry at
 all, or one a reader cannot make sense of (any exception), is refused whole with a DumpError naming the file.
@@ -10,7 +13,6 @@ fields on one line.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +20,13 @@ from pathlib import Path
 from digest.errors import DumpError
 from digest.identity import clean_text, normalise_title, paper_key, title_fingerprint
 from digest.models import Dump, Paper
-from digest.sources.api_json import MAX_COUNT, json_problem, load_json, parse_entries
-from digest.sources.html import looks_like_html, parse_html
-from digest.sources.text import looks_like_text_dump, parse_text
+from digest.sources import api_json, html, text
+from digest.sources.api_json import MAX_COUNT
+from digest.sources.reader import Parsed, Reader
 
 __all__ = [
+    "READERS",
+    "Reader",
     "detect_format",
     "normalise_title",
     "paper_key",
@@ -31,10 +35,20 @@ __all__ = [
     "title_fingerprint",
 ]
 
+# Sniff order: JSON by its first character, then an HTML page, then the text scrape's page chrome or metadata.
+READERS: tuple[Reader, ...] = (
+    api_json.READER,
+    html.READER,
+    text.READER,
+)
+
 log = logging.getLogger(__name__)
 
-FORMATS = ("text", "json", "html")
-_ARTICLE = {"text": "a text", "json": "a JSON", "html": "an HTML"}
+_NOT_A_LISTING = (
+    "this does not look like a Daily Papers listing: no page chrome, no '• N authors' or date lines, no JSON, "
+    "no HTML page",
+    "expected a text scrape, the API JSON or a saved HTML page of the listing; nothing was stored",
+)
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -83,47 +97,24 @@ def _wide_encoding(data: bytes) -> str | None:
     return None
 
 
-def detect_format(text: str) -> str:
-    """Name the dump format ("json", "html" or "text") from its content."""
-    head = text.lstrip()[:1]
-    if head in ("[", "{"):
-        return "json"
-    if looks_like_html(text):
-        return "html"
-    return "text"
+def reader_for(text: str) -> Reader | None:
+    """The first reader of ``READERS`` that recognises the text, or None."""
+    return next((reader for reader in READERS if reader.sniff(text)), None)
 
 
-def parse_dump(data: bytes, name: str) -> Dump:
-    """Parse a dump's bytes; raises DumpError naming the file (and line) when nothing usable is in it."""
-    text = _decode(data, name)
-    fmt = detect_format(text)
+def detect_format(text: str) -> str | None:
+    """Name the dump format ("json", "html" or "text") from its content; None when no reader recognises it."""
+    reader = reader_for(text)
+    return reader.format if reader else None
+
+
+def _parse(reader: Reader, text: str, name: str) -> Parsed:
+    """``reader.parse``, with every failure turned into a DumpError naming the file and the format."""
+    fmt = reader.format
     try:
-        if fmt == "json":
-            try:
-                entries = load_json(text)
-            except RecursionError:
-                raise
-            except ValueError as exc:
-                where = f":{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-                raise DumpError(
-                    f"{name}{where}: invalid JSON ({json_problem(exc).split(' at line ')[0]})",
-                    "expected the complete JSON of the daily-papers API; the file may be truncated",
-                ) from exc
-            papers, problems = parse_entries(entries, "the top level")
-        elif fmt == "html":
-            papers, problems = parse_html(text)
-        else:
-            if not looks_like_text_dump(text):
-                raise ValueError(
-                    "this does not look like a Daily Papers listing: no page chrome, no '• N authors' or date "
-                    "lines, no JSON, no HTML page"
-                )
-            papers, problems = parse_text(text)
+        return reader.parse(text, name)
     except ValueError as exc:
-        hint = f"could not read it as {_ARTICLE[fmt]} dump; nothing was stored"
-        if fmt == "text":
-            hint = "expected a text scrape, the API JSON or a saved HTML page of the listing; nothing was stored"
-        raise DumpError(f"{name}: {exc}", hint) from exc
+        raise DumpError(f"{name}: {exc}", reader.refusal_hint) from exc
     except RecursionError as exc:
         raise DumpError(
             f"{name}: the {fmt} dump is nested too deeply to be a Daily Papers listing",
@@ -139,6 +130,17 @@ def parse_dump(data: bytes, name: str) -> Dump:
             f"{name}: could not read this {fmt} dump ({type(exc).__name__}: {str(exc)[:200]})",
             "nothing was stored; the file does not have the shape of a Daily Papers listing",
         ) from exc
+
+
+def parse_dump(data: bytes, name: str) -> Dump:
+    """Parse a dump's bytes; raises DumpError naming the file (and line) when nothing usable is in it."""
+    decoded = _decode(data, name)
+    reader = reader_for(decoded)
+    if reader is None:
+        message, hint = _NOT_A_LISTING
+        raise DumpError(f"{name}: {message}", hint)
+    fmt = reader.format
+    papers, problems = _parse(reader, decoded, name)
     papers, notes = _sane(papers)
     problems = [*problems, *notes]
     if not papers:

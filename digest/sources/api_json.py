@@ -12,8 +12,10 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+from digest.errors import DumpError
 from digest.identity import clean_text, normalise_arxiv_id, paper_key
 from digest.models import Paper
+from digest.sources.reader import Parsed, Reader
 
 # Counts are stored as SQLite integers and handled as JSON numbers by scripts: 2**53 is the safe bound.
 MAX_COUNT = 2**53
@@ -53,10 +55,16 @@ def load_json(text: str) -> Any:
     return json.loads(text, parse_int=_int)
 
 
+def _json_msg(exc: json.JSONDecodeError) -> str:
+    # Two of json's messages end in " at", for the position json itself appends: "Unterminated string
+    # starting at", "Invalid control character at".
+    return exc.msg.removesuffix(" at")
+
+
 def json_problem(exc: ValueError) -> str:
     """What json.loads disliked, in words (a number too long to convert is a plain ValueError)."""
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        return f"{_json_msg(exc)} at line {exc.lineno} column {exc.colno}"
     if "integer string conversion" in str(exc):
         return "a number with more than 4300 digits"
     return str(exc)[:200]
@@ -264,3 +272,34 @@ def parse_entries(entries: Any, where: str) -> tuple[list[Paper], list[str]]:
         papers.append(paper)
         problems.extend(f"entry {index} ({paper.title[:60]!r}): {note}" for note in notes)
     return papers, problems
+
+
+def looks_like_json(text: str) -> bool:
+    """True when the text starts (after white space) like a JSON array or object."""
+    return text.lstrip()[:1] in ("[", "{")
+
+
+def parse_json(text: str, name: str) -> Parsed:
+    """Parse an API JSON dump; invalid JSON is a DumpError naming ``name`` and, when known, line:column."""
+    try:
+        entries = load_json(text)
+    except RecursionError:
+        raise  # the dispatcher says "nested too deeply"
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):  # the position goes with the file name, as name:line:column
+            where, what = f":{exc.lineno}:{exc.colno}", _json_msg(exc).removesuffix(" starting")
+        else:
+            where, what = "", json_problem(exc)
+        raise DumpError(
+            f"{name}{where}: invalid JSON ({what})",
+            "expected the complete JSON of the daily-papers API; the file may be truncated",
+        ) from exc
+    return parse_entries(entries, "the top level")
+
+
+READER = Reader(
+    format="json",
+    sniff=looks_like_json,
+    parse=parse_json,
+    refusal_hint="could not read it as a JSON dump; nothing was stored",
+)

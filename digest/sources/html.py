@@ -9,6 +9,7 @@ from bs4 import BeautifulSoup, SoupStrainer, XMLParsedAsHTMLWarning
 
 from digest.models import Paper
 from digest.sources.api_json import describe, json_problem, load_json, parse_entries
+from digest.sources.reader import Parsed, Reader
 
 # lxml is the fastest backend here (1.8x html.parser on the 220 KB page), and building only the hydrater
 # div instead of the whole tree saves another ~15%; bench/bench_ingest.py prints all four combinations.
@@ -52,3 +53,15 @@ def parse_html(text: str, *, parser: str = "lxml", strain: bool = True) -> tuple
     if not isinstance(props, dict) or "dailyPapers" not in props:
         raise ValueError(f"the DailyPapers data-props has no 'dailyPapers' list (got {describe(props)})")
     return parse_entries(props["dailyPapers"], "data-props.dailyPapers")
+
+
+def _parse(text: str, name: str) -> Parsed:
+    return parse_html(text)
+
+
+READER = Reader(
+    format="html",
+    sniff=looks_like_html,
+    parse=_parse,
+    refusal_hint="could not read it as an HTML dump; nothing was stored",
+)

@@ -14,6 +14,7 @@ from datetime import date
 
 from digest.identity import clean_text, paper_key
 from digest.models import Paper
+from digest.sources.reader import Parsed, Reader
 
 _MONTHS = {
     m: i
@@ -160,3 +161,15 @@ def parse_text(text: str) -> tuple[list[Paper], list[str]]:
             )
         )
     return papers, problems
+
+
+def _parse(text: str, name: str) -> Parsed:
+    return parse_text(text)
+
+
+READER = Reader(
+    format="text",
+    sniff=looks_like_text_dump,
+    parse=_parse,
+    refusal_hint="expected a text scrape, the API JSON or a saved HTML page of the listing; nothing was stored",
+)
