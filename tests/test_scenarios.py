@@ -11,16 +11,16 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-import sys
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import SECRET_ENV, Sink
 
 from digest.app.cli import main
+from digest.app.cli.common import CLOCK_ENV
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_AT = datetime(2026, 11, 23, 7, 5, tzinfo=UTC)  # a Monday, five minutes after the default send time
@@ -57,32 +57,6 @@ def load_steps(folder: Path) -> list[Step]:
     return steps
 
 
-class Frozen(datetime):
-    """A datetime class whose now() is the class's ``at``."""
-
-    at = DEFAULT_AT
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-        return cls.at.astimezone(tz) if tz else cls.at.astimezone(UTC).replace(tzinfo=None)
-
-
-def freeze_cli_clock(monkeypatch: pytest.MonkeyPatch) -> type[Frozen]:
-    """Make the CLI read the returned class's ``at`` as the time. The library takes ``now=`` from its caller
-    and only the app layer reads the wall clock (``datetime.now``: the CLI has no clock option), so the
-    ``datetime`` those modules imported is swapped for the test's."""
-
-    class Clock(Frozen):
-        pass
-
-    modules = [module for name, module in sys.modules.items() if name.startswith("digest.app.")]
-    patched = [module for module in modules if getattr(module, "datetime", None) is datetime]
-    assert patched, "no module of digest.app imports datetime: how does the CLI read the clock now?"
-    for module in patched:
-        monkeypatch.setattr(module, "datetime", Clock)
-    return Clock
-
-
 def tree(root: Path) -> list[str]:
     """Every file under ``root`` as a relative POSIX path, sorted."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -103,7 +77,6 @@ def run_scenario(
         monkeypatch.setenv(variable, str(work / "xdg"))
     monkeypatch.delenv("DIGEST_CONFIG", raising=False)
     monkeypatch.chdir(work)
-    clock = freeze_cli_clock(monkeypatch)
     capsys.readouterr()  # only what the steps print
     out: dict[str, bytes] = {}
     for number, step in enumerate(load_steps(source), start=1):
@@ -111,7 +84,7 @@ def run_scenario(
             for dump in sorted((source / "dumps" / step.inbox).iterdir()):
                 if dump.is_file():
                     shutil.copyfile(dump, work / "inbox" / dump.name)
-        clock.at = step.at
+        monkeypatch.setenv(CLOCK_ENV, step.at.isoformat())  # the CLI's fixed clock
         before = len(sink.messages)
         code = main(["--config", "config.toml", *step.args])
         stdout, stderr = capsys.readouterr()

@@ -24,6 +24,26 @@ if TYPE_CHECKING:  # imported where a command needs them, so --help and --versio
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+CLOCK_ENV = "DIGEST_NOW"
+
+
+def wall_clock() -> datetime:
+    """The time every command works with: now, or the ISO time in DIGEST_NOW (a fixed clock, so that scenario
+    tests and replays of a past day produce the same messages byte for byte)."""
+    fixed = os.environ.get(CLOCK_ENV)
+    if not fixed:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(fixed)
+    except ValueError:
+        raise click.UsageError(
+            f"{CLOCK_ENV}={fixed!r} is not an ISO date-time (e.g. 2026-11-23T07:05:00+00:00)"
+        ) from None
+    if value.tzinfo is None:
+        raise click.UsageError(f"{CLOCK_ENV}={fixed!r} has no time zone: add +00:00 or Z")
+    return value.astimezone(UTC)
+
+
 class Context:
     """What the group options decided, shared by every command."""
 
@@ -194,6 +214,7 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
     A dump that cannot be read is refused whole (nothing of it is stored) and the others go on; the exit code
     is 1 when any was refused."""
     from digest import pipeline
+
     with pipeline.ingest_session(obj.store_file()) as session:
         _ingest_all(session, paths, as_json, obj.verbose)
 
@@ -201,7 +222,7 @@ def ingest(obj: Context, paths: tuple[str, ...], as_json: bool) -> None:
 def _ingest_all(session: pipeline.IngestSession, paths: tuple[str, ...], as_json: bool, verbose: bool) -> None:
     reports: list[dict[str, Any]] = []
     refused = 0
-    now = datetime.now(UTC)
+    now = wall_clock()
     name: str | None = None
     try:
         for name, path, error in _expand_paths(paths):
@@ -263,6 +284,7 @@ def papers(obj: Context, since: str | None, until: str | None, search: str | Non
       digest papers --limit 5 --json
     """
     from digest import pipeline
+
     rows = pipeline.list_papers(
         obj.store_file(),
         since=parse_day(since, "--since"),
@@ -329,7 +351,9 @@ def entry() -> None:
 
 
 # The ingest command's body belongs to the ingest work; its help example is attached here instead.
-ingest.help = (ingest.help or "") + """
+ingest.help = (
+    (ingest.help or "")
+    + """
 
 \b
 Examples:
@@ -337,3 +361,4 @@ Examples:
   digest ingest --json ~/dumps/
   curl -s https://huggingface.co/api/daily_papers | digest ingest -
 """
+)

@@ -7,13 +7,13 @@ import sqlite3
 import tempfile
 import webbrowser
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from digest.app.cli.common import EXIT_USAGE, Context, cli, complete_users, echo_json, parse_day
+from digest.app.cli.common import EXIT_USAGE, Context, cli, complete_users, echo_json, parse_day, wall_clock
 from digest.errors import DigestError
 
 if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
@@ -34,23 +34,26 @@ def init(path: Path | None, force: bool) -> None:
       digest init ./config.toml --force
     """
     from digest import config
+
     default = config.default_config_path(os.environ)
     target = config.write_starter_config(path or default, force=force)
     click.echo(f"wrote {target}")
     env_file = target.parent / config.ENV_FILE_NAME
     if config.write_env_file(env_file):
-        click.echo(f"wrote {env_file} (mode 600) with a new random DIGEST_SECRET; keep it, it signs message ids "
-                   "and unsubscribe links; put the SMTP password there too if [smtp].username is set")
+        click.echo(
+            f"wrote {env_file} (mode 600) with a new random DIGEST_SECRET; keep it, it signs message ids "
+            "and unsubscribe links; put the SMTP password there too if [smtp].username is set"
+        )
     else:
         click.echo(f"kept {env_file} (it exists already; its secrets are left as they are)")
     again = "digest check" if target == default.resolve() else f"digest --config {target} check"
-    click.echo(f"next: edit the config ([mail] sender, [smtp], one [[users]] table per subscriber), then run "
-               f"`{again}`")
+    click.echo(f"next: edit the config ([mail] sender, [smtp], one [[users]] table per subscriber), then run `{again}`")
 
 
 def _organizations_seen(store_path: Path) -> list[str] | None:
     """Every organization name and handle in the store; None when there is no store yet."""
     from digest import pipeline
+
     if not store_path.exists():
         return None
     return pipeline.organizations_seen(store_path)
@@ -60,6 +63,7 @@ def _store_warning_problems(obj: Context, cfg: config.Config) -> list[ConfigProb
     """Organizations configured but never seen in the store (nothing to say without a store)."""
     from digest import config
     from digest.config.problems import ConfigProblem
+
     if not any(user.organizations for user in cfg.users):
         return []
     try:
@@ -90,6 +94,7 @@ def check(obj: Context, as_json: bool) -> None:
       digest --config ./config.toml check --json | jq '.problems[].message'
     """
     from digest import config
+
     if as_json:
         _check_json(obj)
         return
@@ -109,6 +114,7 @@ def _check_json(obj: Context) -> None:
     """`check --json`: every problem as a record, also when the file cannot be loaded at all (exit 2 then)."""
     from digest import config
     from digest.config.problems import error_records, problem_record
+
     try:
         cfg = obj.config()
     except config.ConfigError as exc:
@@ -135,12 +141,13 @@ def _check_json(obj: Context) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return wall_clock()
 
 
 def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """--send-to: a plain ASCII address (IDN domains in punycode), checked as the config checks addresses."""
     from digest import pipeline
+
     if value is None:
         return None
     try:
@@ -184,6 +191,7 @@ def preview(
       digest preview --user ada --send-to me@example.org
     """
     from digest import pipeline
+
     cfg = obj.config()
     day = parse_day(since, "--since")
     now = _now()
@@ -218,6 +226,7 @@ def _send_trial(
     """preview --send-to: the whole work is trial.send_trial; an option that only shapes local output is refused
     rather than ignored."""
     from digest.pipeline import trial
+
     ctx = click.get_current_context()
     for name, flag in (("fmt", "--format"), ("output", "--output"), ("open_browser", "--open")):
         if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
@@ -245,6 +254,7 @@ def match_command(obj: Context, query: str, since: str | None, dump: Path | None
       digest match '"language model" AND agent' --since 2026-11-01 --json
     """
     from digest import pipeline
+
     pipeline.check_query(query)  # a syntax error is reported before anything is read
     found, total, seen = pipeline.match_query(
         query,

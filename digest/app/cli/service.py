@@ -9,13 +9,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, echo_json
+from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, echo_json, wall_clock
 
 if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
     from rich.console import Console
@@ -68,6 +68,7 @@ def _progress(enabled: bool, label: str, console: Console | None = None) -> Iter
     digests 3/12"); it appears once the count is known and log lines print above it. Yields the callback."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     console = console or Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
@@ -141,6 +142,7 @@ def run(
       digest run --quiet          # for cron: silent when there is nothing new
     """
     from digest import pipeline
+
     cfg = obj.config()
     _require_users(cfg, users)
     stop = threading.Event()
@@ -150,7 +152,7 @@ def run(
             report = pipeline.run_once(
                 cfg,
                 os.environ,
-                now=datetime.now(UTC),
+                now=wall_clock(),
                 options=pipeline.RunOptions(
                     users=users or None,
                     dry_run=out if dry_run else None,
@@ -159,7 +161,7 @@ def run(
                     wait_for_lock=wait,
                     stop=stop.is_set,
                 ),
-                clock=lambda: datetime.now(UTC),
+                clock=lambda: wall_clock(),
             )
     finally:
         for sig, handler in previous.items():
@@ -198,9 +200,10 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
       digest send --dry-run --out /tmp/due
     """
     from digest import pipeline
+
     cfg = obj.config()
     _require_users(cfg, users)
-    now = datetime.now(UTC)
+    now = wall_clock()
     with _progress(not as_json, _progress_label(dry_run)) as progress:
         done = pipeline.send_due(
             cfg,
@@ -210,7 +213,7 @@ def send(obj: Context, retry: bool, users: tuple[str, ...], dry_run: bool, out: 
             dry_run=out if dry_run else None,
             progress=progress,
             retry=retry,
-            clock=lambda: datetime.now(UTC),
+            clock=lambda: wall_clock(),
         )
     if as_json:
         echo_json(asdict(done))
@@ -247,6 +250,7 @@ def status(obj: Context, users: tuple[str, ...], limit: int, as_json: bool) -> N
       digest status --user ada --limit 10
     """
     from digest import pipeline
+
     report = pipeline.status(obj.store_file(), users=users, limit=limit)
     rows, runs, gone, unsent = report.messages, report.runs, report.unsubscribed, report.unsent
     if as_json:
@@ -311,6 +315,7 @@ def fetch(obj: Context, day: datetime | None) -> None:
       digest fetch --date 2026-11-23
     """
     from digest import pipeline
+
     cfg = obj.config()
     if not cfg.digest.source_url:
         raise click.UsageError("no [digest].source_url in the config; set it to the daily-papers API URL")
@@ -338,10 +343,11 @@ def serve(obj: Context) -> None:
 
 def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
     from digest import pipeline
+
     cfg = obj.config()
     if user not in {u.name for u in cfg.users}:
         raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
-    changed = pipeline.set_subscribed(cfg.digest.store, user, subscribed, now=datetime.now(UTC))
+    changed = pipeline.set_subscribed(cfg.digest.store, user, subscribed, now=wall_clock())
     state = "subscribed" if subscribed else "unsubscribed"
     click.echo(f"{user}: {state}" + ("" if changed else " (already)"))
 
