@@ -52,7 +52,7 @@ def channel_messages(
         if name == "email":
             messages[name] = compose(email, mail, now=now)
             continue
-        from digest.deliver.webhook import build_parts  # only runs with webhooks pay for the import
+        from digest.deliver.webhook import build_parts, parcel_data  # only runs with webhooks pay for the import
 
         if shown is None:
             by_key = {m.paper.key: m for m in (*digest.matches, *digest.overflow)}
@@ -60,7 +60,7 @@ def channel_messages(
         kind = next(h.kind for h in cfg.webhooks if h.name == name.partition(":")[2])
         view = page_links(cfg, digest)["view_url"]
         parts = build_parts(kind, digest, shown, view_url=view, feed_url=feed_url(cfg, digest.profile), now=now)
-        messages[name] = json.dumps({"parts": parts}, ensure_ascii=False).encode("utf-8")
+        messages[name] = parcel_data(parts)
     return messages
 
 
