@@ -121,7 +121,11 @@ def test_a_digest_on_two_channels_is_one_row_each_and_its_papers_are_settled_onc
     assert again is None
     assert delivery.feed_keys(conn, "ada", limit=10) == ["p1", "p2"]
     states = delivery.user_paper_states(conn, "ada")
-    assert sorted((s["paper_key"], s["state"]) for s in states) == [("p1", "queued"), ("p2", "queued"), ("p3", "carried")]
+    assert sorted((s["paper_key"], s["state"]) for s in states) == [
+        ("p1", "queued"),
+        ("p2", "queued"),
+        ("p3", "carried"),
+    ]
     delivery.mark_progress(conn, hook, 2)
     delivery.mark_sent(conn, hook, code=200, reply="ok", now=DAY)
     delivery.mark_sent(conn, lead, code=250, reply="ok", now=DAY + timedelta(minutes=1))

@@ -69,6 +69,8 @@ class _StoreLedger:
         progress: Callable[[], None],
     ) -> None:
         self.conn, self.rows, self.counts, self.clock, self.tick = conn, rows, counts, clock, progress
+        self.reported: set[str] = set()
+        self.paused_until: datetime | None = None  # the receiver asked the whole target to wait until then
 
     def handed_over(self, parcel: Parcel, handed_over: bool) -> None:
         row_id = self.rows[parcel.key].id
@@ -92,6 +94,7 @@ class _StoreLedger:
             retry = _retry_at(row.attempts + 1, stamp) if outcome.status == "deferred" else None
             if retry is not None and outcome.retry_after:  # the receiver said when (HTTP 429 Retry-After)
                 retry = max(retry, stamp + timedelta(seconds=outcome.retry_after))
+                self.paused_until = max(self.paused_until or retry, retry)
             _store_write(
                 "record a failed attempt in",
                 lambda: delivery.mark_failed(
@@ -99,6 +102,7 @@ class _StoreLedger:
                     retry_at=retry,
                 ),
             )  # fmt: skip
+        self.reported.add(parcel.key)
         self.counts[outcome.status] += 1
         self.tick()
 
@@ -214,6 +218,10 @@ def _deliver_channel(
 
     try:
         channel.deliver(parcels(), ledger, stop=options.stop)
+        if ledger.paused_until is not None:
+            # A rate limit is the target's, not one digest's: the digests it did not get to wait as long.
+            waiting = [row.id for row in rows if str(row.id) not in ledger.reported]
+            delivery.postpone(conn, waiting, until=ledger.paused_until)
     except DeliveryError:
         # A channel-wide refusal (login, STARTTLS, sender) comes before any hand-over of the parcels still
         # unanswered: a row left in flight was never handed over, so it waits as it was, not as in flight.

@@ -404,6 +404,17 @@ def mark_handed_over(conn: sqlite3.Connection, row_id: int, handed_over: bool) -
         )
 
 
+def postpone(conn: sqlite3.Connection, ids: Sequence[int], *, until: datetime) -> None:
+    """Hold rows still waiting (pending or deferred) until ``until`` without counting an attempt: their
+    receiver asked to be left alone (HTTP 429 with Retry-After) while another of its messages was tried."""
+    with transaction(conn):
+        conn.execute(
+            "UPDATE outbox SET next_attempt_at = max(coalesce(next_attempt_at, ''), ?) "
+            "WHERE status IN ('pending', 'deferred') AND id IN (SELECT value FROM json_each(?))",
+            (_ts(until), json.dumps(list(ids))),
+        )
+
+
 def release_in_flight(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
     """Put rows left 'sending' but not handed over (a login refused, say) back to pending (or deferred)."""
     with transaction(conn):
