@@ -215,7 +215,7 @@ def _profile(name: str = "ada", display: str | None = None) -> Profile:
 
 
 def _fill_outbox(conn, user: str, n: int) -> None:  # type: ignore[no-untyped-def]
-    delivery.archive_marks(conn)
+    store.archive.archive_marks(conn)
     with store.transaction(conn):
         for i in range(n):
             day = datetime(2026, 1, 1, 7, tzinfo=UTC) + timedelta(days=i)

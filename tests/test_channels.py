@@ -133,8 +133,8 @@ def test_a_digest_on_two_channels_is_one_row_each_and_its_papers_are_settled_onc
     assert [tuple(r) for r in rows] == [("p1", hook), ("p2", hook)]
     assert delivery.feed_keys(conn, "ada", limit=10) == ["p1", "p2"]
     # Archive pages list the digest once: its lead row.
-    assert [d.id for d in delivery.archive_rows_after(conn, 0)] == [lead]
-    assert delivery.archive_count(conn, "ada", start=0) == 1
+    assert [d.id for d in store.archive.archive_rows_after(conn, 0)] == [lead]
+    assert store.archive.archive_count(conn, "ada", start=0) == 1
 
 
 def test_a_split_message_handed_over_twice_moves_on_to_its_next_part(store_path: Path) -> None:

@@ -7,10 +7,10 @@
 
 served under <feeds base URL>/archive/ by `digest serve` or any static web server. Pages exist only when
 [digest].base_url is set: the email then links to its page ("View in browser", and "N more papers"), and the
-papers only the page lists are recorded *archived* for the user when the digest is queued (digest/delivery.py).
+papers only the page lists are recorded *archived* for the user when the digest is queued (store/delivery.py).
 
 Pages are derived data, written atomically (temp file + rename) after the digest is committed to the delivery.
-The store records up to which outbox row every page is written (``delivery.archive_marks``): a run that stopped
+The store records up to which outbox row every page is written (``store.archive.archive_marks``): a run that stopped
 in between leaves that mark behind, and the next run writes the pages of the rows after it that are missing,
 rebuilt from the store (the papers listed on the row, matched again against the user's profile for the
 highlights and the why line). Index pages are numbered from the oldest so a full one never changes again:
@@ -33,7 +33,6 @@ from digest.errors import RenderError
 from digest.models import Digest, Match, Profile
 from digest.pipeline.settings import feeds_base_url, render_options
 from digest.render.atom import feed_slug, write_feed
-from digest.store import delivery
 
 __all__ = ["FOLDER", "PER_PAGE", "enabled", "index_name", "index_url", "page_digest", "page_name", "page_url"]
 __all__ += ["render_index", "render_page", "repair", "user_dir", "write_index", "write_page"]
@@ -138,7 +137,7 @@ def write_index(
     conn: sqlite3.Connection, cfg: config.Config, out: Path, profile: Profile, *, start: int, env: object | None = None
 ) -> list[Path]:
     """Rewrite a user's newest index pages (and any older one missing); returns the files that changed."""
-    pages = max(1, -(-delivery.archive_count(conn, profile.name, start=start) // PER_PAGE))
+    pages = max(1, -(-store.archive.archive_count(conn, profile.name, start=start) // PER_PAGE))
     folder = user_dir(out, profile.name)
     written = []
     for number in range(pages, 0, -1):
@@ -146,7 +145,7 @@ def write_index(
         # Full pages never change but for their "newer" link, which moves when the newest page fills up.
         if number < pages - 2 and path.exists():
             continue
-        chunk = delivery.archive_index(
+        chunk = store.archive.archive_index(
             conn, profile.name, start=start, offset=(number - 1) * PER_PAGE, limit=PER_PAGE
         )[::-1]
         data = render_index(cfg, profile, chunk, number, pages, env=env).encode("utf-8")
@@ -158,7 +157,7 @@ def write_index(
 # ------------------------------------------------------------------------------------------ repair
 
 
-def rebuild_digest(conn: sqlite3.Connection, profile: Profile, row: delivery.ArchivedDigest) -> Digest:
+def rebuild_digest(conn: sqlite3.Connection, profile: Profile, row: store.archive.ArchivedDigest) -> Digest:
     """The page digest of a stored row: its papers in order, matched again for highlights and the why line
     (a paper the profile no longer matches is listed without them)."""
     keys = [*row.paper_keys, *row.archived]
@@ -180,8 +179,8 @@ def repair(
     """Write the pages of every digest after the store's mark that this run did not write (``written``: row
     id -> user) and whose file is missing, then the indexes of the users concerned, and move the mark.
     Returns the files that changed."""
-    start, done = delivery.archive_marks(conn)
-    rows = delivery.archive_rows_after(conn, max(done, start - 1))
+    start, done = store.archive.archive_marks(conn)
+    rows = store.archive.archive_rows_after(conn, max(done, start - 1))
     if not rows:
         return []
     by_name = {p.name: p for p in (profiles if profiles is not None else cfg.profiles())}
@@ -204,5 +203,5 @@ def repair(
     env = render.make_environment(cfg.digest.templates)
     for user in sorted(users):
         changed += write_index(conn, cfg, out, by_name[user], start=start, env=env)
-    delivery.set_archive_done(conn, rows[-1].id)
+    store.archive.set_archive_done(conn, rows[-1].id)
     return changed

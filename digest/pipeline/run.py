@@ -86,7 +86,7 @@ def run_once(
             profiles = {d.profile.name: d.profile for d in plan_.digests}
             pages = archive.enabled(cfg)
             if pages:
-                delivery.archive_marks(conn)  # archive pages start with the first run that has them
+                store.archive.archive_marks(conn)  # archive pages start with the first run that has them
             # Why each paper of a user's feed matched, for the papers their earlier digests showed.
             writer.explain([d.profile for d in plan_.digests if d.profile.feed])
 

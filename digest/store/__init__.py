@@ -1,10 +1,10 @@
 """All SQL: the SQLite store (``db``: open, migrations, transactions, the run lock), papers and dumps
 (``papers``), delivery state (``delivery``: subscribers, runs, outbox, each (user, paper)'s state), feed entry ids
-(``feed_ids``)."""
+(``feed_ids``), which digests have archive pages (``archive``)."""
 
 from __future__ import annotations
 
-from digest.store import delivery, feed_ids
+from digest.store import archive, delivery, feed_ids
 from digest.store.db import (
     MIGRATIONS,
     background_checkpoints,
@@ -32,6 +32,7 @@ from digest.store.papers import (
 
 __all__ = [
     "MIGRATIONS",
+    "archive",
     "background_checkpoints",
     "counts",
     "delivery",
