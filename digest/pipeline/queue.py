@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import json
 import multiprocessing
 import os
 import signal
@@ -20,13 +19,13 @@ from datetime import datetime
 from digest import config, render, store
 from digest.deliver.email import (
     MailSettings,
-    compose,
     message_id,
     unsubscribe_mailto_url,
     unsubscribe_url,
 )
-from digest.models import Digest, Match, Profile, RenderedEmail
+from digest.models import Digest, Profile, RenderedEmail
 from digest.pipeline import archive
+from digest.pipeline.channels import channel_messages, message_parts
 from digest.pipeline.plan import Plan
 from digest.pipeline.settings import feed_url
 from digest.store import delivery
@@ -38,30 +37,6 @@ QUEUE_BATCH = 16
 # A digest, its email, its message on each of its user's channels (ledger name -> bytes) and (archive pages on)
 # its archive page.
 Built = tuple[Digest, RenderedEmail, dict[str, bytes], str | None]
-
-
-def channel_messages(
-    cfg: config.Config, digest: Digest, email: RenderedEmail, mail: MailSettings, *, now: datetime
-) -> dict[str, bytes]:
-    """The digest's message on each channel its user chose, all showing the papers the email shows (the
-    digest's one selection, so that every channel records the same papers): the composed email, and for each
-    webhook its request bodies as JSON ``{"parts": [...]}`` in the target's own shape."""
-    messages: dict[str, bytes] = {}
-    shown: list[Match] | None = None
-    for name in digest.profile.channels:
-        if name == "email":
-            messages[name] = compose(email, mail, now=now)
-            continue
-        from digest.deliver.webhook import build_parts, parcel_data  # only runs with webhooks pay for the import
-
-        if shown is None:
-            by_key = {m.paper.key: m for m in (*digest.matches, *digest.overflow)}
-            shown = [by_key[key] for key in email.paper_keys if key in by_key]
-        kind = next(h.kind for h in cfg.webhooks if h.name == name.partition(":")[2])
-        view = page_links(cfg, digest)["view_url"]
-        parts = build_parts(kind, digest, shown, view_url=view, feed_url=feed_url(cfg, digest.profile), now=now)
-        messages[name] = parcel_data(parts)
-    return messages
 
 
 def build_messages(
@@ -108,8 +83,8 @@ def store_messages(
             row_id = delivery.add_message(
                 conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
                 window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
-                paper_keys=email.paper_keys, message=messages[lead], channel=lead, parts=_parts(lead, messages),
-                message_id=mid if lead == "email" else f"{lead}/{mid}",
+                paper_keys=email.paper_keys, message=messages[lead], channel=lead,
+                parts=message_parts(lead, messages[lead]), message_id=mid if lead == "email" else f"{lead}/{mid}",
                 sender=mail.sender if lead == "email" else None, recipient=profile.email if lead == "email" else None,
                 carried=left if page is None else (), archived=left if page is not None else (),
                 dropped=digest.dropped,
@@ -120,18 +95,14 @@ def store_messages(
                         conn, user=profile.name, period=digest.period, scheduled_at=digest.scheduled_at or now,
                         window_from=digest.window_from or now, run_id=run_id, papers_until=now, now=now,
                         paper_keys=email.paper_keys, message=messages[name], channel=name, lead_id=row_id,
-                        parts=_parts(name, messages), message_id=f"{name}/{mid}", sender=None, recipient=None,
+                        parts=message_parts(name, messages[name]), message_id=f"{name}/{mid}", sender=None,
+                        recipient=None,
                     )  # fmt: skip
                 queued.append(profile.name)
                 if page is not None:
                     plan_.pages[row_id] = profile.name
     plan_.queued.extend(queued)
     return queued
-
-
-def _parts(name: str, messages: dict[str, bytes]) -> int:
-    """How many messages a row goes out as: an email is one; a webhook digest may be split."""
-    return 1 if name == "email" else len(json.loads(messages[name])["parts"])
 
 
 # What a forked renderer reads; set right before the pool forks, so the children inherit the matches and the

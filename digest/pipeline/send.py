@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from digest import config, store
 from digest.deliver.channel import Outcome, Parcel
 from digest.errors import ConfigError, DeliveryError, DigestError, StoreError
+from digest.pipeline.channels import make_channel
 from digest.pipeline.options import RunOptions
-from digest.pipeline.settings import make_channel
 from digest.store import delivery
 
 log = logging.getLogger(__name__)

@@ -3,14 +3,11 @@ process environment, then the env file, both read through ``config.environment``
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from digest import config, render
-from digest.deliver.channel import Channel
 from digest.deliver.email import MailSettings, SmtpSettings
 from digest.models import Profile
 from digest.render import atom
@@ -62,61 +59,6 @@ def smtp_settings(cfg: config.Config, env: Mapping[str, str]) -> SmtpSettings:
         max_connections=s.max_connections,
         retry_max_age=timedelta(hours=s.max_retry_age_hours),
     )
-
-
-if TYPE_CHECKING:
-    from digest.deliver.webhook import WebhookTarget
-
-
-def webhook_target(cfg: config.Config, env: Mapping[str, str], name: str) -> WebhookTarget | None:
-    """The ``[[webhooks]]`` entry ``name`` with its secrets (environment, then the env file); None when the
-    config no longer has it."""
-    from digest.deliver.webhook import WebhookTarget
-
-    hook = next((h for h in cfg.webhooks if h.name == name), None)
-    if hook is None:
-        return None
-    return WebhookTarget(
-        name=hook.name,
-        kind=hook.kind,
-        url=config.webhook_url(cfg, env, hook.name),
-        token=config.webhook_token(cfg, env, hook.name),
-        room_id=hook.room_id or None,
-        timeout=hook.timeout,
-    )
-
-
-def _email_channel(
-    cfg: config.Config, env: Mapping[str, str], _name: str, tls_context: ssl.SSLContext | None
-) -> Channel | None:
-    from digest.deliver.email.channel import EmailChannel
-
-    return EmailChannel(smtp_settings(cfg, env), tls_context=tls_context)
-
-
-def _webhook_channel(
-    cfg: config.Config, env: Mapping[str, str], name: str, _tls_context: ssl.SSLContext | None
-) -> Channel | None:
-    from digest.deliver.webhook import WebhookChannel
-
-    target = webhook_target(cfg, env, name)
-    return WebhookChannel(target) if target is not None else None
-
-
-# The channel registry: the ledger's channel name before ":" -> how to build that channel from the config.
-CHANNELS: dict[str, Callable[[config.Config, Mapping[str, str], str, ssl.SSLContext | None], Channel | None]] = {
-    "email": _email_channel,
-    "webhook": _webhook_channel,
-}
-
-
-def make_channel(
-    cfg: config.Config, env: Mapping[str, str], name: str, *, tls_context: ssl.SSLContext | None = None
-) -> Channel | None:
-    """The channel a ledger row names (``email``, ``webhook:<name>``), or None when the config no longer has it."""
-    kind, _, target = name.partition(":")
-    factory = CHANNELS.get(kind)
-    return factory(cfg, env, target, tls_context) if factory is not None else None
 
 
 def render_options(cfg: config.Config) -> render.RenderOptions:
