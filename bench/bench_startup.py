@@ -6,7 +6,8 @@ Each round runs every command once, in a shuffled order (interleaved, so drift h
 median wall time per command and its ratio to `import click` (issue 14's targets: --version and --help within
 2.5x, status within 5x). ``--old PATH`` also times the same commands from another checkout (e.g. the tree
 before the restructure, `git archive <commit> | tar -x -C PATH`), whose CLI module is found automatically.
-``status`` runs against a starter config (`digest init`) and a store holding one small dump, in a temporary folder.
+``status`` runs against a starter config (`digest init`) and a store holding one small dump, in a temporary folder
+(one per tree, made by that tree's own CLI, so an older checkout with an older store schema can be timed too).
 """
 
 from __future__ import annotations
@@ -53,23 +54,20 @@ def main() -> None:
     rounds = 5 if args.quick else args.rounds
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        config = home / "config.toml"
         trees = {"new": ROOT} | ({"old": args.old.resolve()} if args.old else {})
-        subprocess.run(
-            [sys.executable, "-c", _entry(ROOT), "init", str(config)], env=_env(ROOT, home), cwd=home, check=True,
-            stdout=subprocess.DEVNULL,
-        )
         dump = sorted((ROOT / "tests" / "fixtures").glob("*.txt"))[0]
-        subprocess.run(
-            [sys.executable, "-c", _entry(ROOT), "--config", str(config), "ingest", str(dump)],
-            env=_env(ROOT, home), cwd=home, check=True, stdout=subprocess.DEVNULL,
-        )
         cases: dict[str, tuple[list[str], dict[str, str]]] = {
             "import click": ([sys.executable, "-c", "import click"], _env(ROOT, home))
         }
         for label, tree in trees.items():
+            # Each tree gets a config and store made by its own CLI: the trees may differ in schema version.
+            tree_home = home / label
+            tree_home.mkdir()
             base = [sys.executable, "-c", _entry(tree)]
-            env = _env(tree, home)
+            env = _env(tree, tree_home)
+            config = tree_home / "config.toml"
+            for argv in (["init", str(config)], ["--config", str(config), "ingest", str(dump)]):
+                subprocess.run([*base, *argv], env=env, cwd=tree_home, check=True, stdout=subprocess.DEVNULL)
             cases[f"{label}: digest --version"] = ([*base, "--version"], env)
             cases[f"{label}: digest --help"] = ([*base, "--help"], env)
             cases[f"{label}: digest status"] = ([*base, "--config", str(config), "status"], env)

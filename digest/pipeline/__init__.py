@@ -8,31 +8,35 @@ settings). The CLI, the scheduler and the HTTP service call these functions and 
 
 from __future__ import annotations
 
-from digest.models import RunReport
-from digest.pipeline.admin import (
-    IngestSession,
-    StatusReport,
-    check_address,
-    check_query,
-    fetch_listing,
-    ingest_session,
-    list_papers,
-    match_query,
-    organizations_seen,
-    preview_body,
-    send_due,
-    set_subscribed,
-    status,
-    user_for_token,
-)
-from digest.pipeline.ingest import ingest_paths
-from digest.pipeline.options import RunOptions
-from digest.pipeline.preview import preview_digest
-from digest.pipeline.publish import write_feeds
-from digest.pipeline.queue import render_email
-from digest.pipeline.run import run_once, scratch_copy
-from digest.pipeline.send import deliver_due
-from digest.pipeline.settings import preview_mail_settings
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from digest.models import RunReport
+    from digest.pipeline.admin import (
+        IngestSession,
+        StatusReport,
+        check_address,
+        check_query,
+        fetch_listing,
+        ingest_session,
+        list_papers,
+        match_query,
+        organizations_seen,
+        preview_body,
+        send_due,
+        set_subscribed,
+        status,
+        user_for_token,
+    )
+    from digest.pipeline.ingest import ingest_paths
+    from digest.pipeline.options import RunOptions
+    from digest.pipeline.preview import preview_digest
+    from digest.pipeline.publish import write_feeds
+    from digest.pipeline.queue import render_email
+    from digest.pipeline.run import run_once, scratch_copy
+    from digest.pipeline.send import deliver_due
+    from digest.pipeline.settings import preview_mail_settings
 
 __all__ = [
     "IngestSession",
@@ -60,3 +64,45 @@ __all__ = [
     "user_for_token",
     "write_feeds",
 ]
+
+# Each public name's module, imported on first use (PEP 562): `digest status` then loads the store and not every
+# stage (matching's numpy, render's Jinja and lxml, the mail and HTTP clients).
+_WHERE = {
+    "IngestSession": "digest.pipeline.admin",
+    "RunOptions": "digest.pipeline.options",
+    "RunReport": "digest.models",
+    "StatusReport": "digest.pipeline.admin",
+    "check_address": "digest.pipeline.admin",
+    "check_query": "digest.pipeline.admin",
+    "deliver_due": "digest.pipeline.send",
+    "fetch_listing": "digest.pipeline.admin",
+    "ingest_paths": "digest.pipeline.ingest",
+    "ingest_session": "digest.pipeline.admin",
+    "list_papers": "digest.pipeline.admin",
+    "match_query": "digest.pipeline.admin",
+    "organizations_seen": "digest.pipeline.admin",
+    "preview_body": "digest.pipeline.admin",
+    "preview_digest": "digest.pipeline.preview",
+    "preview_mail_settings": "digest.pipeline.settings",
+    "render_email": "digest.pipeline.queue",
+    "run_once": "digest.pipeline.run",
+    "scratch_copy": "digest.pipeline.run",
+    "send_due": "digest.pipeline.admin",
+    "set_subscribed": "digest.pipeline.admin",
+    "status": "digest.pipeline.admin",
+    "user_for_token": "digest.pipeline.admin",
+    "write_feeds": "digest.pipeline.publish",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

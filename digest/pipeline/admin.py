@@ -10,17 +10,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from digest import config, matching, render, sources, store
-from digest.deliver.email import compose, validate_address, verify_unsubscribe_token
-from digest.models import Digest, IngestReport, Match, Paper, Profile, StoredPaper
-from digest.pipeline.options import RunOptions
-from digest.pipeline.run import scratch_copy
-from digest.pipeline.send import SendReport, deliver_due
-from digest.pipeline.settings import preview_mail_settings
-from digest.sources import fetch
+from digest import store
 from digest.store import delivery
+
+if TYPE_CHECKING:
+    from digest import config, render
+    from digest.models import Digest, IngestReport, Match, Paper, StoredPaper
+    from digest.pipeline.send import SendReport
+
+# Each operation imports the stages it uses when called: `digest status` (and the HTTP service's unsubscribe)
+# load the store alone, not matching (numpy), render (Jinja, lxml) or the mail and HTTP clients.
 
 __all__ = [
     "IngestSession",
@@ -48,10 +49,14 @@ class IngestSession:
 
     def ingest_file(self, path: Path, *, now: datetime) -> IngestReport:
         """Read and ingest one dump file (DumpError when it cannot be read: nothing of it is stored)."""
+        from digest import sources
+
         return store.ingest(self.conn, sources.read_dump(path), now=now)
 
     def ingest_bytes(self, data: bytes, name: str, *, now: datetime) -> IngestReport:
         """Parse and ingest a dump given as bytes (standard input)."""
+        from digest import sources
+
         return store.ingest(self.conn, sources.parse_dump(data, name), now=now)
 
 
@@ -78,11 +83,15 @@ def organizations_seen(store_path: Path) -> list[str]:
 
 def check_query(query: str) -> None:
     """Raise QueryError when ``query`` does not parse."""
+    from digest import matching
+
     matching.parse_query(query)
 
 
 def check_address(value: str) -> str:
     """A plain ASCII address (IDN domains in punycode), checked as the config checks addresses."""
+    from digest.deliver.email import validate_address
+
     return validate_address(value)
 
 
@@ -93,6 +102,9 @@ def match_query(
 
     Streamed: the store is read a batch at a time and only the best ``limit`` matches are kept, so matching
     years of history holds one batch of papers, not all of them."""
+    from digest import matching, sources
+    from digest.models import Profile
+
     matcher = matching.compile_profiles([Profile(name="query", email="", keywords=(query,), max_papers=limit)])
     seen = 0
 
@@ -124,6 +136,10 @@ def preview_body(
     now: datetime,
 ) -> str:
     """A previewed digest in one format: "md", "text", "html" or "eml" (the whole message)."""
+    from digest import render
+    from digest.deliver.email import compose
+    from digest.pipeline.settings import preview_mail_settings
+
     if fmt in ("md", "text", "html"):
         return render.render_part("txt" if fmt == "text" else fmt, digest, cache, now=now, **links)
     email = render.render_digest(digest, cache, now=now, **links)
@@ -143,6 +159,10 @@ def send_due(
 ) -> SendReport:
     """`digest send`: under the run lock, send (or with ``dry_run``, write as .eml files from a scratch copy of
     the store) the messages that are due."""
+    from digest.pipeline.options import RunOptions
+    from digest.pipeline.run import scratch_copy
+    from digest.pipeline.send import deliver_due
+
     with store.run_lock(cfg.digest.store), contextlib.closing(store.open_store(cfg.digest.store)) as real:
         conn = scratch_copy(real) if dry_run is not None else real  # the copy is closed with the process
         options = RunOptions(users=users, dry_run=dry_run, progress=progress)
@@ -172,6 +192,8 @@ def status(store_path: Path, *, users: tuple[str, ...], limit: int) -> StatusRep
 
 def fetch_listing(cfg: config.Config, day: date | None) -> Path:
     """Fetch the day's listing from [digest].source_url into the inbox; the path written."""
+    from digest.sources import fetch
+
     return fetch.fetch_listing(cfg.digest.source_url, cfg.digest.inbox, day=day, timeout=cfg.digest.fetch_timeout)
 
 
@@ -183,4 +205,6 @@ def set_subscribed(store_path: Path, user: str, subscribed: bool, *, now: dateti
 
 def user_for_token(token: str, names: Sequence[str], secret: bytes) -> str | None:
     """The user an unsubscribe token names, or None when it does not verify."""
+    from digest.deliver.email import verify_unsubscribe_token
+
     return verify_unsubscribe_token(token, names, secret)

@@ -15,7 +15,7 @@ from digest.config import cadence
 from digest.deliver.email import (
     MailSettings,
 )
-from digest.models import Digest, Match, Profile
+from digest.models import Digest, Match, Paper, Profile, StoredPaper
 from digest.pipeline.settings import mail_settings, render_options
 from digest.store import delivery
 
@@ -94,13 +94,17 @@ def due_users(
     ]
 
 
-def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetime) -> list[Digest]:
+def select_digests(
+    conn: sqlite3.Connection, due: Sequence[Due], *, now: datetime, ranker: matching.Ranker | None = None
+) -> list[Digest]:
     """Every due user's digest: their matches among the papers of their window that are not settled for them
-    (queued, delivered, archived or dropped), best first; the first ``max_papers`` are shown, the rest carried
-    over; matches that left the window since the last digest, never delivered, are dropped. Read-only, so
-    ``preview`` and ``run`` share it. All users are matched in one pass over one pool."""
+    (queued, delivered, archived or dropped), in the order of ``ranker`` (default: the keywords' order, best
+    first); the first ``max_papers`` are shown, the rest carried over; matches that left the window since the
+    last digest, never delivered, are dropped. Read-only, so ``preview`` and ``run`` share it. All users are
+    matched in one pass over one pool, then ranked one by one."""
     if not due:
         return []
+    ranker = ranker if ranker is not None else matching.KeywordRanker()
     pool = store.list_papers(conn, since=min(d.window.scan_from for d in due), until=now + timedelta(seconds=1))
     first_seen = {sp.paper.key: sp.first_seen for sp in pool}
     settled = delivery.settled_among(conn, sorted(first_seen), [d.profile.name for d in due]) if pool else {}
@@ -113,7 +117,8 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
         name, done = d.profile.name, settled.get(d.profile.name, set())
         offered: list[Match] = []
         dropped: list[str] = []
-        for m in ranked.get(name, ()):
+        matched = ranked.get(name, ())
+        for m in matched:
             seen = first_seen[m.paper.key]
             if m.paper.key in done or seen < d.window.scan_from:
                 continue
@@ -121,23 +126,34 @@ def select_digests(conn: sqlite3.Connection, due: Sequence[Due], *, now: datetim
                 dropped.append(m.paper.key)
             else:
                 offered.append(m)
-        shown = offered[: max(d.profile.max_papers, 0)]
+        candidates = _candidates(pool, d.window, done, matched) if ranker.wants_candidates else None
+        order = matching.rank_matches(ranker, d.profile, tuple(offered), candidates=candidates, now=now)
+        # order.suggestions are checked but not carried yet: Digest has no field for them (see matching.Ranked).
+        shown = order.matches[: max(d.profile.max_papers, 0)]
         dumps = sorted({Path(names[first_dump[m.paper.key]]).name for m in shown if first_dump[m.paper.key] in names})
         digests.append(
             Digest(
                 profile=d.profile,
-                matches=tuple(shown),
+                matches=shown,
                 generated_at=now,
                 period=d.period.key,
                 dumps=tuple(dumps),
-                omitted=len(offered) - len(shown),
-                overflow=tuple(offered[len(shown) :]),
+                omitted=len(order.matches) - len(shown),
+                overflow=order.matches[len(shown) :],
                 dropped=tuple(dropped),
                 scheduled_at=d.period.scheduled_at,
                 window_from=d.window.lower,
             )
         )
     return digests
+
+
+def _candidates(
+    pool: Sequence[StoredPaper], window: Window, settled: set[str], matched: Sequence[Match]
+) -> list[Paper]:
+    """What a ranker may suggest to a user: the papers of their window no keyword matched, not settled for them."""
+    skip = settled | {m.paper.key for m in matched}
+    return [sp.paper for sp in pool if sp.first_seen >= window.lower and sp.paper.key not in skip]
 
 
 @dataclass
@@ -161,9 +177,11 @@ def prepare(
     run_id: int | None,
     users: Sequence[str] | None = None,
     stages: defaultdict[str, float] | None = None,
+    ranker: str = matching.DEFAULT_RANKER,
 ) -> Plan:
-    """Find the users whose current period has no digest yet, match them all at once, and record the periods
-    with nothing to show. Rendering and queueing happen per batch, in ``run_once``."""
+    """Find the users whose current period has no digest yet, match them all at once, order each user's matches
+    with ``ranker`` (a name in ``matching.RANKERS``), and record the periods with nothing to show. Rendering and
+    queueing happen per batch, in ``run_once``."""
     stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()
     profiles = [p for p in cfg.profiles() if users is None or p.name in users]
@@ -173,7 +191,8 @@ def prepare(
     if not due:
         return Plan([], None, None)
     started = time.perf_counter()
-    digests = select_digests(conn, due, now=now)
+    run_ranker = matching.make_ranker(ranker, matching.RankerContext(now=now))
+    digests = select_digests(conn, due, now=now, ranker=run_ranker)
     stages["match"] += time.perf_counter() - started
     started = time.perf_counter()
     empty = [d for d in digests if not d.matches]

@@ -17,14 +17,21 @@ from digest.pipeline.settings import feed_url, preview_mail_settings, render_opt
 
 
 def _backtest_digest(
-    profile: Profile, batches: Iterable[Sequence[Paper]], *, dumps: Sequence[str], now: datetime
+    profile: Profile,
+    batches: Iterable[Sequence[Paper]],
+    *,
+    dumps: Sequence[str],
+    now: datetime,
+    ranker: matching.Ranker,
 ) -> Digest:
     """The profile's best ``max_papers`` matches among papers that arrive in batches (one dump, or the store's
-    history a batch at a time, so years of it never sit in memory at once)."""
+    history a batch at a time, so years of it never sit in memory at once), in ``ranker``'s order (it reorders
+    what the keywords kept; a backtest has no window, so no candidates to suggest from)."""
     [(kept, total)] = matching.match_top_stream(matching.compile_profiles([profile]), batches).values()
+    order = matching.rank_matches(ranker, profile, tuple(kept), candidates=None, now=now)
     return Digest(
         profile=profile,
-        matches=tuple(kept),
+        matches=order.matches,
         generated_at=now,
         period=cadence.current_period(profile, now).key,
         dumps=tuple(dumps),
@@ -32,11 +39,14 @@ def _backtest_digest(
     )
 
 
-def _history_digest(cfg: config.Config, profile: Profile, since: date, *, now: datetime) -> Digest:
+def _history_digest(
+    cfg: config.Config, profile: Profile, since: date, *, now: datetime, ranker: matching.Ranker
+) -> Digest:
     """``preview --since``: the backtest over every stored paper first seen since ``since``."""
     with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
         batches = store.iter_papers(conn, since=datetime.combine(since, datetime.min.time(), UTC))
-        digest = _backtest_digest(profile, ([sp.paper for sp in batch] for batch in batches), dumps=(), now=now)
+        papers = ([sp.paper for sp in batch] for batch in batches)
+        digest = _backtest_digest(profile, papers, dumps=(), now=now, ranker=ranker)
         shown = store.get_papers(conn, [m.paper.key for m in digest.matches])
         names = store.dump_names(conn, sorted({sp.first_dump for sp in shown})) if shown else {}
     return replace(digest, dumps=tuple(sorted({Path(n).name for n in names.values()})))
@@ -50,22 +60,26 @@ def preview_digest(
     now: datetime,
     dump: Path | None = None,
     since: date | None = None,
+    ranker: str = matching.DEFAULT_RANKER,
 ) -> tuple[Digest, render.RenderCache, render.DigestLinks]:
     """What ``user`` would receive if their period were due now (same selection as ``run``: window, carried
-    over papers, nothing already delivered), or from one dump, or from stored papers since a date. Never
-    writes."""
+    over papers, nothing already delivered, the same ``ranker``), or from one dump, or from stored papers since
+    a date. Never writes."""
     profile = next((p for p in cfg.profiles() if p.name == user), None)
     if profile is None:
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
+    run_ranker = matching.make_ranker(ranker, matching.RankerContext(now=now))
     if dump is not None:
-        digest = _backtest_digest(profile, [sources.read_dump(dump).papers], dumps=(dump.name,), now=now)
+        papers = [sources.read_dump(dump).papers]
+        digest = _backtest_digest(profile, papers, dumps=(dump.name,), now=now, ranker=run_ranker)
     elif since is not None:
-        digest = _history_digest(cfg, profile, since, now=now)
+        digest = _history_digest(cfg, profile, since, now=now, ranker=run_ranker)
     else:
         with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
             # A user not yet in the store counts as added now, as the next run would record them.
-            [digest] = select_digests(conn, due_users(conn, cfg, [profile], now=now, force=True), now=now)
+            due = due_users(conn, cfg, [profile], now=now, force=True)
+            [digest] = select_digests(conn, due, now=now, ranker=run_ranker)
     cache = render.prepare_papers(digest.matches, render_options(cfg))
     unsubscribe = unsubscribe_link(profile, preview_mail_settings(cfg, env))
     # Only a preview of what `run` would send has a page to link to.

@@ -10,36 +10,47 @@ with an ``EntryCache``) and serialises it once, exactly as lxml writes it inside
 of a feedgen header (built once per run with placeholders for the per-feed id, title and self link) joined with
 those entries. feedgen stays the source of truth for every byte; the join only skips rebuilding and re-serialising
 the same trees, and tests/test_feeds.py checks it against the plain feedgen build.
+
+The entries' text and ids are ``entries``; the feedgen/lxml calls ``atomxml``; feed files ``feedfile``. Their
+public names stay importable from here.
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import copy
-import hashlib
-import html
-import io
-import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
-from functools import lru_cache, partial
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
 
-from feedgen.entry import FeedEntry as FeedgenEntry
-from feedgen.feed import FeedGenerator
-from feedgen.util import xml_elem
-
-from digest import identity
 from digest.errors import RenderError
 from digest.models import Hit, Match, Paper, StoredPaper
+from digest.render.atomxml import EPOCH
+from digest.render.atomxml import SLOT_ALT as _SLOT_ALT
+from digest.render.atomxml import SLOT_BODY as _SLOT_BODY
+from digest.render.atomxml import SLOT_ID as _SLOT_ID
+from digest.render.atomxml import SLOT_SELF as _SLOT_SELF
+from digest.render.atomxml import SLOT_TITLE as _SLOT_TITLE
+from digest.render.atomxml import TAIL as _TAIL
+from digest.render.atomxml import atom_tree as _atom_tree
+from digest.render.atomxml import entry_element as _entry_element
+from digest.render.atomxml import escaped as _escaped
+from digest.render.atomxml import generator as _generator
+from digest.render.atomxml import in_feed as _in_feed
+from digest.render.atomxml import serialise as _serialise
+from digest.render.atomxml import xml_text as _xml_text
+from digest.render.entries import FeedEntry, Note, entry_id, feed_entries, tag_uri
+from digest.render.entries import checked_url as _url
+from digest.render.entries import clean_text as _text
+from digest.render.entries import middle as _middle
+from digest.render.entries import note_for as _note
+from digest.render.entries import utc as _utc
+from digest.render.feedfile import feed_file, feed_slug, write_feed
 
 if TYPE_CHECKING:
     from lxml import etree
+
+    from digest.render.atomxml import FeedGenerator
 
 __all__ = [
     "EntryCache",
@@ -55,48 +66,7 @@ __all__ = [
     "write_feed",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_AUTHORS = 10  # one paper lists 533 authors; a feed entry does not need them all
 MIDDLES = 50_000  # per-feed entry middles kept per run (EntryCache.middles): ~1 KB each
-EXCERPT_CHARS = 600  # the abstract shown in an entry's content is cut near this length (never inside a highlight)
-SHOWN_AUTHORS = 3  # the content's byline names the first few, then "et al."
-# Characters XML 1.0 forbids (lxml refuses them); whitespace runs collapse to one space.
-_BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
-_WS = re.compile(r"\s+")
-_ARXIV = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(?:v\d+)?$", re.IGNORECASE)
-_AUTHORITY = re.compile(r"^(?:[^@\s,:/]+@)?[a-z0-9-]+(?:\.[a-z0-9-]+)*,\d{4}(?:-\d{2}(?:-\d{2})?)?$", re.IGNORECASE)
-# A URL that _url() returns unchanged (nothing to strip, quote or reject): skips urlsplit + quote per feed.
-_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?")
-# Printable ASCII but & < > (and " in attributes; newline too in text) is what lxml writes as it is; a value
-# with any other character is escaped by lxml itself (_escaped), which also refuses what XML forbids.
-_NOT_PLAIN_TEXT = re.compile("[^\n -%'-;=?-~]")
-_NOT_PLAIN_ATTR = re.compile("[^ !#-%'-;=?-~]")
-# Placeholders for what differs between the feeds of one run; never seen in real values (checked anyway).
-_SLOT_ID = "tag:slot.invalid,2000:x-digest-slot-id"
-_SLOT_TITLE = "x-digest-slot-title"
-_SLOT_SELF = "https://slot.invalid/x-digest-slot-self.xml"
-_SLOT_ALT = "https://slot.invalid/x-digest-slot-alternate.html"
-_TAIL = b"</feed>\n"
-# Where the per-feed part of an entry's HTML content (highlighted excerpt, why it matched) goes in a cached entry.
-_SLOT_BODY = "x-digest-slot-body"
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
-    """One paper in a feed; ``updated`` is when it was first seen (never the build time).
-
-    ``fixed_id`` is the entry id recorded when a feed first showed the paper (digest/feed_ids.py); empty, the
-    id is derived from the paper with ``entry_id``. A recorded id outlives config changes and re-keying."""
-
-    paper: Paper
-    updated: datetime
-    reason: str = ""  # why it matched, for per-user feeds
-    fixed_id: str = ""
-    hits: tuple[Hit, ...] = ()  # where the profile's terms matched: highlighted in the abstract excerpt
-
-
-# What one feed adds to an entry: why it matched and where (per-user feeds), by paper key (see ``build_feed``).
-Note = tuple[str, tuple[Hit, ...]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared by identity: it is a run's scratch space
@@ -166,93 +136,6 @@ def _seen(cache: EntryCache, authority: str, e: FeedEntry) -> _Seen:
     return found
 
 
-def _text(value: object) -> str:
-    return _WS.sub(" ", _BAD_XML.sub(" ", str(value))).strip()
-
-
-def _url(url: str | None) -> str | None:
-    if url and _PLAIN_URL.fullmatch(url):
-        return url
-    if not url or not (url := _text(url)) or " " in url:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return quote(url, safe="/:?#[]@!$&*+,;=%~-._")
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def tag_uri(authority: str, specific: str) -> str:
-    """An RFC 4151 tag URI, e.g. ``tag_uri("digest.example.org,2024", "feed/alice")``."""
-    if not _AUTHORITY.match(authority):
-        raise RenderError(
-            f"feed id authority {authority!r} is not 'domain,YYYY'",
-            "use a domain you control and the year you owned it, e.g. 'digest.example.org,2024'",
-        )
-    return f"tag:{authority}:{quote(specific, safe='/:-._~')}"
-
-
-def entry_id(paper: Paper, authority: str) -> str:
-    """A stable entry id: the version-less arXiv id when known, else the paper's title-hash key."""
-    for candidate in (paper.arxiv_id, paper.key):
-        m = _ARXIV.match(candidate or "")
-        if m:
-            return tag_uri(authority, f"paper/arxiv/{m.group(1)}")
-    kind, _, rest = paper.key.partition(":")
-    return tag_uri(authority, f"paper/{kind}/{rest}" if rest else f"paper/key/{paper.key}")
-
-
-def feed_slug(name: str) -> str:
-    """A file- and URL-safe name for a user's feed; distinct names never share a slug."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:48]
-    if slug != name:
-        slug = f"{slug or 'user'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    return slug
-
-
-def feed_file(name: str) -> str:
-    """The file name of a user's feed in the feeds folder (the config refuses two feeds sharing one file)."""
-    return f"{feed_slug(name)}.xml"
-
-
-def feed_entries(
-    items: Iterable[FeedEntry | StoredPaper | Match | Paper],
-    first_seen: Mapping[str, datetime] | None = None,
-    *,
-    ids: Mapping[str, str] | None = None,
-) -> list[FeedEntry]:
-    """Feed entries from stored papers (their ``first_seen``) or matches/papers plus a key -> first-seen map;
-    ``ids`` (paper key -> recorded entry id) fixes the ids of the papers it holds."""
-    out = []
-    ids = ids or {}
-    for item in items:
-        if isinstance(item, FeedEntry):
-            out.append(item)
-        elif isinstance(item, StoredPaper):
-            out.append(FeedEntry(item.paper, item.first_seen, fixed_id=ids.get(item.paper.key, "")))
-        else:
-            paper, reason, hits = (item.paper, item.reason, item.hits) if isinstance(item, Match) else (item, "", ())
-            if first_seen is None or paper.key not in first_seen:
-                raise RenderError(
-                    f"no first-seen time for paper {paper.key}",
-                    "pass first_seen={key: datetime} from the store so feed dates come from the data",
-                )
-            out.append(FeedEntry(paper, first_seen[paper.key], reason, ids.get(paper.key, ""), hits))
-    return out
-
-
-def _links(paper: Paper) -> tuple[str, str | None]:
-    """The paper's Hugging Face page (or title search) and arXiv page."""
-    links = identity.paper_links(paper)
-    return links.hf, links.arxiv
-
-
 def _select(
     entries: Iterable[FeedEntry], authority: str, max_entries: int, cache: EntryCache | None = None
 ) -> list[tuple[str, datetime, FeedEntry]]:
@@ -269,146 +152,6 @@ def _select(
             by_id[eid] = (when, e)
     ordered = sorted(by_id.items(), key=lambda kv: (-kv[1][0].timestamp(), kv[0]))
     return [(eid, when, e) for eid, (when, e) in ordered[: max(max_entries, 0)]]
-
-
-def _html(value: object) -> str:
-    """Text for the entry's HTML content: cleaned like every other feed text, then HTML-escaped."""
-    return html.escape(_text(value), quote=False)
-
-
-def _byline(paper: Paper) -> str:
-    """Organization, then the first few authors ("et al." for the rest; the count when only that is known)."""
-    names = [n for n in (_text(a) for a in paper.authors) if n]
-    total = max(paper.n_authors or 0, len(names))
-    if names:
-        authors = ", ".join(names[:SHOWN_AUTHORS]) + (" et al." if total > SHOWN_AUTHORS else "")
-    else:
-        authors = f"{total} author{'s' if total != 1 else ''}" if total else ""
-    return " · ".join(s for s in (_text(paper.organization or ""), authors) if s)
-
-
-def _content_parts(paper: Paper) -> tuple[str, str]:
-    """The HTML content around its per-feed middle: byline and TL;DR before it, the links after."""
-    head = []
-    if byline := _byline(paper):
-        head.append(f"<p>{html.escape(byline, False)}</p>")
-    if tldr := _html(paper.ai_summary or ""):
-        head.append(f"<p><b>TL;DR</b> <small>(Hugging Face's AI summary)</small>: {tldr}</p>")
-    links = identity.paper_links(paper)
-    code = "Code"
-    if links.code_stars is not None:
-        code = f"Code ★{links.code_stars:,}"
-    candidates = [("PDF", links.pdf), ("arXiv", links.arxiv), ("Hugging Face", links.hf), (code, links.code)]
-    candidates.append(("Project page", links.project))
-    shown = [(label, href) for label, url in candidates if (href := _url(url))]
-    tail = " · ".join(f'<a href="{html.escape(href)}">{html.escape(label, False)}</a>' for label, href in shown)
-    return "".join(head), f"<p>{tail}</p>" if tail else ""
-
-
-_SPACE = re.compile(r"\s")
-
-
-@lru_cache(maxsize=8192)
-def _abstract_text(abstract: str) -> tuple[str, tuple[int, ...], bool, int, bool]:
-    """Once per abstract (its hash is kept in the string): the text with each character XML forbids and each
-    whitespace character made one space (offsets unchanged, so hits still point at their terms), where its
-    spaces are, whether it has runs of them to collapse, its length without trailing spaces, and whether any of
-    it needs HTML escaping."""
-    text = _SPACE.sub(" ", _BAD_XML.sub(" ", abstract))
-    spaces = tuple(i for i, c in enumerate(text) if c == " ")
-    return text, spaces, "  " in text, len(text.rstrip()), any(c in text for c in "&<>")
-
-
-def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -> str:
-    """The abstract as HTML, cut at a word boundary near ``limit`` (never inside a highlight), the matched
-    terms in ``<mark><b>``; when the first highlight lies past the cut, the excerpt starts a little before it."""
-    text, spaces, runs, size, special = _abstract_text(abstract)
-    esc = partial(html.escape, quote=False) if special else str
-    spans: list[list[int]] = []
-    for start, end in sorted((max(h.start, 0), min(h.end, len(text))) for h in hits if h.field == "abstract"):
-        if start >= end:
-            continue
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-    begin, end = 0, len(text)
-    if spans and spans[0][1] > limit - limit // 4:
-        first = spans[0][0]
-        i = bisect.bisect_left(spaces, max(first - limit // 4, 0))
-        begin = spaces[i] + 1 if i < len(spaces) and spaces[i] < first else first
-    if size - begin > limit:
-        i = bisect.bisect_right(spaces, begin + limit) - 1
-        cut = spaces[i] if i >= 0 and spaces[i] >= begin + limit // 2 else begin + limit
-        for start, stop in spans:
-            if start < cut < stop:  # a highlighted phrase is never cut in half
-                cut = stop
-        end = cut
-    pieces, pos = (["… "] if begin else []), begin
-    for start, stop in spans:
-        if start >= end:
-            break
-        if start < begin:
-            continue
-        # <b> inside <mark>: sanitizers that drop <mark> (feedparser's, and readers built on it) keep the bold.
-        pieces += [esc(text[pos:start]), "<mark><b>", esc(text[start:stop])]
-        pieces.append("</b></mark>")
-        pos = stop
-    pieces.append(esc(text[pos:end]))
-    out = "".join(pieces)
-    out = (_WS.sub(" ", out) if runs else out).strip()
-    if out and end < size:
-        out += " …"
-    return out
-
-
-def _middle(paper: Paper, reason: str, hits: tuple[Hit, ...]) -> str:
-    """The per-feed part of an entry's content: the highlighted abstract excerpt and why it matched."""
-    excerpt = _excerpt(paper.abstract, hits)
-    out = f"<p>{excerpt}</p>" if excerpt else ""
-    if why := _html(reason):
-        out += f"<p><b>Why it matched:</b> {why}</p>"
-    return out
-
-
-def _note(e: FeedEntry, notes: Mapping[str, Note] | None) -> Note:
-    """Why ``e`` is in this feed and where it matched: the feed's note for its paper, else the entry's own."""
-    if notes:
-        found = notes.get(e.paper.key)
-        if found is not None:
-            return found
-    return e.reason, e.hits
-
-
-def _entry_element(eid: str, e: FeedEntry, note: Note | None = None, *, slot: bool = False) -> etree._Element:
-    """One ``<entry>`` built with feedgen, with the link attributes feedgen 1.0 drops put back. Its HTML
-    content's middle is ``note`` (default: the entry's reason and hits), or with ``slot`` a placeholder."""
-    p = e.paper
-    page, arxiv = _links(p)
-    fe = FeedgenEntry()
-    fe.id(eid)
-    fe.title(_text(p.title) or "(untitled)")
-    fe.updated(_utc(e.updated))
-    if p.published:
-        fe.published(datetime.combine(p.published, time(), UTC))
-    links = [{"href": page, "rel": "alternate", "type": "text/html"}]
-    if arxiv:
-        links.append({"href": arxiv, "rel": "related", "type": "text/html", "title": "arXiv"})
-    if project := _url(p.project_page or p.github_repo):
-        links.append({"href": project, "rel": "related", "title": "project page"})
-    fe.link(links)
-    for name in [n for n in (_text(a) for a in p.authors[:MAX_AUTHORS]) if n]:
-        fe.author({"name": name})
-    head, tail = _content_parts(p)
-    reason, hits = note if note is not None else (e.reason, e.hits)
-    fe.content(head + (_SLOT_BODY if slot else _middle(p, reason, hits)) + tail, type="html")
-    element = fe.atom_entry()
-    # feedgen 1.0 drops rel/type/title from entry links (a shadowed variable in FeedEntry.atom_entry),
-    # which leaves several implicit rel="alternate" links; set them on its element tree ourselves.
-    for link_el, attrs in zip(element.iterfind("link"), links, strict=True):
-        for name, value in attrs.items():
-            link_el.set(name, value)
-    return element
 
 
 def _cached(cache: EntryCache, key: tuple[str, Paper, datetime], eid: str, e: FeedEntry) -> etree._Element:
@@ -431,59 +174,6 @@ def _from_cache(cache: EntryCache, eid: str, e: FeedEntry, note: Note) -> etree.
     return element
 
 
-def _serialise(doc: etree._ElementTree) -> bytes:
-    out = io.BytesIO()
-    doc.write(out, pretty_print=True, xml_declaration=True, encoding="UTF-8")
-    return out.getvalue()
-
-
-def _escaped(value: str, *, attribute: bool = False) -> bytes:
-    """``value`` as lxml writes it in element text (or a double-quoted attribute) of a UTF-8 document."""
-    if not (_NOT_PLAIN_ATTR if attribute else _NOT_PLAIN_TEXT).search(value):
-        return value.encode()
-    element = xml_elem("x", a=value) if attribute else xml_elem("x")
-    if not attribute:
-        element.text = value
-    out = io.BytesIO()
-    element.getroottree().write(out, encoding="UTF-8")  # b'<x a="..."/>' or b"<x>...</x>"
-    return out.getvalue()[6:-3] if attribute else out.getvalue()[3:-4]
-
-
-def _generator(
-    feed_id: str, title: str, self_href: str, alt_href: str, author: str, subtitle: str, lang: str, updated: datetime
-) -> FeedGenerator:
-    """The feed's header in feedgen; the arguments are already cleaned (``_text``, ``_url``)."""
-    fg = FeedGenerator()
-    fg.id(feed_id)
-    fg.title(title)
-    if subtitle:
-        fg.subtitle(subtitle)
-    fg.author({"name": author})
-    fg.link(href=self_href, rel="self", type="application/atom+xml")
-    fg.link(href=alt_href, rel="alternate", type="text/html")
-    fg.language(lang)
-    fg.generator("paper-digest")
-    # feedgen defaults every updated to now(); the newest entry's time keeps rebuilds byte-identical.
-    fg.updated(updated)
-    return fg
-
-
-def _in_feed(element: etree._Element) -> bytes:
-    """``element`` serialised exactly as it appears inside a feed: appended to an empty feedgen feed and cut out
-    (lxml indents an element by its depth, and the feed's last header line is followed by it, not by ``</feed>``)."""
-    feed, doc = _generator(_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, _SLOT_SELF, "a", "", "en", EPOCH)._create_atom()
-    empty = _serialise(doc)
-    feed.append(copy.deepcopy(element))
-    full = _serialise(doc)
-    start = len(empty) - len(_TAIL)
-    if not (empty.endswith(_TAIL) and full.endswith(_TAIL) and full[:start] == empty[:start]):
-        raise RenderError(
-            "lxml no longer serialises a feed as header + entries + </feed>",
-            "build feeds without an EntryCache (build_feed(..., cache=None)) and report the lxml version",
-        )
-    return full[start : -len(_TAIL)]
-
-
 def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -> _Fragment:
     """The entry of ``e``'s paper as bytes inside a feed, serialised once per id, paper and time, cut where
     its content's per-feed middle goes."""
@@ -500,12 +190,6 @@ def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -
             found = _Fragment(b"", b"", _in_feed(_entry_element(eid, FeedEntry(e.paper, e.updated))))
         cache.fragments[key] = found
     return found
-
-
-def _xml_text(value: str) -> bytes:
-    """``value`` as lxml writes it in element text (& < > escaped; the middle holds no CR and nothing XML
-    forbids, so nothing else is)."""
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").encode()
 
 
 def _fragment(cache: EntryCache, authority: str, e: FeedEntry, notes: Mapping[str, Note] | None) -> bytes:
@@ -535,7 +219,7 @@ def _head(cache: EntryCache, author: str, subtitle: str, lang: str, updated: dat
     if key in cache.heads:
         return cache.heads[key]
     fg = _generator(_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, _SLOT_ALT, author, subtitle, lang, updated)
-    data = _serialise(fg._create_atom()[1])
+    data = _serialise(_atom_tree(fg)[1])
     slots = [s.encode() for s in (_SLOT_ID, _SLOT_TITLE, _SLOT_SELF, _SLOT_ALT)]
     pieces = None
     if data.endswith(_TAIL) and all(data.count(s) == 1 for s in slots):
@@ -623,57 +307,8 @@ def _tree(
     """The feed as one lxml tree: feedgen's header and each entry built (or, with ``cache``, copied)."""
     # The header comes from feedgen with no entries; entries are built (or copied) separately and appended,
     # exactly where feedgen's _create_atom would have put them.
-    feed, doc = fg._create_atom()
+    feed, doc = _atom_tree(fg)
     for eid, _, e in chosen:
         note = _note(e, notes)
         feed.append(_entry_element(eid, e, note) if cache is None else _from_cache(cache, eid, e, note))
     return _serialise(doc)
-
-
-def write_feed(path: Path, data: bytes, *, durable: bool = True) -> bool:
-    """Write ``data`` to ``path`` atomically (temp file + rename); False when the file already held it.
-
-    ``durable=False`` skips the fsync: readers still never see a half-written file, but after a power cut
-    the file may be empty until it is written again."""
-    target = os.fspath(path)
-    try:
-        try:
-            old = os.stat(target)
-        except FileNotFoundError:
-            old = None
-        if old is not None and old.st_size == len(data):
-            with open(target, "rb") as f:
-                if f.read() == data:
-                    return False
-        mode = old.st_mode & 0o777 if old is not None else 0o644  # readers (a web server) need the usual mode
-        # A name of our own per process (feeds are written under the run lock); no mkstemp/chmod per file,
-        # which cost more than building the feed when a run writes 10,000 of them. Plain os calls and no mkdir
-        # per file (only when the folder is missing): ~15 us less per changed feed.
-        folder, name = os.path.split(target)
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(tmp, flags, mode)
-        except FileNotFoundError:  # the first feed of a new folder
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(tmp, flags, mode)
-        try:
-            try:
-                os.fchmod(fd, mode)  # os.open applies the umask
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise RenderError(
-            f"cannot write feed {path}: {exc.strerror or exc}", "check that the feed folder exists and is writable"
-        ) from exc
-    return True
