@@ -15,12 +15,12 @@ from digest.config import (
     Config,
     ConfigProblem,
     ConfigValidationError,
-    DigestSettings,
-    FeedSettings,
-    MailSettings,
-    ServerSettings,
-    SmtpSettings,
-    UserSettings,
+    DigestSection,
+    FeedSection,
+    MailSection,
+    ServerSection,
+    SmtpSection,
+    UserSection,
     default_config_path,
     environment,
     environment_problems,
@@ -108,12 +108,12 @@ def test_example_documents_every_key() -> None:
     """Each key of each section appears in config.example.toml, set or as a commented '# key =' line."""
     text = EXAMPLE.read_text(encoding="utf-8")
     sections = {
-        "digest": DigestSettings,
-        "mail": MailSettings,
-        "smtp": SmtpSettings,
-        "feeds": FeedSettings,
-        "server": ServerSettings,
-        "[users]": UserSettings,
+        "digest": DigestSection,
+        "mail": MailSection,
+        "smtp": SmtpSection,
+        "feeds": FeedSection,
+        "server": ServerSection,
+        "[users]": UserSection,
     }
     missing = []
     for header, model in sections.items():
@@ -500,8 +500,9 @@ def test_env_file_key_is_relative_to_the_config(tmp_path: Path) -> None:
     """[digest].env_file names another file, relative to the config's folder."""
     (tmp_path / "secrets").mkdir()
     write_env(tmp_path / "secrets" / "digest.env", "export PW='pa ss # word'\n")
-    config = load(tmp_path, '[digest]\nenv_file = "secrets/digest.env"\n[smtp]\nusername = "u"\npassword_env = "PW"\n'
-                  + MINIMAL)
+    config = load(
+        tmp_path, '[digest]\nenv_file = "secrets/digest.env"\n[smtp]\nusername = "u"\npassword_env = "PW"\n' + MINIMAL
+    )
     assert smtp_password(config, {}) == "pa ss # word"
 
 
@@ -559,20 +560,25 @@ def test_environment_problems_name_variable_file_and_fix(tmp_path: Path) -> None
 # ---------------------------------------------------------------------------------------------- organizations
 
 
-ORGS = MINIMAL + """
+ORGS = (
+    MINIMAL
+    + """
 [[users]]
 name = "grace"
 email = "grace@example.org"
 organizations = ["facebook", "meta-llama"]
 organizations_mode = "only"
 """
+)
 
 
 def test_organization_warnings_compare_handles_and_names_loosely(tmp_path: Path) -> None:
     """An organization matching a seen handle or display name (case, spaces, punctuation aside) is fine; one
     never seen is warned about at its line, with the closest seen name."""
-    text = MINIMAL.replace('keywords = ["diffusion"]',
-                           'keywords = ["diffusion"]\norganizations = ["bytedance seed", "AI-at-Meta", "Qwenn"]')
+    text = MINIMAL.replace(
+        'keywords = ["diffusion"]',
+        'keywords = ["diffusion"]\norganizations = ["bytedance seed", "AI-at-Meta", "Qwenn"]',
+    )
     text += ORGS.removeprefix(MINIMAL)
     config = load(tmp_path, text)
     warnings = organization_warnings(config, ["ByteDance-Seed", "AI at Meta", "Qwen", "Facebook"])
@@ -704,8 +710,10 @@ def test_user_numbers_are_finite_and_bounded(tmp_path: Path, key: str) -> None:
 def test_empty_secret_env_is_refused_by_the_loader(tmp_path: Path) -> None:
     """secret_env = "" passed the loader and failed later: now the loader names the key and an example."""
     found = only(problems(tmp_path, '[digest]\nsecret_env = ""\n' + MINIMAL), "digest.secret_env")
-    assert 'config.toml:2: digest.secret_env: expected the name of the variable holding the signing secret, such ' \
+    assert (
+        "config.toml:2: digest.secret_env: expected the name of the variable holding the signing secret, such "
         'as "DIGEST_SECRET", got ""' in where(found, tmp_path)
+    )
 
 
 def test_missing_templates_folder_is_refused(tmp_path: Path) -> None:
@@ -791,12 +799,15 @@ def test_nesting_tomllib_reads_is_a_type_error(tmp_path: Path) -> None:
     assert found.message == "expected a string, got an array"
 
 
-USER_ALL = MINIMAL + """
+USER_ALL = (
+    MINIMAL
+    + """
 [[users]]
 name = "all"
 email = "all@example.org"
 keywords = ["x"]
 """
+)
 
 
 def test_user_named_like_the_global_feed_is_refused(tmp_path: Path) -> None:
@@ -827,12 +838,15 @@ def test_names_whose_feed_files_coincide_are_refused(tmp_path: Path) -> None:
     from digest.render.atom import feed_file, feed_slug
 
     other = feed_slug("Ada.x")  # "ada-x-<hash>": a name someone else could have
-    text = MINIMAL.replace('name = "ada"', 'name = "Ada.x"') + f"""
+    text = (
+        MINIMAL.replace('name = "ada"', 'name = "Ada.x"')
+        + f"""
 [[users]]
 name = "{other}"
 email = "b@example.org"
 keywords = ["x"]
 """
+    )
     assert feed_file(other) == feed_file("Ada.x")
     found = only(problems(tmp_path, text), "users[1].name")
     assert f'its feed {other}.xml is also the feed of users[0] ("Ada.x")' in found.message
@@ -890,6 +904,22 @@ def test_check_and_run_refuse_with_the_same_message(tmp_path: Path, capsys: pyte
         assert main(["--config", str(path), *command]) == 2
         printed.append(capsys.readouterr().err)
     assert printed[0] == printed[1]
-    assert f"error: {path}:2: digest.keep_sent_days: expected a whole number from 0 to 3650, got 1000000000" \
-        in printed[0]
+    assert (
+        f"error: {path}:2: digest.keep_sent_days: expected a whole number from 0 to 3650, got 1000000000" in printed[0]
+    )
     assert "unexpected" not in printed[0]
+
+
+def test_every_profile_field_comes_from_the_users_table() -> None:
+    """Profile is derived from [[users]]: each of its fields is a UserSection key of the same name (cadence folds
+    in weekday and cron), so a profile field cannot be added without its config key, or the other way round."""
+    from dataclasses import fields
+
+    from digest.config import UserSection
+    from digest.models import Profile
+
+    profile_fields = {f.name for f in fields(Profile)}
+    folded = {"weekday", "cron"}  # part of Profile.cadence ("weekly:<day>", "cron:<expr>")
+    assert profile_fields == set(UserSection.model_fields) - folded
+    user = UserSection(name="ada", email="ada@example.org", keywords=("LLM",), cadence="weekly", weekday="tue")
+    assert user.profile().cadence == "weekly:tue"

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from digest.app.cli import main
-from digest.config import DigestSettings, FeedSettings, MailSettings, ServerSettings, SmtpSettings, UserSettings
+from digest.config import DigestSection, FeedSection, MailSection, ServerSection, SmtpSection, UserSection
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config.example.toml"
@@ -46,8 +46,8 @@ SMALL = {
     ],
 }  # fmt: skip
 
-SECTIONS = {"digest": DigestSettings, "mail": MailSettings, "smtp": SmtpSettings, "feeds": FeedSettings,
-            "server": ServerSettings}  # fmt: skip
+SECTIONS = {"digest": DigestSection, "mail": MailSection, "smtp": SmtpSection, "feeds": FeedSection,
+            "server": ServerSection}  # fmt: skip
 
 # Values tried on every key: wrong types, edges of numbers, odd strings, tables and arrays.
 LONG = "x" * 5000
@@ -150,7 +150,7 @@ def mutations(name: str, base: dict[str, Any], rng: random.Random, *, special: b
     """Every key deleted, then set to a sample of VALUES (a different sample per key); with ``special`` also the
     cases of the issue (names, feed files, crons, zones, paths, nesting)."""
     slots: list[tuple[str, int | None, str]] = [(s, None, k) for s, m in SECTIONS.items() for k in m.model_fields]
-    slots += [("users", 0, k) for k in UserSettings.model_fields]
+    slots += [("users", 0, k) for k in UserSection.model_fields]
     for section, user, key in slots:
         where = f"users[{user}]" if user is not None else section
         present = key in (base["users"][user] if user is not None else base.get(section, {}))

@@ -14,7 +14,7 @@ from digest.config import (
     ConfigError,
     ConfigProblem,
     ConfigValidationError,
-    WebhookSettings,
+    WebhookSection,
     environment_problems,
     load_config,
     webhook_token,
@@ -102,7 +102,7 @@ def test_url_kinds_load(tmp_path: Path, kind: str) -> None:
     """slack, discord and json tables load with their url_env and timeout; other keys stay empty."""
     config = load(tmp_path, HEAD + SLACK.replace('"slack"', f'"{kind}"') + ADA)
     (hook,) = config.webhooks
-    assert hook == WebhookSettings(name="lab-slack", kind=kind, url_env="LAB_SLACK_WEBHOOK", timeout=10)
+    assert hook == WebhookSection(name="lab-slack", kind=kind, url_env="LAB_SLACK_WEBHOOK", timeout=10)
     assert config.webhook("lab-slack") is hook and config.warnings == ()
 
 
@@ -435,7 +435,7 @@ def _example_with_webhooks() -> str:
 def test_example_documents_every_webhook_key() -> None:
     """Each [[webhooks]] key appears in config.example.toml as a commented '# key =' line, with all four kinds."""
     text = EXAMPLE.read_text(encoding="utf-8")
-    assert all(re.search(rf"(?m)^# {key} = ", text) for key in WebhookSettings.model_fields)
+    assert all(re.search(rf"(?m)^# {key} = ", text) for key in WebhookSection.model_fields)
     assert {m for m in re.findall(r'(?m)^# kind = "(\w+)"', text)} == set(WEBHOOK_KINDS)
     assert re.search(r'(?m)^# webhooks = \["lab-slack"\]', text)
 

@@ -15,7 +15,7 @@ from digest.config.validators import MAX_WEBHOOKS, _user_name
 from digest.deliver.net import is_loopback_host
 
 if TYPE_CHECKING:
-    from digest.config.schema import Config, UserSettings, WebhookSettings
+    from digest.config.schema import Config, UserSection, WebhookSection
 
 __all__ = ["cross_checks", "organization_warnings", "setting_warnings"]
 
@@ -182,7 +182,7 @@ def _user_rules(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Loc, st
 
 def _feed_collisions(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Loc, str]]:
     """Two feeds written to one file (compared without case: macOS and Windows file systems ignore it)."""
-    from digest.render.atom import feed_file  # imported late: the feed writer pulls in lxml
+    from digest.render.feedfile import feed_file  # stdlib only: loading a config stays cheap
 
     feeds = raw.get("feeds")
     global_feed = feeds.get("global_feed", "all.xml") if isinstance(feeds, dict) else "all.xml"
@@ -213,7 +213,7 @@ def _feed_collisions(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Lo
 # ---------------------------------------------------------------------------------------------- warnings
 
 
-def setting_warnings(users: Iterable[UserSettings], webhooks: Iterable[WebhookSettings]) -> Iterator[tuple[Loc, str]]:
+def setting_warnings(users: Iterable[UserSection], webhooks: Iterable[WebhookSection]) -> Iterator[tuple[Loc, str]]:
     """Settings that are valid but will bite: a send time in the DST window, a webhook no user opted into."""
     users = tuple(users)
     for i, user in enumerate(users):

@@ -62,8 +62,8 @@ from digest.errors import ConfigError
 from digest.models import Profile
 
 __all__ = [
-    "WEBHOOK_KINDS", "Config", "DigestSettings", "FeedSettings", "MailSettings", "ServerSettings", "SmtpSettings",
-    "UserSettings", "WebhookKind", "WebhookSettings", "load_config",
+    "WEBHOOK_KINDS", "Config", "DigestSection", "FeedSection", "MailSection", "ServerSection", "SmtpSection",
+    "UserSection", "WebhookKind", "WebhookSection", "load_config",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-class DigestSettings(_Section):
+class DigestSection(_Section):
     """`[digest]`: where state lives and global behaviour."""
 
     store: StoreFile = Field("", validate_default=True)
@@ -99,7 +99,7 @@ class DigestSettings(_Section):
         return resolve_path(value, info, defaults[info.field_name or ""])
 
 
-class MailSettings(_Section):
+class MailSection(_Section):
     """`[mail]`: the From address and list headers."""
 
     sender: Email = Field(description="an email address")
@@ -108,7 +108,7 @@ class MailSettings(_Section):
     unsubscribe_mailto: OptionalEmail = ""
 
 
-class SmtpSettings(_Section):
+class SmtpSection(_Section):
     """`[smtp]`: the submission server; the password comes from the variable named by ``password_env``."""
 
     host: Annotated[str, Field(min_length=1, pattern=r"^[^\s/]+$")] = "localhost"
@@ -122,7 +122,7 @@ class SmtpSettings(_Section):
     max_retry_age_hours: float = Field(48, ge=0, le=24 * MAX_DAYS, allow_inf_nan=False)
 
 
-class FeedSettings(_Section):
+class FeedSection(_Section):
     """`[feeds]`: where Atom files go and the URL they are served from."""
 
     output: Folder = Field("", validate_default=True)
@@ -136,7 +136,7 @@ class FeedSettings(_Section):
         return resolve_path(value, info, "feeds")
 
 
-class ServerSettings(_Section):
+class ServerSection(_Section):
     """`[server]`: what `digest serve` listens on and when it runs."""
 
     listen: Listen = "127.0.0.1:8080"
@@ -154,7 +154,7 @@ WebhookKind = Literal["slack", "discord", "matrix", "json"]
 WEBHOOK_KINDS: tuple[str, ...] = get_args(WebhookKind)  # digest.deliver.channel.CHANNEL_KINDS without "email"
 
 
-class WebhookSettings(_Section):
+class WebhookSection(_Section):
     """One `[[webhooks]]` table: a chat room or HTTP endpoint that users opt into by name. Its URL (slack, discord,
     json) or access token (matrix) is a secret, read from the variable the table names (see ``secrets``)."""
 
@@ -167,7 +167,7 @@ class WebhookSettings(_Section):
     token_env: EnvName = ""  # matrix: the variable holding the access token
 
 
-class UserSettings(_Section):
+class UserSection(_Section):
     """One `[[users]]` table: a subscriber and their profile."""
 
     name: UserName = Field(description="a unique name")
@@ -202,15 +202,15 @@ class UserSettings(_Section):
 
 
 class _File(_Section):
-    digest: DigestSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
-    mail: MailSettings = Field(description="a [mail] table with at least sender")
-    smtp: SmtpSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
-    feeds: FeedSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
-    server: ServerSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
-    webhooks: Annotated[tuple[WebhookSettings, ...], Strict(False), AfterValidator(_at_most(MAX_WEBHOOKS))] = Field(
+    digest: DigestSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    mail: MailSection = Field(description="a [mail] table with at least sender")
+    smtp: SmtpSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    feeds: FeedSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    server: ServerSection = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    webhooks: Annotated[tuple[WebhookSection, ...], Strict(False), AfterValidator(_at_most(MAX_WEBHOOKS))] = Field(
         (), description="[[webhooks]] tables"
     )
-    users: Annotated[tuple[UserSettings, ...], Strict(False)] = Field((), description="[[users]] tables")
+    users: Annotated[tuple[UserSection, ...], Strict(False)] = Field((), description="[[users]] tables")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,20 +218,20 @@ class Config:
     """A validated config: every section typed, every path absolute, defaults filled in."""
 
     path: Path
-    digest: DigestSettings
-    mail: MailSettings
-    smtp: SmtpSettings
-    feeds: FeedSettings
-    server: ServerSettings
-    users: tuple[UserSettings, ...]
+    digest: DigestSection
+    mail: MailSection
+    smtp: SmtpSection
+    feeds: FeedSection
+    server: ServerSection
+    users: tuple[UserSection, ...]
     warnings: tuple[ConfigProblem, ...] = ()  # valid but risky settings, e.g. a send time in the DST window
-    webhooks: tuple[WebhookSettings, ...] = ()  # every user's webhooks name one of these
+    webhooks: tuple[WebhookSection, ...] = ()  # every user's webhooks name one of these
 
     def profiles(self) -> tuple[Profile, ...]:
         """Every user as a ``digest.models.Profile``, in file order."""
         return tuple(u.profile() for u in self.users)
 
-    def webhook(self, name: str) -> WebhookSettings:
+    def webhook(self, name: str) -> WebhookSection:
         """The ``[[webhooks]]`` table called ``name``; a ConfigError when there is none."""
         for hook in self.webhooks:
             if hook.name == name:

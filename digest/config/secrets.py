@@ -11,7 +11,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from digest.config.problems import ConfigProblem, ConfigValidationError, Loc, file_text, located, read_env_file
-from digest.config.schema import Config, WebhookSettings
+from digest.config.schema import Config, WebhookSection
 from digest.deliver.net import is_loopback_host
 from digest.errors import ConfigError
 
@@ -93,12 +93,12 @@ def _url_fault(value: str) -> str | None:
     return None
 
 
-def _webhook_key(hook: WebhookSettings) -> str:
+def _webhook_key(hook: WebhookSection) -> str:
     """The key of ``hook`` that names its secret."""
     return "token_env" if hook.kind == "matrix" else "url_env"
 
 
-def _webhook_problem(config: Config, hook: WebhookSettings, merged: Mapping[str, str],
+def _webhook_problem(config: Config, hook: WebhookSection, merged: Mapping[str, str],
                      env: Mapping[str, str]) -> _Problem | None:  # fmt: skip
     """What is wrong with the secret of ``hook`` (the URL or the Matrix access token), or None."""
     name = getattr(hook, _webhook_key(hook))
@@ -147,7 +147,7 @@ def smtp_password(config: Config, env: Mapping[str, str]) -> str | None:
     return merged[config.smtp.password_env]
 
 
-def _webhook_secret(config: Config, env: Mapping[str, str], hook: WebhookSettings) -> str:
+def _webhook_secret(config: Config, env: Mapping[str, str], hook: WebhookSection) -> str:
     merged = environment(config, env)
     problem = _webhook_problem(config, hook, merged, env)
     if problem:

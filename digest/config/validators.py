@@ -258,7 +258,7 @@ def _creatable(value: Path) -> Path:
 def _query(value: str) -> str:
     if not value.strip():
         raise _bad("expected a query, got an empty string")
-    from digest.matching.match import parse_query  # imported late: the matcher pulls in pyahocorasick
+    from digest.matching.query import parse_query  # the parser alone: the matcher pulls in numpy and pyahocorasick
 
     try:
         parse_query(value)
