@@ -141,8 +141,8 @@ def preview_body(
     from digest.pipeline.settings import preview_mail_settings
 
     if fmt in ("md", "text", "html"):
-        return render.render_part("txt" if fmt == "text" else fmt, digest, cache, now=now, **links)
-    email = render.render_digest(digest, cache, now=now, **links)
+        return render.render_part("txt" if fmt == "text" else fmt, digest, cache, now=now, links=links)
+    email = render.render_digest(digest, cache, now=now, links=links)
     return compose(email, preview_mail_settings(cfg, env), now=now).decode("utf-8")
 
 

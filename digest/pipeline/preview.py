@@ -12,8 +12,8 @@ from digest import config, matching, render, sources, store
 from digest.config import cadence
 from digest.models import Digest, Paper, Profile
 from digest.pipeline.plan import due_users, select_digests
-from digest.pipeline.queue import manage_hint, page_links, unsubscribe_link
-from digest.pipeline.settings import feed_url, preview_mail_settings, render_options
+from digest.pipeline.queue import digest_links
+from digest.pipeline.settings import preview_mail_settings, render_options
 
 
 def _backtest_digest(
@@ -81,15 +81,6 @@ def preview_digest(
             due = due_users(conn, cfg, [profile], now=now, force=True)
             [digest] = select_digests(conn, due, now=now, ranker=run_ranker)
     cache = render.prepare_papers(digest.matches, render_options(cfg))
-    unsubscribe = unsubscribe_link(profile, preview_mail_settings(cfg, env))
     # Only a preview of what `run` would send has a page to link to.
-    none = render.PageLinks(view_url=None, more_url=None)
-    pages = page_links(cfg, digest) if dump is None and since is None else none
-    links = render.DigestLinks(
-        unsubscribe_url=unsubscribe,
-        feed_url=feed_url(cfg, profile),
-        manage_hint=manage_hint(cfg, profile),
-        view_url=pages["view_url"],
-        more_url=pages["more_url"],
-    )
-    return digest, cache, links
+    pages = dump is None and since is None
+    return digest, cache, digest_links(cfg, digest, preview_mail_settings(cfg, env), pages=pages)

@@ -183,22 +183,18 @@ def render_email(
     cfg: config.Config, digest: Digest, cache: render.RenderCache, mail: MailSettings, *, now: datetime
 ) -> RenderedEmail:
     """The email of one digest, as ``run`` queues it and ``preview`` shows it."""
+    return render.render_digest(digest, cache, links=digest_links(cfg, digest, mail), now=now)
+
+
+def digest_links(cfg: config.Config, digest: Digest, mail: MailSettings, *, pages: bool = True) -> render.DigestLinks:
+    """The links of one user's digest: unsubscribe, feed, the profile hint, and (archive pages on, and
+    ``pages``) the digest's page for "View in browser" and "N more papers"."""
     profile = digest.profile
-    return render.render_digest(
-        digest,
-        cache,
-        unsubscribe_url=unsubscribe_link(profile, mail),
-        feed_url=feed_url(cfg, profile),
-        manage_hint=manage_hint(cfg, profile),
-        now=now,
-        **page_links(cfg, digest),
-    )
-
-
-def page_links(cfg: config.Config, digest: Digest) -> render.PageLinks:
-    """The email's links to its archive page ("View in browser", "N more papers"); None without pages."""
-    url = archive.page_url(cfg, digest.profile.name, digest.period) if archive.enabled(cfg) else None
-    return render.PageLinks(view_url=url, more_url=url)
+    url = archive.page_url(cfg, profile.name, digest.period) if pages and archive.enabled(cfg) else None
+    return render.DigestLinks(
+        unsubscribe_url=unsubscribe_link(profile, mail), feed_url=feed_url(cfg, profile),
+        manage_hint=manage_hint(cfg, profile), view_url=url, more_url=url,
+    )  # fmt: skip
 
 
 def manage_hint(cfg: config.Config, profile: Profile) -> str:

@@ -62,7 +62,7 @@ def send_trial(
     mail = mail_settings(cfg, env)  # the real secret: the links in a trial are the ones the user would get
     sending = replace(smtp_settings(cfg, env), retry_attempts=1, max_connections=1)
     digest, cache, links = pipeline.preview_digest(cfg, env, user, now=now, dump=dump, since=since)
-    email = render.render_digest(digest, cache, now=now, **links)
+    email = render.render_digest(digest, cache, now=now, links=links)
     trial = replace(
         email,
         to=address,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from digest.identity import paper_links
     from digest.render.atom import EntryCache, build_feed
-    from digest.render.digest import DigestLinks, PageLinks, message_size_bound, render_digest, render_page, render_part
+    from digest.render.digest import DigestLinks, message_size_bound, render_digest, render_page, render_part
     from digest.render.entries import FeedEntry, entry_id, feed_entries, tag_uri
     from digest.render.environment import make_environment, templates_dirs
     from digest.render.feedfile import feed_file, feed_slug, write_feed
@@ -22,7 +22,6 @@ __all__ = [
     "DigestLinks",
     "EntryCache",
     "FeedEntry",
-    "PageLinks",
     "RenderCache",
     "RenderOptions",
     "anchor",
@@ -52,7 +51,6 @@ _WHERE = {
     "DigestLinks": "digest.render.digest",
     "EntryCache": "digest.render.atom",
     "FeedEntry": "digest.render.entries",
-    "PageLinks": "digest.render.digest",
     "RenderCache": "digest.render.prepare",
     "RenderOptions": "digest.render.prepare",
     "anchor": "digest.render.papers",

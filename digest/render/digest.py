@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import html as _html
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, TypedDict
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest.errors import RenderError
@@ -46,27 +47,23 @@ from digest.render.textmap import splice as _splice
 # Names defined in prepare/papers/environment stay importable from here, where they were first.
 __all__ = ["RenderCache", "RenderOptions", "anchor", "html_size_estimate", "make_environment", "paper_links"]
 __all__ += ["message_size_bound", "prepare_papers", "render_digest", "render_page", "render_part", "safe_url"]
-__all__ += ["DigestLinks", "PageLinks", "paper_context", "templates_dirs", "whole_cut"]
+__all__ += ["DigestLinks", "paper_context", "templates_dirs", "whole_cut"]
 
 # Bytes of the whole message that are not the two body parts: headers (From, To, a subject of up to 200
 # characters encoded, Date, Message-ID, List-*), the multipart boundaries and part headers.
 HEADER_RESERVE = 2_000
 
 
-class PageLinks(TypedDict):
-    """A digest's links to its archive page: "View in browser" and "N more papers" (None without pages)."""
-
-    view_url: str | None
-    more_url: str | None
-
-
-class DigestLinks(PageLinks):
-    """The per-user links and hint of a digest: the keyword arguments ``render_digest`` and ``render_part`` take
-    besides ``now``."""
+@dataclass(frozen=True, slots=True)
+class DigestLinks:
+    """The per-user links and hint of a digest, as the pipeline decides them (``links=`` of ``render_digest``
+    and ``render_part``, instead of the separate keywords)."""
 
     unsubscribe_url: str
-    feed_url: str | None
-    manage_hint: str
+    feed_url: str | None = None
+    manage_hint: str = ""
+    view_url: str | None = None  # the digest's archive page ("View in browser"); None without pages
+    more_url: str | None = None  # where the papers that did not fit are listed ("N more papers")
 
 
 def _require_url(url: str, what: str) -> str:
@@ -251,12 +248,13 @@ def render_digest(
     digest: Digest,
     cache: RenderCache,
     *,
-    unsubscribe_url: str,
+    unsubscribe_url: str = "",
     feed_url: str | None = None,
     manage_hint: str = "",
     view_url: str | None = None,
     more_url: str | None = None,
     now: datetime | None = None,
+    links: DigestLinks | None = None,
 ) -> RenderedEmail:
     """One user's email: subject, text/plain (plain text) and HTML.
 
@@ -264,7 +262,13 @@ def render_digest(
     did not fit are listed (the "N more papers" line links there); without it they come in the next digest.
     ``html`` is "" when the profile's formats leave HTML out; ``paper_keys`` lists the papers shown (the
     size budget may drop some). ``now`` (default ``digest.generated_at``) dates the subject and summary.
+    ``links`` gives all the links and the hint at once (then the separate keywords are not used).
     """
+    if links is not None:
+        unsubscribe_url, feed_url, manage_hint = links.unsubscribe_url, links.feed_url, links.manage_hint
+        view_url, more_url = links.view_url, links.more_url
+    if not unsubscribe_url:  # every digest carries a way out
+        raise TypeError("give links= or unsubscribe_url=")
     fmts = ("txt", "html") if "html" in digest.profile.formats else ("txt",)
     out, subject, keys = _render(
         digest, cache, fmts, text_fmt="txt", unsubscribe_url=unsubscribe_url, feed_url=feed_url, view_url=view_url,
@@ -286,15 +290,21 @@ def render_part(
     digest: Digest,
     cache: RenderCache,
     *,
-    unsubscribe_url: str,
+    unsubscribe_url: str = "",
     feed_url: str | None = None,
     manage_hint: str = "",
     view_url: str | None = None,
     more_url: str | None = None,
     now: datetime | None = None,
+    links: DigestLinks | None = None,
 ) -> str:
     """One part alone: "txt" (the text/plain part), "html" (the CSS-inlined HTML body) or "md" (the same as
     Markdown, what `digest preview --format md` prints). The message's budget decides what every part shows."""
+    if links is not None:
+        unsubscribe_url, feed_url, manage_hint = links.unsubscribe_url, links.feed_url, links.manage_hint
+        view_url, more_url = links.view_url, links.more_url
+    if not unsubscribe_url:  # every digest carries a way out
+        raise TypeError("give links= or unsubscribe_url=")
     fmts = ("txt", "html") if "html" in digest.profile.formats else ("txt",)
     out = _render(digest, cache, tuple(dict.fromkeys((*fmts, fmt))), text_fmt="txt", manage_hint=manage_hint,
                   now=now, unsubscribe_url=unsubscribe_url, feed_url=feed_url, view_url=view_url,
