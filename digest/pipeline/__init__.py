@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from digest.pipeline.preview import preview_digest
     from digest.pipeline.publish import write_feeds
     from digest.pipeline.queue import render_email
-    from digest.pipeline.run import run_once, scratch_copy
+    from digest.pipeline.run import run_once
     from digest.pipeline.send import deliver_due
     from digest.pipeline.settings import preview_mail_settings
 
@@ -57,7 +57,6 @@ __all__ = [
     "preview_mail_settings",
     "render_email",
     "run_once",
-    "scratch_copy",
     "send_due",
     "set_subscribed",
     "status",
@@ -86,7 +85,6 @@ _WHERE = {
     "preview_mail_settings": "digest.pipeline.settings",
     "render_email": "digest.pipeline.queue",
     "run_once": "digest.pipeline.run",
-    "scratch_copy": "digest.pipeline.run",
     "send_due": "digest.pipeline.admin",
     "set_subscribed": "digest.pipeline.admin",
     "status": "digest.pipeline.admin",

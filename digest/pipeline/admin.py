@@ -5,7 +5,6 @@ unsubscribe token. The app layer calls these (and the rest of ``digest.pipeline`
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -45,7 +44,7 @@ __all__ = [
 class IngestSession:
     """An open store under the run lock, for `digest ingest`: one dump at a time, each in its own transaction."""
 
-    conn: sqlite3.Connection
+    conn: store.Connection
 
     def ingest_file(self, path: Path, *, now: datetime) -> IngestReport:
         """Read and ingest one dump file (DumpError when it cannot be read: nothing of it is stored)."""
@@ -160,8 +159,8 @@ def send_due(
     """`digest send`: under the run lock, send (or with ``dry_run``, write as .eml files from a scratch copy of
     the store) the messages that are due."""
     from digest.pipeline.options import RunOptions
-    from digest.pipeline.run import scratch_copy
     from digest.pipeline.send import deliver_due
+    from digest.store import scratch_copy
 
     with store.run_lock(cfg.digest.store), contextlib.closing(store.open_store(cfg.digest.store)) as real:
         conn = scratch_copy(real) if dry_run is not None else real  # the copy is closed with the process

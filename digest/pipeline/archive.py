@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -134,7 +133,7 @@ def render_index(
 
 
 def write_index(
-    conn: sqlite3.Connection, cfg: config.Config, out: Path, profile: Profile, *, start: int, env: object | None = None
+    conn: store.Connection, cfg: config.Config, out: Path, profile: Profile, *, start: int, env: object | None = None
 ) -> list[Path]:
     """Rewrite a user's newest index pages (and any older one missing); returns the files that changed."""
     pages = max(1, -(-store.archive.archive_count(conn, profile.name, start=start) // PER_PAGE))
@@ -157,7 +156,7 @@ def write_index(
 # ------------------------------------------------------------------------------------------ repair
 
 
-def rebuild_digest(conn: sqlite3.Connection, profile: Profile, row: store.archive.ArchivedDigest) -> Digest:
+def rebuild_digest(conn: store.Connection, profile: Profile, row: store.archive.ArchivedDigest) -> Digest:
     """The page digest of a stored row: its papers in order, matched again for highlights and the why line
     (a paper the profile no longer matches is listed without them)."""
     keys = [*row.paper_keys, *row.archived]
@@ -169,7 +168,7 @@ def rebuild_digest(conn: sqlite3.Connection, profile: Profile, row: store.archiv
 
 
 def repair(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     cfg: config.Config,
     out: Path,
     *,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from digest.sources import fetch
 log = logging.getLogger(__name__)
 
 
-def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[tuple[Path, os.stat_result]]:
+def inbox_files(conn: store.Connection, inbox: Path) -> list[tuple[Path, os.stat_result]]:
     """Files in the inbox not ingested yet, in name order, with their stat. A file whose name, size and mtime
     match a file ingested before is skipped unread; any other is hashed and skipped if a dump with its content
     is in the store (and remembered by name, size and mtime, so it is not read again)."""
@@ -49,7 +48,7 @@ def inbox_files(conn: sqlite3.Connection, inbox: Path) -> list[tuple[Path, os.st
 
 
 def ingest_paths(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     paths: Sequence[Path],
     *,
     now: datetime,
@@ -83,7 +82,7 @@ def quarantine(path: Path) -> Path:
 
 
 def ingest_inbox(
-    conn: sqlite3.Connection, cfg: config.Config, options: RunOptions, *, now: datetime, errors: list[str]
+    conn: store.Connection, cfg: config.Config, options: RunOptions, *, now: datetime, errors: list[str]
 ) -> list[IngestReport]:
     found = inbox_files(conn, cfg.digest.inbox)
     stats = dict(found)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -75,7 +74,7 @@ class Due:
 
 
 def due_users(
-    conn: sqlite3.Connection, cfg: config.Config, profiles: Sequence[Profile], *, now: datetime, force: bool = False
+    conn: store.Connection, cfg: config.Config, profiles: Sequence[Profile], *, now: datetime, force: bool = False
 ) -> list[Due]:
     """Users whose current period has no digest yet (``force``: every given user, as if due now). Read-only."""
     added = delivery.subscribers_added(conn)
@@ -95,7 +94,7 @@ def due_users(
 
 
 def select_digests(
-    conn: sqlite3.Connection, due: Sequence[Due], *, now: datetime, ranker: matching.Ranker | None = None
+    conn: store.Connection, due: Sequence[Due], *, now: datetime, ranker: matching.Ranker | None = None
 ) -> list[Digest]:
     """Every due user's digest: their matches among the papers of their window that are not settled for them
     (queued, delivered, archived or dropped), in the order of ``ranker`` (default: the keywords' order, best
@@ -169,7 +168,7 @@ class Plan:
 
 
 def prepare(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
     *,

@@ -7,7 +7,6 @@ with a config change or a re-keyed paper would show them every entry again.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from digest.render import atom
 from digest.store import delivery, feed_ids
 
 
-def _config_authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+def _config_authority(conn: store.Connection, cfg: config.Config) -> str:
     """The authority the config gives today: base_url's host (else the sender's domain), the store's birth year."""
     host = urlsplit(cfg.digest.base_url).hostname if cfg.digest.base_url else None
     host = host or cfg.mail.sender.rpartition("@")[2]
@@ -30,7 +29,7 @@ def _config_authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
     return f"{host},{year}"
 
 
-def _authority(conn: sqlite3.Connection, cfg: config.Config) -> str:
+def _authority(conn: store.Connection, cfg: config.Config) -> str:
     """The tag authority of this store's feeds: taken from the config at the first feed write, then recorded
     and read back whatever the config says later (setting base_url must not change every id)."""
     recorded = feed_ids.authority(conn)
@@ -46,7 +45,7 @@ class FeedWriter:
     """Writes the Atom feeds of one run: each paper's entry is built and serialised once (atom.EntryCache)
     and each stored paper is loaded once, however many users' feeds show it."""
 
-    conn: sqlite3.Connection
+    conn: store.Connection
     cfg: config.Config
     out: Path
     authority: str
@@ -61,7 +60,7 @@ class FeedWriter:
     notes: dict[str, dict[str, atom.Note]] = field(default_factory=dict)
 
     @classmethod
-    def for_run(cls, conn: sqlite3.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
+    def for_run(cls, conn: store.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
         """A writer into ``out_dir`` (default [feeds].output)."""
         return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg))
 
@@ -191,7 +190,7 @@ class FeedWriter:
 
 
 def write_feeds(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     cfg: config.Config,
     *,
     out_dir: Path | None = None,

@@ -8,7 +8,6 @@ import ctypes
 import multiprocessing
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -61,7 +60,7 @@ def build_messages(
 
 
 def store_messages(
-    conn: sqlite3.Connection, plan_: Plan, built: Sequence[Built], *, run_id: int | None, now: datetime
+    conn: store.Connection, plan_: Plan, built: Sequence[Built], *, run_id: int | None, now: datetime
 ) -> list[str]:
     """Commit built digests to the outbox in one transaction, with the state of every matched paper (queued,
     carried over, archived, dropped); returns the users queued.

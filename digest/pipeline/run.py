@@ -31,14 +31,6 @@ from digest.store import delivery
 log = logging.getLogger(__name__)
 
 
-def scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
-    """An in-memory copy of the store, so a dry run goes through every motion and changes nothing."""
-    scratch = sqlite3.connect(":memory:", isolation_level=None)
-    conn.backup(scratch)
-    scratch.row_factory = sqlite3.Row
-    return scratch
-
-
 def _write_archive(action: Callable[[], object], errors: list[str]) -> bool:
     """Write archive pages; a failure is reported and the run goes on (the next run writes what is missing)."""
     try:
@@ -69,7 +61,7 @@ def run_once(
         real = stack.enter_context(contextlib.closing(store.open_store(cfg.digest.store)))
         conn = real
         if options.dry_run is not None:
-            conn = stack.enter_context(contextlib.closing(scratch_copy(real)))
+            conn = stack.enter_context(contextlib.closing(store.scratch_copy(real)))
         run_id = delivery.start_run(conn, now=now)
         errors: list[str] = []
         status = "failed"

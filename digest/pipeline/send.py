@@ -61,7 +61,7 @@ class _StoreLedger:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: store.Connection,
         rows: Mapping[str, delivery.OutboxRow],
         counts: dict[str, int],
         *,
@@ -115,7 +115,7 @@ def _dry_run_name(row: delivery.OutboxRow) -> str:
     return f"{stem}.{row.channel.partition(':')[2]}.json"
 
 
-def _dry_run(conn: sqlite3.Connection, rows: Sequence[delivery.OutboxRow], options: RunOptions) -> Delivered:
+def _dry_run(conn: store.Connection, rows: Sequence[delivery.OutboxRow], options: RunOptions) -> Delivered:
     """Write each row's message (an .eml file, or a webhook's request bodies as JSON) instead of sending."""
     assert options.dry_run is not None
     options.dry_run.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def _dry_run(conn: sqlite3.Connection, rows: Sequence[delivery.OutboxRow], optio
     return Delivered(len(rows))
 
 
-def _parcel(conn: sqlite3.Connection, cfg: config.Config, row: delivery.OutboxRow) -> Parcel:
+def _parcel(conn: store.Connection, cfg: config.Config, row: delivery.OutboxRow) -> Parcel:
     return Parcel(
         key=str(row.id), user=row.user, period=row.period, data=delivery.load_message(conn, row.id),
         message_id=row.message_id or f"{row.channel}:{row.user}:{row.period}",
@@ -140,7 +140,7 @@ def _parcel(conn: sqlite3.Connection, cfg: config.Config, row: delivery.OutboxRo
 
 
 def deliver_rows(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
     rows: Sequence[delivery.OutboxRow],
@@ -188,7 +188,7 @@ def deliver_rows(
 
 
 def _deliver_channel(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
     name: str,
@@ -229,7 +229,7 @@ def _deliver_channel(
         raise
 
 
-def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> list[delivery.OutboxRow]:
+def give_up(conn: store.Connection, cfg: config.Config, *, now: datetime) -> list[delivery.OutboxRow]:
     """Settle what stopped runs left: a message handed over twice without a recorded reply counts as sent
     (see ``digest.outbox``); rows older than the retry limit are given up (their papers return to their
     users' pools, so a run does this before planning). Returns the rows given up."""
@@ -243,7 +243,7 @@ def give_up(conn: sqlite3.Connection, cfg: config.Config, *, now: datetime) -> l
 
 
 def due_rows(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     *,
     now: datetime,
     users: Sequence[str] | None = None,
@@ -272,7 +272,7 @@ class SendReport:
 
 
 def deliver_due(
-    conn: sqlite3.Connection,
+    conn: store.Connection,
     cfg: config.Config,
     env: Mapping[str, str],
     *,

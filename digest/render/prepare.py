@@ -13,9 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from markupsafe import Markup
 
 from digest.errors import RenderError
@@ -28,6 +27,9 @@ from digest.render.papers import shorten as _shorten
 from digest.render.textmap import Esc as _Esc
 from digest.render.textmap import clean as _clean
 from digest.render.textmap import cut_offset as _cut
+
+if TYPE_CHECKING:
+    import jinja2  # for types only: environment.py is the adapter
 from digest.render.textmap import escape as _escape
 from digest.render.textmap import md_inline as _md_inline
 from digest.render.textmap import wrap_breaks as _wrap_breaks

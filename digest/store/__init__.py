@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from digest.store import archive, delivery, feed_ids
 from digest.store.db import (
     MIGRATIONS,
@@ -11,6 +13,7 @@ from digest.store.db import (
     open_store,
     run_lock,
     schema_version,
+    scratch_copy,
     store_file,
     store_write_error,
     transaction,
@@ -30,8 +33,13 @@ from digest.store.papers import (
     record_inbox_file,
 )
 
+# What the rest of the code holds a store as: callers pass it back to these functions and never run SQL on it,
+# so another backend changes this package only.
+Connection = sqlite3.Connection
+
 __all__ = [
     "MIGRATIONS",
+    "Connection",
     "archive",
     "background_checkpoints",
     "counts",
@@ -51,6 +59,7 @@ __all__ = [
     "record_inbox_file",
     "run_lock",
     "schema_version",
+    "scratch_copy",
     "store_file",
     "store_write_error",
     "transaction",

@@ -444,6 +444,14 @@ def store_write_error(exc: sqlite3.Error, what: str) -> StoreError:
     return StoreError(f"could not {what} the store: {text}", hint)
 
 
+def scratch_copy(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """An in-memory copy of the store, so a dry run goes through every motion and changes nothing."""
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
+    conn.backup(scratch)
+    scratch.row_factory = sqlite3.Row
+    return scratch
+
+
 def store_file(conn: sqlite3.Connection) -> Path | None:
     """The file behind ``conn`` (None for an in-memory copy)."""
     name = conn.execute("PRAGMA database_list").fetchone()[2]
