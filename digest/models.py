@@ -96,6 +96,10 @@ class Profile:
     feed: bool = True
     display_name: str | None = None
     webhooks: tuple[str, ...] = ()  # names of the [[webhooks]] this user opted into
+    authors: tuple[str, ...] = ()  # followed authors: any paper of theirs matches
+    like: tuple[str, ...] = ()  # seeds: arXiv ids or titles of papers liked before any thumbs
+    dislike: tuple[str, ...] = ()  # seeds: the same, disliked
+    suggestions: int = 1  # at most this many "Also for you" papers per digest (0: none)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -137,6 +141,7 @@ class Digest:
     dropped: tuple[str, ...] = ()  # keys of matching papers never delivered, now older than the catch-up window
     scheduled_at: datetime | None = None  # when the period was scheduled (catch-up windows count from it)
     window_from: datetime | None = None  # papers first seen from then on were offered (the next digest drops older)
+    suggestions: tuple[Match, ...] = ()  # "Also for you": the ranker's picks the keywords missed, each with its why
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ class DigestSection(_Section):
     keep_sent_days: Days = 7
     source_url: HttpUrl = ""
     fetch_timeout: Seconds = 30
+    ranker: Literal["keywords", "learned"] = "keywords"  # how matches are ordered and suggestions found
 
     @_field_validator("store", "inbox", "templates", "env_file", mode="before")
     @classmethod
@@ -188,6 +189,10 @@ class UserSection(_Section):
     formats: Formats = ("html", "markdown")
     feed: bool = True
     webhooks: WebhookNames = Field((), description="names of [[webhooks]] tables")  # the user's chat channels
+    authors: Texts = ()  # followed authors: their papers match whatever the keywords say (API JSON and HTML dumps)
+    like: Texts = ()  # arXiv ids or titles of papers the user liked: "more like these" before any thumbs
+    dislike: Texts = ()  # the same for papers they did not want
+    suggestions: int = Field(1, ge=0, le=10)  # "Also for you": papers the keywords missed that the ranker proposes
 
     def profile(self) -> Profile:
         """This user as the ``Profile`` the matcher and renderer use."""
@@ -197,7 +202,8 @@ class UserSection(_Section):
             min_upvotes=self.min_upvotes, organizations=self.organizations,
             organizations_mode=self.organizations_mode, max_papers=self.max_papers, min_score=self.min_score,
             cadence=cadence, timezone=self.timezone, send_time=self.send_time, formats=self.formats,
-            feed=self.feed, display_name=self.display_name or None, webhooks=self.webhooks,
+            feed=self.feed, display_name=self.display_name or None, webhooks=self.webhooks, authors=self.authors,
+            like=self.like, dislike=self.dislike, suggestions=self.suggestions,
         )  # fmt: skip
 
 

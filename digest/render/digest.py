@@ -10,8 +10,8 @@ Per user this only escapes-and-splices highlights into pre-escaped text, fills s
 from __future__ import annotations
 
 import html as _html
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -64,6 +64,8 @@ class DigestLinks:
     manage_hint: str = ""
     view_url: str | None = None  # the digest's archive page ("View in browser"); None without pages
     more_url: str | None = None  # where the papers that did not fit are listed ("N more papers")
+    # paper key -> (thumbs-up URL, thumbs-down URL), signed for this user; papers missing have no vote links
+    votes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _require_url(url: str, what: str) -> str:

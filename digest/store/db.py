@@ -274,6 +274,29 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox(user) WHERE status IN ('pending', 'sending', 'deferred');
     CREATE INDEX outbox_user ON outbox(user, id);
     """,
+    # v8: relevance feedback. ratings: a user's latest vote on a paper (+1 up, -1 down) and where it came
+    # from ('link' from a digest, 'cli', 'import', 'eval'); a vote replaces the user's earlier one on the
+    # paper. ranker_state: a learned ranker's per-user model, kept between runs so that it updates with the
+    # votes cast since, instead of being trained again from every vote.
+    """
+    CREATE TABLE ratings (
+        user TEXT NOT NULL,
+        paper_key TEXT NOT NULL,
+        vote INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+        source TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (user, paper_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX ratings_at ON ratings(user, at);
+    CREATE TABLE ranker_state (
+        user TEXT NOT NULL,
+        ranker TEXT NOT NULL,
+        state BLOB NOT NULL,
+        votes_until TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (user, ranker)
+    ) WITHOUT ROWID;
+    """,
 )
 
 WAL_AUTOCHECKPOINT_PAGES = 10000  # 40 MB of WAL between checkpoints (see open_store)
