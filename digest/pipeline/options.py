@@ -6,6 +6,10 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from digest.deliver.channel import Channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +24,6 @@ class RunOptions:
     progress: Callable[[int, int], None] | None = None  # (messages done, total)
     stop: Callable[[], bool] = field(default=lambda: False)  # polled between messages (SIGTERM)
     wait_for_lock: bool = False  # wait for a concurrent run instead of raising LockedError
+    # Deliver every due row to this channel instead of the user's own (`digest evaluate` records what each
+    # digest showed this way: the ledger moves exactly as in a real run, nothing leaves the machine).
+    deliver_to: Channel | None = None

@@ -127,7 +127,6 @@ def select_digests(
                 offered.append(m)
         candidates = _candidates(pool, d.window, done, matched) if ranker.wants_candidates else None
         order = matching.rank_matches(ranker, d.profile, tuple(offered), candidates=candidates, now=now)
-        # order.suggestions are checked but not carried yet: Digest has no field for them (see matching.Ranked).
         shown = order.matches[: max(d.profile.max_papers, 0)]
         dumps = sorted({Path(names[first_dump[m.paper.key]]).name for m in shown if first_dump[m.paper.key] in names})
         digests.append(
@@ -142,6 +141,7 @@ def select_digests(
                 dropped=tuple(dropped),
                 scheduled_at=d.period.scheduled_at,
                 window_from=d.window.lower,
+                suggestions=order.suggestions[: max(d.profile.suggestions, 0)],
             )
         )
     return digests
@@ -176,10 +176,10 @@ def prepare(
     run_id: int | None,
     users: Sequence[str] | None = None,
     stages: defaultdict[str, float] | None = None,
-    ranker: str = matching.DEFAULT_RANKER,
+    ranker: str | None = None,
 ) -> Plan:
     """Find the users whose current period has no digest yet, match them all at once, order each user's matches
-    with ``ranker`` (a name in ``matching.RANKERS``), and record the periods with nothing to show. Rendering and
+    with ``ranker`` (a name in ``matching.RANKERS``; default [digest].ranker), and record the periods with nothing to show. Rendering and
     queueing happen per batch, in ``run_once``."""
     stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()
@@ -190,11 +190,11 @@ def prepare(
     if not due:
         return Plan([], None, None)
     started = time.perf_counter()
-    run_ranker = matching.make_ranker(ranker, matching.RankerContext(now=now))
+    run_ranker = matching.make_ranker(ranker or cfg.digest.ranker, matching.RankerContext(now=now))
     digests = select_digests(conn, due, now=now, ranker=run_ranker)
     stages["match"] += time.perf_counter() - started
     started = time.perf_counter()
-    empty = [d for d in digests if not d.matches]
+    empty = [d for d in digests if not d.matches and not d.suggestions]
     with store.transaction(conn):
         for digest in empty:
             delivery.add_message(
@@ -203,10 +203,10 @@ def prepare(
                 message=None, message_id=None, sender=None, recipient=None, dropped=digest.dropped,
             )  # fmt: skip
     stages["outbox"] += time.perf_counter() - started
-    full = [d for d in digests if d.matches]
+    full = [d for d in digests if d.matches or d.suggestions]
     if not full:
         return Plan([], None, None, empty=len(empty))
     started = time.perf_counter()
-    cache = render.prepare_papers([m for d in full for m in d.matches], render_options(cfg))
+    cache = render.prepare_papers([m for d in full for m in (*d.matches, *d.suggestions)], render_options(cfg))
     stages["render"] += time.perf_counter() - started
     return Plan(full, cache, mail_settings(cfg, env), empty=len(empty))

@@ -60,7 +60,7 @@ def preview_digest(
     now: datetime,
     dump: Path | None = None,
     since: date | None = None,
-    ranker: str = matching.DEFAULT_RANKER,
+    ranker: str | None = None,
 ) -> tuple[Digest, render.RenderCache, render.DigestLinks]:
     """What ``user`` would receive if their period were due now (same selection as ``run``: window, carried
     over papers, nothing already delivered, the same ``ranker``), or from one dump, or from stored papers since
@@ -69,7 +69,7 @@ def preview_digest(
     if profile is None:
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
-    run_ranker = matching.make_ranker(ranker, matching.RankerContext(now=now))
+    run_ranker = matching.make_ranker(ranker or cfg.digest.ranker, matching.RankerContext(now=now))
     if dump is not None:
         papers = [sources.read_dump(dump).papers]
         digest = _backtest_digest(profile, papers, dumps=(dump.name,), now=now, ranker=run_ranker)

@@ -201,7 +201,7 @@ def _deliver_channel(
 ) -> None:
     by_key = {str(row.id): row for row in rows}
     ledger = _StoreLedger(conn, by_key, counts, clock=clock, progress=tick)
-    channel = make_channel(cfg, env, name, tls_context=options.tls_context)
+    channel = options.deliver_to or make_channel(cfg, env, name, tls_context=options.tls_context)
     if channel is None:  # a webhook taken out of the config: its digests cannot go anywhere
         for row in rows:
             ledger.result(
