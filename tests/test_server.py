@@ -12,13 +12,17 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 
+from digest import store
 from digest.app import server
 from digest.deliver.email import unsubscribe_token, verify_unsubscribe_token
+from digest.models import Dump, Paper
+from digest.pipeline.feedback import VoteDesk, vote_token
 
 SECRET = b"test-secret-0123456789abcdef"
 USERS = ["ada", "bob"]
@@ -57,7 +61,7 @@ class Web:
 
 
 @contextlib.contextmanager
-def _start(tmp_path: Path, **options: int) -> Iterator[Web]:
+def _start(tmp_path: Path, votes: VoteDesk | None = None, **options: int) -> Iterator[Web]:
     feeds = tmp_path / "feeds"
     feeds.mkdir()
     (feeds / "all.xml").write_bytes(FEED)
@@ -67,6 +71,7 @@ def _start(tmp_path: Path, **options: int) -> Iterator[Web]:
         feeds_dir=feeds,
         resolve_token=lambda token: verify_unsubscribe_token(token, USERS, SECRET),
         unsubscribe=web.unsubscribed.append,
+        votes=votes,
         **options,
     )
     web.port = httpd.server_address[1]
@@ -394,3 +399,136 @@ def test_server_releases_its_port_on_close(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+# ------------------------------------------------------------------------------------------ votes
+
+MOE = Paper("arxiv:2405.01234", "Sparse Mixture of Experts", "moe", arxiv_id="2405.01234")
+XSS = Paper("arxiv:2406.00002", '<script>alert("x")</script> & Friends', "html in a title", arxiv_id="2406.00002")
+
+
+@dataclass
+class Voting:
+    """The running server with a VoteDesk on a real store holding two papers."""
+
+    web: Web
+    store_path: Path
+
+    def votes(self, user: str) -> dict[str, int]:
+        with contextlib.closing(store.open_store(self.store_path)) as conn:
+            return {key: vote for key, vote, _ in store.feedback.votes(conn, [user])[user]}
+
+
+@pytest.fixture
+def voting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Voting]:
+    """The real server with vote links, on a store in tmp_path; logs captured at INFO."""
+    caplog.set_level(logging.INFO)
+    store_path = tmp_path / "state" / "digest.db"
+    with contextlib.closing(store.open_store(store_path)) as conn:
+        now = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+        store.ingest(conn, Dump("day", "d" * 64, "json", (MOE, XSS)), now=now)
+    (tmp_path / "voting").mkdir()  # beside the `web` fixture's feeds folder when a test uses both
+    with _start(tmp_path / "voting", votes=VoteDesk(store_path, SECRET, USERS)) as running:
+        yield Voting(running, store_path)
+
+
+def test_vote_get_confirms_and_never_records(voting: Voting) -> None:
+    """Following a vote link five times (a mail scanner) and HEAD show a POST form and record nothing."""
+    web, token = voting.web, vote_token(SECRET, "ada", MOE.key, 1)
+    for _ in range(5):
+        status, headers, body = web.request("GET", f"/v/{token}")
+        page = body.decode("utf-8")
+        assert status == 200 and headers["cache-control"] == "no-store"
+        assert "Record 👍 for “Sparse Mixture of Experts”?" in page and 'method="post"' in page
+        assert f'action="{token}"' in page and "Your vote" not in page
+    status, headers, body = web.request("HEAD", f"/v/{token}")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+    assert voting.votes("ada") == {}
+
+
+def test_vote_get_then_post_records_once_and_a_second_vote_replaces(voting: Voting) -> None:
+    """GET then POST records the vote once and answers a 200 thank-you page (no redirect); the down link
+    then shows the current vote and its POST replaces it."""
+    web, up = voting.web, vote_token(SECRET, "ada", MOE.key, 1)
+    assert web.request("GET", f"/v/{up}")[0] == 200
+    status, headers, body = web.request("POST", f"/v/{up}", body=b"")
+    assert status == 200 and "location" not in headers and headers["cache-control"] == "no-store"
+    assert "Thank you" in body.decode() and "Recorded 👍" in body.decode()
+    assert voting.votes("ada") == {MOE.key: 1}
+    status, _, body = web.request("POST", f"/v/{up}")
+    assert status == 200 and "(as before)" in body.decode() and voting.votes("ada") == {MOE.key: 1}
+    down = vote_token(SECRET, "ada", MOE.key, -1)
+    _, _, body = web.request("GET", f"/v/{down}")
+    assert "Record 👎" in body.decode() and "Your vote on it now: 👍." in body.decode()
+    assert web.request("POST", f"/v/{down}")[0] == 200
+    assert voting.votes("ada") == {MOE.key: -1} and voting.votes("bob") == {}
+
+
+def test_vote_pages_escape_the_title(voting: Voting) -> None:
+    """A paper title with markup is shown escaped on the confirmation and thank-you pages."""
+    token = vote_token(SECRET, "bob", XSS.key, -1)
+    for method in ("GET", "POST"):
+        status, _, body = voting.web.request(method, f"/v/{token}")
+        assert status == 200 and b"<script>" not in body
+        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Friends" in body.decode()
+    assert voting.votes("bob") == {XSS.key: -1}
+
+
+def _edit(token: str) -> str:
+    payload, signature = token.split(".")
+    return f"{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        vote_token(b"another-secret-0123456789abcdef", "ada", MOE.key, 1),  # forged: not our secret
+        _edit(vote_token(SECRET, "ada", MOE.key, 1)),  # edited payload, old signature
+        vote_token(SECRET, "ada", MOE.key, 1).split(".")[0]
+        + "."
+        + vote_token(SECRET, "ada", MOE.key, -1).split(".")[1],
+        vote_token(SECRET, "carol", MOE.key, 1),  # a user no longer in the config
+        vote_token(SECRET, "ada", "arxiv:2501.99999", 1),  # a paper the store does not hold
+        vote_token(SECRET, "ada", MOE.key, 1)[:-1],
+        "forged-token",
+        "a.b",
+        "x" * 500 + ".y",
+        "%C3%A9t%C3%A9.x",
+        "<script>.x",
+    ],
+)
+def test_bad_vote_tokens_are_a_404_page(voting: Voting, caplog: pytest.LogCaptureFixture, token: str) -> None:
+    """Forged, edited, cut, odd tokens, unknown users and papers: the same 404 page for GET and POST (no detail
+    on why), nothing recorded, no traceback."""
+    pages = set()
+    for method in ("GET", "POST"):
+        status, _, body = voting.web.request(method, f"/v/{token}")
+        assert status == 404
+        pages.add(body)
+    assert pages == {voting.web.request("GET", "/v/forged-token")[2]}
+    assert voting.votes("ada") == {} and voting.votes("carol") == {}
+    _no_tracebacks(caplog)
+
+
+def test_votes_are_404_without_a_desk_and_405_for_other_methods(web: Web, voting: Voting) -> None:
+    """A server built without votes knows no /v/ link; /v/ takes GET, HEAD and POST only."""
+    token = vote_token(SECRET, "ada", MOE.key, 1)
+    assert web.request("GET", f"/v/{token}")[0] == 404
+    status, headers, _ = voting.web.request("DELETE", f"/v/{token}")
+    assert status == 405 and headers["allow"] == "GET, HEAD, POST"
+    assert voting.votes("ada") == {}
+
+
+def test_vote_tokens_are_cut_in_the_access_log_and_bodies_bounded(
+    voting: Voting, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The access log shows 4 characters of a vote token; a POST body over the limit is a 413, not a vote."""
+    token = vote_token(SECRET, "ada", MOE.key, 1)
+    voting.web.request("GET", f"/v/{token}")
+    response = voting.web.raw(
+        f"POST /v/{token} HTTP/1.0\r\nContent-Length: {server.MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+    )
+    assert _status(response) == 413
+    seen = [(m["method"], m["path"], m["status"]) for m in _access_lines(caplog, 2)]
+    assert seen == [("GET", f"/v/{token[:4]}...", "200"), ("POST", f"/v/{token[:4]}...", "413")]
+    assert voting.votes("ada") == {}

@@ -88,6 +88,7 @@ def make_http(cfg: config.Config, env: Mapping[str, str]) -> server.HTTPServer:
         feeds_dir=cfg.feeds.output,
         resolve_token=lambda token: pipeline.user_for_token(token, names, secret),
         unsubscribe=unsubscribe,
+        votes=pipeline.vote_desk(cfg, env),
     )
 
 

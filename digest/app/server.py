@@ -1,4 +1,4 @@
-"""The HTTP side of `digest serve`: the feeds folder and the RFC 8058 one-click unsubscribe endpoint.
+"""The HTTP side of `digest serve`: the feeds folder, the RFC 8058 one-click unsubscribe endpoint, vote links.
 
 The only module that imports waitress (a pure-Python production WSGI server of the Pylons project, no
 dependencies of its own). waitress reads every request whole, headers and body, in its single I/O loop before
@@ -13,6 +13,9 @@ Routes:
                                ``Cache-Control: no-cache`` so feed readers revalidate (304) instead of re-downloading
   GET/HEAD /u/<token>          a confirmation page with a POST button (mail scanners prefetch links)
   POST     /u/<token>          unsubscribes at once and answers 200, never a redirect (RFC 8058)
+  GET/HEAD /v/<token>          "Record 👍 for <title>?" with a POST button; never records (scanners follow links)
+  POST     /v/<token>          records the vote (replacing the user's earlier one) and answers 200, a thank-you
+                               page; a token that does not verify, or names a user or paper we do not know: 404
 
 Bounds (constants below; [server] has only ``listen``): at most ``CONNECTION_LIMIT`` open connections (beyond it
 waitress stops accepting and new clients wait in the kernel's listen backlog until one closes); a connection idle
@@ -38,13 +41,16 @@ from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask, WSGITask
+
+if TYPE_CHECKING:
+    from digest import pipeline
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,8 @@ MAX_DEPTH = 8  # path components under /feeds/ (archive pages may live in sub-fo
 _LOOP_TIMEOUT = 1.0  # seconds the I/O loop sleeps at most between checks for shutdown
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_VOTE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,360}\.[A-Za-z0-9_-]{1,32}")  # base64url payload . signature
+_THUMBS = {1: "👍", -1: "👎"}
 _ETAGS = re.compile(r'\s*(?:W/)?("[^"]*")\s*(?:,|$)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TYPES = {".xml": "application/atom+xml", ".html": "text/html; charset=utf-8"}
@@ -114,14 +122,19 @@ def _not_modified_since(header: str, mtime: float) -> bool:
 
 
 class _App:
-    """The WSGI application: routes, the feeds folder and the unsubscribe endpoint."""
+    """The WSGI application: routes, the feeds folder, the unsubscribe endpoint and the vote links."""
 
     def __init__(
-        self, feeds_dir: Path, resolve_token: Callable[[str], str | None], unsubscribe: Callable[[str], None]
+        self,
+        feeds_dir: Path,
+        resolve_token: Callable[[str], str | None],
+        unsubscribe: Callable[[str], None],
+        votes: pipeline.VoteDesk | None = None,
     ) -> None:
         self.root = feeds_dir.resolve()
         self.resolve_token = resolve_token
         self.unsubscribe = unsubscribe
+        self.votes = votes
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -148,6 +161,10 @@ class _App:
             if method not in ("GET", "HEAD", "POST"):
                 return _not_allowed("GET, HEAD, POST")
             return self._unsubscribe(method, path[3:])
+        if path.startswith("/v/"):
+            if method not in ("GET", "HEAD", "POST"):
+                return _not_allowed("GET, HEAD, POST")
+            return self._vote(method, path[3:])
         if path == "/feeds" or path.startswith("/feeds/"):
             if method not in ("GET", "HEAD"):
                 return _not_allowed("GET, HEAD")
@@ -174,6 +191,30 @@ class _App:
             '<button type="submit">Unsubscribe</button></form>'
         )
         return _page(HTTPStatus.OK, "Unsubscribe", body)
+
+    # ------------------------------------------------------------------------------------ votes
+
+    def _vote(self, method: str, token: str) -> _Response:
+        """GET/HEAD: what the link would record, with a POST button; POST: record it. No detail on a refusal."""
+        page = None
+        if self.votes is not None and _VOTE_TOKEN.fullmatch(token):
+            page = self.votes.cast(token) if method == "POST" else self.votes.look(token)
+        if page is None:
+            return _page(HTTPStatus.NOT_FOUND, "Link not recognised", "<p>This link is not valid.</p>")
+        thumb = _THUMBS[page.vote]
+        title = f"“{html.escape(page.title)}”"
+        if method == "POST":
+            log.info("recorded a %s vote of %s through a vote link", "+1" if page.vote > 0 else "-1", page.user)
+            already = "" if page.changed else " (as before)"
+            body = f"<p>Recorded {thumb} for {title}{already}. Your next digests take it into account.</p>"
+            return _page(HTTPStatus.OK, "Thank you", body)
+        now = f"<p>Your vote on it now: {_THUMBS[page.current]}.</p>" if page.current is not None else ""
+        body = (
+            f"<p>Record {thumb} for {title}?</p>{now}"
+            f'<form method="post" action="{html.escape(quote(token, safe=""))}">'
+            f'<button type="submit">Record {thumb}</button></form>'
+        )
+        return _page(HTTPStatus.OK, f"Record {thumb}?", body)
 
     # ------------------------------------------------------------------------------------ feeds
 
@@ -253,8 +294,9 @@ class _App:
 
 
 def _logged_path(path: str) -> str:
-    """The path for the access log: unsubscribe tokens cut to 4 characters (the log must not unsubscribe anyone)."""
-    if path.startswith("/u/") and len(path) > 7:
+    """The path for the access log: unsubscribe and vote tokens cut to 4 characters (the log must not unsubscribe
+    anyone, or vote for them)."""
+    if path.startswith(("/u/", "/v/")) and len(path) > 7:
         path = path[:7] + "..."
     return _printable(path)
 
@@ -364,10 +406,12 @@ def make_server(
     feeds_dir: Path,
     resolve_token: Callable[[str], str | None],
     unsubscribe: Callable[[str], None],
+    votes: pipeline.VoteDesk | None = None,
     timeout: int = CHANNEL_TIMEOUT,
     connection_limit: int = CONNECTION_LIMIT,
 ) -> HTTPServer:
-    """An HTTP server for the feeds folder (under /feeds/) and /u/<token>, bound to ``address``, not yet serving.
+    """An HTTP server for the feeds folder (under /feeds/), /u/<token> and, given ``votes``, /v/<token>, bound to
+    ``address``, not yet serving.
 
     ``timeout`` is the seconds a connection may stay idle (whole seconds, at least 1).
     """
@@ -376,7 +420,7 @@ def make_server(
     sock = socket.create_server((host, port), family=family)
     try:
         return HTTPServer(
-            _App(feeds_dir, resolve_token, unsubscribe), sock, timeout=timeout, connection_limit=connection_limit
+            _App(feeds_dir, resolve_token, unsubscribe, votes), sock, timeout=timeout, connection_limit=connection_limit
         )
     except BaseException:
         sock.close()

@@ -179,7 +179,8 @@ def prepare(
     ranker: str | None = None,
 ) -> Plan:
     """Find the users whose current period has no digest yet, match them all at once, order each user's matches
-    with ``ranker`` (a name in ``matching.RANKERS``; default [digest].ranker), and record the periods with nothing to show. Rendering and
+    with ``ranker`` (a name in ``matching.RANKERS``; default [digest].ranker),
+    and record the periods with nothing to show. Rendering and
     queueing happen per batch, in ``run_once``."""
     stages = stages if stages is not None else defaultdict(float)
     started = time.perf_counter()

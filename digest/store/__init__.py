@@ -1,12 +1,12 @@
 """All SQL: the SQLite store (``db``: open, migrations, transactions, the run lock), papers and dumps
 (``papers``), delivery state (``delivery``: subscribers, runs, outbox, each (user, paper)'s state), feed entry ids
-(``feed_ids``), which digests have archive pages (``archive``)."""
+(``feed_ids``), which digests have archive pages (``archive``), votes and ranker models (``feedback``)."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from digest.store import archive, delivery, feed_ids
+from digest.store import archive, delivery, feed_ids, feedback
 from digest.store.db import (
     MIGRATIONS,
     background_checkpoints,
@@ -46,6 +46,7 @@ __all__ = [
     "delivery",
     "dump_names",
     "feed_ids",
+    "feedback",
     "first_ingested",
     "get_papers",
     "ingest",

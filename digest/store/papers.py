@@ -161,6 +161,9 @@ def ingest(conn: sqlite3.Connection, dump: Dump, *, now: datetime) -> IngestRepo
                 )
                 conn.execute("UPDATE OR IGNORE feed_ids SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
                 conn.execute("DELETE FROM feed_ids WHERE paper_key = ?", (old_key,))
+                # Votes follow too (a vote already on the new key, the later one, wins).
+                conn.execute("UPDATE OR IGNORE ratings SET paper_key = ? WHERE paper_key = ?", (record.key, old_key))
+                conn.execute("DELETE FROM ratings WHERE paper_key = ?", (old_key,))
             conn.execute(
                 # An upsert, not INSERT OR REPLACE: the row keeps its place (and rowid) in the table.
                 f"INSERT INTO papers ({_PAPER_COLUMNS}) VALUES ({', '.join('?' * 20)}) ON CONFLICT (key) DO UPDATE "
