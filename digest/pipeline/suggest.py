@@ -37,9 +37,11 @@ when where which while who why will with within without would yet approach appro
 models performance task tasks work based data dataset datasets experiments demonstrate existing state art
 first across different large framework including significantly significant two three one achieve achieves
 achieving furthermore moreover recent recently extensive study studies introduce introduces present presents
+et al vs ie eg
 """
 _STOP = frozenset(_STOP_TEXT.split())
-_WORD = re.compile(r"[a-z][a-z0-9+-]{2,}")
+# Two characters at least ("kv", "3d", "rl" name topics), one of them a letter.
+_WORD = re.compile(r"(?=[a-z0-9+-]*[a-z])[a-z0-9][a-z0-9+-]*[a-z0-9+]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +96,29 @@ def _matched(profile: Profile, papers: Sequence[Paper]) -> set[str]:
     return {m.paper.key for m in matching.match_profile(profile, papers)} if papers else set()
 
 
+def _weight(paper: Paper, term: str) -> int:
+    """How strongly a paper carries a term: twice in its title, once in its abstract."""
+    return 2 * paper.title.lower().count(term) + paper.abstract.lower().count(term)
+
+
 def _candidates(
     liked: Sequence[Paper], disliked: Sequence[Paper], matched: set[str], known: set[str], *, kind: str, least: int
 ) -> list[tuple[str, int]]:
     """Terms with at least ``least`` papers of evidence and none against, best first."""
     if kind == "exclude":
         evidence = [p for p in disliked if p.key in matched]
-        against = [p for p in liked]
+        against = list(liked)
     else:
         evidence = [p for p in liked if p.key not in matched]
-        against = [p for p in disliked]
+        against = list(disliked)
     counts: Counter[str] = Counter()
     for paper in evidence:
         counts.update(_terms(paper))
     blocked = set().union(*(_terms(p) for p in against)) if against else set()
     found = [(t, n) for t, n in counts.items() if n >= least and t not in blocked and not (set(t.split()) & known)]
-    # More evidence first; among equals a phrase before a word (narrower), then alphabetical.
-    return sorted(found, key=lambda item: (-item[1], -item[0].count(" "), item[0]))
+    weight = {t: sum(_weight(p, t) for p in evidence) for t, _ in found}
+    # More papers first; then the term they carry most (titles count twice), a phrase before a word.
+    return sorted(found, key=lambda item: (-item[1], -weight[item[0]], -item[0].count(" "), item[0]))
 
 
 def suggest_edits(cfg: config.Config, user: str, *, min_evidence: int = 2, limit: int = 5) -> SuggestReport:
@@ -128,12 +136,16 @@ def suggest_edits(cfg: config.Config, user: str, *, min_evidence: int = 2, limit
     matched = _matched(profile, rated)
     known = _profile_words(profile)
     edits: list[ProfileEdit] = []
+    effects: set[tuple[tuple[str, ...], tuple[str, ...]] | None] = set()
     for kind in ("exclude", "add"):
         made = 0
         for term, _count in _candidates(liked, disliked, matched, known, kind=kind, least=min_evidence):
             edit = _try(profile, rated, matched, up, _query_for(term), kind=kind)
-            if edit is not None and edit.evidence >= min_evidence:
+            effect = (edit.added, edit.removed) if edit is not None else None
+            # One edit per effect: terms that would change the same papers are the same advice.
+            if edit is not None and edit.evidence >= min_evidence and effect not in effects:
                 edits.append(edit)
+                effects.add(effect)
                 made += 1
             if made >= limit:
                 break
