@@ -8,9 +8,12 @@ under the same load, compile_profiles + match_top (each profile's first max_pape
 what a digest shows) and compile_profiles + match_all (every profile's full list), parse cache cleared each
 time, and checks that match_top is match_all cut to max_papers. It repeats both at 10 keywords per profile
 (the setup of shared/notes/performance-limits.md) and on "broad" profiles (3-6 frequent words, ~100 matches
-each, so most are cut), then runs a naive baseline in the same process (one compiled
-``\b(?:t1|t2|...)\b``-style regex per user, looped over users x papers), checks that it picks the same
-(user, paper) pairs, and prints the ratios. Peak RSS is the process high-water mark (ru_maxrss) after the
+each, so most are cut), then with authors: the same papers given 3-12 names each from a pool of 3,000,
+matched by the same large set of profiles (none names an author, so the names are never looked at: it should
+time like the first run at that size), then by those profiles with 20% following 1-5 authors and 10% given an
+author: keyword. Last it runs a naive baseline in the same process (one compiled ``\b(?:t1|t2|...)\b``-style
+regex per user, looped over users x papers), checks that it picks the same (user, paper) pairs, and prints the
+ratios. Peak RSS is the process high-water mark (ru_maxrss) after the
 first run of each: match_top runs first, so its figure is not inflated by match_all's.
 --quick uses 1,000 and 10,000 profiles and 200 naive users.
 """
@@ -26,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +133,29 @@ def make_profiles(
                 keywords.append(phrase.replace(" ", "-") if rng.random() < 0.3 else f'"{phrase}"')
         profiles.append(Profile(name=f"u{i}", email=f"u{i}@example.org", keywords=tuple(keywords)))
     return profiles
+
+
+def with_authors(rng: random.Random, papers: list[Paper], filler: list[str]) -> tuple[list[Paper], list[str]]:
+    """The papers with 3-12 author names each from a pool of 3,000 ("Bakime Tovar", some initials, accents)."""
+    pool = sorted({f"{rng.choice(filler).title()} {rng.choice(filler).title()}" for _ in range(3000)})
+    pool = [n.replace("a", "á", 1) if i % 7 == 0 else n for i, n in enumerate(pool)]
+    named = [replace(p, authors=tuple(rng.sample(pool, rng.randint(3, 12)))) for p in papers]
+    return named, pool
+
+
+def make_author_profiles(rng: random.Random, profiles: list[Profile], names: list[str]) -> list[Profile]:
+    """The profiles, 20% of them following 1-5 authors and 10% with an author: keyword (full name, initial + surname,
+    or surname)."""
+    out = []
+    for profile in profiles:
+        if rng.random() < 0.2:
+            profile = replace(profile, authors=tuple(rng.sample(names, rng.randint(1, 5))))
+        if rng.random() < 0.1:
+            first, last = rng.choice(names).split()
+            term = rng.choice([f'"{first} {last}"', f'"{first[0]}. {last}"', last])
+            profile = replace(profile, keywords=(*profile.keywords, f"author:{term}"))
+        out.append(profile)
+    return out
 
 
 def make_broad_profiles(rng: random.Random, n: int, unigrams: list[str], papers: list[Paper]) -> list[Profile]:
@@ -264,6 +291,11 @@ def main() -> None:
     broad = make_broad_profiles(random.Random(6), large // 5, unigrams, papers)
     bench_pair(" (broad: 3-6 frequent words each)", broad, papers, reps)
     del broad
+    named, names = with_authors(random.Random(8), papers, filler)
+    bench_pair(" with 3-12 author names each, no profile naming one", profiles, named, reps)
+    following = make_author_profiles(random.Random(9), profiles, names)
+    bench_pair(" with names; 20% follow 1-5 authors, 10% have an author: keyword", following, named, reps)
+    del named, following
 
     naive_profiles = profiles[:naive_users]
     start = time.perf_counter()

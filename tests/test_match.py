@@ -577,7 +577,7 @@ def test_same_term_in_two_keywords_counts_once() -> None:
         ("diffusion video)", 15, "unmatched ')'"),
         ("diffusion ()", 11, "empty parentheses"),
         ("title: diffusion", 6, "needs a term"),
-        ("au:smith", 0, "unknown field"),
+        ("by:smith", 0, "unknown field"),
         ("diff*usion", 4, "'*' is only allowed at the end"),
         ("diffusion - video", 10, "'-' must be followed"),
         ("title:(abs:video)", 7, "cannot be nested"),
@@ -649,7 +649,8 @@ def test_duplicate_profile_names_are_rejected() -> None:
 def test_query_help_documents_the_language() -> None:
     """QUERY_HELP is a Markdown section covering every operator and field."""
     assert QUERY_HELP.startswith("## Keyword queries")
-    for needle in ("`GAN`", '"self-supervised"', "`diffus*`", "OR", "-video", "title:", "ti:", "abs:", "org:", "/gpt"):
+    needles = ("`GAN`", '"self-supervised"', "`diffus*`", "OR", "-video", "title:", "ti:", "abs:", "org:", "/gpt")
+    for needle in (*needles, "author:", "au:", "follows:"):
         assert needle in QUERY_HELP
 
 

@@ -17,7 +17,7 @@ from digest.deliver.net import is_loopback_host
 if TYPE_CHECKING:
     from digest.config.schema import Config, UserSection, WebhookSection
 
-__all__ = ["cross_checks", "organization_warnings", "setting_warnings"]
+__all__ = ["AUTHOR_NOTE", "author_notes", "cross_checks", "organization_warnings", "setting_warnings"]
 
 # What each webhook kind needs besides name and kind: key -> what the key holds.
 _MATRIX_KEYS = {
@@ -173,11 +173,23 @@ def _user_rules(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Loc, st
                 f"expected no send_time (the cron expression sets the time), got {show(user['send_time'])}",
             )
         orgs_only = user.get("organizations_mode") == "only" and user.get("organizations")
-        if user.get("keywords", []) == [] and not orgs_only:
+        if user.get("keywords", []) == [] and not orgs_only and not user.get("authors"):
             yield (
                 ("users", i, "keywords"),
-                'expected at least one query (or organizations with organizations_mode = "only"), got none',
+                'expected at least one query (or authors to follow, or organizations with organizations_mode = "only"'
+                "), got none",
             )
+        if isinstance(user.get("authors"), list):
+            yield from _author_names(i, user["authors"])
+
+
+def _author_names(i: int, names: list[Any]) -> Iterator[tuple[Loc, str]]:
+    """Followed authors that are no name (no letter or digit: they could never match)."""
+    from digest.matching.query import name_parts  # the parser module alone: no numpy or automaton
+
+    for j, name in enumerate(names):
+        if isinstance(name, str) and not name_parts(name.strip().removesuffix("*")):
+            yield ("users", i, "authors", j), f'expected an author\'s name such as "Kaiming He", got {show(name)}'
 
 
 def _feed_collisions(raw: dict[str, Any], users: list[Any]) -> Iterator[tuple[Loc, str]]:
@@ -233,6 +245,30 @@ def setting_warnings(users: Iterable[UserSection], webhooks: Iterable[WebhookSec
                 f"{show(hook.name)} is in no user's webhooks: nothing is sent to it "
                 "(add it to a [[users]] table's webhooks, or remove the table)",
             )
+
+
+AUTHOR_NOTE = (
+    "author names come from API JSON and HTML dumps; text scrapes only carry a count, so author: terms and "
+    "authors follows never match their papers"
+)
+
+
+def author_notes(config: Config) -> list[ConfigProblem]:
+    """Where the config relies on author names (a user's ``authors``, a query with ``author:``), each with
+    AUTHOR_NOTE: papers known only from a text scrape have no names. Not among ``Config.warnings`` (printed by
+    every command): nothing in the config can change it, so `digest check` shows it, like organization_warnings."""
+    from digest.matching.query import AUTHORS, leaves, parse_query  # the parser module alone
+
+    found: list[tuple[Loc, str]] = []
+    for i, user in enumerate(config.users):
+        if user.authors:
+            found.append((("users", i, "authors"), AUTHOR_NOTE))
+        for key in ("keywords", "exclude"):
+            for j, text in enumerate(getattr(user, key)):
+                if any(leaf.field == AUTHORS for leaf in leaves(parse_query(text).root)):
+                    tail = " (so this exclusion never drops a paper known only from a text scrape)"
+                    found.append((("users", i, key, j), AUTHOR_NOTE + (tail if key == "exclude" else "")))
+    return located(str(config.path), file_text(config.path), found) if found else []
 
 
 def organization_warnings(config: Config, seen: Iterable[str]) -> list[ConfigProblem]:

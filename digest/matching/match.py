@@ -8,6 +8,11 @@ an index term -> queries means only queries with a hit are evaluated, once per p
 Each profile then merges the ranked lists of its true keywords (a paper reached through two keywords gets
 one combined Match). Profiles with the same true keywords on a paper share one (frozen) Match object.
 
+Author names are looked up, not scanned: each name of a paper gives a few keys (``compiled.name_keys``) found in
+a dict of the keys ``author:`` terms accept, only when some profile names an author. A profile's followed
+authors are one-term queries of their own (field FOLLOWS, ids after the texts'), listed with its keywords, so
+every path below treats a follow as a keyword that holds.
+
 ``match_all`` returns every profile's full ranked list, profile by profile in Python. ``match_top`` returns only
 what a digest shows, each profile's first ``max_papers`` matches and how many there were: it ranks every
 (profile, paper) pair at once as rows of numpy arrays (``digest.matching.top``) and builds Match objects (hits, reasons)
@@ -30,10 +35,12 @@ import ahocorasick
 import numpy as np
 
 from digest.errors import ConfigError, QueryError
-from digest.matching.compiled import Matcher
+from digest.matching.compiled import Matcher, author_term_ids, name_lookups
 from digest.matching.query import (
     ABSTRACT,
     ANY,
+    AUTHORS,
+    FOLLOWS,
     LEAF,
     ORG,
     QUERY_HELP,
@@ -48,12 +55,14 @@ from digest.matching.query import (
     compile_regex,
     evaluate_witness,
     fold,
+    follow_query,
     leaf_ids,
     leaves,
     parse_query,
     scan_text,
 )
 from digest.matching.rank import (
+    FOLLOW_BOOST,
     ORG_BOOST,
     REPEAT_WEIGHT,
     WEIGHTS,
@@ -67,6 +76,7 @@ from digest.matching.top import ranked_lists
 from digest.models import Match, Paper, Profile
 
 __all__ = [
+    "FOLLOW_BOOST",
     "ORG_BOOST",
     "QUERY_HELP",
     "REPEAT_WEIGHT",
@@ -94,10 +104,15 @@ _NO_IDS: frozenset[int] = frozenset()
 _NO_ORGS: frozenset[str] = frozenset()
 
 
-def _keyword_table(qids: np.ndarray, n_keywords: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keyword_qids, keyword_start) from every profile's keyword ids as written (``n_keywords`` per profile)."""
+def _keyword_table(
+    qids: np.ndarray, n_keywords: np.ndarray, n_queries: int, more: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keyword_qids, keyword_start) from every profile's keyword ids as written (``n_keywords`` per profile), and
+    ``more`` rows (profile * n_queries + query id) to add (the followed authors)."""
     rows = np.repeat(np.arange(len(n_keywords), dtype=np.int64) * n_queries, n_keywords)
     rows += qids
+    if more is not None:
+        rows = np.concatenate((rows, more))
     rows.sort(kind="stable")  # a timsort: sorts each profile's run
     fresh = np.ones(len(rows), bool)
     np.not_equal(rows[1:], rows[:-1], out=fresh[1:])
@@ -109,6 +124,7 @@ def _keyword_table(qids: np.ndarray, n_keywords: np.ndarray, n_queries: int) -> 
 
 _keywords = operator.attrgetter("keywords")
 _excludes = operator.attrgetter("exclude")
+_authors = operator.attrgetter("authors")
 
 
 def compact_org(name: str) -> str:
@@ -143,20 +159,33 @@ def org_text(paper: Paper) -> str:
     return f"{display} ({handle})"
 
 
-def _parse_all(profiles: Sequence[Profile], texts: Sequence[str]) -> list[Query]:
-    """Parse the distinct queries; a QueryError names the first profile and keyword (in order) that fails."""
+def _parse_all(profiles: Sequence[Profile], texts: Sequence[str], follows: Sequence[str] = ()) -> list[Query]:
+    """Parse the distinct queries, then the followed authors; a QueryError names the first profile and keyword
+    (or author, in order) that fails."""
     try:
-        return [parse_query(text) for text in texts]
+        return [parse_query(text) for text in texts] + [follow_query(name) for name in follows]
     except QueryError:
         for profile in profiles:
-            for key in ("keywords", "exclude"):
+            for key, parse in (("keywords", parse_query), ("exclude", parse_query), ("authors", follow_query)):
                 for index, text in enumerate(getattr(profile, key)):
                     try:
-                        parse_query(text)
+                        parse(text)
                     except QueryError as exc:
                         message = f"profile {profile.name!r}, {key}[{index}]: {exc.message}"
                         raise QueryError(message, exc.hint, exc.position) from exc
         raise
+
+
+def _follow_rows(profiles: Sequence[Profile], n_texts: int) -> tuple[list[str], np.ndarray | None]:
+    """The distinct followed authors (in name order: query ids n_texts, n_texts + 1, ...) and one keyword-table row
+    (profile * number of queries + query id) per profile and author it follows; ([], None) when none follows."""
+    if not any(map(_authors, profiles)):
+        return [], None
+    follows = sorted({name for profile in profiles for name in profile.authors}, key=lambda n: (n.casefold(), n))
+    fid = {name: n_texts + i for i, name in enumerate(follows)}
+    n_queries = n_texts + len(follows)
+    rows = [pidx * n_queries + fid[name] for pidx, profile in enumerate(profiles) for name in profile.authors]
+    return follows, np.array(rows, np.int64)
 
 
 def compile_profiles(profiles: Sequence[Profile]) -> Matcher:
@@ -177,12 +206,13 @@ def _compile_profiles(profiles: Sequence[Profile]) -> Matcher:
     )
     deque(map(first_ids.__getitem__, chain.from_iterable(map(_excludes, profiles))), maxlen=0)
     ordered = sorted(first_ids, key=lambda text: (text.casefold(), text))
-    parsed = _parse_all(profiles, ordered)
+    follows, follow_rows = _follow_rows(profiles, len(ordered))  # query ids after the texts'
+    parsed = _parse_all(profiles, ordered, follows)
     query_ids = {text: qid for qid, text in enumerate(ordered)}
     qid_of = query_ids.__getitem__
     renumber = np.empty(len(ordered), np.int64)
     renumber[np.fromiter(map(first_ids.__getitem__, ordered), np.int64, len(ordered))] = np.arange(len(ordered))
-    keyword_qids, keyword_start = _keyword_table(renumber[met], n_keywords, len(ordered))
+    keyword_qids, keyword_start = _keyword_table(renumber[met], n_keywords, len(parsed), follow_rows)
 
     exclude_sets = [frozenset(map(qid_of, profile.exclude)) if profile.exclude else _NO_IDS for profile in profiles]
     orgs = [
@@ -214,7 +244,12 @@ def _compile_profiles(profiles: Sequence[Profile]) -> Matcher:
     total = n_terms + len(regex_ids)
 
     by_pattern: dict[str, list[int]] = {}
+    names: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})  # name lookups -> term ids: exact, prefix
     for (pattern, prefix), tid in term_ids.items():
+        if pattern[0] == "@":  # a name (author: or a followed author): looked up, not scanned
+            for key in name_lookups(pattern):
+                names[prefix].setdefault(key, []).append(tid)
+            continue
         slot = by_pattern.setdefault(pattern, [len(pattern), -1, -1])
         slot[2 if prefix else 1] = tid
     automaton = None
@@ -247,12 +282,14 @@ def _compile_profiles(profiles: Sequence[Profile]) -> Matcher:
         queries=tuple(queries),
         simple=tuple(tuple(s) for s in simple),
         complex=tuple(tuple(c) for c in complex_),
-        keyword_queries=frozenset(np.flatnonzero(np.bincount(keyword_qids, minlength=len(ordered))).tolist()),
+        keyword_queries=frozenset(np.flatnonzero(np.bincount(keyword_qids, minlength=len(parsed))).tolist()),
         keyword_qids=keyword_qids,
         keyword_start=keyword_start,
         plain=tuple(plain),
         excludes=tuple(exclude_sets),
         orgs=tuple(orgs),
+        author_exact={key: tuple(tids) for key, tids in names[0].items()},
+        author_prefix={key: tuple(tids) for key, tids in names[1].items()},
     )
 
 
@@ -311,6 +348,17 @@ def _regex_hits(matcher: Matcher, paper: Paper, hits: LeafHits, timeouts: list[i
             hits[rid] = found
 
 
+def _author_hits(matcher: Matcher, authors: tuple[str, ...], hits: LeafHits) -> None:
+    """Each name term's hits: the indexes (i, i + 1) of the authors it matches, as AUTHORS and FOLLOWS hits."""
+    found: dict[int, list[tuple[int, int]]] = {}
+    exact, prefix = matcher.author_exact, matcher.author_prefix
+    for index, name in enumerate(authors):
+        for tid in author_term_ids(exact, prefix, name):
+            found.setdefault(tid, []).append((index, index + 1))
+    for tid, spans in found.items():
+        hits[tid] = {AUTHORS: spans, FOLLOWS: spans}  # name terms have ids of their own ("@" patterns)
+
+
 def _prepare(matcher: Matcher, paper: Paper, timeouts: list[int]) -> Prepared:
     scans = {TITLE: scan_text(paper.title), ABSTRACT: scan_text(paper.abstract)}
     if paper.organization or paper.org_handle:
@@ -321,6 +369,8 @@ def _prepare(matcher: Matcher, paper: Paper, timeouts: list[int]) -> Prepared:
             _scan_hits(matcher, scan, field, hits)
     if matcher.regexes:
         _regex_hits(matcher, paper, hits, timeouts)
+    if paper.authors and (matcher.author_exact or matcher.author_prefix):
+        _author_hits(matcher, paper.authors, hits)
     return Prepared(paper, scans, hits, orgs=org_keys(paper))
 
 

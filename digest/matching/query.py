@@ -21,6 +21,7 @@ case folding on both the query and the paper).
   organization's display name and its Hugging Face handle: `org:meta` and `org:facebook` both find
   "AI at Meta"). Without a field a term looks in the title and the abstract.
 - `title:(agent OR planner)`: a field scope applies to a whole group.
+- `author:lecun` (or `au:`): a paper whose author list has the name; see *Authors* below.
 - `/gpt-?4o?/`: an opt-in regular expression ([regex](https://pypi.org/project/regex/) syntax,
   case-insensitive, on the original text, at most 200 characters). A pattern that runs longer than
   0.05 s on one paper counts as no match there and is logged; after 3 such timeouts in a run it is skipped.
@@ -40,6 +41,22 @@ the organization's Hugging Face handle or its display name ("facebook" or "AI at
 without case, spaces or punctuation, so "huggingface" also matches "Hugging Face". Each match says
 why in one line, e.g. `title: "diffusion"; abstract: "LLM" ×3, "self-supervised"` (keywords in A-Z
 order).
+
+**Authors.** `author:` compares names, not text: case and accents are ignored ("Müller" = "Muller" =
+"MULLER"; also ø, ł, æ, ß), and so are dots, hyphens and apostrophes between name parts. A single word
+matches any author with that whole name part: `author:li` finds "Fei-Fei Li" and "Li Deng", never "Lin"
+or "Oliveira"; `author:hinton*` finds names with a part starting "hinton". A full name matches the name in
+order, with initials standing for first names either way: `author:"Yann LeCun"` finds "Yann LeCun", "Y.
+LeCun" and "Y LeCun" (not "Yoshua LeCun"), `author:"Y. LeCun"` finds all three and "Yoshua LeCun". Middle
+names may be missing from the paper ("Geoffrey Hinton" finds "Geoffrey E. Hinton"); a middle initial you
+write may be missing too ("Geoffrey E. Hinton" finds "Geoffrey Hinton"). Name parts joined by a hyphen or
+a space are the same, and a compound surname alone works: `author:Ruiz-Garcia` finds "María Ruiz García";
+`author:"van der Maaten"` finds "Laurens van der Maaten" (van, von, de, der, di, da, le... belong to the
+surname, so "L. van der Maaten" works). An author hit scores 3, like a title hit, and reads `author:
+"Yann LeCun"` in the reason. A profile's `authors` list follows people (each entry a name, matched the same
+way): any paper by one of them matches, with or without a keyword, scoring 2 more (reason `follows: Yann
+LeCun`); `exclude` and the limits still apply. Names come from API JSON and HTML dumps only: a text scrape
+carries just the number of authors, so `author:` terms and follows never match papers known only from one.
 """
 
 from __future__ import annotations
@@ -61,7 +78,10 @@ ANY = "any"  # title + abstract
 TITLE = "title"
 ABSTRACT = "abstract"
 ORG = "org"
-FIELDS = {"title": TITLE, "ti": TITLE, "abstract": ABSTRACT, "abs": ABSTRACT, "org": ORG}
+AUTHORS = "authors"  # the paper's author names (Hit offsets: the author's index in Paper.authors, index + 1)
+FOLLOWS = "follows"  # a profile's followed authors (the hits of their witnesses are AUTHORS hits)
+FIELDS = {"title": TITLE, "ti": TITLE, "abstract": ABSTRACT, "abs": ABSTRACT, "org": ORG, "author": AUTHORS,
+          "au": AUTHORS}  # fmt: skip
 MAX_REGEX_LENGTH = 200
 
 # A token is a run of letters/digits; "C++" and "C#" keep their suffix so they are words of their own.
@@ -89,12 +109,13 @@ class Scan:
 
 @dataclass(frozen=True, slots=True)
 class Term:
-    """A word, phrase or prefix; ``pattern`` is its normalised form (``" self supervised"``)."""
+    """A word, phrase or prefix; ``pattern`` is its normalised form (``" self supervised"``), for a name (field
+    AUTHORS or FOLLOWS) its name parts after "@" (``"@yann lecun"``, see ``author_pattern``)."""
 
     text: str  # as written, without quotes or field prefix: 'LLM', 'self-supervised', 'diffus*'
     pattern: str
     prefix: bool
-    field: str  # ANY | TITLE | ABSTRACT | ORG
+    field: str  # ANY | TITLE | ABSTRACT | ORG | AUTHORS | FOLLOWS
     position: int
 
 
@@ -202,6 +223,42 @@ def term_pattern(text: str) -> str:
     return scanned[:-1] if scanned.strip() else ""
 
 
+# Letters NFKD does not take apart; the rest of a name is folded by dropping combining marks after NFKD.
+_NAME_LETTERS = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i"})
+_NAME_RE = re.compile(r"[^\W_]+")
+_NAME_JOINERS = re.compile(r"['`\u2018\u2019\u02bc\u00b4]")  # O'Brien is one name part
+# Surname particles: "Laurens van der Maaten" has the surname "van der maaten" (a first part is never one).
+PARTICLES = frozenset(
+    {"al", "bin", "da", "das", "de", "del", "della", "den", "der", "di", "do", "dos", "du", "el", "ibn", "la", "le",
+     "st", "ten", "ter", "van", "von", "zu"}
+)  # fmt: skip
+
+
+@lru_cache(maxsize=65536)
+def name_parts(name: str) -> tuple[str, ...]:
+    """A name's parts, case- and accent-folded: "J.-B. Müller-Lüdenscheidt" -> ("j", "b", "muller", "ludenscheidt")."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold().translate(_NAME_LETTERS))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return tuple(_NAME_RE.findall(_NAME_JOINERS.sub("", unicodedata.normalize("NFKC", plain).casefold())))
+
+
+def author_pattern(name: str) -> str:
+    """A name term's pattern: "@" and its parts (``"@yann lecun"``), or "" when it has no letters or digits."""
+    parts = name_parts(name)
+    return "@" + " ".join(parts) if parts else ""
+
+
+def follow_query(name: str) -> Query:
+    """A followed author (a profile's ``authors`` entry) as the one-term query the matcher evaluates; a trailing
+    ``*`` makes its last name part a prefix. Raises QueryError for a name without letters or digits."""
+    written = name.strip()
+    prefix = written.endswith("*")
+    pattern = author_pattern(written[:-1] if prefix else written)
+    if not pattern:
+        raise QueryError(f"author {name!r} has no letters or digits", 'write a name such as "Kaiming He"', position=0)
+    return Query(name, Term(written, pattern, prefix, FOLLOWS, 0))
+
+
 def compile_regex(pattern: str) -> Any:
     """Compile a ``/pattern/`` body the way the matcher runs it (case-insensitive ``regex``)."""
     return _compile_regex(pattern)
@@ -292,12 +349,16 @@ def _lex(text: str) -> list[_Token]:
                 name = field.group(1).lower()
                 if name not in FIELDS:
                     raise _error(
-                        text, i, f"unknown field '{field.group(1)}:'", "use title: (ti:), abstract: (abs:) or org:"
+                        text,
+                        i,
+                        f"unknown field '{field.group(1)}:'",
+                        "use title: (ti:), abstract: (abs:), org: or author: (au:)",
                     )
                 tokens.append(_Token("FIELD", FIELDS[name], i))
                 i += field.end()
                 if i >= n or text[i].isspace() or text[i] == ")":
-                    raise _error(text, i, f"'{field.group(0)}' needs a term right after it", "write title:diffusion")
+                    example = 'author:lecun or author:"Yann LeCun"' if FIELDS[name] == AUTHORS else "title:diffusion"
+                    raise _error(text, i, f"'{field.group(0)}' needs a term right after it", f"write {example}")
             else:
                 tokens.append(_Token("WORD", word, i))
                 i = j
@@ -382,14 +443,17 @@ class _Parser:
             raise self.fail(
                 _Token("", "", token.position + star), "'*' is only allowed at the end of a word", "write diffus*"
             )
-        pattern = term_pattern(body)
+        pattern = author_pattern(body) if field == AUTHORS else term_pattern(body)
         if not pattern:
             what = "phrase" if token.kind == "PHRASE" else "term"
-            raise self.fail(token, f"{what} {token.value!r} has no letters or digits", "quote or drop it")
+            hint = 'write a name, e.g. author:"Yann LeCun"' if field == AUTHORS else "quote or drop it"
+            raise self.fail(token, f"{what} {token.value!r} has no letters or digits", hint)
         return Term(written, pattern, prefix, field, token.position)
 
     def regex(self, token: _Token, field: str) -> Regex:
         body = token.value
+        if field == AUTHORS:
+            raise self.fail(token, "author: takes names, not regular expressions", 'write author:"Yann LeCun" or le*')
         if not body:
             raise self.fail(token, "empty regular expression", "write /pattern/, e.g. /gpt-?4o?/")
         if len(body) > MAX_REGEX_LENGTH:

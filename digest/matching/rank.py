@@ -1,8 +1,9 @@
 """Ranking for digest.match: scores, Match objects, and each profile's full ranked list (match_all).
 
-A paper reaches a profile through the set of the profile's keyword queries that hold on it (plus an org
-boost). That combination's score, order and Match depend only on the paper and the set, so they are cached
-per paper and shared by every profile with the same set. ``match_all`` ranks (order key, rank, Match)
+A paper reaches a profile through the set of the profile's keyword queries that hold on it (its followed
+authors are keyword queries too, of field FOLLOWS; plus an org boost). That combination's score, order and
+Match depend only on the paper and the set, so they are cached per paper and shared by every profile with the
+same set. ``match_all`` ranks (order key, rank, Match)
 entries and so builds the Match of every combination it ranks. ``match_top`` (digest.top) ranks ints and
 builds Matches only for the combinations some profile keeps.
 """
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from itertools import chain
 
 from digest.matching.compiled import Matcher
-from digest.matching.query import ABSTRACT, ORG, TITLE, LeafHits, Scan, Witness
+from digest.matching.query import ABSTRACT, AUTHORS, FOLLOWS, ORG, TITLE, LeafHits, Scan, Witness
 from digest.models import Hit, Match, Paper
 
 __all__ = [
+    "FOLLOW_BOOST",
     "ORG_BOOST",
     "REPEAT_WEIGHT",
     "WEIGHTS",
@@ -37,9 +39,10 @@ __all__ = [
     "tiebreak_order",
 ]
 
-WEIGHTS = {TITLE: 3.0, ABSTRACT: 1.0, ORG: 1.0}
 REPEAT_WEIGHT = 0.5
 ORG_BOOST = 2.0
+FOLLOW_BOOST = 2.0  # a followed author on the paper (plus the repeat bonus when the name fits several authors)
+WEIGHTS = {TITLE: 3.0, ABSTRACT: 1.0, ORG: 1.0, AUTHORS: 3.0, FOLLOWS: FOLLOW_BOOST}
 
 # A combo (digest.top): the paper, the true keyword query ids there, the org boost, and their score.
 Combo = tuple["Prepared", tuple[int, ...], bool, float]
@@ -159,18 +162,45 @@ def _span(matcher: Matcher, prep: Prepared, tid: int, field: str, span: tuple[in
 def _part(matcher: Matcher, prep: Prepared, witness: Witness) -> _Part:
     """Hits and reason fragments of the distinct terms in ``witness``."""
     keys = _witness_keys(witness)
-    hits: dict[str, list[Hit]] = {TITLE: [], ABSTRACT: [], ORG: []}
-    fragments: dict[str, list[str]] = {TITLE: [], ABSTRACT: [], ORG: []}
+    hits: dict[str, list[Hit]] = {TITLE: [], ABSTRACT: [], ORG: [], AUTHORS: []}
+    fragments: dict[str, list[str]] = {TITLE: [], ABSTRACT: [], ORG: [], AUTHORS: [], FOLLOWS: []}
     for (tid, field), written in keys.items():
         spans = prep.hits[tid][field]
         count = len(spans)
-        hits[field] += [Hit(written, field, *_span(matcher, prep, tid, field, span)) for span in spans]
-        fragments[field].append(f'"{written}"' + (f" ×{count}" if count > 1 else ""))
+        if field in _NAME_FIELDS:  # spans are author indexes; a follow reads `follows: Name`
+            hits[AUTHORS] += [Hit(written, AUTHORS, *span) for span in spans]
+        else:
+            hits[field] += [Hit(written, field, *_span(matcher, prep, tid, field, span)) for span in spans]
+        if field == FOLLOWS:
+            fragments[FOLLOWS].append(written)
+        else:
+            fragments[field].append(f'"{written}"' + (f" ×{count}" if count > 1 else ""))
+    names = None
+    if hits[AUTHORS]:
+        names = (_sorted_hits(hits[AUTHORS]), ", ".join(fragments[AUTHORS]), ", ".join(fragments[FOLLOWS]))
     return (
         frozenset(keys),
         *(tuple(sorted(hits[field], key=_hit_start)) for field in _FIELDS),
         *(", ".join(fragments[field]) for field in _FIELDS),
+        names,
     )  # type: ignore[return-value]
+
+
+def _sorted_hits(hits: Iterable[Hit]) -> tuple[Hit, ...]:
+    """Author hits by author, without repeats (an author: term and a follow may name the same author)."""
+    return tuple(sorted(dict.fromkeys(hits), key=_hit_start))
+
+
+def _merged_names(parts: Sequence[_Part]) -> _Names | None:
+    """The author hits and reasons of several parts put together (None when none has any)."""
+    names = [part[7] for part in parts if part[7] is not None]
+    if not names:
+        return None
+    return (
+        _sorted_hits(chain.from_iterable(n[0] for n in names)),
+        ", ".join(n[1] for n in names if n[1]),
+        ", ".join(n[2] for n in names if n[2]),
+    )
 
 
 def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Part:
@@ -195,6 +225,7 @@ def _merged_part(matcher: Matcher, prep: Prepared, qids: tuple[int, ...]) -> _Pa
         ", ".join(filter(None, map(_part_title_reason, parts))),
         ", ".join(filter(None, map(_part_abstract_reason, parts))),
         ", ".join(filter(None, map(_part_org_reason, parts))),
+        _merged_names(parts),
     )
 
 
@@ -213,7 +244,7 @@ def build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: 
         parts = prep.parts
         a = parts.get(qids[0]) or _query_part(matcher, prep, qids[0])
         b = parts.get(qids[1]) or _query_part(matcher, prep, qids[1])
-        if a[0].isdisjoint(b[0]):
+        if a[0].isdisjoint(b[0]) and a[7] is None and b[7] is None:
             title, abstract, org = _merge_hits(a[1], b[1]), _merge_hits(a[2], b[2]), _merge_hits(a[3], b[3])
             reasons = []
             if a[4] or b[4]:
@@ -231,10 +262,17 @@ def build_match(matcher: Matcher, prep: Prepared, qids: tuple[int, ...], boost: 
         reasons.append("abstract: " + part[5])
     if part[6]:
         reasons.append("org: " + part[6])
+    hits = part[1] + part[2] + part[3]
+    if part[7] is not None:
+        hits += part[7][0]
+        if part[7][1]:
+            reasons.append("author: " + part[7][1])
+        if part[7][2]:
+            reasons.append("follows: " + part[7][2])
     if boost or not qids:
         name = prep.paper.organization or prep.paper.org_handle  # the display name reads better than a handle
         reasons.append(f'org boost: "{name}" +{ORG_BOOST:g}' if boost else f'org: "{name}"')
-    return Match(prep.paper, score, part[1] + part[2] + part[3], "; ".join(reasons) or "matched")
+    return Match(prep.paper, score, hits, "; ".join(reasons) or "matched")
 
 
 def _query_part(matcher: Matcher, prep: Prepared, qid: int) -> _Part:
@@ -243,9 +281,14 @@ def _query_part(matcher: Matcher, prep: Prepared, qid: int) -> _Part:
 
 
 # What a set of true queries contributes to a Match: its distinct (term id, field) keys, its hits in the
-# title, abstract and org (each sorted by offset), and its reason for each field ('"LLM" ×3, "GAN"' or "").
-_Part = tuple[frozenset[tuple[int, str]], tuple[Hit, ...], tuple[Hit, ...], tuple[Hit, ...], str, str, str]
-_EMPTY_PART: _Part = (frozenset(), (), (), (), "", "", "")
+# title, abstract and org (each sorted by offset), its reason for each field ('"LLM" ×3, "GAN"' or ""), and
+# for author: terms and followed authors their hits (by author) and reasons ('"Kaiming He"', 'Yann LeCun'), or
+# None (most parts: the common merge in build_match checks just that).
+_Names = tuple[tuple[Hit, ...], str, str]
+_Part = tuple[
+    frozenset[tuple[int, str]], tuple[Hit, ...], tuple[Hit, ...], tuple[Hit, ...], str, str, str, _Names | None
+]
+_EMPTY_PART: _Part = (frozenset(), (), (), (), "", "", "", None)
 (
     _part_keys,
     _part_title,
@@ -256,6 +299,7 @@ _EMPTY_PART: _Part = (frozenset(), (), (), (), "", "", "")
     _part_org_reason,
 ) = (operator.itemgetter(i) for i in range(7))
 _FIELDS = (TITLE, ABSTRACT, ORG)
+_NAME_FIELDS = (AUTHORS, FOLLOWS)
 _hit_start = operator.attrgetter("start", "end")
 
 
@@ -273,10 +317,10 @@ def filtered_candidates(
         for rank in holds.get(qid, ()):
             candidates.setdefault(rank, []).append(qid)
     orgs = matcher.orgs[pidx]
-    if not keyword_ids and profile.organizations_mode == "only":
+    if not profile.keywords and profile.organizations_mode == "only":  # every paper of its organizations
         for org in orgs:
             for rank in org_papers.get(org, ()):
-                candidates[rank] = []
+                candidates.setdefault(rank, [])  # a followed author's paper keeps its follow
     excludes = matcher.excludes[pidx]
     for rank, qids in candidates.items():
         prep = preps[rank]
