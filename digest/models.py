@@ -112,7 +112,7 @@ class Hit:
     """One place where a profile term matched: the term as written, the field, offsets in that field."""
 
     term: str
-    field: str  # "title" | "abstract" | "org"
+    field: str  # "title" | "abstract" | "org" | "authors" (start: the author's position in Paper.authors)
     start: int
     end: int
 

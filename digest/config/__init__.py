@@ -13,7 +13,7 @@ from digest.config.problems import (
     write_env_file,
     write_starter_config,
 )
-from digest.config.rules import organization_warnings
+from digest.config.rules import author_notes, organization_warnings
 from digest.config.schema import (
     WEBHOOK_KINDS,
     Config,
@@ -54,6 +54,7 @@ __all__ = [
     "SmtpSection",
     "UserSection",
     "WebhookSection",
+    "author_notes",
     "default_config_path",
     "default_store_path",
     "environment",

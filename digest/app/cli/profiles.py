@@ -60,18 +60,20 @@ def _organizations_seen(store_path: Path) -> list[str] | None:
 
 
 def _store_warning_problems(obj: Context, cfg: config.Config) -> list[ConfigProblem]:
-    """Organizations configured but never seen in the store (nothing to say without a store)."""
+    """What only `digest check` says: profiles relying on author names (text scrapes have none), and
+    organizations configured but never seen in the store (nothing to say without a store)."""
     from digest import config
     from digest.config.problems import ConfigProblem
 
+    notes = config.author_notes(cfg)
     if not any(user.organizations for user in cfg.users):
-        return []
+        return notes
     try:
         seen = _organizations_seen(obj.store_file())
     except (DigestError, sqlite3.Error) as exc:
-        return [ConfigProblem(str(cfg.path), None, "", f"organizations not checked against the "
-                                            f"store: {exc}")]  # fmt: skip
-    return [] if seen is None else config.organization_warnings(cfg, seen)
+        return [*notes, ConfigProblem(str(cfg.path), None, "", f"organizations not checked against the "
+                                                    f"store: {exc}")]  # fmt: skip
+    return notes if seen is None else [*notes, *config.organization_warnings(cfg, seen)]
 
 
 def _store_warnings(obj: Context, cfg: config.Config) -> list[str]:
