@@ -634,7 +634,7 @@ def main() -> None:
         ["git", "-C", str(CHECKOUT), "diff", "HEAD", "--", "digest"], capture_output=True, check=False
     ).stdout
     dirty = f" + uncommitted changes in digest/ (diff sha1 {hashlib.sha1(diff).hexdigest()[:12]})" if diff else ""
-    print(f"code: {CHECKOUT} at {commit[:90]}{dirty}")
+    print(f"code: {CHECKOUT} at {commit[:90] or '(not a git checkout)'}{dirty}")
     server = "aiosmtpd with CHUNKING (BDAT)" if CHUNKING else "aiosmtpd, DATA only"
     print(f"dump: {dump} | users: {args.users} daily, due now | [smtp] defaults | {server} | seed {args.seed}")
     if WEBHOOK:
@@ -729,8 +729,8 @@ def main() -> None:
         h_extra = sum(h.extra for h in hooks)
         h_unsent = sum(h.unsent_rows for h in hooks)
         print(f"  webhook ({WEBHOOK}): lost total {h_lost} (users with no webhook digest or a part missing)")
-        print(f"  webhook duplicate requests total {h_dups} (accepted copies beyond the first of a "
-              f"{'txn id' if WEBHOOK == 'matrix' else 'Idempotency-Key' if WEBHOOK == 'json' else 'body'}), "
+        identity = {"matrix": "txn id", "json": "request with one Idempotency-Key"}.get(WEBHOOK, "body")
+        print(f"  webhook duplicate requests total {h_dups} (accepted copies beyond the first of a {identity}), "
               f"in {sum(1 for h in hooks if h.duplicates)} trials")  # fmt: skip
         if WEBHOOK == "matrix":
             print(f"  webhook events stored twice total {h_stored} (a part kept under two txn ids), in "
