@@ -12,6 +12,7 @@ import sys
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from html import escape as html_escape
 from pathlib import Path
 
 import feedparser
@@ -21,7 +22,7 @@ from conftest import GOLDEN, SECRET_ENV, assert_golden, free_port, user_block, w
 from digest import config, matching, pipeline, store
 from digest.errors import RenderError
 from digest.models import Hit, Match, Paper, StoredPaper
-from digest.pipeline import publish
+from digest.pipeline import feedback, publish
 from digest.render import atom
 from digest.render.atom import (
     EntryCache,
@@ -431,11 +432,13 @@ def _run_with_feeds(tmp_path: Path, seed: Path) -> config.Config:
 
 
 def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]):
-    """Each user's feed written during a run equals feedgen's tree build of the papers of their digests."""
+    """Each user's feed written during a run equals feedgen's tree build of the papers of their digests, with
+    the user's vote links signed with the run's secret."""
     cfg = _run_with_feeds(tmp_path, seeds[0])
     conn = store.open_store(cfg.digest.store)
     writer = publish.FeedWriter.for_run(conn, cfg)
     profiles = {p.name: p for p in cfg.profiles()}
+    secret = config.secret(cfg, SECRET_ENV)
     for name, title in (("ada", "Paper digest for ada"), ("zoe", "Paper digest for Zoë & <Co>")):
         papers = store.get_papers(conn, delivery.feed_keys(conn, name, limit=cfg.feeds.max_entries))
         matched = matching.match_profile(profiles[name], [sp.paper for sp in papers])
@@ -448,6 +451,7 @@ def test_feed_writer_matches_the_feedgen_build(tmp_path: Path, seeds: list[Path]
             authority=writer.authority,
             author=cfg.mail.sender_name,
             max_entries=cfg.feeds.max_entries,
+            votes=feedback.vote_urls(cfg, secret, name, [sp.paper.key for sp in papers]),
         )
         assert len(matched) == len(papers) > 0
         assert (cfg.feeds.output / f"{name}.xml").read_bytes() == expected
@@ -506,10 +510,11 @@ KV_JSON = [
 
 
 def entry_ids(path: Path) -> dict[str, str]:
-    """A feed file's entry ids by entry title, parsed back with feedparser."""
+    """A feed file's entry ids by entry title (without the "Also for you: " of a suggestion), parsed back with
+    feedparser."""
     parsed = feedparser.parse(path.read_bytes())
     assert parsed.bozo is False, parsed.get("bozo_exception")
-    ids = {e.title: e.id for e in parsed.entries}
+    ids = {e.title.removeprefix("Also for you: "): e.id for e in parsed.entries}
     assert len(ids) == len(parsed.entries) > 0
     return ids
 
@@ -686,3 +691,110 @@ def test_notes_are_per_feed_and_cached_bytes_equal_feedgen(seeds: list[Path]):
         plain = build(chosen, cache=cache)
         assert build(chosen, cache=cache, notes=notes) == build(chosen, notes=notes), f"subset {i} differs"
         assert build(chosen, cache=cache) == plain == build(chosen)
+
+
+# --------------------------------------------------------------------------- vote links, "Also for you" (issue 15)
+
+VOTE_BASE = "https://digest.example.org/v/"
+SUGGESTED_PAPER = Paper(
+    key="arxiv:2411.00077", title="Video diffusion transformers <fast> & small", arxiv_id="2411.00077",
+    abstract="We train small video diffusion transformers that generate long clips quickly.",
+    authors=("Katherine Johnson",), organization="Orbit Lab",
+)  # fmt: skip
+SUGGESTION_WHY = "close to 'Diffusion LLM serving at scale' that you liked; terms: diffusion, video"
+
+
+def _votes(user: str, keys: list[str]) -> dict[str, tuple[str, str]]:
+    secret = b"s" * 32
+    token = feedback.vote_token
+    return {k: (VOTE_BASE + token(secret, user, k, 1), VOTE_BASE + token(secret, user, k, -1)) for k in keys}
+
+
+def test_golden_feed_with_vote_links_and_a_suggestion(update_golden: bool):
+    """A user's feed: each entry's content ends with the user's 👍/👎 links before the paper's links; the
+    "Also for you" entry says so in its title, its category and its why line. Golden, and the same bytes
+    through the cache (joined and copied); parsed back with feedparser."""
+    entries = [FeedEntry(RICH, T0), FeedEntry(SUGGESTED_PAPER, T0 + timedelta(hours=1))]
+    kw = {
+        "alternate_url": "https://digest.example.org/feeds/archive/alice/index.html",
+        "notes": {RICH.key: _rich_note(), SUGGESTED_PAPER.key: (SUGGESTION_WHY, ())},
+        "votes": _votes("alice", [RICH.key, SUGGESTED_PAPER.key]),
+        "suggested": {SUGGESTED_PAPER.key},
+    }
+    data = build(entries, **kw)
+    cache = EntryCache()
+    assert build(entries, cache=cache, **kw) == data == build(entries, cache=cache, join=False, **kw)
+    assert_golden("alice_votes.atom.xml", data.decode(), update_golden)
+    assert atom_problems(data) == []
+    parsed = feedparser.parse(data)
+    assert parsed.bozo is False
+    suggested, rich = parsed.entries  # newest first
+    assert suggested.title == "Also for you: Video diffusion transformers <fast> & small"
+    assert [t.term for t in suggested.tags] == ["suggestion"] and suggested.tags[0].label == "Also for you"
+    assert rich.title == RICH.title and "tags" not in rich
+    for entry, key in ((suggested, SUGGESTED_PAPER.key), (rich, RICH.key)):
+        content = entry.content[0].value
+        links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', content)
+        up, down = kw["votes"][key]  # type: ignore[index]
+        assert (up, "👍 More like this") in links and (down, "👎 Less like this") in links
+        assert content.index("Less like this") < content.index(">Hugging Face</a>")  # before the paper's links
+    assert f"<b>Also for you:</b> {html_escape(SUGGESTION_WHY, quote=False)}" in suggested.content[0].value
+    assert "Why it matched" not in suggested.content[0].value and "<b>Why it matched:</b>" in rich.content[0].value
+
+
+def test_votes_and_suggestions_in_cached_feeds_equal_feedgen(seeds: list[Path]):
+    """Random notes, vote URLs (hostile ones included: quotes, angle brackets, &, other schemes, which are left
+    out) and suggested papers give the same bytes joined from the cache as built by feedgen; nothing leaks from
+    one feed into the next."""
+    rng = random.Random(15)
+    pool = seed_papers(seeds, rng)
+    seen = {p.key: T0 + timedelta(minutes=rng.randint(0, 9000)) for p in pool}
+    entries = [FeedEntry(p, seen[p.key]) for p in pool]
+    cache = prepare_entries(entries, authority=AUTHORITY)
+    odd = ['https://x.example/v/a"b<c>&d', "javascript:alert(1)", "https://x.example/v/ok", f"{VOTE_BASE}é x"]
+    for i in range(30):
+        chosen = rng.sample(entries, rng.randint(1, 12))
+        keys = [e.paper.key for e in chosen]
+        votes = _votes(f"u{i}", [k for k in keys if rng.random() < 0.7])
+        for k in rng.sample(keys, min(2, len(keys))):
+            votes[k] = (rng.choice(odd), rng.choice(odd))
+        notes = {k: (rng.choice(["", 'abstract: "x"', HOSTILE]), ()) for k in keys if rng.random() < 0.6}
+        suggested = {k for k in keys if rng.random() < 0.3}
+        kw = {"notes": notes, "votes": votes, "suggested": suggested}
+        data = build(chosen, cache=cache, **kw)
+        assert data == build(chosen, **kw) == build(chosen, cache=cache, join=False, **kw), f"subset {i} differs"
+        assert atom_problems(data) == [] and "javascript" not in data.decode()
+        parsed = feedparser.parse(data)
+        assert sum(e.title.startswith("Also for you: ") for e in parsed.entries) == len(suggested)
+        assert build(chosen, cache=cache) == build(chosen)  # a feed without them has none
+
+
+def test_feed_writer_signs_votes_and_marks_suggestions(tmp_path: Path, seeds: list[Path]):
+    """FeedWriter with the signing secret: every entry of a user's feed has the user's vote links; a paper noted
+    as a suggestion, and a paper of the feed the keywords do not match (a suggestion of an earlier run), are
+    marked "Also for you"; without the secret the feed has no vote links."""
+    cfg = _run_with_feeds(tmp_path, seeds[0])
+    conn = store.open_store(cfg.digest.store)
+    ada = next(p for p in cfg.profiles() if p.name == "ada")
+    keys = delivery.feed_keys(conn, "ada", limit=cfg.feeds.max_entries)
+    papers = {sp.paper.key: sp.paper for sp in store.list_papers(conn)}
+    missed = [k for k in papers if k not in keys and not matching.match_profile(ada, [papers[k]])][:2]
+    queue_digest(conn, "ada", missed, datetime(2026, 11, 24, 8, tzinfo=UTC))
+    secret = config.secret(cfg, SECRET_ENV)
+    writer = publish.FeedWriter.for_run(conn, cfg, secret=secret)
+    writer.note("ada", (), suggestions=[Match(papers[missed[0]], 0.3, (), "close to a paper you liked")])
+    writer.write_user(ada)
+    parsed = feedparser.parse((cfg.feeds.output / "ada.xml").read_bytes())
+    by_title = {e.title: e for e in parsed.entries}
+    votes = feedback.vote_urls(cfg, secret, "ada", [*keys, *missed])
+    for entry in parsed.entries:
+        hrefs = re.findall(r'href="([^"]+)"', entry.content[0].value)
+        assert sum(h.startswith("https://digest.example.org/v/") for h in hrefs) == 2
+        assert any(tuple(hrefs[i : i + 2]) in votes.values() for i in range(len(hrefs)))
+    marked = [t for t in by_title if t.startswith("Also for you: ")]
+    assert len(marked) == 2 and len(by_title) == len(keys) + 2
+    first = by_title[f"Also for you: {papers[missed[0]].title}"].content[0].value
+    assert "<b>Also for you:</b> close to a paper you liked" in first
+    plain = publish.FeedWriter.for_run(conn, cfg)
+    plain.write_user(ada)
+    assert "/v/" not in (cfg.feeds.output / "ada.xml").read_text(encoding="utf-8")

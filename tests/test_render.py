@@ -237,33 +237,44 @@ def test_html_matches_full_render_of_the_same_templates():
     assert _normalise(email.html) == _normalise(_naive_html(digest, cache))
 
 
-def _naive_html(digest: Digest, cache: render.RenderCache) -> str:
+def _naive_html(digest: Digest, cache: render.RenderCache, votes: dict[str, tuple[str, str]] | None = None) -> str:
     """What the cache avoids: full Jinja render with real values, then CSS-inline the whole page. The titles and
     abstracts, with their highlights, are built here from the Match hits by `_marked`, not by the renderer's
-    escaping, splicing or cutting code (an oracle must not reuse what it checks)."""
+    escaping, splicing or cutting code (an oracle must not reuse what it checks); the vote links are
+    votes.html.j2 rendered with the real URLs."""
     env = cache.env
-    cards = []
-    for m in digest.matches:
-        title_hits = [(h.start, h.end) for h in m.hits if h.field == "title"]
-        abstract_hits = [(h.start, h.end) for h in m.hits if h.field == "abstract"]
-        cut = _word_cut(m.paper.abstract, cache.options.abstract_chars)
-        trimmed = cut < len(m.paper.abstract.rstrip())
-        ctx = {**render.paper_context(m.paper, cache.options), "trimmed": trimmed, "n": len(cards) + 1}
-        ctx["title"] = Markup(_marked(m.paper.title, title_hits, len(m.paper.title), "<mark>", "</mark>"))
-        abstract = _marked(m.paper.abstract, abstract_hits, cut, "<mark><strong>", "</strong></mark>")
-        ctx["abstract"] = Markup(abstract + (" …" if trimmed else ""))
-        ctx |= {"reason": m.reason, "has_abstract": True}
-        cards.append(env.get_template("paper.html.j2").render(ctx))
-    index = "".join(
-        env.get_template("index_item.html.j2").render(anchor=render.anchor(m.paper), title=render._clean(m.paper.title))
-        for m in digest.matches
-    )
-    subject = render._subject(cache, "2026-11-23", digest.period, len(digest.matches), len(digest.matches))
+    votes = votes or {}
+
+    def cards(matches: tuple[Match, ...], first: int) -> str:
+        out = []
+        for n, m in enumerate(matches, first):
+            title_hits = [(h.start, h.end) for h in m.hits if h.field == "title"]
+            abstract_hits = [(h.start, h.end) for h in m.hits if h.field == "abstract"]
+            cut = _word_cut(m.paper.abstract, cache.options.abstract_chars)
+            trimmed = cut < len(m.paper.abstract.rstrip())
+            ctx = {**render.paper_context(m.paper, cache.options), "trimmed": trimmed, "n": n}
+            ctx["title"] = Markup(_marked(m.paper.title, title_hits, len(m.paper.title), "<mark>", "</mark>"))
+            abstract = _marked(m.paper.abstract, abstract_hits, cut, "<mark><strong>", "</strong></mark>")
+            ctx["abstract"] = Markup(abstract + (" …" if trimmed else ""))
+            pair = votes.get(m.paper.key)
+            vote = env.get_template("votes.html.j2").render(up_url=pair[0], down_url=pair[1]) if pair else ""
+            ctx |= {"reason": m.reason, "has_abstract": True, "votes": Markup(vote.rstrip())}
+            out.append(env.get_template("paper.html.j2").render(ctx))
+        return "".join(out)
+
+    def index(matches: tuple[Match, ...]) -> str:
+        item = env.get_template("index_item.html.j2")
+        return "".join(item.render(anchor=render.anchor(m.paper), title=render._clean(m.paper.title)) for m in matches)
+
+    count, suggested = len(digest.matches), len(digest.suggestions)
+    subject = render._subject(cache, "2026-11-23", digest.period, count, count, suggested)
     page = env.get_template("digest.html.j2").render(
-        site_name="Paper digest", lang="en", count=3, total=3, more=0, period=digest.period, date="2026-11-23",
-        dumps=list(digest.dumps), subject=subject, user_name="Zoë <Alice>", unsubscribe_url=UNSUB, view_url=None,
-        more_url=None, feed_url=FEED, manage_hint="edit profiles.toml", papers=Markup("".join(cards)), dropped=0,
-        index=Markup(index), web_page=False,
+        site_name="Paper digest", lang="en", count=count, total=count, more=0, period=digest.period,
+        date="2026-11-23", dumps=list(digest.dumps), subject=subject, user_name="Zoë <Alice>", unsubscribe_url=UNSUB,
+        view_url=None, more_url=None, feed_url=FEED, manage_hint="edit profiles.toml", dropped=0,
+        papers=Markup(cards(digest.matches, 1)), index=Markup(index(digest.matches)), web_page=False,
+        suggested=suggested, suggestions=Markup(cards(digest.suggestions, count + 1)),
+        suggestions_index=Markup(index(digest.suggestions)),
     )  # fmt: skip
     return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False).inline(page)
 
@@ -1006,3 +1017,244 @@ def test_hostile_large_digest_fits_gmail_with_feedback_room():
     size, shown = message_size(email), len(email.paper_keys)
     assert size + shown * options.reserve_per_paper <= options.max_message_bytes < 102_000
     assert 5 < shown < 200 and f"{200 - shown} more matching papers on the web page" in email.text
+
+
+# --- vote links and "Also for you" (issue 15) ---------------------------------------------------
+
+BASE = "https://digest.example.org"
+SECRET = b"s" * 32
+SUGGESTED = Paper(
+    key="arxiv:2411.00077", title="Video diffusion transformers <fast> & small", arxiv_id="2411.00077",
+    abstract="We train small video diffusion transformers that generate long clips quickly.", upvotes=7,
+    authors=("Katherine Johnson",), organization="Orbit Lab",
+)  # fmt: skip
+SUGGESTION = Match(SUGGESTED, 0.42, (), "close to 'A tiny paper' that you liked; terms: diffusion, video")
+
+
+def vote_links(user: str, keys) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """Signed vote URLs as feedback.vote_urls makes them under BASE."""
+    from digest.pipeline.feedback import vote_token
+
+    return {
+        k: (f"{BASE}/v/{vote_token(SECRET, user, k, 1)}", f"{BASE}/v/{vote_token(SECRET, user, k, -1)}") for k in keys
+    }
+
+
+def voted_sample(**kw) -> tuple[Digest, render.RenderCache, render.DigestLinks]:  # type: ignore[no-untyped-def]
+    """The sample digest with a suggestion, every paper with vote links (as with [digest].base_url set)."""
+    digest = replace(sample_digest(), suggestions=(SUGGESTION,), **kw)
+    cache = prepare_papers((*digest.matches, *digest.suggestions), RenderOptions(abstract_chars=400))
+    votes = vote_links("alice", [m.paper.key for m in (*digest.matches, *digest.suggestions)])
+    links = render.DigestLinks(unsubscribe_url=UNSUB, feed_url=FEED, manage_hint="edit profiles.toml", votes=votes)
+    return digest, cache, links
+
+
+def test_golden_votes_and_suggestion(update_golden: bool):
+    """A digest with vote links on every paper and one "Also for you" paper renders exactly as the golden
+    subject, text/plain, Markdown and HTML files."""
+    digest, cache, links = voted_sample()
+    email = render_digest(digest, cache, links=links)
+    assert_golden("digest-votes.subject.txt", email.subject + "\n", update_golden)
+    assert_golden("digest-votes.txt", email.text, update_golden)
+    assert_golden("digest-votes.md", render_part("md", digest, cache, links=links), update_golden)
+    assert_golden("digest-votes.html", email.html, update_golden)
+
+
+def test_vote_links_on_every_paper_in_both_parts():
+    """Each paper carries its own 👍/👎 links at the end of its links line (HTML: labelled "More like this" /
+    "Less like this" by aria-label and title), its text part two labelled URLs before its why line."""
+    digest, cache, links = voted_sample()
+    email = render_digest(digest, cache, links=links)
+    soup = BeautifulSoup(email.html, "lxml")
+    rows = soup.find_all("p", class_="links")
+    assert len(rows) == 4
+    for row, m in zip(rows, (*digest.matches, SUGGESTION), strict=True):
+        up, down = row.find_all("a", class_="vote")
+        assert (up["href"], down["href"]) == links.votes[m.paper.key]
+        assert up["aria-label"] == up["title"] == "More like this" and up.get_text() == "👍"
+        assert down["aria-label"] == down["title"] == "Less like this" and down.get_text() == "👎"
+        assert row.find_all("a")[-2:] == [up, down]  # placed with the paper's links, last
+        assert (
+            f"More like this: {links.votes[m.paper.key][0]}\nLess like this: {links.votes[m.paper.key][1]}\nWhy: "
+            in email.text
+        )
+    md = render_part("md", digest, cache, links=links)
+    assert md.count("[👍 More like this](") == md.count("[👎 Less like this](") == 4
+
+
+def test_no_vote_links_without_base_url_or_for_a_paper_without_them():
+    """Without vote URLs (no base_url: vote_urls gives none) there are no vote links at all, and a paper the
+    mapping leaves out has none while the others keep theirs; the message is as before votes existed."""
+    digest, cache, links = voted_sample()
+    bare = render_digest(digest, cache, links=replace(links, votes={}))
+    assert "More like this" not in bare.html + bare.text and 'class="vote"' not in bare.html
+    assert render_digest(digest, cache, unsubscribe_url=UNSUB, feed_url=FEED, manage_hint="edit profiles.toml") == bare
+    some = dict(links.votes)
+    del some[digest.matches[1].paper.key]
+    email = render_digest(digest, cache, links=replace(links, votes=some))
+    rows = BeautifulSoup(email.html, "lxml").find_all("p", class_="links")
+    assert [len(r.find_all("a", class_="vote")) for r in rows] == [2, 0, 2, 2]
+    assert email.text.count("More like this: ") == 3
+
+
+def test_hostile_keys_titles_and_vote_urls_cannot_break_out():
+    """Paper keys and titles full of markup, signed into real vote URLs, and vote URLs holding quotes and angle
+    brackets: every vote link stays one attribute of one <a> (quotes percent-encoded, & escaped); a non-http(s)
+    vote URL is refused."""
+    evil = "\"><script>alert(1)</script>\n[x](javascript:y) & 'q'"
+    papers = [replace(p, key=f"title:{evil}{i}", title=evil + p.title) for i, p in enumerate(sample_papers())]
+    digest = sample_digest(papers)
+    cache = prepare_papers(digest.matches)
+    votes = vote_links("alice", [m.paper.key for m in digest.matches])
+    odd = 'https://digest.example.org/v/a"onmouseover="alert(1)"><b>x</b>&y=1'
+    votes[papers[0].key] = (odd, odd + "-")
+    links = render.DigestLinks(unsubscribe_url=UNSUB, votes=votes)
+    email = render_digest(digest, cache, links=links)
+    soup = BeautifulSoup(email.html, "lxml")
+    assert soup.find("script") is None and soup.find("b") is None
+    assert not [t for t in soup.find_all(True) if any(a.startswith("on") for a in t.attrs)]
+    voted = soup.find_all("a", class_="vote")
+    assert len(voted) == 6 and all(set(a.attrs) == {"class", "href", "title", "aria-label", "style"} for a in voted)
+    assert voted[0]["href"] == safe_url(odd) and '"' not in voted[0]["href"] and "%22" in voted[0]["href"]
+    assert [a["href"] for a in voted[2:]] == [u for k in list(votes)[1:] for u in votes[k]]
+    assert f"More like this: {safe_url(odd)}\n" in email.text
+    md = render_part("md", digest, cache, links=links)
+    assert not re.search(r"(?<!\\)\]\(javascript", md) and md.count("[👍 More like this](https://") == 3
+    with pytest.raises(RenderError, match="vote URL"):
+        render_digest(digest, cache, links=replace(links, votes={papers[1].key: ("javascript:alert(1)", odd)}))
+
+
+def test_suggestions_under_their_label_after_the_matches():
+    """An "Also for you" paper comes after the keyword matches, under its label, in the index and the body of
+    both parts, shown like the others with its reason as the why line; its key follows the matches' in
+    paper_keys; the subject and summary count it apart."""
+    digest, cache, links = voted_sample()
+    email = render_digest(digest, cache, links=links)
+    assert email.paper_keys == (*(m.paper.key for m in digest.matches), SUGGESTED.key)
+    assert email.subject == "Paper digest — 2026-11-23 (3 papers + 1 suggestion)"
+    soup = BeautifulSoup(email.html, "lxml")
+    assert soup.find("p", class_="summary").get_text() == "3 new papers for Zoë <Alice> + 1 suggestion."
+    first, second = soup.find_all("ol", class_="index")
+    assert len(first.find_all("li")) == 3 and second["start"] == "4"
+    assert second.find_previous_sibling("p").get_text() == "Also for you"
+    assert second.a.get_text() == render._clean(SUGGESTED.title) and second.a["href"] == "#p-arxiv-2411-00077"
+    section = soup.find("td", class_="suggestions")
+    assert section.h2.get_text() == "Also for you" and len(section.find_all("h2", class_="paper-title")) == 1
+    assert section.find("p", class_="why").get_text() == f"Why: {SUGGESTION.reason}"
+    assert soup.find("td", class_="papers").find(id="p-arxiv-2411-00077") is None  # not among the matches
+    text = email.text
+    assert "3 new papers for Zoë <Alice> + 1 suggestion:" in text and "Also for you:\n4. Video diffusion" in text
+    body = text.index("Also for you\n============")
+    assert text.index("3. A tiny paper\n1 upvote") < body < text.index("4. Video diffusion", body)
+    assert f"Why: {SUGGESTION.reason}\n" in text[body:]
+    md = render_part("md", digest, cache, links=links)
+    assert "**Also for you:**\n\n4. Video diffusion" in md and md.index("## Also for you") < md.index("### 4. [")
+
+
+def test_suggestion_already_shown_as_a_match_is_shown_once():
+    """A suggestion whose paper is among the matches (or repeated) is not shown again."""
+    digest, cache, links = voted_sample()
+    digest = replace(digest, suggestions=(replace(SUGGESTION, paper=digest.matches[0].paper), SUGGESTION, SUGGESTION))
+    email = render_digest(digest, cache, links=links)
+    assert email.paper_keys == (*(m.paper.key for m in digest.matches), SUGGESTED.key)
+    assert email.subject.endswith("(3 papers + 1 suggestion)")
+
+
+def test_only_suggestions():
+    """A digest with no keyword match but a suggestion says so and shows the suggestion, numbered 1."""
+    digest, cache, links = voted_sample(matches=())
+    email = render_digest(digest, cache, links=links)
+    assert email.paper_keys == (SUGGESTED.key,)
+    assert email.subject == "Paper digest — 2026-11-23 (no new papers + 1 suggestion)"
+    assert "No new papers matched the profile of Zoë <Alice>; 1 suggestion below." in email.text
+    assert "Also for you:\n1. Video diffusion" in email.text and "\n1. Video diffusion" in email.text
+    soup = BeautifulSoup(email.html, "lxml")
+    assert len(soup.find_all("h2", class_="paper-title")) == 1 and soup.find("ol", class_="index")["start"] == "1"
+
+
+def _bigger(n_matches: int, n_suggestions: int) -> Digest:
+    digest = replace(big_digest(n_matches), omitted=0)
+    extra = tuple(
+        Match(replace(m.paper, key=f"arxiv:2412.{i:05d}", arxiv_id=f"2412.{i:05d}", title=f"Suggested {i}"), 0.1, (),
+              f"close to 'Paper {i}' that you liked")
+        for i, m in enumerate(big_digest(n_suggestions).matches)
+    )  # fmt: skip
+    return replace(digest, suggestions=extra)
+
+
+def test_budget_trims_suggestions_before_matches():
+    """Over the size budget, suggestions go (the last first) before any keyword match does: at every budget the
+    email shows a prefix of the matches, then a prefix of the suggestions only if every match is shown."""
+    digest = _bigger(6, 3)
+    every = (*digest.matches, *digest.suggestions)
+    votes = vote_links("bob", [m.paper.key for m in every])
+    match_keys = [m.paper.key for m in digest.matches]
+    seen = set()
+    for budget in range(20_000, 110_001, 2_500):
+        options = RenderOptions(abstract_chars=2000, max_message_bytes=budget)
+        email = render_digest(digest, prepare_papers(every, options), links=render.DigestLinks(UNSUB, votes=votes))
+        keys = list(email.paper_keys)
+        shown = [k for k in keys if k in match_keys]
+        suggested = keys[len(shown) :]
+        assert (
+            shown == match_keys[: len(shown)]
+            and suggested == [m.paper.key for m in digest.suggestions][: len(suggested)]
+        )
+        assert not suggested or len(shown) == 6
+        assert message_size(email) <= budget or len(keys) == 1
+        seen.add((len(shown), len(suggested)))
+    assert {(6, 0), (6, 3)} <= seen and any(0 < s < 3 for m, s in seen) and any(m < 6 for m, _ in seen)
+
+
+def test_counted_sizes_equal_the_measured_parts(monkeypatch: pytest.MonkeyPatch):
+    """The budget's sizes, counted from the templates' literals (once per run) and the per-user values, equal
+    a measure of the parts as assembled, whatever the digest (votes, suggestions, trimming, hostile text)."""
+    from digest.render.textmap import text_sizes
+
+    checked = []
+    real = render._fits
+
+    def checking(parts, sizes, text_fmt, budget):  # type: ignore[no-untyped-def]
+        for fmt, counted in sizes.items():
+            assert counted == text_sizes(parts[fmt]), fmt
+            checked.append(fmt)
+        return real(parts, sizes, text_fmt, budget)
+
+    monkeypatch.setattr(render, "_fits", checking)
+    digest, cache, links = voted_sample()
+    render_digest(digest, cache, links=links)
+    render_part("md", digest, cache, links=links)
+    big = _bigger(20, 2)
+    votes = vote_links("bob", [m.paper.key for m in (*big.matches, *big.suggestions)])
+    render_digest(big, prepare_papers(big.matches, RenderOptions(max_message_bytes=60_000)),
+                  links=render.DigestLinks(UNSUB, FEED, "hint", VIEW, MORE, votes))  # fmt: skip
+    hostile = sample_digest([replace(p, title=p.title + " 𝔘 τ = x\n") for p in sample_papers()])
+    render_digest(hostile, prepare_papers(hostile.matches), unsubscribe_url=UNSUB)
+    assert checked.count("html") > 5 and checked.count("txt") > 5
+
+
+@pytest.mark.skipif(not (CORPUS / "api_json" / "2026-04-10.json").is_file(), reason="shared corpus not present")
+@pytest.mark.parametrize("abstract_chars", [600, 100_000])
+def test_largest_real_digest_fits_gmail_with_vote_links(abstract_chars: int):
+    """The real API JSON day under the broadest profile, every paper with its signed vote links (and a
+    suggestion): the whole message as composed stays under the budget, under Gmail's ~102 KB clip."""
+    from digest.sources import read_dump
+
+    papers = list(read_dump(CORPUS / "api_json" / "2026-04-10.json").papers)
+    digest = replace(_broad_digest(papers), suggestions=(SUGGESTION,))
+    options = RenderOptions(abstract_chars=abstract_chars, thumbnails=True)
+    votes = vote_links("broad", [m.paper.key for m in (*digest.matches, SUGGESTION)])
+    links = render.DigestLinks(UNSUB, FEED, "hint", VIEW, MORE, votes)
+    email = render_digest(digest, prepare_papers(digest.matches, options), links=links)
+    size, shown = message_size(email), len(email.paper_keys)
+    assert size <= options.max_message_bytes < 102_000
+    assert email.text.count("More like this: ") == shown >= 15 and SUGGESTED.key not in email.paper_keys
+    assert re.search(r"\((\d+) papers\)", email.subject)[1] == str(shown)
+
+
+def test_html_with_votes_and_suggestions_matches_full_render_of_the_same_templates():
+    """With vote links and a suggestion, the cached, spliced HTML still equals rendering the full templates
+    and inlining the page per user."""
+    digest, cache, links = voted_sample()
+    email = render_digest(digest, cache, links=links)
+    assert _normalise(email.html) == _normalise(_naive_html(digest, cache, dict(links.votes)))

@@ -13,15 +13,17 @@ Pages are derived data, written atomically (temp file + rename) after the digest
 The store records up to which outbox row every page is written (``store.archive.archive_marks``): a run that stopped
 in between leaves that mark behind, and the next run writes the pages of the rows after it that are missing,
 rebuilt from the store (the papers listed on the row, matched again against the user's profile for the
-highlights and the why line). Index pages are numbered from the oldest so a full one never changes again:
-a run rewrites ``index.html`` and the two before it, whatever the length of a user's history.
+highlights and the why line; a shown paper the keywords do not match was an "Also for you" suggestion, listed as
+one without its why, which the store does not keep), with the user's vote links. Index pages are numbered from
+the oldest so a full one never changes again: a run rewrites ``index.html`` and the two before it, whatever the
+length of a user's history.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +32,7 @@ from urllib.parse import quote
 from digest import config, matching, render, store
 from digest.errors import RenderError
 from digest.models import Digest, Match, Profile
+from digest.pipeline import feedback
 from digest.pipeline.settings import feeds_base_url, render_options
 from digest.render.atom import feed_slug, write_feed
 
@@ -77,17 +80,27 @@ def index_url(cfg: config.Config, user: str) -> str:
     return f"{_user_url(cfg, user)}/index.html"
 
 
-def page_digest(digest: Digest) -> Digest:
-    """The digest as its page shows it: every match in order, the mailed ones first, nothing left over; the
-    parts a rebuilt page could not know (dump names, the dropped count) left out, so rebuilding gives the
-    same bytes."""
-    return replace(digest, matches=digest.matches + digest.overflow, overflow=(), omitted=0, dropped=(), dumps=())
+def page_digest(digest: Digest, shown: Collection[str] | None = None) -> Digest:
+    """The digest as its page shows it: every match in order, the mailed ones first, nothing left over, then the
+    suggestions the email showed (``shown``: its paper keys; None: all of them); the parts a rebuilt page could
+    not know (dump names, the dropped count) left out, so rebuilding gives the same bytes."""
+    suggestions = digest.suggestions if shown is None else tuple(m for m in digest.suggestions if m.paper.key in shown)
+    return replace(digest, matches=digest.matches + digest.overflow, overflow=(), omitted=0, dropped=(), dumps=(),
+                   suggestions=suggestions)  # fmt: skip
 
 
-def render_page(cfg: config.Config, digest: Digest, cache: render.RenderCache, *, now: datetime) -> str:
-    """A digest's archive page (``digest`` as ``page_digest`` gives it), dated ``now`` to the second."""
+def render_page(
+    cfg: config.Config,
+    digest: Digest,
+    cache: render.RenderCache,
+    *,
+    now: datetime,
+    votes: Mapping[str, tuple[str, str]] | None = None,
+) -> str:
+    """A digest's archive page (``digest`` as ``page_digest`` gives it), dated ``now`` to the second, each paper
+    with its vote links in ``votes`` (``DigestLinks.votes``, as the email has them)."""
     feed = f"{feeds_base_url(cfg)}/{feed_slug(digest.profile.name)}.xml" if digest.profile.feed else None
-    return render.render_page(digest, cache, now=now.replace(microsecond=0), feed_url=feed)
+    return render.render_page(digest, cache, now=now.replace(microsecond=0), feed_url=feed, votes=votes)
 
 
 def write_page(out: Path, user: str, period: str, html: str) -> bool:
@@ -157,14 +170,20 @@ def write_index(
 
 
 def rebuild_digest(conn: store.Connection, profile: Profile, row: store.archive.ArchivedDigest) -> Digest:
-    """The page digest of a stored row: its papers in order, matched again for highlights and the why line
-    (a paper the profile no longer matches is listed without them)."""
+    """The page digest of a stored row: its papers in order, matched again for highlights and the why line. A
+    paper the email showed that the keywords do not match is listed as a suggestion, without its why (the store
+    keeps none); an archived one (always a match once) as a match without them."""
     keys = [*row.paper_keys, *row.archived]
     found = {sp.paper.key: sp.paper for sp in store.get_papers(conn, keys)}
     papers = [found[k] for k in keys if k in found]
     matched = {m.paper.key: m for m in matching.match_profile(profile, papers)} if papers else {}
-    matches = tuple(matched.get(p.key) or Match(p, 0.0, (), "") for p in papers)
-    return Digest(profile=profile, matches=matches, generated_at=row.created_at, period=row.period)
+    mailed = set(row.paper_keys)
+    suggested = tuple(Match(p, 0.0, (), "") for p in papers if p.key in mailed and p.key not in matched)
+    matches = tuple(
+        matched.get(p.key) or Match(p, 0.0, (), "") for p in papers if p.key in matched or p.key not in mailed
+    )
+    return Digest(profile=profile, matches=matches, generated_at=row.created_at, period=row.period,
+                  suggestions=suggested)  # fmt: skip
 
 
 def repair(
@@ -174,10 +193,12 @@ def repair(
     *,
     written: Mapping[int, str] | None = None,
     profiles: Iterable[Profile] | None = None,
+    secret: bytes | None = None,
 ) -> list[Path]:
     """Write the pages of every digest after the store's mark that this run did not write (``written``: row
     id -> user) and whose file is missing, then the indexes of the users concerned, and move the mark.
-    Returns the files that changed."""
+    ``secret`` (the mail settings' signing secret) signs the papers' vote links, as the run's own pages have
+    them; without it the rebuilt pages have none. Returns the files that changed."""
     start, done = store.archive.archive_marks(conn)
     rows = store.archive.archive_rows_after(conn, max(done, start - 1))
     if not rows:
@@ -196,7 +217,9 @@ def repair(
             continue
         digest = rebuild_digest(conn, profile, row)
         cache = cache or render.prepare_papers((), render_options(cfg))
-        if write_page(out, row.user, row.period, render_page(cfg, digest, cache, now=row.created_at)):
+        keys = [m.paper.key for m in (*digest.matches, *digest.suggestions)]
+        votes = feedback.vote_urls(cfg, secret, row.user, keys) if secret is not None else None
+        if write_page(out, row.user, row.period, render_page(cfg, digest, cache, now=row.created_at, votes=votes)):
             changed.append(user_dir(out, row.user) / page_name(row.period))
         log.info("archive page of %s for %s rebuilt", row.user, row.period)
     env = render.make_environment(cfg.digest.templates)

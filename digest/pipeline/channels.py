@@ -110,7 +110,7 @@ def channel_messages(
     cfg: config.Config, digest: Digest, email: RenderedEmail, mail: MailSettings, *, now: datetime
 ) -> dict[str, bytes]:
     """The digest's message on each channel its user chose (ledger name -> bytes), email first."""
-    by_key = {m.paper.key: m for m in (*digest.matches, *digest.overflow)}
+    by_key = {m.paper.key: m for m in (*digest.matches, *digest.overflow, *digest.suggestions)}
     shown = tuple(by_key[key] for key in email.paper_keys if key in by_key)
     queueing = Queueing(cfg, digest, email, shown, mail, now)
     messages = {}

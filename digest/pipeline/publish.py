@@ -3,6 +3,10 @@
 Every id in them is fixed at first use (digest/feed_ids.py): the tag authority at the store's first feed
 write, each paper's entry id the first time a feed shows it. Readers key on entry ids, so an id that moved
 with a config change or a re-keyed paper would show them every entry again.
+
+What a user's feed says about its papers is per user, beside the run's shared entries: why each matched and
+where (notes), which were "Also for you" suggestions, and (with the signing secret and [digest].base_url) the
+user's thumbs-up/down links, signed when the feed is written.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from urllib.parse import urlsplit
 
 from digest import config, matching, store
 from digest.models import Match, Paper, Profile
-from digest.pipeline import archive
+from digest.pipeline import archive, feedback
 from digest.pipeline.settings import feeds_base_url
 from digest.render import atom
 from digest.store import delivery, feed_ids
@@ -58,11 +62,18 @@ class FeedWriter:
     written: list[Path] = field(default_factory=list)
     # Per user, why each paper of their feed matched and where (the entry's why line and highlights), by key.
     notes: dict[str, dict[str, atom.Note]] = field(default_factory=dict)
+    # Per user, the papers of their feed that were "Also for you" suggestions (marked so in their entries).
+    suggested: dict[str, set[str]] = field(default_factory=dict)
+    # The signing secret of the vote links (MailSettings.secret); None: the feeds have none.
+    secret: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def for_run(cls, conn: store.Connection, cfg: config.Config, out_dir: Path | None = None) -> FeedWriter:
-        """A writer into ``out_dir`` (default [feeds].output)."""
-        return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg))
+    def for_run(
+        cls, conn: store.Connection, cfg: config.Config, out_dir: Path | None = None, *, secret: bytes | None = None
+    ) -> FeedWriter:
+        """A writer into ``out_dir`` (default [feeds].output); with ``secret`` (and [digest].base_url) each entry
+        of a user's feed carries the user's signed vote links."""
+        return cls(conn, cfg, out_dir or cfg.feeds.output, _authority(conn, cfg), secret=secret)
 
     def _fixed_ids(self, papers: Iterable[Paper]) -> dict[str, str]:
         """Recorded entry ids by paper key, covering ``papers``: a paper no feed has shown yet gets its id now
@@ -78,15 +89,23 @@ class FeedWriter:
             ids.update(new)
         return ids
 
-    def note(self, user: str, matches: Iterable[Match]) -> None:
-        """Remember why these papers matched for ``user`` (their digest's matches), for the user's feed."""
+    def note(self, user: str, matches: Iterable[Match], *, suggestions: Iterable[Match] = ()) -> None:
+        """Remember why these papers matched for ``user`` (their digest's matches), and why the ``suggestions``
+        (their digest's "Also for you" papers) were suggested, for the user's feed."""
         mine = self.notes.setdefault(user, {})
         for m in matches:
             mine[m.paper.key] = (m.reason, m.hits)
+        if suggestions:
+            marked = self.suggested.setdefault(user, set())
+            for m in suggestions:
+                mine[m.paper.key] = (m.reason, m.hits)
+                marked.add(m.paper.key)
 
     def explain(self, profiles: Sequence[Profile]) -> None:
         """Match the papers these users' feeds show against their profiles once, all users at a time, for the
-        papers not noted yet: a feed reaches back past any digest's window, and the store keeps no reasons."""
+        papers not noted yet: a feed reaches back past any digest's window, and the store keeps no reasons. A
+        paper the keywords do not match was an "Also for you" suggestion (or the profile changed since): it is
+        marked as one, without a why."""
         wanted: dict[str, list[str]] = {}
         for profile in profiles:
             mine = self.notes.setdefault(profile.name, {})
@@ -106,7 +125,9 @@ class FeedWriter:
                 if m.paper.key in shown:
                     mine[m.paper.key] = (m.reason, m.hits)
             for key in shown:
-                mine.setdefault(key, ("", ()))  # no longer matches (the profile changed): shown without a why
+                if key not in mine:  # a suggestion of an earlier run (or the profile changed): no why to show
+                    mine[key] = ("", ())
+                    self.suggested.setdefault(profile.name, set()).add(key)
 
     def _load(self, keys: Sequence[str]) -> None:
         """Load (once per run) the stored papers of ``keys`` as feed entries with their fixed ids."""
@@ -126,6 +147,8 @@ class FeedWriter:
         file: str,
         alternate: str,
         notes: dict[str, atom.Note] | None = None,
+        votes: dict[str, tuple[str, str]] | None = None,
+        suggested: set[str] | None = None,
     ) -> None:
         base = feeds_base_url(self.cfg)
         data = atom.build_feed(
@@ -139,6 +162,8 @@ class FeedWriter:
             max_entries=self.cfg.feeds.max_entries,
             cache=self.entries,
             notes=notes,
+            votes=votes,
+            suggested=suggested or (),
         )
         # A feed is derived data: no fsync per file (it cost more than building the feed). The rename keeps
         # readers from ever seeing half a file, and a file a power cut left empty is rebuilt by the next run.
@@ -172,6 +197,10 @@ class FeedWriter:
         # what it derived from an entry by the object's identity, without hashing the paper again; the user's
         # why lines and highlights go in as notes by paper key.
         entries = [self.papers[k] for k in keys if k in self.papers]
+        # The user's vote links, signed per feed written (what feeds have in common is built once per run).
+        votes = None
+        if self.secret is not None:
+            votes = feedback.vote_urls(self.cfg, self.secret, profile.name, [e.paper.key for e in entries])
         slug = atom.feed_slug(profile.name)
         base = feeds_base_url(self.cfg)
         self._build(
@@ -181,6 +210,8 @@ class FeedWriter:
             file=atom.feed_file(profile.name),
             alternate=archive.index_url(self.cfg, profile.name) if archive.enabled(self.cfg) else f"{base}/",
             notes=mine,
+            votes=votes,
+            suggested=self.suggested.get(profile.name),
         )
 
     def exists(self, profile: Profile) -> bool:
@@ -197,13 +228,15 @@ def write_feeds(
     users: Sequence[str] | None = None,
     changed_users: Sequence[str] | None = None,
     writer: FeedWriter | None = None,
+    secret: bytes | None = None,
 ) -> list[Path]:
     """Write the global feed and one feed per user with feed = true; returns the files that changed.
 
     With ``changed_users`` only those users' feeds (and any missing ones) are rebuilt: a user's feed depends
-    only on their digests, so the others would come out byte-identical anyway.
+    only on their digests, so the others would come out byte-identical anyway. ``secret`` signs the users' vote
+    links (for a new writer; ``writer`` has its own).
     """
-    writer = writer or FeedWriter.for_run(conn, cfg, out_dir)
+    writer = writer or FeedWriter.for_run(conn, cfg, out_dir, secret=secret)
     writer.write_global()
     changed = set(changed_users or ())
     chosen = []

@@ -23,7 +23,7 @@ from digest.deliver.email import (
     unsubscribe_url,
 )
 from digest.models import Digest, Profile, RenderedEmail
-from digest.pipeline import archive
+from digest.pipeline import archive, feedback
 from digest.pipeline.channels import channel_messages, message_parts
 from digest.pipeline.plan import Plan
 from digest.pipeline.settings import feed_url
@@ -48,11 +48,15 @@ def build_messages(
     pages = archive.enabled(cfg)
     for digest in digests:
         t0 = time.perf_counter()
-        email = render_email(cfg, digest, plan_.cache, plan_.mail, now=now)
+        links = digest_links(cfg, digest, plan_.mail)
+        email = render.render_digest(digest, plan_.cache, links=links, now=now)
         t1 = time.perf_counter()
         data = channel_messages(cfg, digest, email, plan_.mail, now=now)
         t2 = time.perf_counter()
-        page = archive.render_page(cfg, archive.page_digest(digest), plan_.cache, now=now) if pages else None
+        page = None
+        if pages:  # what the email showed, the overflow, with the same vote links
+            shown = archive.page_digest(digest, email.paper_keys)
+            page = archive.render_page(cfg, shown, plan_.cache, now=now, votes=links.votes)
         built.append((digest, email, data, page))
         stages["render"] += t1 - t0 + time.perf_counter() - t2
         stages["compose"] += t2 - t1
@@ -186,13 +190,17 @@ def render_email(
 
 
 def digest_links(cfg: config.Config, digest: Digest, mail: MailSettings, *, pages: bool = True) -> render.DigestLinks:
-    """The links of one user's digest: unsubscribe, feed, the profile hint, and (archive pages on, and
-    ``pages``) the digest's page for "View in browser" and "N more papers"."""
+    """The links of one user's digest: unsubscribe, feed, the profile hint, (archive pages on, and ``pages``)
+    the digest's page for "View in browser" and "N more papers", and ([digest].base_url set) the thumbs-up/down
+    links of each paper it can show: its matches, the overflow its page lists, its suggestions, signed with
+    ``mail.secret`` (a preview's stand-in secret makes links that do not verify)."""
     profile = digest.profile
     url = archive.page_url(cfg, profile.name, digest.period) if pages and archive.enabled(cfg) else None
+    papers = (*digest.matches, *(digest.overflow if url else ()), *digest.suggestions)
+    votes = feedback.vote_urls(cfg, mail.secret, profile.name, [m.paper.key for m in papers]) if papers else {}
     return render.DigestLinks(
         unsubscribe_url=unsubscribe_link(profile, mail), feed_url=feed_url(cfg, profile),
-        manage_hint=manage_hint(cfg, profile), view_url=url, more_url=url,
+        manage_hint=manage_hint(cfg, profile), view_url=url, more_url=url, votes=votes,
     )  # fmt: skip
 
 

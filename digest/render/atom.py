@@ -18,7 +18,7 @@ public names stay importable from here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -39,12 +39,14 @@ from digest.render.atomxml import generator as _generator
 from digest.render.atomxml import in_feed as _in_feed
 from digest.render.atomxml import serialise as _serialise
 from digest.render.atomxml import xml_text as _xml_text
-from digest.render.entries import FeedEntry, Note, entry_id, feed_entries, tag_uri
+from digest.render.entries import VOTE_PARTS, FeedEntry, Note, entry_id, feed_entries, tag_uri
 from digest.render.entries import checked_url as _url
 from digest.render.entries import clean_text as _text
 from digest.render.entries import middle as _middle
 from digest.render.entries import note_for as _note
+from digest.render.entries import plain_url as _plain_url
 from digest.render.entries import utc as _utc
+from digest.render.entries import vote_html as _vote_html
 from digest.render.feedfile import feed_file, feed_slug, write_feed
 
 if TYPE_CHECKING:
@@ -73,9 +75,10 @@ MIDDLES = 50_000  # per-feed entry middles kept per run (EntryCache.middles): ~1
 class EntryCache:
     """Atom ``<entry>`` elements built once per run and shared by every feed built with it.
 
-    Keyed by (entry id, paper, first-seen time): everything an entry depends on except the per-user
-    ``reason`` and ``hits``, which make the middle of the HTML content (the highlighted excerpt and the why
-    line; the id holds the authority, and a recorded id may differ from the one the paper gives today).
+    Keyed by (entry id, paper, first-seen time, suggested): everything an entry depends on except the per-user
+    ``reason``, ``hits`` and vote links, which make the middle of the HTML content (the highlighted excerpt, the
+    why line, the links; the id holds the authority, and a recorded id may differ from the one the paper gives
+    today). ``suggested`` entries (a user's "Also for you" papers) differ in title and category.
     Filled by ``prepare_entries`` or lazily by ``build_feed``. ``elements`` are built with a slot where that
     middle goes; ``fragments`` holds each element's bytes as they appear inside a feed, cut at the slot, and
     the bytes of the entry as a feed without notes shows it; ``heads`` the feed headers cut at the per-feed
@@ -83,15 +86,16 @@ class EntryCache:
     derived from each FeedEntry object.
     """
 
-    elements: dict[tuple[str, Paper, datetime], etree._Element] = field(default_factory=dict, repr=False)
+    elements: dict[tuple[str, Paper, datetime, bool], etree._Element] = field(default_factory=dict, repr=False)
     ids: dict[tuple[str, Paper], str] = field(default_factory=dict, repr=False)  # entry_id() costs as much as a copy
-    fragments: dict[tuple[str, Paper, datetime], _Fragment] = field(default_factory=dict, repr=False)
+    fragments: dict[tuple[str, Paper, datetime, bool], _Fragment] = field(default_factory=dict, repr=False)
     heads: dict[tuple[object, ...], tuple[bytes, ...] | None] = field(default_factory=dict, repr=False)
     seen: dict[int, _Seen] = field(default_factory=dict, repr=False)  # by id() of a FeedEntry
-    # The per-feed middle (excerpt + why) as bytes, by (paper key, reason, hits): users whose keywords hit a
-    # paper alike share it (at 2,000 users the excerpt was most of the feeds stage). Capped at MIDDLES entries
-    # so a run of many users with distinct hits does not hold every middle; past it they are built each time.
-    middles: dict[tuple[str, str, tuple[Hit, ...]], bytes] = field(default_factory=dict, repr=False)
+    # The per-feed middle (excerpt + why) as bytes, by (paper key, reason, hits, suggested): users whose keywords
+    # hit a paper alike share it (at 2,000 users the excerpt was most of the feeds stage). Capped at MIDDLES
+    # entries so a run of many users with distinct hits does not hold every middle; past it they are built each
+    # time. The vote links, per user, are not part of it.
+    middles: dict[tuple[str, str, tuple[Hit, ...], bool], bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,7 @@ class _Seen:
     eid: str
     when: datetime
     fragment: _Fragment | None = None
+    suggested: _Fragment | None = None  # the entry as an "Also for you" paper
 
 
 def _cached_id(cache: EntryCache, authority: str, e: FeedEntry) -> str:
@@ -154,30 +159,35 @@ def _select(
     return [(eid, when, e) for eid, (when, e) in ordered[: max(max_entries, 0)]]
 
 
-def _cached(cache: EntryCache, key: tuple[str, Paper, datetime], eid: str, e: FeedEntry) -> etree._Element:
+def _cached(cache: EntryCache, key: tuple[str, Paper, datetime, bool], eid: str, e: FeedEntry) -> etree._Element:
     """The cached element for ``e`` (``key`` is its cache key) with a slot for its content's middle, built on
     first use."""
     element = cache.elements.get(key)
     if element is None:
-        element = cache.elements[key] = _entry_element(eid, FeedEntry(e.paper, e.updated), slot=True)
+        element = _entry_element(eid, FeedEntry(e.paper, e.updated), slot=True, suggested=key[3])
+        cache.elements[key] = element
     return element
 
 
-def _from_cache(cache: EntryCache, eid: str, e: FeedEntry, note: Note) -> etree._Element:
-    """A private copy of the cached element with this feed's middle in its content (the tree path)."""
-    cached = _cached(cache, (eid, e.paper, _utc(e.updated)), eid, e)
+def _from_cache(
+    cache: EntryCache, eid: str, e: FeedEntry, note: Note, votes: tuple[str, str] | None, suggested: bool
+) -> etree._Element:
+    """A private copy of the cached element with this feed's middle and vote links in its content (the tree
+    path)."""
+    cached = _cached(cache, (eid, e.paper, _utc(e.updated), suggested), eid, e)
     content = cached.find("content")
     if content is None or (content.text or "").count(_SLOT_BODY) != 1:  # the slot string in the paper's own text
-        return _entry_element(eid, e, note)
+        return _entry_element(eid, e, note, votes=votes, suggested=suggested)
     element = copy.deepcopy(cached)
-    element.find("content").text = content.text.replace(_SLOT_BODY, _middle(e.paper, *note))
+    middle = _middle(e.paper, *note, suggested) + _vote_html(votes)
+    element.find("content").text = content.text.replace(_SLOT_BODY, middle)
     return element
 
 
-def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -> _Fragment:
-    """The entry of ``e``'s paper as bytes inside a feed, serialised once per id, paper and time, cut where
-    its content's per-feed middle goes."""
-    key = (eid, e.paper, when)
+def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry, suggested: bool = False) -> _Fragment:
+    """The entry of ``e``'s paper as bytes inside a feed, serialised once per id, paper, time and kind (a
+    suggestion or not), cut where its content's per-feed middle goes."""
+    key = (eid, e.paper, when, suggested)
     found = cache.fragments.get(key)
     if found is None:
         data = _in_feed(_cached(cache, key, eid, e))
@@ -187,29 +197,62 @@ def _paper_fragment(cache: EntryCache, eid: str, when: datetime, e: FeedEntry) -
             before, _, after = data.partition(slot)
             found = _Fragment(before, after, before + _xml_text(plain) + after)
         else:  # the slot string in the paper's own text: such entries are built whole, every time
-            found = _Fragment(b"", b"", _in_feed(_entry_element(eid, FeedEntry(e.paper, e.updated))))
+            entry = _entry_element(eid, FeedEntry(e.paper, e.updated), suggested=suggested)
+            found = _Fragment(b"", b"", _in_feed(entry))
         cache.fragments[key] = found
     return found
 
 
-def _fragment(cache: EntryCache, authority: str, e: FeedEntry, notes: Mapping[str, Note] | None) -> bytes:
-    """The bytes of ``e``'s entry inside a feed, with this feed's note (why, highlights) in its content."""
+_VOTE_BYTES = tuple(_xml_text(part) for part in VOTE_PARTS)
+
+
+def _vote_bytes(votes: tuple[str, str]) -> bytes:
+    """``vote_html(votes)`` as lxml writes it in the content's text, joined without escaping the usual URLs."""
+    up, down = votes
+    if _plain_url(up) and _plain_url(down):  # checked_url and both escapings leave them as they are
+        return b"".join((_VOTE_BYTES[0], up.encode(), _VOTE_BYTES[1], down.encode(), _VOTE_BYTES[2]))
+    return _xml_text(_vote_html(votes))
+
+
+def _fragment(
+    cache: EntryCache,
+    authority: str,
+    e: FeedEntry,
+    notes: Mapping[str, Note] | None,
+    votes: Mapping[str, tuple[str, str]] | None = None,
+    suggested: Collection[str] = (),
+) -> bytes:
+    """The bytes of ``e``'s entry inside a feed, with this feed's note (why, highlights) and vote links in its
+    content, marked as a suggestion when its paper is one of ``suggested``."""
     seen = _seen(cache, authority, e)
-    if seen.fragment is None:
-        seen.fragment = _paper_fragment(cache, seen.eid, seen.when, e)
-    found = seen.fragment
+    flag = bool(suggested) and e.paper.key in suggested
+    if flag:
+        if seen.suggested is None:
+            seen.suggested = _paper_fragment(cache, seen.eid, seen.when, e, True)
+        found = seen.suggested
+    else:
+        if seen.fragment is None:
+            seen.fragment = _paper_fragment(cache, seen.eid, seen.when, e)
+        found = seen.fragment
     reason, hits = _note(e, notes)
-    if not reason and not hits:
+    vote = votes.get(e.paper.key) if votes else None
+    if not reason and not hits and vote is None:
         return found.plain
     if not found.before:
-        return _in_feed(_entry_element(seen.eid, e, (reason, hits)))
-    key = (e.paper.key, reason, hits)
-    middle = cache.middles.get(key)
-    if middle is None:
-        middle = _xml_text(_middle(e.paper, reason, hits))
-        if len(cache.middles) < MIDDLES:
-            cache.middles[key] = middle
-    return b"".join((found.before, middle, found.after))
+        return _in_feed(_entry_element(seen.eid, e, (reason, hits), votes=vote, suggested=flag))
+    if not reason and not hits:
+        middle = found.plain[len(found.before) : len(found.plain) - len(found.after)]
+    else:
+        key = (e.paper.key, reason, hits, flag)
+        found_middle = cache.middles.get(key)
+        if found_middle is None:
+            found_middle = _xml_text(_middle(e.paper, reason, hits, flag))
+            if len(cache.middles) < MIDDLES:
+                cache.middles[key] = found_middle
+        middle = found_middle
+    if vote is None:
+        return b"".join((found.before, middle, found.after))
+    return b"".join((found.before, middle, _vote_bytes(vote), found.after))
 
 
 def _head(cache: EntryCache, author: str, subtitle: str, lang: str, updated: datetime) -> tuple[bytes, ...] | None:
@@ -260,6 +303,8 @@ def build_feed(
     cache: EntryCache | None = None,
     join: bool = True,
     notes: Mapping[str, Note] | None = None,
+    votes: Mapping[str, tuple[str, str]] | None = None,
+    suggested: Collection[str] = (),
 ) -> bytes:
     """The Atom document (UTF-8 bytes) for ``entries``: the same entries always give the same bytes.
 
@@ -268,6 +313,9 @@ def build_feed(
     as one tree of copies of the cached elements (the slower method before byte joining, for comparison).
     All of them give the same bytes. ``notes`` (paper key -> (reason, hits)) is what this feed says about its
     papers (a user's feed: why each matched, the terms highlighted); an entry it does not name keeps its own.
+    ``votes`` (paper key -> the feed's user's thumbs-up and thumbs-down URLs) adds those links to the entries'
+    content; the papers in ``suggested`` are the user's "Also for you" papers: their entries' titles and
+    categories say so, and their why line is labelled as a suggestion's.
     """
     self_href, alt_href = _url(self_url), _url(alternate_url)
     if self_href is None or alt_href is None:
@@ -281,7 +329,7 @@ def build_feed(
     head = _head(cache, author, subtitle, lang, updated) if cache is not None and join and feed_id else None
     if head is None or cache is None:  # no cache, not joining, or an id feedgen refuses: the tree feedgen builds
         fg = _generator(feed_id, title, self_href, alt_href, author, subtitle, lang, updated)
-        return _tree(chosen, fg, cache, notes)
+        return _tree(chosen, fg, cache, notes, votes, suggested)
     parts = [
         head[0],
         _escaped(feed_id),
@@ -293,7 +341,7 @@ def build_feed(
         _escaped(alt_href, attribute=True),
         head[4],
     ]
-    parts += [_fragment(cache, authority, e, notes) for _, _, e in chosen]
+    parts += [_fragment(cache, authority, e, notes, votes, suggested) for _, _, e in chosen]
     parts.append(_TAIL)
     return b"".join(parts)
 
@@ -303,12 +351,18 @@ def _tree(
     fg: FeedGenerator,
     cache: EntryCache | None,
     notes: Mapping[str, Note] | None = None,
+    votes: Mapping[str, tuple[str, str]] | None = None,
+    suggested: Collection[str] = (),
 ) -> bytes:
     """The feed as one lxml tree: feedgen's header and each entry built (or, with ``cache``, copied)."""
     # The header comes from feedgen with no entries; entries are built (or copied) separately and appended,
     # exactly where feedgen's _create_atom would have put them.
     feed, doc = _atom_tree(fg)
     for eid, _, e in chosen:
-        note = _note(e, notes)
-        feed.append(_entry_element(eid, e, note) if cache is None else _from_cache(cache, eid, e, note))
+        note, vote = _note(e, notes), votes.get(e.paper.key) if votes else None
+        flag = e.paper.key in suggested
+        if cache is None:
+            feed.append(_entry_element(eid, e, note, votes=vote, suggested=flag))
+        else:
+            feed.append(_from_cache(cache, eid, e, note, vote, flag))
     return _serialise(doc)

@@ -16,13 +16,14 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from digest.errors import RenderError
-from digest.render.entries import FeedEntry, Note
+from digest.render.entries import SUGGESTED, FeedEntry, Note
 from digest.render.entries import checked_url as _url
 from digest.render.entries import clean_text as _text
 from digest.render.entries import content_parts as _content_parts
 from digest.render.entries import middle as _middle
 from digest.render.entries import paper_pages as _links
 from digest.render.entries import utc as _utc
+from digest.render.entries import vote_html as _vote_html
 
 if TYPE_CHECKING:
     from lxml import etree
@@ -42,18 +43,29 @@ SLOT_TITLE = "x-digest-slot-title"
 SLOT_SELF = "https://slot.invalid/x-digest-slot-self.xml"
 SLOT_ALT = "https://slot.invalid/x-digest-slot-alternate.html"
 TAIL = b"</feed>\n"
-# Where the per-feed part of an entry's HTML content (highlighted excerpt, why it matched) goes in a cached entry.
+# Where the per-feed part of an entry's HTML content (highlighted excerpt, why it matched, the user's vote links)
+# goes in a cached entry.
 SLOT_BODY = "x-digest-slot-body"
 
 
-def entry_element(eid: str, e: FeedEntry, note: Note | None = None, *, slot: bool = False) -> etree._Element:
+def entry_element(
+    eid: str,
+    e: FeedEntry,
+    note: Note | None = None,
+    *,
+    slot: bool = False,
+    votes: tuple[str, str] | None = None,
+    suggested: bool = False,
+) -> etree._Element:
     """One ``<entry>`` built with feedgen, with the link attributes feedgen 1.0 drops put back. Its HTML
-    content's middle is ``note`` (default: the entry's reason and hits), or with ``slot`` a placeholder."""
+    content's middle is ``note`` (default: the entry's reason and hits) and the ``votes`` links, or with ``slot``
+    a placeholder. A ``suggested`` entry (an "Also for you" paper of a user's feed) has its title prefixed and a
+    category saying so."""
     p = e.paper
     page, arxiv = _links(p)
     fe = FeedgenEntry()
     fe.id(eid)
-    fe.title(_text(p.title) or "(untitled)")
+    fe.title((f"{SUGGESTED}: " if suggested else "") + (_text(p.title) or "(untitled)"))
     fe.updated(_utc(e.updated))
     if p.published:
         fe.published(datetime.combine(p.published, time(), UTC))
@@ -65,9 +77,12 @@ def entry_element(eid: str, e: FeedEntry, note: Note | None = None, *, slot: boo
     fe.link(links)
     for name in [n for n in (_text(a) for a in p.authors[:MAX_AUTHORS]) if n]:
         fe.author({"name": name})
+    if suggested:
+        fe.category({"term": "suggestion", "label": SUGGESTED})
     head, tail = _content_parts(p)
     reason, hits = note if note is not None else (e.reason, e.hits)
-    fe.content(head + (SLOT_BODY if slot else _middle(p, reason, hits)) + tail, type="html")
+    body = SLOT_BODY if slot else _middle(p, reason, hits, suggested) + _vote_html(votes)
+    fe.content(head + body + tail, type="html")
     element = fe.atom_entry()
     # feedgen 1.0 drops rel/type/title from entry links (a shadowed variable in FeedEntry.atom_entry),
     # which leaves several implicit rel="alternate" links; set them on its element tree ourselves.

@@ -1,7 +1,8 @@
 """What a feed entry says, before any XML: ``FeedEntry`` (one paper in a feed), its stable id (``entry_id``, a tag
 URI), and its HTML content: byline, TL;DR and links around a per-feed *middle* (the abstract excerpt with the
-profile's terms highlighted, and why it matched). Text is cleaned of what XML 1.0 forbids and URLs checked here,
-so the feedgen adapter (``atomxml``) only assembles elements. Stdlib only (and the paper-links rule).
+profile's terms highlighted, and why it matched), followed by the feed's user's vote links (``vote_html``). Text
+is cleaned of what XML 1.0 forbids and URLs checked here, so the feedgen adapter (``atomxml``) only assembles
+elements. Stdlib only (and the paper-links rule).
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from digest.errors import RenderError
 from digest.models import Hit, Match, Paper, StoredPaper
 
 __all__ = ["FeedEntry", "Note", "checked_url", "clean_text", "content_parts", "entry_id", "feed_entries", "middle"]
-__all__ += ["note_for", "paper_pages", "tag_uri", "utc"]
+__all__ += ["SUGGESTED", "VOTE_PARTS", "note_for", "paper_pages", "plain_url", "tag_uri", "utc", "vote_html"]
 
 EXCERPT_CHARS = 600  # the abstract shown in an entry's content is cut near this length (never inside a highlight)
 SHOWN_AUTHORS = 3  # the content's byline names the first few, then "et al."
+SUGGESTED = "Also for you"  # an "Also for you" entry: its title's prefix, its category's label, its why line's label
+# A user's vote links in an entry's content, around the thumbs-up and the thumbs-down URL (escaped).
+VOTE_PARTS = (
+    '<p><a href="',
+    '" title="More like this">👍 More like this</a> · <a href="',
+    '" title="Less like this">👎 Less like this</a></p>',
+)
 # Characters XML 1.0 forbids (lxml refuses them); whitespace runs collapse to one space.
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 _WS = re.compile(r"\s+")
@@ -53,6 +61,11 @@ Note = tuple[str, tuple[Hit, ...]]
 
 def clean_text(value: object) -> str:
     return _WS.sub(" ", _BAD_XML.sub(" ", str(value))).strip()
+
+
+def plain_url(url: str) -> bool:
+    """Whether ``checked_url`` returns ``url`` as it is, and HTML and XML escaping leave it so."""
+    return _PLAIN_URL.fullmatch(url) is not None
 
 
 def checked_url(url: str | None) -> str | None:
@@ -216,13 +229,25 @@ def _excerpt(abstract: str, hits: tuple[Hit, ...], limit: int = EXCERPT_CHARS) -
     return out
 
 
-def middle(paper: Paper, reason: str, hits: tuple[Hit, ...]) -> str:
-    """The per-feed part of an entry's content: the highlighted abstract excerpt and why it matched."""
+def middle(paper: Paper, reason: str, hits: tuple[Hit, ...], suggested: bool = False) -> str:
+    """The per-feed part of an entry's content: the highlighted abstract excerpt and why it matched (or, for an
+    "Also for you" suggestion, why it is suggested)."""
     excerpt = _excerpt(paper.abstract, hits)
     out = f"<p>{excerpt}</p>" if excerpt else ""
     if why := _html(reason):
-        out += f"<p><b>Why it matched:</b> {why}</p>"
+        out += f"<p><b>{SUGGESTED if suggested else 'Why it matched'}:</b> {why}</p>"
     return out
+
+
+def vote_html(votes: tuple[str, str] | None) -> str:
+    """A user's thumbs-up and thumbs-down links of an entry (after its middle, before its links); "" without them
+    or when either is not an http(s) URL."""
+    if not votes:
+        return ""
+    up, down = checked_url(votes[0]), checked_url(votes[1])
+    if up is None or down is None:
+        return ""
+    return html.escape(up).join((VOTE_PARTS[0], html.escape(down).join(VOTE_PARTS[1:])))
 
 
 def note_for(e: FeedEntry, notes: Mapping[str, Note] | None) -> Note:

@@ -1,7 +1,8 @@
 """Preparing a run's papers once, for every user: ``prepare_papers`` renders each paper's card (and its line in
 the index) with Jinja and inlines its CSS in the context of the real page, with per-user *slots* left in it
-(number, title, abstract, reason); page skeletons (header/footer) are rendered and inlined once per distinct set
-of shared values. Both become ``Template``s that ``fill`` completes per user by joining strings.
+(number, title, abstract, reason, votes); page skeletons (header/footer) are rendered and inlined once per
+distinct set of shared values, and a paper's vote links (votes.<format>.j2, their URLs per-user slots) once per
+run. All become ``Template``s that ``fill`` completes per user by joining strings.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from digest.render.textmap import cut_offset as _cut
 
 if TYPE_CHECKING:
     import jinja2  # for types only: environment.py is the adapter
+from digest.render.textmap import Sizes as _Sizes
 from digest.render.textmap import escape as _escape
 from digest.render.textmap import md_inline as _md_inline
+from digest.render.textmap import text_sizes as _text_sizes
 from digest.render.textmap import wrap_breaks as _wrap_breaks
 
 __all__ = ["FORMATS", "Prepared", "RenderCache", "RenderOptions", "Template", "fill", "get_prepared"]
@@ -41,7 +44,9 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("html", "md", "txt")
 
-Template = tuple[tuple[str, ...], tuple[str, ...]]  # literals, and the slot names between them
+# Literals, the slot names between them, and the sizes of the literals (a filled template's size is that plus its
+# values': only those are measured per user).
+Template = tuple[tuple[str, ...], tuple[str, ...], _Sizes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +57,8 @@ class RenderOptions:
     # Budget for the whole message as sent (headers, text/plain as quoted-printable, text/html as base64): Gmail
     # clips a message past ~102 KB. Over it, abstracts are shortened, then papers move to the "N more" line.
     max_message_bytes: int = 100_000
-    # Bytes kept free per shown paper for per-user links added later (relevance feedback: 👍/👎 in both parts).
+    # Bytes kept free per shown paper that has no vote links (👍/👎 in both parts, ~0.9 KB as sent): room for
+    # the links a later setting adds. Papers with vote links are measured with them instead.
     reserve_per_paper: int = 300
     title_chars: int = 300  # titles are shown cut near this length (the store keeps them whole)
     templates_dir: Path | None = None  # user overrides, searched before the default templates
@@ -91,6 +97,8 @@ class RenderCache:
     papers: dict[str, Prepared] = field(default_factory=dict)
     skeletons: dict[tuple[Any, ...], Template] = field(default_factory=dict)
     subjects: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    # format -> a paper's vote links (votes.<format>.j2) with up_url and down_url slots, made with the first paper
+    votes: dict[str, Template] = field(default_factory=dict)
 
 
 def _tok(cache: RenderCache, name: str) -> str:
@@ -119,6 +127,7 @@ def prepare_papers(
     return cache
 
 
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _PROBES = {"title": ("<mark>", "</mark>"), "abstract": ("<mark><strong>", "</strong></mark>")}
 _INDEX_CHARS = 140
 
@@ -134,7 +143,7 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
     index_titles = [(s + " …" if cut else s) or "(untitled)" for s, cut in shortened]
     # Each slot carries a probe highlight so the inlined <mark> styling can be read back per slot.
     probe = {n: Markup(f"{t(n)}{o}{t(n + '_hl')}{c}{t(n + '_end')}") for n, (o, c) in _PROBES.items()}
-    slots = {"reason": Markup(t("reason")), "n": Markup(t("n"))}
+    slots = {"reason": Markup(t("reason")), "n": Markup(t("n")), "votes": Markup(t("votes"))}
     cards = [
         f"{t(f'b{i}x{int(tr)}')}"
         + _render_template(cache.env, "paper.html.j2", {**ctx, **probe, **slots, "trimmed": tr})
@@ -146,10 +155,17 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
         f"{t(f'i{i}')}" + _render_template(cache.env, "index_item.html.j2", {**ctx, "title": index_titles[i]}) + t("e")
         for i, ctx in enumerate(ctxs)
     ]
+    if "html" not in cache.votes:  # the vote links, inlined where a card prints them (once per run)
+        urls = {"up_url": Markup(t("up_url")), "down_url": Markup(t("down_url"))}
+        votes = Markup(f"{t('v')}{_render_template(cache.env, 'votes.html.j2', urls).rstrip()}{t('ve')}")
+        ctx = {**ctxs[0], **probe, **slots, "trimmed": False, "votes": votes}
+        cards.append(_render_template(cache.env, "paper.html.j2", ctx))
     # Cards are inlined inside the real page so descendant selectors apply as they will per user.
     key = skeleton_key(1, 1, "", "", (), has_feed=True, has_manage=True, dropped=0)
     page = _inline(_render_skeleton(cache, "html", key, "".join(cards), "".join(items)))
     n = cache.nonce
+    if "html" not in cache.votes:
+        _prepare_votes(cache, re.search(f"{n}_v_{n}(.*?){n}_ve_{n}", page, re.S))
     found = {
         (int(i), tr == "1"): body for i, tr, body in re.findall(f"{n}_b(\\d+)x([01])_{n}(.*?){n}_e_{n}", page, re.S)
     }
@@ -166,7 +182,7 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
             marks.update((m[1], (m[2], m[3])) for m in probe_re.finditer(found[(i, tr)]))
             split[("html", tr)] = cache.slot_re.split(probe_re.sub(lambda m: t(m[1]), found[(i, tr)]))
             for fmt in ("md", "txt"):
-                ctx = {**ctxs[i], "trimmed": tr, **{k: t(k) for k in ("title", "abstract", "reason", "n")}}
+                ctx = {**ctxs[i], "trimmed": tr, **{k: t(k) for k in ("title", "abstract", "reason", "n", "votes")}}
                 split[(fmt, tr)] = cache.slot_re.split(_render_template(cache.env, f"paper.{fmt}.j2", ctx))
         for name, default in _PROBES.items():
             marks.setdefault(name, default)
@@ -188,23 +204,40 @@ def _prepare_into(cache: RenderCache, papers: Sequence[Paper]) -> None:
         )
 
 
+def _prepare_votes(cache: RenderCache, inlined: re.Match[str] | None) -> None:
+    """The vote links of every format as ``fill`` templates: HTML as inlined in a card (``inlined``; None when
+    paper.html.j2 prints no votes, then it shows none), Markdown and text as their templates render."""
+    # Characters past U+FFFF (the 👍/👎 of the default template) as references: one would make each user's
+    # whole HTML a string of 4 bytes a character, slower to join, measure and encode.
+    html = _ASTRAL.sub(lambda m: f"&#{ord(m[0])};", inlined[1]) if inlined else ""
+    cache.votes["html"] = _compile(cache, cache.slot_re.split(html), "votes.html.j2")
+    for fmt in ("md", "txt"):
+        text = _render_template(cache.env, f"votes.{fmt}.j2", {k: _tok(cache, k) for k in ("up_url", "down_url")})
+        text = text.rstrip("\n") if fmt == "md" else text  # md: on the links line; txt: whole lines
+        cache.votes[fmt] = _compile(cache, cache.slot_re.split(text), f"votes.{fmt}.j2")
+
+
 def skeleton_key(
     count: int, total: int, period: str, day: str, dumps: tuple[str, ...], *, has_feed: bool = False,
     has_manage: bool = False, dropped: int = 0, has_unsubscribe: bool = True, has_view: bool = False,
-    has_more_url: bool = False, page: bool = False,
+    has_more_url: bool = False, page: bool = False, suggested: int = 0,
 ) -> tuple[Any, ...]:  # fmt: skip
-    """What a page skeleton depends on (its key in ``RenderCache.skeletons``, with the format)."""
+    """What a page skeleton depends on (its key in ``RenderCache.skeletons``, with the format); ``suggested``: how
+    many "Also for you" papers follow the ``count`` keyword matches."""
     return (count, total, period, day, dumps, has_feed, has_manage, dropped, has_unsubscribe, has_view,
-            has_more_url, page)  # fmt: skip
+            has_more_url, page, suggested)  # fmt: skip
 
 
 def _render_skeleton(
     cache: RenderCache, fmt: str, key: tuple[Any, ...], papers: str | None = None, index: str | None = None
 ) -> str:
-    count, total, period, day, dumps, has_feed, has_manage, dropped, has_unsub, has_view, has_more, page = key
+    count, total, period, day, dumps, has_feed, has_manage, dropped, has_unsub, has_view, has_more, page, suggested = (
+        key
+    )
     t = (lambda n: Markup(_tok(cache, n))) if fmt == "html" else (lambda n: _tok(cache, n))
     ctx = {"site_name": cache.options.site_name, "lang": cache.options.lang, "period": period, "date": day}
     ctx |= {"count": count, "total": total, "more": total - count, "dumps": list(dumps), "dropped": dropped}
+    ctx |= {"suggested": suggested, "suggestions": t("suggestions"), "suggestions_index": t("suggestions_index")}
     ctx |= {
         **{n: t(n) for n in ("subject", "user_name")},
         "unsubscribe_url": t("unsubscribe_url") if has_unsub else None,
@@ -230,21 +263,25 @@ def skeleton(cache: RenderCache, fmt: str, key: tuple[Any, ...]) -> Template:
 
 
 def _compile(cache: RenderCache, parts: list[str], name: str) -> Template:
-    """Split parts (literal, slot, literal, ...) into literals and slot names for ``fill``."""
+    """Split parts (literal, slot, literal, ...) into literals and slot names for ``fill``, with the literals'
+    sizes."""
     if any(cache.nonce.lower() in lit.lower() for lit in parts[0::2]):
         raise RenderError(
             f"{name} changes a per-user value (a filter on title, abstract, reason, user_name, a URL...)",
             "print those values as they are; they are filled in per user after rendering",
         )
-    return tuple(parts[0::2]), tuple(parts[1::2])
+    return tuple(parts[0::2]), tuple(parts[1::2]), _text_sizes("".join(parts[0::2]))
 
 
-def fill(template: Template, values: dict[str, str]) -> str:
-    """``template`` with each slot replaced by its value in ``values``."""
-    lits, names = template
+def fill(template: Template, values: dict[str, str], used: list[str] | None = None) -> str:
+    """``template`` with each slot replaced by its value in ``values``; the values as filled in, in order, are
+    appended to ``used`` (what makes the output's size beside the template's literals)."""
+    lits, names = template[0], template[1]
     out = [""] * (2 * len(names) + 1)
     out[0::2] = lits  # slice assignment and one join: ~1 us, where str.format_map re-parses kilobytes
-    out[1::2] = [values[n] for n in names]
+    out[1::2] = filled = [values[n] for n in names]
+    if used is not None:
+        used += filled
     return "".join(out)
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 __all__ = ["ALLOWED_SCHEMES", "Esc", "clean", "cut_offset", "escape", "hit_spans", "html_size_estimate"]
 __all__ += ["b64_bound", "b64_size", "md_guard", "md_inline", "qp", "qp_bound", "qp_size", "safe_url", "splice"]
-__all__ += ["wrap_breaks"]
+__all__ += ["Sizes", "add_sizes", "plain_web_urls", "text_sizes", "wrap_breaks"]
 
 ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
 # C0/C1-ish characters that are never text; runs of them and whitespace collapse to one space.
@@ -42,7 +42,25 @@ _CLEAN = re.compile(_RUN)
 _PLAIN_URL = re.compile(
     r"(?:https?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::\d{1,5})?[/?#]|mailto:)[\w.~!$&*+,;=:@%/?#-]*", re.A
 )
+# Lines of http(s) URLs that _PLAIN_URL matches: many checked in one pass (a user's vote links).
+_PLAIN_WEB_URLS = re.compile(
+    r"(?:https?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::\d{1,5})?[/?#][\w.~!$&*+,;=:@%/?#-]*\n)*", re.A
+)
 _URL_SAFE = "/:?#[]@!$&*+,;=%~-._"  # RFC 3986 reserved + unreserved, minus quotes and parentheses
+
+
+# What the size of a text part depends on: characters, UTF-8 bytes, newlines, "=" signs. Each is additive over
+# joined strings, so a message part is measured from its pieces (see ``text_sizes``, ``b64_bound``, ``qp_of``).
+Sizes = tuple[int, int, int, int]
+
+
+def text_sizes(text: str) -> Sizes:
+    """The ``Sizes`` of ``text``."""
+    return len(text), len(text.encode("utf-8", "surrogatepass")), text.count("\n"), text.count("=")
+
+
+def add_sizes(a: Sizes, b: Sizes) -> Sizes:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +109,11 @@ def safe_url(url: str | None) -> str | None:
     if scheme not in ALLOWED_SCHEMES or (scheme != "mailto" and not parts.hostname):
         return None
     return quote(url, safe=_URL_SAFE)
+
+
+def plain_web_urls(urls: Sequence[str]) -> bool:
+    """Whether every one of ``urls`` is an http(s) URL that ``safe_url`` returns as it is (one regex pass)."""
+    return _PLAIN_WEB_URLS.fullmatch("\n".join(urls) + "\n") is not None
 
 
 def wrap_breaks(text: str, width: int) -> frozenset[int]:
@@ -215,6 +238,12 @@ def cut_offset(text: str, limit: int) -> int:
 def html_size_estimate(html: str) -> int:
     """An upper bound of the size of ``html`` once quoted-printable encoded with CRLF line ends."""
     return qp_bound(qp(html), html.count("\n"))
+
+
+def qp_of(sizes: Sizes) -> int:
+    """``qp`` of a text from its ``Sizes``."""
+    chars, raw, _, eqs = sizes
+    return raw + 2 * (eqs + 2 * (raw - chars))
 
 
 def qp(text: str) -> int:
