@@ -14,6 +14,9 @@ all users:
   * build_feed(...) per user without a cache (the naive baseline: feedgen entries and _text over every abstract);
   * all three again with a per-user `reason` and abstract hits on every entry (a user's feed: the content's
     middle, the highlighted excerpt and the why line, is made per feed and spliced into the cached bytes);
+  * and again with, besides those notes, the user's signed 👍/👎 links on every entry and one entry of the ten
+    an "Also for you" suggestion (its own cached entry: title prefix and category), as FeedWriter builds a
+    user's feed with the signing secret; signing those links (feedback.vote_urls, two per entry) is timed apart;
 and write_feed(durable=False) per file, as FeedWriter writes them (temp file, rename, no fsync), as wall time:
 new files, unchanged bytes, changed bytes; then build + write per user, the figure a run pays per feed (the
 outbox query FeedWriter.write_user runs first is not included). File writes cost kernel time that varies
@@ -39,12 +42,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from digest import store  # noqa: E402
 from digest.models import Hit, Paper, StoredPaper  # noqa: E402
+from digest.pipeline.feedback import vote_urls  # noqa: E402
 from digest.render.atom import FeedEntry, build_feed, feed_entries, prepare_entries, tag_uri, write_feed  # noqa: E402
 from digest.sources import read_dump  # noqa: E402
 from digest.store import feed_ids  # noqa: E402
@@ -53,6 +58,13 @@ AUTHORITY = "digest.example.org,2024"
 BASE = "https://digest.example.org/feeds"
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 ORGS = ["Google DeepMind", "Meta AI", "Tsinghua University", "Hugging Face", None, None]
+SECRET = b"bench-secret-0123456789abcdef0123"
+VOTE_CFG = SimpleNamespace(digest=SimpleNamespace(base_url="https://digest.example.org"))  # what vote_urls reads
+
+
+def sign(u: int, entries: Sequence[FeedEntry]) -> dict[str, tuple[str, str]]:
+    """User u's vote links for these entries, as FeedWriter.write_user signs them."""
+    return vote_urls(VOTE_CFG, SECRET, f"user{u}", [e.paper.key for e in entries])  # type: ignore[arg-type]
 
 
 def load_papers(n: int, rng: random.Random) -> list[StoredPaper]:
@@ -168,6 +180,9 @@ def main() -> None:
         {**heads[u], "notes": {e.paper.key: (f'abstract: "term{u % 97}" x{u % 5 + 1}', _hits(e.paper, u)) for e in es}}
         for u, es in enumerate(users)
     ]
+    # A user's feed as FeedWriter writes it with the signing secret: the notes, each entry's vote links, and the
+    # user's "Also for you" papers (one of their entries here).
+    voted = [{**noted[u], "votes": sign(u, es), "suggested": {es[u % len(es)].paper.key}} for u, es in enumerate(users)]
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
     print(f"{len(stored)} papers, {n_users} users x {args.entries} entries, {reps} rep(s), cpus={cpus}")
 
@@ -180,7 +195,7 @@ def main() -> None:
     print(f"prepare_entries ({len(cache.fragments)} entries, once per run): median {prep_s * 1e3:.0f} ms")
 
     sample = range(min(n_users, 1_000))
-    for label, kws in (("", heads), (" with per-user notes", noted)):
+    for label, kws in (("", heads), (" with per-user notes", noted), (" with notes, votes, suggestions", voted)):
         same = all(
             build_feed(users[u], **kws[u], cache=cache)
             == build_feed(users[u], **kws[u], cache=cache, join=False)
@@ -199,13 +214,17 @@ def main() -> None:
     n_r = min(n_users, 2_000)
     plain = {k: cpu_per_item(lambda u, f=f: f(users[u], heads[u]), n_users, reps) for k, f in methods.items()}
     why = {k: cpu_per_item(lambda u, f=f: f(users[u], noted[u]), n_r, reps) for k, f in methods.items()}
+    votes = {k: cpu_per_item(lambda u, f=f: f(users[u], voted[u]), n_r, reps) for k, f in methods.items()}
+    signing = cpu_per_item(lambda u: sign(u, users[u]), n_r, reps)
     new = plain["joined (new)"]
     print(f"build_feed per feed, CPU (one core); ratio = that method's time / joined; with notes: {n_r} users")
     for k in methods:
         print(
             f"  {k:20s} {plain[k] * 1e6:6.0f} us/feed = {1 / plain[k]:7,.0f} feeds/s  x{plain[k] / new:5.1f}"
             f"   | with notes {why[k] * 1e6:6.0f} us  x{why[k] / why['joined (new)']:5.1f}"
+            f"   | + votes, a suggestion {votes[k] * 1e6:6.0f} us"
         )
+    print(f"  signing a feed's vote links (feedback.vote_urls, {2 * args.entries} URLs): {signing * 1e6:6.0f} us/feed")
     print(
         f"  {n_users} feeds: joined {prep_s + new * n_users:.2f} s incl. prepare, copied "
         f"{prep_s + plain['copied (old cached)'] * n_users:.2f} s, uncached {plain['uncached feedgen'] * n_users:.2f} s"

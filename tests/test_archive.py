@@ -9,11 +9,13 @@ import html
 import io
 import re
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
 import pytest
+from bs4 import BeautifulSoup
 from conftest import SECRET_ENV, Sink, assert_golden, ingest_file, run_once, user_block, write_config
 
 from digest import config, pipeline, render, store
@@ -354,3 +356,87 @@ def test_digest_serve_serves_the_archive(tmp_path: Path, sink: Sink, seeds: list
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------------------ vote links, suggestions
+
+SUGGESTION = Match(
+    Paper(key="arxiv:2411.00077", title="Video diffusion transformers", arxiv_id="2411.00077",
+          abstract="Small video diffusion transformers."),
+    0.4, (), "close to 'Diffusion LLM serving at scale' that you liked; terms: diffusion, video",
+)  # fmt: skip
+
+
+def _votes(keys: list[str]) -> dict[str, tuple[str, str]]:
+    return {
+        k: (f"https://digest.example.org/v/up-{i}", f"https://digest.example.org/v/down-{i}")
+        for i, k in enumerate(keys)
+    }
+
+
+def test_golden_archive_page_with_votes_and_a_suggestion(tmp_path: Path, sink: Sink, update_golden: bool):
+    """A page with each paper's vote links (the mailed ones, the overflow, the suggestion) and the "Also for
+    you" section after the matches is byte-for-byte the golden file."""
+    cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
+    digest = archive.page_digest(replace(_digest(), suggestions=(SUGGESTION,)))
+    votes = _votes([m.paper.key for m in (*digest.matches, SUGGESTION)])
+    page = archive.render_page(cfg, digest, render.prepare_papers([*_papers(), SUGGESTION.paper]), now=T0, votes=votes)
+    soup = BeautifulSoup(page, "lxml")
+    assert [a["href"] for a in soup.find_all("a", class_="vote")] == [u for pair in votes.values() for u in pair]
+    section = soup.find("td", class_="suggestions")
+    assert section.h2.get_text() == "Also for you" and "Video diffusion transformers" in section.get_text()
+    assert f"Why: {SUGGESTION.reason}" in section.get_text()
+    assert_golden("archive_page_votes.html", page, update_golden)
+
+
+def test_page_lists_the_suggestions_the_email_showed():
+    """page_digest keeps the suggestions among the email's paper keys (the budget may have left some out)."""
+    other = replace(SUGGESTION, paper=replace(SUGGESTION.paper, key="arxiv:2411.00078", arxiv_id="2411.00078"))
+    digest = replace(_digest(), suggestions=(SUGGESTION, other))
+    assert archive.page_digest(digest).suggestions == (SUGGESTION, other)
+    shown = ("arxiv:2411.00001", "title:0f3c9a", "arxiv:2411.00078")
+    assert archive.page_digest(digest, shown).suggestions == (other,)
+
+
+def test_digest_links_sign_the_matches_overflow_and_suggestions(tmp_path: Path, sink: Sink):
+    """queue.digest_links: with base_url, every paper the email or the page can show has its two signed vote
+    URLs (the overflow only when there is a page), which verify for the user; without base_url, none."""
+    from digest.pipeline import feedback, queue
+    from digest.pipeline.settings import mail_settings
+
+    cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
+    mail = mail_settings(cfg, SECRET_ENV)
+    digest = replace(_digest(), suggestions=(SUGGESTION,))
+    links = queue.digest_links(cfg, digest, mail)
+    keys = ["arxiv:2411.00001", "title:0f3c9a", "arxiv:2411.00003", SUGGESTION.paper.key]
+    assert list(links.votes) == keys
+    for key, (up, down) in links.votes.items():
+        assert up.startswith("https://digest.example.org/v/") and down.startswith("https://digest.example.org/v/")
+        assert feedback.verify_vote_token(mail.secret, up.rpartition("/")[2]) == feedback.VoteLink("ada", key, 1)
+        assert feedback.verify_vote_token(mail.secret, down.rpartition("/")[2]) == feedback.VoteLink("ada", key, -1)
+    assert list(queue.digest_links(cfg, digest, mail, pages=False).votes) == [keys[0], keys[1], keys[3]]
+    (tmp_path / "bare").mkdir()
+    path = write_config(tmp_path / "bare", sink.port, BROAD)  # conftest sets a base_url; take it away
+    path.write_text(re.sub(r'(?m)^base_url = ".*"\n', "", path.read_text(encoding="utf-8")), encoding="utf-8")
+    bare = config.load_config(path)
+    assert not bare.digest.base_url
+    assert queue.digest_links(bare, digest, mail).votes == {}
+
+
+def test_email_and_page_carry_each_papers_vote_links(tmp_path: Path, sink: Sink, seeds: list[Path]):
+    """A run with base_url: each paper of the email (both parts) and of its archive page (the overflow too)
+    has its 👍/👎 links, and they are the same links in both."""
+    cfg = config.load_config(write_config(tmp_path, sink.port, BROAD))
+    ingest_file(cfg, seeds[0], MONDAY - timedelta(hours=1))
+    run_once(cfg, MONDAY)
+    [message] = _received(sink, "ada")
+    conn = store.open_store(cfg.digest.store)
+    [row] = [r for r in delivery.history(conn, users=["ada"]) if r.status == "sent"]
+    mail = BeautifulSoup(_html_part(message), "lxml")
+    mailed = [(a["href"], a["aria-label"]) for a in mail.find_all("a", class_="vote")]
+    assert len(mailed) == 2 * len(row.paper_keys) == 6
+    text = next(p for p in message.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+    assert text.count("More like this: https://digest.example.org/v/") == 3
+    page = BeautifulSoup((cfg.feeds.output / "archive" / "ada" / f"{row.period}.html").read_text(), "lxml")
+    on_page = [(a["href"], a["aria-label"]) for a in page.find_all("a", class_="vote")]
+    assert on_page[:6] == mailed and len(on_page) == 2 * len(_matching(cfg, conn, "ada")) > 6

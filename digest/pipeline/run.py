@@ -42,6 +42,16 @@ def _write_archive(action: Callable[[], object], errors: list[str]) -> bool:
     return True
 
 
+def _vote_secret(cfg: config.Config, env: Mapping[str, str]) -> bytes | None:
+    """The secret that signs vote links, when there are any ([digest].base_url) and it is set."""
+    if not cfg.digest.base_url:
+        return None
+    try:
+        return config.secret(cfg, env)
+    except config.ConfigError:
+        return None
+
+
 def run_once(
     cfg: config.Config,
     env: Mapping[str, str],
@@ -73,7 +83,9 @@ def run_once(
             gave_up = give_up(conn, cfg, now=now) if options.deliver else []
             plan_ = prepare(conn, cfg, env, now=now, run_id=run_id, users=options.users, stages=stages)
             feed_dir = options.dry_run / "feeds" if options.dry_run is not None else None
-            writer = FeedWriter.for_run(conn, cfg, feed_dir)
+            # The vote links' signing secret, for the users' feeds and the archive pages rebuilt from the store.
+            secret = plan_.mail.secret if plan_.mail is not None else _vote_secret(cfg, env)
+            writer = FeedWriter.for_run(conn, cfg, feed_dir, secret=secret)
             fed: set[str] = set()
             profiles = {d.profile.name: d.profile for d in plan_.digests}
             pages = archive.enabled(cfg)
@@ -95,7 +107,7 @@ def run_once(
                     name = digest.profile.name
                     if name not in queued:
                         continue
-                    writer.note(name, (*digest.matches, *digest.overflow))
+                    writer.note(name, (*digest.matches, *digest.overflow), suggestions=digest.suggestions)
                     if page is not None and not _write_archive(
                         partial(archive.write_page, writer.out, digest.profile.name, digest.period, page), errors
                     ):
@@ -112,7 +124,9 @@ def run_once(
             if pages:
                 # The indexes, and the pages a stopped run left unwritten; the store's mark moves past them.
                 started = time.perf_counter()
-                _write_archive(lambda: archive.repair(conn, cfg, writer.out, written=plan_.pages), errors)
+                _write_archive(
+                    lambda: archive.repair(conn, cfg, writer.out, written=plan_.pages, secret=secret), errors
+                )
                 stages["archive"] += time.perf_counter() - started
             plan_.digests.clear()  # what sending needs is in the outbox; the matches can go
             plan_.cache = None
