@@ -147,6 +147,36 @@ def select_digests(
     return digests
 
 
+def ranker_context(
+    conn: store.Connection, name: str, profiles: Sequence[Profile], *, now: datetime
+) -> matching.RankerContext:
+    """What the run's ranker is built from: for a ranker other than the keywords, each due user's votes, their
+    like/dislike seeds and the model state it saved last time (whichever of these the context carries)."""
+    if name == matching.DEFAULT_RANKER or not profiles:
+        return matching.RankerContext(now=now)
+    from dataclasses import fields
+
+    from digest.pipeline import feedback
+
+    users = [p.name for p in profiles]
+    wanted = {f.name for f in fields(matching.RankerContext)}
+    given: dict[str, object] = {"now": now, "votes": feedback.votes_for(conn, users)}
+    if "seeds" in wanted:
+        given["seeds"] = feedback.seeds_for(conn, profiles)
+    if "states" in wanted:
+        given["states"] = store.feedback.load_states(conn, name, users)
+    return matching.RankerContext(**{k: v for k, v in given.items() if k in wanted})  # type: ignore[arg-type]
+
+
+def save_ranker_states(conn: store.Connection, name: str, ranker: matching.Ranker, *, now: datetime) -> None:
+    """Keep what a learning ranker updated this run (its per-user models), so the next run starts from them."""
+    states = getattr(ranker, "states", None)
+    if callable(states):
+        updated = states()
+        if updated:
+            store.feedback.save_states(conn, name, updated, now)
+
+
 def _candidates(
     pool: Sequence[StoredPaper], window: Window, settled: set[str], matched: Sequence[Match]
 ) -> list[Paper]:
@@ -191,8 +221,10 @@ def prepare(
     if not due:
         return Plan([], None, None)
     started = time.perf_counter()
-    run_ranker = matching.make_ranker(ranker or cfg.digest.ranker, matching.RankerContext(now=now))
+    name = ranker or cfg.digest.ranker
+    run_ranker = matching.make_ranker(name, ranker_context(conn, name, [d.profile for d in due], now=now))
     digests = select_digests(conn, due, now=now, ranker=run_ranker)
+    save_ranker_states(conn, name, run_ranker, now=now)
     stages["match"] += time.perf_counter() - started
     started = time.perf_counter()
     empty = [d for d in digests if not d.matches and not d.suggestions]

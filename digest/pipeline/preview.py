@@ -11,9 +11,17 @@ from pathlib import Path
 from digest import config, matching, render, sources, store
 from digest.config import cadence
 from digest.models import Digest, Paper, Profile
-from digest.pipeline.plan import due_users, select_digests
+from digest.pipeline.plan import due_users, ranker_context, select_digests
 from digest.pipeline.queue import digest_links
 from digest.pipeline.settings import preview_mail_settings, render_options
+
+
+def _ranker(cfg: config.Config, name: str, profile: Profile, *, now: datetime) -> matching.Ranker:
+    """The ranker a run would use for this user, from the user's votes and seeds in the store (if any yet)."""
+    if name == matching.DEFAULT_RANKER or not cfg.digest.store.exists():
+        return matching.make_ranker(name, matching.RankerContext(now=now))
+    with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
+        return matching.make_ranker(name, ranker_context(conn, name, [profile], now=now))
 
 
 def _backtest_digest(
@@ -69,7 +77,8 @@ def preview_digest(
     if profile is None:
         names = ", ".join(p.name for p in cfg.profiles()) or "none"
         raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
-    run_ranker = matching.make_ranker(ranker or cfg.digest.ranker, matching.RankerContext(now=now))
+    name = ranker or cfg.digest.ranker
+    run_ranker = _ranker(cfg, name, profile, now=now)
     if dump is not None:
         papers = [sources.read_dump(dump).papers]
         digest = _backtest_digest(profile, papers, dumps=(dump.name,), now=now, ranker=run_ranker)
@@ -80,7 +89,7 @@ def preview_digest(
             # A user not yet in the store counts as added now, as the next run would record them.
             due = due_users(conn, cfg, [profile], now=now, force=True)
             [digest] = select_digests(conn, due, now=now, ranker=run_ranker)
-    cache = render.prepare_papers(digest.matches, render_options(cfg))
+    cache = render.prepare_papers((*digest.matches, *digest.suggestions), render_options(cfg))
     # Only a preview of what `run` would send has a page to link to.
     pages = dump is None and since is None
     return digest, cache, digest_links(cfg, digest, preview_mail_settings(cfg, env), pages=pages)
