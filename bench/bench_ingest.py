@@ -29,6 +29,7 @@ from digest.identity import title_fingerprint  # noqa: E402
 from digest.models import Dump, Paper  # noqa: E402
 from digest.sources import parse_dump  # noqa: E402
 from digest.sources.html import parse_html  # noqa: E402
+from digest.store import papers as stored_papers  # noqa: E402
 
 SEED = ROOT / "tests" / "fixtures" / "001_3a61c802f475e377.txt"
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -132,9 +133,9 @@ def bench_diff(n_store: int) -> None:
 
         cold_conn = store.open_store(path)
         start = time.perf_counter()
-        papers._find_existing(cold_conn, papers)
+        stored_papers._find_existing(cold_conn, papers)
         cold_lookup = time.perf_counter() - start
-        lookups = [median_time(lambda: papers._find_existing(cold_conn, papers), 1) for _ in range(7)]
+        lookups = [median_time(lambda: stored_papers._find_existing(cold_conn, papers), 1) for _ in range(7)]
         cold_conn.close()
 
         ingests = []
