@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import platformdirs
-from pydantic import ValidationInfo
 
 from digest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationInfo
 
 __all__ = [
     "APP_NAME", "CONFIG_ENV", "ENV_FILE_NAME", "default_config_path", "default_store_path", "find_config_path",
@@ -72,3 +74,23 @@ def find_config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
             f"run `digest init` to write a starter config to {path}",
         )
     return path
+
+
+def store_path_only(path: Path, env: Mapping[str, str]) -> Path | None:
+    """The store a config file names, read without validating the file (for `digest status`, which needs
+    nothing else and should answer fast): None when the file cannot tell, so the caller loads it in full and
+    reports what is wrong."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    digest = raw.get("digest", {})
+    value = digest.get("store", "") if isinstance(digest, dict) else None
+    if not isinstance(value, str):
+        return None
+    if not value:
+        return platform_dir("data", env) / "digest.db"
+    store = Path(value).expanduser()
+    return store if store.is_absolute() else (path.parent / store).resolve()

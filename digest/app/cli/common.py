@@ -69,10 +69,25 @@ class Context:
                 click.secho(f"warning: {warning}", fg="yellow", err=True)
         return self._config
 
-    def store_file(self) -> Path:
-        """The SQLite store: --store, else the config's [digest].store, else the platform data dir."""
+    def store_file(self, *, unvalidated: bool = False) -> Path:
+        """The SQLite store: --store, else the config's [digest].store, else the platform data dir.
+        ``unvalidated``: read [digest].store without validating the rest of the file (commands that need
+        nothing else, such as `digest status`, answer in a fraction of the time); a file that cannot tell is
+        loaded in full, which reports what is wrong with it."""
         if self.store_path:
             return Path(self.store_path)
+        if unvalidated and self._config is None:
+            from digest.config import paths
+
+            explicit = self.config_path or os.environ.get(paths.CONFIG_ENV)
+            found = explicit or (
+                paths.default_config_path(os.environ) if paths.default_config_path(os.environ).exists() else None
+            )
+            if found is None:
+                return paths.default_store_path(os.environ)
+            light = paths.store_path_only(paths.find_config_path(self.config_path, os.environ), os.environ)
+            if light is not None:
+                return light
         cfg = self.config(required=False)
         if cfg is not None:
             return Path(cfg.digest.store)
