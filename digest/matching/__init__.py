@@ -1,6 +1,6 @@
 """Matching: the query language (``query``), profiles compiled together (``compiled``), the scan and the
-per-profile lists (``match``), scores (``rank``), top-k selection (``top``) and the seam a ranker other than
-the keywords plugs into (``ranker``)."""
+per-profile lists (``match``), scores (``rank``), top-k selection (``top``), the seam a ranker other than
+the keywords plugs into (``ranker``) and the learned per-user ranker behind it (``learned``, on ``features``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from digest.matching.learned import LearnedRanker, state_is_current
     from digest.matching.match import (
         ORG_BOOST,
         QUERY_HELP,
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
         Ranker,
         RankerContext,
         RankerFactory,
+        Seeds,
         Vote,
         blend,
         make_ranker,
         rank_matches,
+        ranker_states,
         rescore,
         suggest,
     )
@@ -50,12 +53,14 @@ __all__ = [
     "REPEAT_WEIGHT",
     "WEIGHTS",
     "KeywordRanker",
+    "LearnedRanker",
     "Matcher",
     "Query",
     "Ranked",
     "Ranker",
     "RankerContext",
     "RankerFactory",
+    "Seeds",
     "Vote",
     "blend",
     "compact_org",
@@ -70,7 +75,9 @@ __all__ = [
     "org_text",
     "parse_query",
     "rank_matches",
+    "ranker_states",
     "rescore",
+    "state_is_current",
     "suggest",
 ]
 
@@ -79,6 +86,7 @@ __all__ = [
 _WHERE = {
     "DEFAULT_RANKER": "digest.matching.ranker",
     "KeywordRanker": "digest.matching.ranker",
+    "LearnedRanker": "digest.matching.learned",
     "Matcher": "digest.matching.match",
     "ORG_BOOST": "digest.matching.match",
     "QUERY_HELP": "digest.matching.match",
@@ -89,6 +97,7 @@ _WHERE = {
     "Ranker": "digest.matching.ranker",
     "RankerContext": "digest.matching.ranker",
     "RankerFactory": "digest.matching.ranker",
+    "Seeds": "digest.matching.ranker",
     "Vote": "digest.matching.ranker",
     "WEIGHTS": "digest.matching.match",
     "blend": "digest.matching.ranker",
@@ -104,7 +113,9 @@ _WHERE = {
     "org_text": "digest.matching.match",
     "parse_query": "digest.matching.match",
     "rank_matches": "digest.matching.ranker",
+    "ranker_states": "digest.matching.ranker",
     "rescore": "digest.matching.ranker",
+    "state_is_current": "digest.matching.learned",
     "suggest": "digest.matching.ranker",
 }
 

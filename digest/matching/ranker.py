@@ -7,11 +7,14 @@ matches are reordered (and rescored), never dropped or duplicated; suggestions c
 beside it: it blends its own score with the keyword score (``blend``) and says why in one line appended to the
 match's reason, and proposes papers through ``suggest``. It sets ``wants_candidates`` so the pipeline hands it
 the papers of the user's window that the keywords missed (computed only for rankers that ask).
+
+A ranker that learns per user ("learned", ``digest.matching.learned``) gets from ``RankerContext`` the votes of
+the users it must (re)train, every user's ``like``/``dislike`` seed papers, and the states it stored in earlier
+runs; after the run, ``ranker_states(ranker)`` is what to store back (the users it trained, as bytes).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,8 +23,8 @@ from typing import Protocol
 from digest.errors import ConfigError, DigestError
 from digest.models import Match, Paper, Profile
 
-__all__ = ["DEFAULT_RANKER", "RANKERS", "KeywordRanker", "Ranked", "Ranker", "RankerContext", "RankerFactory", "Vote"]
-__all__ += ["blend", "make_ranker", "rank_matches", "rescore", "suggest"]
+__all__ = ["DEFAULT_RANKER", "RANKERS", "KeywordRanker", "Ranked", "Ranker", "RankerContext", "RankerFactory", "Seeds"]
+__all__ += ["Vote", "blend", "make_ranker", "rank_matches", "ranker_states", "rescore", "suggest"]
 
 DEFAULT_RANKER = "keywords"
 
@@ -48,12 +51,24 @@ class Vote:
     at: datetime
 
 
+Seeds = tuple[Sequence[Paper], Sequence[Paper]]  # a user's (liked, disliked) papers: profile.like, .dislike
+
+
 @dataclass(frozen=True, slots=True)
 class RankerContext:
-    """What a factory in ``RANKERS`` gets to build the run's ranker (once per run, before any digest)."""
+    """What a factory in ``RANKERS`` gets to build the run's ranker (once per run, before any digest).
+
+    All three mappings are by profile name. ``votes``: every vote in effect (the latest per paper) of each user
+    the ranker must train: users whose votes changed since their stored state (``ranker_state.votes_until``),
+    users with votes and no stored state, and users whose state is stale (``learned.state_is_current`` is
+    False, e.g. their seeds changed); a user with a state and no entry here keeps that state. ``seeds``: each
+    user's ``like`` and ``dislike`` papers as the store resolved them (unknown ones left out). ``states``: what
+    ``ranker_states`` returned for this ranker in earlier runs (``ranker_state.state``)."""
 
     now: datetime
-    votes: Mapping[str, Sequence[Vote]] = field(default_factory=dict)  # by profile name; none recorded yet
+    votes: Mapping[str, Sequence[Vote]] = field(default_factory=dict)
+    seeds: Mapping[str, Seeds] = field(default_factory=dict)
+    states: Mapping[str, bytes] = field(default_factory=dict)
 
 
 class Ranker(Protocol):
@@ -91,7 +106,21 @@ def _keyword_ranker(context: RankerContext) -> Ranker:
     return KeywordRanker()
 
 
-RANKERS: dict[str, RankerFactory] = {"keywords": _keyword_ranker}
+def _learned_ranker(context: RankerContext) -> Ranker:
+    from digest.matching.learned import LearnedRanker  # numpy and the features load only for this ranker
+
+    return LearnedRanker(context)
+
+
+RANKERS: dict[str, RankerFactory] = {"keywords": _keyword_ranker, "learned": _learned_ranker}
+
+
+def ranker_states(ranker: Ranker) -> Mapping[str, bytes]:
+    """The per-user states ``ranker`` trained in this run (by profile name), for the pipeline to store as
+    ``ranker_state`` rows (``votes_until``: the newest ``Vote.at`` it was given for that user, or the run's
+    ``now`` when it was given none); empty for a ranker that keeps no state."""
+    states = getattr(ranker, "states", None)
+    return states() if callable(states) else {}
 
 
 def make_ranker(name: str, context: RankerContext) -> Ranker:
@@ -139,7 +168,7 @@ def _reason(reason: str, why: str) -> str:
 def rescore(match: Match, score: float, why: str = "") -> Match:
     """``match`` with the ranker's ``score``, and ``why`` (one line, e.g. "ranked up: like 3 papers you 👍")
     appended to its keyword reason."""
-    return dataclasses.replace(match, score=score, reason=_reason(match.reason, why))
+    return Match(match.paper, score, match.hits, _reason(match.reason, why))  # dataclasses.replace, 5x faster
 
 
 def blend(match: Match, learned: float, *, weight: float, why: str = "") -> Match:

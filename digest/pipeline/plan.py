@@ -150,31 +150,39 @@ def select_digests(
 def ranker_context(
     conn: store.Connection, name: str, profiles: Sequence[Profile], *, now: datetime
 ) -> matching.RankerContext:
-    """What the run's ranker is built from: for a ranker other than the keywords, each due user's votes, their
-    like/dislike seeds and the model state it saved last time (whichever of these the context carries)."""
+    """What the run's ranker is built from. For a learning ranker: every due user's like/dislike seeds, the
+    model each saved last time, and the votes of the users it must (re)train: those with votes since their
+    saved model, with votes and no model, or whose model no longer fits their seeds. The others keep their
+    model as it is, so a run trains only the users who voted."""
     if name == matching.DEFAULT_RANKER or not profiles:
         return matching.RankerContext(now=now)
-    from dataclasses import fields
-
     from digest.pipeline import feedback
 
     users = [p.name for p in profiles]
-    wanted = {f.name for f in fields(matching.RankerContext)}
-    given: dict[str, object] = {"now": now, "votes": feedback.votes_for(conn, users)}
-    if "seeds" in wanted:
-        given["seeds"] = feedback.seeds_for(conn, profiles)
-    if "states" in wanted:
-        given["states"] = store.feedback.load_states(conn, name, users)
-    return matching.RankerContext(**{k: v for k, v in given.items() if k in wanted})  # type: ignore[arg-type]
+    seeds = {
+        user: (tuple(liked), tuple(disliked)) for user, (liked, disliked) in feedback.seeds_for(conn, profiles).items()
+    }
+    saved = store.feedback.load_states(conn, name, users)
+    recent = store.feedback.votes(conn, users, since={u: until for u, (_, until) in saved.items()})
+    train = [
+        u for u in users
+        if recent.get(u) or (u in saved and not matching.state_is_current(saved[u][0], seeds.get(u, ((), ()))))
+    ]  # fmt: skip
+    votes = feedback.votes_for(conn, train) if train else {}
+    return matching.RankerContext(
+        now=now, votes=votes, seeds=seeds, states={u: state for u, (state, _) in saved.items() if u not in train}
+    )
 
 
-def save_ranker_states(conn: store.Connection, name: str, ranker: matching.Ranker, *, now: datetime) -> None:
-    """Keep what a learning ranker updated this run (its per-user models), so the next run starts from them."""
-    states = getattr(ranker, "states", None)
-    if callable(states):
-        updated = states()
-        if updated:
-            store.feedback.save_states(conn, name, updated, now)
+def save_ranker_states(
+    conn: store.Connection, name: str, ranker: matching.Ranker, context: matching.RankerContext, *, now: datetime
+) -> None:
+    """Keep the models a learning ranker trained this run, each with the time of the newest vote it saw (the
+    next run retrains a user only if they voted after it)."""
+    trained = matching.ranker_states(ranker)
+    if trained:
+        until = {u: max((v.at for v in context.votes.get(u, ())), default=now) for u in trained}
+        store.feedback.save_states(conn, name, {u: (state, until[u]) for u, state in trained.items()}, now)
 
 
 def _candidates(
@@ -222,9 +230,10 @@ def prepare(
         return Plan([], None, None)
     started = time.perf_counter()
     name = ranker or cfg.digest.ranker
-    run_ranker = matching.make_ranker(name, ranker_context(conn, name, [d.profile for d in due], now=now))
+    context = ranker_context(conn, name, [d.profile for d in due], now=now)
+    run_ranker = matching.make_ranker(name, context)
     digests = select_digests(conn, due, now=now, ranker=run_ranker)
-    save_ranker_states(conn, name, run_ranker, now=now)
+    save_ranker_states(conn, name, run_ranker, context, now=now)
     stages["match"] += time.perf_counter() - started
     started = time.perf_counter()
     empty = [d for d in digests if not d.matches and not d.suggestions]
