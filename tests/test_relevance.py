@@ -138,3 +138,49 @@ def test_suggest_needs_repeated_evidence_and_none_against(tmp_path: Path) -> Non
     # "speculative"/"decoding" words are the profile's own; "survey" is in one disliked paper only.
     _ingest_and_vote(cfg, files, {"2603.00001": -1, "2603.00000": 1})
     assert [e for e in suggest_edits(cfg, "ada").edits if e.kind == "exclude"] == []
+
+
+def test_learned_ranker_trains_on_votes_then_keeps_its_model_until_the_next_vote(tmp_path: Path) -> None:
+    """With ranker = "learned": a run after a vote stores the user's model (votes_until = that vote), the next
+    run without a vote loads it instead of training again, and a digest then carries an "Also for you" paper
+    the keywords missed, with its reason."""
+    files, _ = _days(tmp_path / "dumps", 3)
+    cfg = _config(tmp_path)
+    cfg = config.load_config(cfg.path.parent / _learned(cfg.path))
+    env = SECRET_ENV
+    start = datetime.combine(FIRST, datetime.min.time(), tzinfo=UTC)
+    day = [start + timedelta(days=i, hours=7, minutes=5) for i in range(3)]
+    conn = store.open_store(cfg.digest.store)
+    try:
+        pipeline.ingest_paths(conn, files[:1], now=day[0] - timedelta(hours=1))
+    finally:
+        conn.close()
+    pipeline.run_once(cfg, env, now=day[0], options=pipeline.RunOptions(fetch=False, deliver=False))
+    vote_at = day[0] + timedelta(hours=1)
+    pipeline.record_vote(cfg, "ada", "2603.00002", 1, now=vote_at)  # the KV-cache paper, a liked non-match
+    for i in (1, 2):
+        conn = store.open_store(cfg.digest.store)
+        try:
+            pipeline.ingest_paths(conn, files[i : i + 1], now=day[i] - timedelta(hours=1))
+        finally:
+            conn.close()
+        pipeline.run_once(cfg, env, now=day[i], options=pipeline.RunOptions(fetch=False, deliver=False))
+        conn = store.open_store(cfg.digest.store)
+        try:
+            rows = conn.execute("SELECT votes_until, updated_at FROM ranker_state WHERE user = 'ada'").fetchall()
+            keys = conn.execute("SELECT paper_keys FROM outbox WHERE user = 'ada' ORDER BY id DESC").fetchone()[0]
+        finally:
+            conn.close()
+        assert len(rows) == 1 and datetime.fromisoformat(rows[0][0]) == vote_at
+        if i == 1:
+            trained_at = rows[0][1]
+            assert "arxiv:2603.01002" in keys  # the day's KV-cache paper, suggested after a 👍 on one like it
+        else:
+            assert rows[0][1] == trained_at  # no vote since: the stored model was loaded, not trained again
+
+
+def _learned(path: Path) -> str:
+    text = path.read_text(encoding="utf-8").replace("[digest]\n", '[digest]\nranker = "learned"\n', 1)
+    out = path.with_name("learned.toml")
+    out.write_text(text, encoding="utf-8")
+    return out.name
