@@ -237,6 +237,14 @@ class Config:
         """Every user as a ``digest.models.Profile``, in file order."""
         return tuple(u.profile() for u in self.users)
 
+    def user(self, name: str) -> UserSection:
+        """The ``[[users]]`` table called ``name``; a ConfigError naming the configured users when there is none."""
+        for user in self.users:
+            if user.name == name:
+                return user
+        names = ", ".join(u.name for u in self.users) or "none"
+        raise ConfigError(f"no user named {name!r} in {self.path}", f"users in this config: {names}")
+
     def webhook(self, name: str) -> WebhookSection:
         """The ``[[webhooks]]`` table called ``name``; a ConfigError when there is none."""
         for hook in self.webhooks:

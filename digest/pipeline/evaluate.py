@@ -22,7 +22,6 @@ from pathlib import Path
 
 from digest import config, sources, store
 from digest.deliver.channel import Ledger, Outcome, Parcel
-from digest.errors import ConfigError
 from digest.pipeline.ingest import ingest_paths
 from digest.pipeline.options import RunOptions
 from digest.pipeline.run import run_once
@@ -98,11 +97,9 @@ def _day_of(path: Path, index: int) -> date:
 
 def _scratch_config(cfg: config.Config, user: str, folder: Path) -> config.Config:
     """The config with one daily user at 07:00 UTC and a temporary store, no feeds, no archive pages."""
-    profile = next((u for u in cfg.users if u.name == user), None)
-    if profile is None:
-        names = ", ".join(u.name for u in cfg.users) or "none"
-        raise ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
-    daily = profile.model_copy(update={"cadence": "daily", "send_time": "07:00", "timezone": "UTC", "feed": False})
+    daily = cfg.user(user).model_copy(
+        update={"cadence": "daily", "send_time": "07:00", "timezone": "UTC", "feed": False}
+    )
     digest = cfg.digest.model_copy(
         update={"store": folder / "evaluate.db", "inbox": folder / "inbox", "base_url": "", "source_url": "",
                 "catchup_max_age_days": 1, "backfill_days": 1}

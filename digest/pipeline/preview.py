@@ -73,10 +73,7 @@ def preview_digest(
     """What ``user`` would receive if their period were due now (same selection as ``run``: window, carried
     over papers, nothing already delivered, the same ``ranker``), or from one dump, or from stored papers since
     a date. Never writes."""
-    profile = next((p for p in cfg.profiles() if p.name == user), None)
-    if profile is None:
-        names = ", ".join(p.name for p in cfg.profiles()) or "none"
-        raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
+    profile = cfg.user(user).profile()
     name = ranker or cfg.digest.ranker
     run_ranker = _ranker(cfg, name, profile, now=now)
     if dump is not None:

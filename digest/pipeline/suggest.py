@@ -123,10 +123,7 @@ def _candidates(
 
 def suggest_edits(cfg: config.Config, user: str, *, min_evidence: int = 2, limit: int = 5) -> SuggestReport:
     """The edits the user's votes argue for; raises ConfigError for an unknown user."""
-    profile = next((p for p in cfg.profiles() if p.name == user), None)
-    if profile is None:
-        names = ", ".join(p.name for p in cfg.profiles()) or "none"
-        raise config.ConfigError(f"no user named {user!r} in {cfg.path}", f"users in this config: {names}")
+    profile = cfg.user(user).profile()
     with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
         votes = votes_for(conn, [user]).get(user, [])
     liked = [v.paper for v in votes if v.value > 0]

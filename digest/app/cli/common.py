@@ -96,6 +96,14 @@ class Context:
         return config_mod.default_store_path(os.environ)
 
 
+def config_with_user(obj: Context, user: str, param_hint: str = "USER") -> Any:
+    """The config, refusing a user it does not name (a usage error, exit 2)."""
+    cfg = obj.config()
+    if user not in {u.name for u in cfg.users}:
+        raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint=param_hint)
+    return cfg
+
+
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 

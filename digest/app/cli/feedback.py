@@ -9,20 +9,21 @@ from typing import TYPE_CHECKING
 
 import click
 
-from digest.app.cli.common import EXIT_FAILED, Context, DigestGroup, cli, complete_users, echo_json, wall_clock
+from digest.app.cli.common import (
+    EXIT_FAILED,
+    Context,
+    DigestGroup,
+    cli,
+    complete_users,
+    config_with_user,
+    echo_json,
+    wall_clock,
+)
 
 if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
-    from digest import config, pipeline
+    from digest import pipeline
 
 _THUMBS = {1: "👍", -1: "👎"}
-
-
-def _config_with_user(obj: Context, user: str) -> config.Config:
-    """The config, refusing a USER it does not name (a usage error, exit 2)."""
-    cfg = obj.config()
-    if user not in {u.name for u in cfg.users}:
-        raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
-    return cfg
 
 
 @cli.command()
@@ -45,7 +46,7 @@ def feedback(obj: Context, user: str, paper: str, vote: str) -> None:
     """
     from digest import pipeline
 
-    cfg = _config_with_user(obj, user)
+    cfg = config_with_user(obj, user)
     value = 1 if vote.lower() == "up" else -1
     done = pipeline.record_vote(cfg, user, paper, value, now=wall_clock(), source="cli")
     ident = done.paper.arxiv_id or done.paper.key
@@ -84,7 +85,7 @@ def list_(obj: Context, user: str, as_json: bool) -> None:
     """
     from digest import pipeline
 
-    cfg = _config_with_user(obj, user)
+    cfg = config_with_user(obj, user)
     found = pipeline.list_ratings(cfg, user)
     if as_json:
         echo_json(
@@ -131,7 +132,7 @@ def export(obj: Context, user: str, output: Path | None) -> None:
     """
     from digest import pipeline
 
-    cfg = _config_with_user(obj, user)
+    cfg = config_with_user(obj, user)
     text = pipeline.export_ratings(cfg, user)
     if output is None:
         click.echo(text, nl=False)
@@ -168,7 +169,7 @@ def import_(obj: Context, user: str, file: str, dry_run: bool, skip_unresolved: 
     """
     from digest import pipeline
 
-    cfg = _config_with_user(obj, user)
+    cfg = config_with_user(obj, user)
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:

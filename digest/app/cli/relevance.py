@@ -10,17 +10,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from digest.app.cli.common import Context, cli, complete_users, echo_json
+from digest.app.cli.common import Context, cli, complete_users, config_with_user, echo_json
 
 if TYPE_CHECKING:  # imported where a command needs it, so --help imports no stage
-    from digest import config
-
-
-def _user(obj: Context, user: str) -> config.Config:
-    cfg = obj.config()
-    if user not in {u.name for u in cfg.users}:
-        raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="--user")
-    return cfg
+    pass
 
 
 @cli.command()
@@ -42,7 +35,7 @@ def suggest(obj: Context, user: str, min_evidence: int, limit: int, as_json: boo
     """
     from digest.pipeline import suggest as suggesting
 
-    cfg = _user(obj, user)
+    cfg = config_with_user(obj, user, "--user")
     report = suggesting.suggest_edits(cfg, user, min_evidence=min_evidence, limit=limit)
     if as_json:
         echo_json({"user": report.user, "up": report.up, "down": report.down,
@@ -124,7 +117,7 @@ def evaluate(
     """
     from digest.pipeline.evaluate import evaluate as replay
 
-    cfg = _user(obj, user)
+    cfg = config_with_user(obj, user, "--user")
     files = sorted(p for d in dumps for p in (sorted(d.iterdir()) if d.is_dir() else [d]) if p.is_file())
 
     def progress(done: int, total: int) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, echo_json, wall_clock
+from digest.app.cli.common import EXIT_FAILED, Context, cli, complete_users, config_with_user, echo_json, wall_clock
 
 if TYPE_CHECKING:  # imported where a command needs them, so --help and --version import no stage
     from rich.console import Console
@@ -344,9 +344,7 @@ def serve(obj: Context) -> None:
 def _set_subscribed(obj: Context, user: str, subscribed: bool) -> None:
     from digest import pipeline
 
-    cfg = obj.config()
-    if user not in {u.name for u in cfg.users}:
-        raise click.BadParameter(f"no user named {user!r} in {cfg.path}", param_hint="USER")
+    cfg = config_with_user(obj, user)
     changed = pipeline.set_subscribed(cfg.digest.store, user, subscribed, now=wall_clock())
     state = "subscribed" if subscribed else "unsubscribed"
     click.echo(f"{user}: {state}" + ("" if changed else " (already)"))
