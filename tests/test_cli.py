@@ -322,8 +322,11 @@ def _cron_home(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
     subprocess.run([str(bin_dir / "digest"), "init"], env=env, check=True, capture_output=True)
     config_file = home / ".config" / "paper-digest" / "config.toml"
     text = config_file.read_text()
-    for old, new in ((r'(?m)^host = "localhost"$', 'host = "127.0.0.1"'), (r"(?m)^port = 587$", f"port = {port}"),
-                     (r'(?m)^security = "starttls"$', 'security = "none"')):
+    for old, new in (
+        (r'(?m)^host = "localhost"$', 'host = "127.0.0.1"'),
+        (r"(?m)^port = 587$", f"port = {port}"),
+        (r'(?m)^security = "starttls"$', 'security = "none"'),
+    ):
         text, count = re.subn(old, new, text)
         assert count == 1, old
     config_file.write_text(text)

@@ -75,8 +75,9 @@ def test_walkthrough_puts_a_first_digest_in_the_inbox(tmp_path: Path, sink: Sink
         "PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "EDITOR": str(editor), "BROWSER": "true",
         "TMPDIR": str(tmp_path),
     }  # fmt: skip
-    done = subprocess.run(["bash", "-e", "-x", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        ["bash", "-e", "-x", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, f"walkthrough failed:\n{done.stderr[-4000:]}\n{done.stdout[-2000:]}"
     print(done.stdout, done.stderr, sep="\n")  # shown with -s or on failure
 

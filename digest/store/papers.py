@@ -76,8 +76,18 @@ def merge(old: Paper, new: Paper) -> Paper:
     filled = {
         name: getattr(other, name)
         for name in (
-            "authors", "n_authors", "organization", "org_handle", "published", "published_text", "arxiv_id",
-            "project_page", "github_repo", "github_stars", "ai_summary", "thumbnail",
+            "authors",
+            "n_authors",
+            "organization",
+            "org_handle",
+            "published",
+            "published_text",
+            "arxiv_id",
+            "project_page",
+            "github_repo",
+            "github_stars",
+            "ai_summary",
+            "thumbnail",
         )
         if getattr(base, name) in (None, "", ()) and getattr(other, name) not in (None, "", ())
     }

@@ -498,11 +498,10 @@ async def _watch_stop(stop: Callable[[], bool], run: _Run, workers: list[asyncio
         task.cancel()
 
 
-
-
 def _fqdn() -> str:
     """This host's FQDN, the default EHLO name (socket.getfqdn may block on DNS: called in a thread)."""
     return socket.getfqdn()
+
 
 class _StopWhen(stop_base):
     """A tenacity stop condition from a plain predicate (stop_any takes stop_base instances)."""
@@ -512,6 +511,7 @@ class _StopWhen(stop_base):
 
     def __call__(self, retry_state: Any) -> bool:
         return self.predicate()
+
 
 def _client_args(smtp: SmtpSettings, tls_context: ssl.SSLContext | None, helo: str) -> dict[str, Any]:
     args: dict[str, Any] = {
@@ -566,8 +566,7 @@ async def send_all(
     run = _Run()
     n_workers = min(smtp.max_connections, len(messages)) if isinstance(messages, Sized) else smtp.max_connections
     workers = [
-        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_handover))
-        for _ in range(n_workers)
+        asyncio.create_task(_worker(queue, smtp, client_args, run, on_result, on_handover)) for _ in range(n_workers)
     ]
     watcher = asyncio.create_task(_watch_stop(stop, run, workers, stop_grace))
     try:
