@@ -176,7 +176,8 @@ def check_json(part: dict[str, Any]) -> None:
     assert len(part["papers"]) <= 100
     for p in part["papers"]:
         keys = {"key", "arxiv_id", "title", "authors", "organization", "upvotes", "score", "reason", "abstract"}
-        assert set(p) == keys | {"links"}
+        assert set(p) == keys | {"links", "suggestion"}
+        assert isinstance(p["suggestion"], bool)
 
 
 def allowed(d: Digest) -> set[str]:
@@ -184,7 +185,7 @@ def allowed(d: Digest) -> set[str]:
     from digest.identity import paper_links
 
     urls = {VIEW, FEED}
-    for m in d.matches:
+    for m in (*d.matches, *d.suggestions):
         links = paper_links(m.paper)
         urls |= {u for u in (links.pdf, links.arxiv, links.hf, links.code, links.project) if u}
     return urls
@@ -463,3 +464,114 @@ def test_papers_with_no_usable_link(kind: str) -> None:
     check(kind, d, parts)
     if kind == "slack":
         assert sum(b["type"] == "section" for p in parts for b in p["blocks"]) == 60
+
+
+# ---- "Also for you" suggestions ------------------------------------------------------------------------------------
+
+WHY = 'suggested: close to "Faster <b>KV</b> caches & more" that you liked (terms: "kv cache")'
+
+
+def with_suggestions(n: int, k: int, **kw: Any) -> tuple[Digest, list[Match]]:
+    """A digest of ``n`` matches and ``k`` suggestions (the papers after them), and what its email shows."""
+    matches = [match(paper(i)) for i in range(n)]
+    suggestions = [match(paper(n + j, f"Suggested paper {j} on KV caches"), reason=WHY) for j in range(k)]
+    return digest(matches, suggestions=tuple(suggestions), **kw), matches + suggestions
+
+
+def labelled(kind: str, parts: list[dict[str, Any]]) -> list[bool]:
+    """For each paper the parts carry, in order: whether a reader sees it as an "Also for you" paper (under that
+    heading in its own part for Slack and Matrix; its embed's author line for Discord; its flag for JSON)."""
+    seen: list[bool] = []
+    for part in parts:
+        if kind == "slack":
+            under = False
+            for block in part["blocks"]:
+                if block["type"] == "header" and block["text"]["text"] == "Also for you":
+                    assert not under, "one heading a part"
+                    under = True
+                elif block["type"] == "section":
+                    seen.append(under)
+        elif kind == "discord":
+            seen += [e.get("author", {}).get("name") == "Also for you" for e in part["embeds"]]
+        elif kind == "matrix":
+            head, _, tail = part["formatted_body"].partition("<p><b>Also for you</b></p>")
+            seen += [False] * head.count("<li>") + [True] * tail.count("<li>")
+            assert ("Also for you:\n\n" in part["body"]) == bool(tail)
+        else:
+            seen += [p["suggestion"] for p in part["papers"]]
+    return seen
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("n", "k"), [(0, 1), (1, 1), (3, 2), (16, 1), (47, 3), (200, 3)])
+def test_suggestions_are_labelled_after_the_matches_within_limits(kind: str, n: int, k: int) -> None:
+    """Matches then suggestions, however the digest is split: every limit holds, every paper once in order, and
+    exactly the suggestions are labelled "Also for you" (in each part that carries some)."""
+    d, shown = with_suggestions(n, k)
+    parts = build(kind, d, shown)
+    check(kind, d, parts)
+    assert shown_ids(kind, parts) == [f"2411.{i:05d}" for i in range(n + k)]
+    assert labelled(kind, parts) == [False] * n + [True] * k
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hostile_suggestions_stay_text_and_within_limits(kind: str) -> None:
+    """Seeded random digests whose suggestions have hostile titles and reasons, some 100 KB long: limits, order,
+    labels and escaping hold."""
+    rng = random.Random(f"suggest-{kind}")
+    for _ in range(8):
+        n, k = rng.choice([0, 1, 9, 15, 16, 33]), rng.choice([1, 2, 5])
+
+        def text(limit: int) -> str:
+            return " ".join(rng.choice(EVIL) for _ in range(rng.randint(1, 4)))[: rng.randint(1, limit)]
+
+        matches = [match(paper(i, text(400) or "t"), reason=text(300)) for i in range(n)]
+        reasons = [rng.choice([text(500), "r" * 100_000, WHY]) for _ in range(k)]
+        suggestions = [
+            match(paper(n + j, rng.choice([text(400) or "t", "Huge <x> | " * 10_000]), abstract=text(5000)), why)
+            for j, why in enumerate(reasons)
+        ]
+        d = digest(matches, suggestions=tuple(suggestions), display=text(200))
+        parts = build(kind, d, matches + suggestions)
+        check(kind, d, parts)
+        assert shown_ids(kind, parts) == [f"2411.{i:05d}" for i in range(n + k)]
+        assert labelled(kind, parts) == [False] * n + [True] * k
+
+
+def test_headers_count_matches_and_suggestions_as_the_subject_does() -> None:
+    """Headers say "3 new papers + 1 suggestion", or "2 suggestions" with no match; the JSON body flags each
+    paper and gives the suggestion's reason."""
+    d, shown = with_suggestions(3, 1)
+    header = build("slack", d, shown)[0]["blocks"][0]["text"]["text"]
+    assert header == "3 new papers + 1 suggestion for Ada — 2026-11-23"
+    d0, shown0 = with_suggestions(0, 2)
+    for kind in ("slack", "discord", "matrix"):
+        text = json.dumps(build(kind, d0, shown0), ensure_ascii=False)
+        assert "2 suggestions for Ada — 2026-11-23" in text and "No new papers" not in text
+    papers = build("json", d, shown)[0]["papers"]
+    assert [(p["suggestion"], p["reason"]) for p in papers] == [(False, 'title: "diffusion"')] * 3 + [(True, WHY)]
+
+
+def test_each_kind_shows_the_suggestions_why_escaped() -> None:
+    """The reason a suggestion was picked is its why line, escaped for each target's markup."""
+    d, shown = with_suggestions(1, 1)
+    (slack,) = build("slack", d, shown)
+    sections = [b["text"]["text"] for b in slack["blocks"] if b["type"] == "section"]
+    assert '_Why:_ suggested: close to "Faster &lt;b&gt;KV&lt;/b&gt; caches &amp; more"' in sections[1]
+    assert [b["text"]["text"] for b in slack["blocks"] if b["type"] == "header"][1:] == ["Also for you"]
+    (discord,) = build("discord", d, shown)
+    assert discord["embeds"][1]["author"] == {"name": "Also for you"} and "author" not in discord["embeds"][0]
+    assert r'**Why:** suggested: close to "Faster \<b\>KV\</b\> caches & more"' in discord["embeds"][1]["description"]
+    (matrix,) = build("matrix", d, shown)
+    formatted = matrix["formatted_body"]
+    assert "<i>Why:</i> suggested: close to &quot;Faster &lt;b&gt;KV&lt;/b&gt; caches &amp; more" in formatted
+    assert '</ol><p><b>Also for you</b></p><ol start="2">' in formatted
+    assert "Also for you:\n\n2. Suggested paper 0 on KV caches" in matrix["body"]
+
+
+def test_a_suggestion_that_is_also_a_match_is_shown_as_a_match() -> None:
+    """A paper both matched and suggested is a match (as the email shows it once, among the matches)."""
+    both = match(paper(1))
+    d = digest([both], suggestions=(match(paper(1), reason=WHY),))
+    assert labelled("json", build("json", d, [both])) == [False]
+    assert "Also for you" not in json.dumps(build("slack", d, [both]))

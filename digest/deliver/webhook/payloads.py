@@ -1,6 +1,10 @@
 """One digest as the request bodies a webhook target accepts: Slack Block Kit, Discord embeds, a Matrix
 ``m.room.message`` or plain JSON, each within the target's documented limits (a long digest is split into
-several messages, never a paper across two) and with user and dump text escaped for the target's markup."""
+several messages, never a paper across two) and with user and dump text escaped for the target's markup.
+
+The "Also for you" papers (the ranker's suggestions the keywords missed, after the matches) are labelled as the
+email labels them: under an "Also for you" heading (Slack, Matrix: again in each part that has some), each one's
+embed headed so (Discord), ``"suggestion": true`` on each (JSON); their why line is the reason they were picked."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +38,7 @@ _WHO_MAX = 80  # the user's name in a header
 _AUTHORS_SHOWN = 3
 _URL_MAX = 1900  # a longer URL is left out: it cannot be shortened, and must fit one 2,000-char Slack element
 _TITLE_URL_MAX = 1000  # a title links only through a URL this short, so a paper's text stays within its limits
+_SUGGESTED = "Also for you"  # the suggestions' label, as the email, the archive page and the feed have it
 
 # Slack (https://docs.slack.dev/reference/block-kit/blocks): 50 blocks a message, section text 3,000 chars,
 # header plain_text 150, context 10 elements of 2,000 chars; the notification text is kept to 3,000.
@@ -66,8 +71,11 @@ def build_parts(
     builder = _BUILDERS.get(kind)
     if builder is None:
         raise ConfigError(f"unknown webhook kind {kind!r}", f"use one of: {', '.join(KINDS)}")
-    head = _head(digest, shown, view_url=view_url, feed_url=feed_url, now=now)
-    items = [_item(match, number) for number, match in enumerate(shown, 1)]
+    # A suggestion that is also a match is shown as a match, as render shows each paper once, matches first.
+    matched = {m.paper.key for m in (*digest.matches, *digest.overflow)}
+    suggested = {m.paper.key for m in digest.suggestions} - matched
+    head = _head(digest, shown, suggested, view_url=view_url, feed_url=feed_url, now=now)
+    items = [_item(match, number, match.paper.key in suggested) for number, match in enumerate(shown, 1)]
     parts = builder(head, items)
     log.debug("%s digest of %s for %s: %d papers in %d parts", kind, head.user, head.period, len(items), len(parts))
     return parts
@@ -81,7 +89,7 @@ class _Head:
     """The digest-wide text: header, archive and feed links, notes; raw (each kind escapes it)."""
 
     user: str  # the profile name (the JSON body's "user")
-    header: str  # "5 new papers for Ada — 2026-11-23"
+    header: str  # "5 new papers for Ada — 2026-11-23", "4 new papers + 1 suggestion for Ada — 2026-11-23"
     period: str
     count: int
     view_url: str | None
@@ -105,9 +113,10 @@ class _Item:
     title: str
     url: str | None  # where the title links: the arXiv abstract, else the Hugging Face page
     meta: str  # "A, B, C et al. · Org · ▲ 42"
-    reason: str
+    reason: str  # why it matched, or (a suggestion) why it is suggested
     summary: str
     links: tuple[tuple[str, str], ...]  # (label, url), in the order a digest shows them
+    suggested: bool = False  # an "Also for you" paper (they come after the matches)
 
 
 def _one_line(text: str | None) -> str:
@@ -116,15 +125,25 @@ def _one_line(text: str | None) -> str:
 
 
 def _head(
-    digest: Digest, shown: Sequence[Match], *, view_url: str | None, feed_url: str | None, now: datetime
+    digest: Digest,
+    shown: Sequence[Match],
+    suggested: Collection[str],
+    *,
+    view_url: str | None,
+    feed_url: str | None,
+    now: datetime,
 ) -> _Head:
     profile = digest.profile
     who = _clip(_one_line(profile.display_name) or profile.name, _WHO_MAX)
     period = _clip(_one_line(digest.period), 40)
-    n = len(shown)
-    header = (
-        f"{n} new paper{'' if n == 1 else 's'} for {who} — {period}" if n else f"No new papers for {who} — {period}"
-    )
+    k = sum(m.paper.key in suggested for m in shown)
+    n = len(shown) - k
+    # Counted as the email's subject counts them: the keyword matches, then the suggestions.
+    extra = f"{k} suggestion{'' if k == 1 else 's'}" if k else ""
+    if n:
+        header = f"{n} new paper{'' if n == 1 else 's'}{f' + {extra}' if extra else ''} for {who} — {period}"
+    else:
+        header = f"{extra or 'No new papers'} for {who} — {period}"
     notes = []
     if digest.overflow:
         more = len(digest.overflow)
@@ -138,7 +157,7 @@ def _head(
         user=profile.name,
         header=header,
         period=digest.period,
-        count=n,
+        count=len(shown),
         view_url=_url(view_url),
         feed_url=_url(feed_url),
         notes=tuple(notes),
@@ -152,7 +171,7 @@ def _url(url: str | None) -> str | None:
     return safe if safe is not None and len(safe) <= _URL_MAX else None
 
 
-def _item(match: Match, number: int) -> _Item:
+def _item(match: Match, number: int, suggested: bool = False) -> _Item:
     paper = match.paper
     links = paper_links(paper)
     names = [name for name in (_one_line(a) for a in paper.authors) if name]
@@ -175,6 +194,7 @@ def _item(match: Match, number: int) -> _Item:
         reason=_one_line(match.reason),
         summary=_one_line(paper.ai_summary or paper.abstract),
         links=tuple((label, safe) for label, url in labelled if (safe := _url(url)) is not None),
+        suggested=suggested,
     )
 
 
@@ -264,19 +284,27 @@ def _slack_paper(item: _Item) -> list[Part]:
     return [*blocks, {"type": "divider"}]
 
 
+def _slack_heading(text: str) -> Part:
+    return {"type": "header", "text": {"type": "plain_text", "text": _clip(text, _SLACK_HEADER, str, _utf16)}}
+
+
 def _slack(head: _Head, items: Sequence[_Item]) -> list[Part]:
     papers = [_slack_paper(item) for item in items]
-    groups = _pack([(len(blocks),) for blocks in papers], (_SLACK_BLOCKS - 2,))  # header and footer blocks
+    # Header and footer blocks, and the "Also for you" heading in every part, should its papers be suggestions.
+    fixed = 2 + any(item.suggested for item in items)
+    groups = _pack([(len(blocks),) for blocks in papers], (_SLACK_BLOCKS - fixed,))
     parts = []
     for n, group in enumerate(groups, 1):
         label = _part_label(n, len(groups))
         footer = [_slack_link(url, text) for text, url in head.links]
         footer += [label] if label else []
         footer += [_slack_clip(note, _SLACK_ELEMENT) for note in head.notes] if n == len(groups) else []
-        blocks: list[Part] = [
-            {"type": "header", "text": {"type": "plain_text", "text": _clip(head.header, _SLACK_HEADER, str, _utf16)}}
-        ]
+        blocks: list[Part] = [_slack_heading(head.header)]
+        labelled = False
         for index in group:
+            if items[index].suggested and not labelled:  # suggestions come last: one heading above them
+                blocks.append(_slack_heading(_SUGGESTED))
+                labelled = True
             blocks.extend(papers[index])
         if footer:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in footer]})
@@ -314,15 +342,22 @@ def _discord_embed(item: _Item) -> Part:
     if links:
         lines.append(links)
     embed: Part = {"title": _discord_clip(item.title, _DISCORD_TITLE), "description": "\n".join(lines)}
+    if item.suggested:  # the author line sits above the title: each suggestion's embed says what it is
+        embed["author"] = {"name": _SUGGESTED}
     if item.url:
         embed["url"] = item.url
     embed["color"] = _DISCORD_COLOR
     return embed
 
 
+def _discord_text(embed: Part) -> int:
+    """The characters of an embed that count toward Discord's 6,000 a message (the author's name is one)."""
+    return _utf16(embed["title"]) + _utf16(embed["description"]) + _utf16(embed.get("author", {}).get("name", ""))
+
+
 def _discord(head: _Head, items: Sequence[_Item]) -> list[Part]:
     embeds = [_discord_embed(item) for item in items]
-    costs = [(1, _utf16(e["title"]) + _utf16(e["description"])) for e in embeds]
+    costs = [(1, _discord_text(e)) for e in embeds]
     groups = _pack(costs, (_DISCORD_EMBEDS, _DISCORD_TOTAL))
     parts = []
     for n, group in enumerate(groups, 1):
@@ -371,16 +406,24 @@ def _matrix_paper(item: _Item) -> tuple[str, str]:
     return "\n".join(plain) + "\n\n", f"<li><p>{'<br>'.join(rows)}</p></li>"
 
 
-def _matrix_part(head: _Head, papers: Sequence[tuple[str, str]], start: int, label: str, last: bool) -> Part:
+def _matrix_part(head: _Head, papers: Sequence[tuple[str, str, bool]], start: int, label: str, last: bool) -> Part:
+    """One event: the header, ``papers`` ((plain text, ``<li>``, suggested), numbered from ``start``), the
+    suggestions under their own heading after the matches, and the footer (its notes on the ``last`` part)."""
     links = head.links
     notes = list(head.notes) if last else []
     title = head.header + (f" ({label})" if label else "")
-    body = f"{title}\n\n" + "".join(plain for plain, _ in papers)
+    first = next((i for i, (_, _, suggested) in enumerate(papers) if suggested), len(papers))
+    body = f"{title}\n\n" + "".join(plain for plain, _, _ in papers[:first])
+    if first < len(papers):
+        body += f"{_SUGGESTED}:\n\n" + "".join(plain for plain, _, _ in papers[first:])
     body += "\n".join([f"{text}: {url}" for text, url in links] + notes)
     foot = [f'<a href="{_esc(url)}">{_esc(text)}</a>' for text, url in links] + [_esc(note) for note in notes]
     formatted = f"<h4>{_esc(title)}</h4>"
-    if papers:
-        formatted += f'<ol start="{start}">' + "".join(li for _, li in papers) + "</ol>"
+    if first:
+        formatted += f'<ol start="{start}">' + "".join(li for _, li, _ in papers[:first]) + "</ol>"
+    if first < len(papers):  # the numbering goes on, as in the email
+        formatted += f'<p><b>{_SUGGESTED}</b></p><ol start="{start + first}">'
+        formatted += "".join(li for _, li, _ in papers[first:]) + "</ol>"
     if foot:
         formatted += f"<p>{' · '.join(foot)}</p>"
     return {
@@ -398,11 +441,13 @@ def _json_size(value: Any) -> int:
 
 
 def _matrix(head: _Head, items: Sequence[_Item]) -> list[Part]:
-    papers = [_matrix_paper(item) for item in items]
-    # JSON escapes character by character, so a part's size is its skeleton plus each paper's escaped text.
+    papers = [(*_matrix_paper(item), item.suggested) for item in items]
+    # JSON escapes character by character, so a part's size is its skeleton plus each paper's escaped text. The
+    # skeleton has the "Also for you" heading and its list whenever a part could have them.
     worst = len(items) + 1
-    room = _MATRIX_BYTES - _json_size(_matrix_part(head, [("", "")], worst, _part_label(worst, worst), True))
-    groups = _pack([(_json_size(plain) - 2 + _json_size(li) - 2,) for plain, li in papers], (room,))
+    empty = [("", "", False)] + ([("", "", True)] if any(item.suggested for item in items) else [])
+    room = _MATRIX_BYTES - _json_size(_matrix_part(head, empty, worst, _part_label(worst, worst), True))
+    groups = _pack([(_json_size(plain) - 2 + _json_size(li) - 2,) for plain, li, _ in papers], (room,))
     return [
         _matrix_part(
             head,
@@ -418,7 +463,7 @@ def _matrix(head: _Head, items: Sequence[_Item]) -> list[Part]:
 # ---- plain JSON ----------------------------------------------------------------------------------------------
 
 
-def _json_paper(match: Match) -> Part:
+def _json_paper(match: Match, suggested: bool) -> Part:
     paper = match.paper
     links = paper_links(paper)
     return {
@@ -429,6 +474,8 @@ def _json_paper(match: Match) -> Part:
         "organization": _clip(_one_line(paper.organization), 300) or None,
         "upvotes": paper.upvotes,
         "score": match.score if math.isfinite(match.score) else None,  # NaN is not JSON
+        # An "Also for you" paper: the ranker's pick the keywords missed; "reason" then says why it was picked.
+        "suggestion": suggested,
         "reason": _clip(_one_line(match.reason), _JSON_FIELD),
         "abstract": _clip(paper.abstract.strip(), _JSON_ABSTRACT),
         "links": {
@@ -452,7 +499,7 @@ def _json(head: _Head, items: Sequence[_Item]) -> list[Part]:
             "feed_url": head.feed_url,
             "part": n,
             "parts": len(groups),
-            "papers": [_json_paper(items[i].match) for i in group],
+            "papers": [_json_paper(items[i].match, items[i].suggested) for i in group],
         }
         for n, group in enumerate(groups, 1)
     ]
