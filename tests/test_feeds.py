@@ -544,14 +544,17 @@ def test_fixed_ids_win_over_derived_ones():
     ]
 
 
-def queue_digest(conn, user: str, keys: list[str], now: datetime) -> None:
-    """A digest of ``keys`` queued for ``user``, as the pipeline queues one: what the user's feed shows."""
+def queue_digest(
+    conn, user: str, keys: list[str], now: datetime, suggested: list[tuple[str, str]] | None = None
+) -> None:
+    """A digest of ``keys`` queued for ``user``, as the pipeline queues one: what the user's feed shows;
+    ``suggested`` (key, reason) are its "Also for you" papers."""
     with store.transaction(conn):
         delivery.add_message(
             conn, user=user, period=now.date().isoformat(), scheduled_at=now, window_from=now, run_id=None,
             papers_until=now,
             paper_keys=keys, message=b"Subject: digest\r\n\r\nx\r\n", message_id=f"<{user}@example.org>",
-            sender="digest@example.org", recipient=f"{user}@example.org", now=now,
+            sender="digest@example.org", recipient=f"{user}@example.org", now=now, suggested=suggested or (),
         )  # fmt: skip
 
 
@@ -771,15 +774,16 @@ def test_votes_and_suggestions_in_cached_feeds_equal_feedgen(seeds: list[Path]):
 
 def test_feed_writer_signs_votes_and_marks_suggestions(tmp_path: Path, seeds: list[Path]):
     """FeedWriter with the signing secret: every entry of a user's feed has the user's vote links; a paper noted
-    as a suggestion, and a paper of the feed the keywords do not match (a suggestion of an earlier run), are
-    marked "Also for you"; without the secret the feed has no vote links."""
+    as a suggestion, and a paper its digest recorded as one (a suggestion of an earlier run, with the reason the
+    store kept, escaped), are marked "Also for you"; without the secret the feed has no vote links."""
     cfg = _run_with_feeds(tmp_path, seeds[0])
     conn = store.open_store(cfg.digest.store)
     ada = next(p for p in cfg.profiles() if p.name == "ada")
     keys = delivery.feed_keys(conn, "ada", limit=cfg.feeds.max_entries)
     papers = {sp.paper.key: sp.paper for sp in store.list_papers(conn)}
     missed = [k for k in papers if k not in keys and not matching.match_profile(ada, [papers[k]])][:2]
-    queue_digest(conn, "ada", missed, datetime(2026, 11, 24, 8, tzinfo=UTC))
+    why = "close to <b>a paper</b> you liked & more"
+    queue_digest(conn, "ada", missed, datetime(2026, 11, 24, 8, tzinfo=UTC), suggested=[(missed[1], why)])
     secret = config.secret(cfg, SECRET_ENV)
     writer = publish.FeedWriter.for_run(conn, cfg, secret=secret)
     writer.note("ada", (), suggestions=[Match(papers[missed[0]], 0.3, (), "close to a paper you liked")])
@@ -795,6 +799,8 @@ def test_feed_writer_signs_votes_and_marks_suggestions(tmp_path: Path, seeds: li
     assert len(marked) == 2 and len(by_title) == len(keys) + 2
     first = by_title[f"Also for you: {papers[missed[0]].title}"].content[0].value
     assert "<b>Also for you:</b> close to a paper you liked" in first
+    second = by_title[f"Also for you: {papers[missed[1]].title}"].content[0].value
+    assert "<b>Also for you:</b> close to &lt;b&gt;a paper&lt;/b&gt; you liked &amp; more" in second
     plain = publish.FeedWriter.for_run(conn, cfg)
     plain.write_user(ada)
     assert "/v/" not in (cfg.feeds.output / "ada.xml").read_text(encoding="utf-8")

@@ -12,9 +12,11 @@ papers only the page lists are recorded *archived* for the user when the digest 
 Pages are derived data, written atomically (temp file + rename) after the digest is committed to the delivery.
 The store records up to which outbox row every page is written (``store.archive.archive_marks``): a run that stopped
 in between leaves that mark behind, and the next run writes the pages of the rows after it that are missing,
-rebuilt from the store (the papers listed on the row, matched again against the user's profile for the
-highlights and the why line; a shown paper the keywords do not match was an "Also for you" suggestion, listed as
-one without its why, which the store does not keep), with the user's vote links. Index pages are numbered from
+rebuilt from the store (the papers listed on the row, the "Also for you" ones with the reason the digest gave,
+the matches matched again against the user's profile for the highlights and the why line), with the user's vote
+links. Which papers were suggestions is what the store recorded when the digest was queued (schema v9), not what
+today's profile says; only for a digest from before that is it inferred (a shown paper the keywords do not match
+was a suggestion, listed without its why). Index pages are numbered from
 the oldest so a full one never changes again: a run rewrites ``index.html`` and the two before it, whatever the
 length of a user's history.
 """
@@ -170,18 +172,25 @@ def write_index(
 
 
 def rebuild_digest(conn: store.Connection, profile: Profile, row: store.archive.ArchivedDigest) -> Digest:
-    """The page digest of a stored row: its papers in order, matched again for highlights and the why line. A
-    paper the email showed that the keywords do not match is listed as a suggestion, without its why (the store
-    keeps none); an archived one (always a match once) as a match without them."""
+    """The page digest of a stored row: its papers in order. The "Also for you" ones are those the store recorded
+    as such, with their reason; the others were matches, matched again for highlights and the why line (one the
+    profile no longer matches is listed without them: a match it was). A row from before the store recorded
+    suggestions (``row.suggested`` None) falls back to inferring them: a mailed paper the keywords do not match is
+    listed as a suggestion without its why; an archived one (always a match once) as a match without them."""
     keys = [*row.paper_keys, *row.archived]
     found = {sp.paper.key: sp.paper for sp in store.get_papers(conn, keys)}
     papers = [found[k] for k in keys if k in found]
     matched = {m.paper.key: m for m in matching.match_profile(profile, papers)} if papers else {}
-    mailed = set(row.paper_keys)
-    suggested = tuple(Match(p, 0.0, (), "") for p in papers if p.key in mailed and p.key not in matched)
-    matches = tuple(
-        matched.get(p.key) or Match(p, 0.0, (), "") for p in papers if p.key in matched or p.key not in mailed
-    )
+    if row.suggested is not None:
+        reasons = dict(row.suggested)
+        suggested = tuple(Match(p, 0.0, (), reasons[p.key]) for p in papers if p.key in reasons)
+        matches = tuple(matched.get(p.key) or Match(p, 0.0, (), "") for p in papers if p.key not in reasons)
+    else:
+        mailed = set(row.paper_keys)
+        suggested = tuple(Match(p, 0.0, (), "") for p in papers if p.key in mailed and p.key not in matched)
+        matches = tuple(
+            matched.get(p.key) or Match(p, 0.0, (), "") for p in papers if p.key in matched or p.key not in mailed
+        )
     return Digest(profile=profile, matches=matches, generated_at=row.created_at, period=row.period,
                   suggestions=suggested)  # fmt: skip
 

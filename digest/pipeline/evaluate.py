@@ -6,7 +6,9 @@ takes the place of the user's own (the ledger moves as in a real run; nothing le
 simulated user rates what that digest showed: with ``labels`` (the arXiv ids they would call relevant) a
 thumbs-up for a labelled paper and a thumbs-down otherwise, for every shown paper or a seeded fraction of them
 (real users rate a few); with ``ratings`` (a real user's ratings) the ones they gave. The votes go into the
-temporary store the way `digest serve` records them, so the next day's run learns from them.
+temporary store the way `digest serve` records them, so the next day's run learns from them. Each day also
+says which shown papers were "Also for you" suggestions (as the ledger recorded the delivered digest), so the
+report tells how many suggestions were shown and how many of them were relevant.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ class EvalDay:
     day: str
     listed: int  # papers in the day's dump
     shown: tuple[str, ...]
-    suggested: tuple[str, ...] = ()  # of ``shown``, those the keywords did not match ("Also for you")
+    # Of ``shown``, the "Also for you" papers: what the store recorded as the digest's suggestions when it was
+    # queued (the ranker's picks the keywords missed), in the digest's order.
+    suggested: tuple[str, ...] = ()
     relevant_listed: int = 0  # labelled papers in the dump (with labels)
     relevant_shown: int = 0
+    relevant_suggested: int = 0  # labelled papers among ``suggested``: the suggestions that hit
     shown_listed: int = 0  # shown papers that the day's dump lists (score.py ignores the others)
     votes: int = 0
 
@@ -71,9 +76,23 @@ class EvalReport:
     def shown_per_day(self) -> float:
         return sum(len(d.shown) for d in self.scored) / len(self.scored) if self.scored else 0.0
 
+    @property
+    def suggestions_shown(self) -> int:
+        """How many "Also for you" papers the scored days showed."""
+        return sum(len(d.suggested) for d in self.scored)
+
+    @property
+    def suggestions_hit(self) -> int:
+        """Of ``suggestions_shown``, the labelled ones (relevant papers the keywords alone would have missed)."""
+        return sum(d.relevant_suggested for d in self.scored)
+
     def rankings(self) -> dict[str, dict[str, list[str]]]:
         """What each day's digest showed, as ``../shared/relevance/score.py`` reads it."""
         return {self.user: {d.day: list(d.shown) for d in self.days}}
+
+    def suggestions(self) -> dict[str, dict[str, list[str]]]:
+        """The "Also for you" part of what each day's digest showed, in the shape of ``rankings``."""
+        return {self.user: {d.day: list(d.suggested) for d in self.days}}
 
 
 class _Recorder:
@@ -149,12 +168,15 @@ def evaluate(
                 rows = [r for r in delivery.history(conn, users=[user], limit=5) if r.created_at == now]
                 keys = list(dict.fromkeys(k for r in rows for k in r.paper_keys))
                 shown = tuple(_label_of(k, arxiv) for k in keys)
+                # What the recording channel accepted as "Also for you", as the ledger recorded the digest.
+                delivered = delivery.suggestions_of(conn, [r.id for r in rows if r.status == "sent"])
+                suggested = tuple(_label_of(k, arxiv) for k in keys if k in delivered)
                 votes = _rate(conn, user, keys, shown, labels, ratings, rated, rng, now=now)
             names = {_label_of(p.key, arxiv) for p in listed}
             relevant = names & labels if labels is not None else set()
-            days.append(EvalDay(path.stem, len(listed), shown, relevant_listed=len(relevant),
+            days.append(EvalDay(path.stem, len(listed), shown, suggested, relevant_listed=len(relevant),
                                 relevant_shown=len(relevant & set(shown)), shown_listed=len(names & set(shown)),
-                                votes=votes))  # fmt: skip
+                                relevant_suggested=len(relevant & set(suggested)), votes=votes))  # fmt: skip
             if progress:
                 progress(n + 1, len(ordered))
     return EvalReport(user, cfg.digest.ranker, tuple(days), from_day, tuple(days[from_day:]))

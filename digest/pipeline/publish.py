@@ -5,8 +5,9 @@ write, each paper's entry id the first time a feed shows it. Readers key on entr
 with a config change or a re-keyed paper would show them every entry again.
 
 What a user's feed says about its papers is per user, beside the run's shared entries: why each matched and
-where (notes), which were "Also for you" suggestions, and (with the signing secret and [digest].base_url) the
-user's thumbs-up/down links, signed when the feed is written.
+where (notes), which were "Also for you" suggestions and why (as the store recorded them when their digest was
+queued), and (with the signing secret and [digest].base_url) the user's thumbs-up/down links, signed when the
+feed is written.
 """
 
 from __future__ import annotations
@@ -102,10 +103,12 @@ class FeedWriter:
                 marked.add(m.paper.key)
 
     def explain(self, profiles: Sequence[Profile]) -> None:
-        """Match the papers these users' feeds show against their profiles once, all users at a time, for the
-        papers not noted yet: a feed reaches back past any digest's window, and the store keeps no reasons. A
-        paper the keywords do not match was an "Also for you" suggestion (or the profile changed since): it is
-        marked as one, without a why."""
+        """Say why each paper these users' feeds show is there, for the papers not noted yet (a feed reaches back
+        past any digest's window): what its digest recorded it as (an "Also for you" suggestion, with the
+        reason it gave, or a keyword match), and for a match why and where it matches the profile today, matched
+        once, all users at a time (a profile that changed since may no longer say: then no why). Only for a
+        digest from before the store recorded suggestions (schema v9) is it inferred: a paper the keywords do
+        not match was a suggestion, marked as one without a why."""
         wanted: dict[str, list[str]] = {}
         for profile in profiles:
             mine = self.notes.setdefault(profile.name, {})
@@ -114,20 +117,30 @@ class FeedWriter:
                 wanted[profile.name] = missing
         if not wanted:
             return
-        union = sorted({k for keys in wanted.values() for k in keys})
-        self._load(union)
-        papers = [self.papers[k].paper for k in union if k in self.papers]
+        recorded = delivery.shown_as(self.conn, wanted)
+        self._load(sorted({k for keys in wanted.values() for k in keys}))
         chosen = [p for p in profiles if p.name in wanted]
+        suggested = {p.name: {k for k, why in recorded.get(p.name, {}).items() if why is not None} for p in chosen}
+        # A recorded suggestion needs no match: its why is the one its digest gave.
+        union = sorted({k for user, keys in wanted.items() for k in keys if k not in suggested[user]})
+        papers = [self.papers[k].paper for k in union if k in self.papers]
         found = matching.match_all(matching.compile_profiles(chosen), papers) if papers else {}
         for profile in chosen:
-            shown, mine = set(wanted[profile.name]), self.notes[profile.name]
+            facts, mine, marked = recorded.get(profile.name, {}), self.notes[profile.name], suggested[profile.name]
+            shown = set(wanted[profile.name])
+            for key in marked:
+                mine[key] = (facts[key] or "", ())
             for m in found.get(profile.name, ()):
-                if m.paper.key in shown:
+                if m.paper.key in shown and m.paper.key not in marked:
                     mine[m.paper.key] = (m.reason, m.hits)
             for key in shown:
-                if key not in mine:  # a suggestion of an earlier run (or the profile changed): no why to show
-                    mine[key] = ("", ())
-                    self.suggested.setdefault(profile.name, set()).add(key)
+                if key in mine:
+                    continue
+                mine[key] = ("", ())  # a match the profile no longer matches, or an older digest's suggestion
+                if key not in facts:  # shown before schema v9: inferred, as the store did not say
+                    marked.add(key)
+            if marked:
+                self.suggested.setdefault(profile.name, set()).update(marked)
 
     def _load(self, keys: Sequence[str]) -> None:
         """Load (once per run) the stored papers of ``keys`` as feed entries with their fixed ids."""

@@ -80,7 +80,8 @@ def store_messages(
                 continue
             profile = digest.profile
             shown = set(email.paper_keys)
-            left = [m.paper.key for m in (*digest.matches, *digest.overflow) if m.paper.key not in shown]
+            matched = [m.paper.key for m in (*digest.matches, *digest.overflow)]
+            left = [key for key in matched if key not in shown]
             mid = message_id(profile.name, digest.period, mail)
             lead, *others = messages
             row_id = delivery.add_message(
@@ -90,7 +91,7 @@ def store_messages(
                 parts=message_parts(lead, messages[lead]), message_id=mid if lead == "email" else f"{lead}/{mid}",
                 sender=mail.sender if lead == "email" else None, recipient=profile.email if lead == "email" else None,
                 carried=left if page is None else (), archived=left if page is not None else (),
-                dropped=digest.dropped,
+                dropped=digest.dropped, suggested=suggested_shown(digest, email.paper_keys, matched),
             )  # fmt: skip
             if row_id is not None:
                 for name in others:  # the digest on the user's other channels, same papers, same period
@@ -106,6 +107,17 @@ def store_messages(
                     plan_.pages[row_id] = profile.name
     plan_.queued.extend(queued)
     return queued
+
+
+def suggested_shown(digest: Digest, shown: Sequence[str], matched: Sequence[str]) -> list[tuple[str, str]]:
+    """The "Also for you" papers the message shows (``shown``: its paper keys), (key, reason) in its order: what
+    the store keeps so that pages and feeds rebuilt later label them as this digest did. A paper among the
+    matches is shown as a match (render keeps each paper once, the matches first)."""
+    reasons: dict[str, str] = {}
+    for m in digest.suggestions:
+        reasons.setdefault(m.paper.key, m.reason)
+    skip = set(matched)
+    return [(key, reasons[key]) for key in shown if key in reasons and key not in skip]
 
 
 # What a forked renderer reads; set right before the pool forks, so the children inherit the matches and the

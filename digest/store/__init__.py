@@ -1,6 +1,7 @@
 """All SQL: the SQLite store (``db``: open, migrations, transactions, the run lock), papers and dumps
-(``papers``), delivery state (``delivery``: subscribers, runs, outbox, each (user, paper)'s state), feed entry ids
-(``feed_ids``), which digests have archive pages (``archive``), votes and ranker models (``feedback``)."""
+(``papers``), delivery state (``delivery``: subscribers, runs, outbox, each (user, paper)'s state, each digest's
+"Also for you" papers and their reasons), feed entry ids (``feed_ids``), which digests have archive pages
+(``archive``), votes and ranker models (``feedback``)."""
 
 from __future__ import annotations
 

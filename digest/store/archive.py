@@ -26,6 +26,9 @@ class ArchivedDigest:
     created_at: datetime
     paper_keys: tuple[str, ...]  # the mailed papers, in the message's order
     archived: tuple[str, ...] = ()  # the papers only the page lists, in its order
+    # The mailed papers that were "Also for you" suggestions, (key, reason) in the message's order; the other
+    # mailed papers were keyword matches. None for a digest written before schema v9, which recorded neither.
+    suggested: tuple[tuple[str, str], ...] | None = None
 
 
 def _meta_int(conn: sqlite3.Connection, key: str) -> int | None:
@@ -60,8 +63,8 @@ def set_archive_done(conn: sqlite3.Connection, row_id: int) -> None:
 def archive_rows_after(conn: sqlite3.Connection, after: int) -> list[ArchivedDigest]:
     """Digests (rows with a message) written after row ``after``, oldest first, with their archived papers."""
     rows = conn.execute(
-        "SELECT id, user, period, created_at, paper_keys FROM outbox WHERE id > ? AND status != 'empty' "
-        "AND lead_id IS NULL ORDER BY id",
+        "SELECT id, user, period, created_at, paper_keys, suggestions_known FROM outbox WHERE id > ? "
+        "AND status != 'empty' AND lead_id IS NULL ORDER BY id",
         (int(after),),
     ).fetchall()
     return [_archived_digest(conn, r) for r in rows]
@@ -72,9 +75,16 @@ def _archived_digest(conn: sqlite3.Connection, row: sqlite3.Row) -> ArchivedDige
         "SELECT paper_key FROM user_papers WHERE outbox_id = ? AND user = ? AND state = 'archived' ORDER BY position",
         (row["id"], row["user"]),
     )
+    keys = tuple(json.loads(row["paper_keys"]))
+    suggested = None
+    if row["suggestions_known"]:
+        reasons = dict(
+            conn.execute("SELECT paper_key, reason FROM outbox_suggestions WHERE id = ?", (row["id"],)).fetchall()
+        )
+        suggested = tuple((key, reasons[key]) for key in keys if key in reasons)
     return ArchivedDigest(
         row["id"], row["user"], row["period"], datetime.fromisoformat(row["created_at"]),
-        tuple(json.loads(row["paper_keys"])), tuple(r[0] for r in archived),
+        keys, tuple(r[0] for r in archived), suggested,
     )  # fmt: skip
 
 
@@ -101,5 +111,3 @@ def archive_index(
         (user, int(start), int(limit), int(offset)),
     )
     return [(r[0], r[1], datetime.fromisoformat(r[2]), int(r[3])) for r in rows]
-
-

@@ -297,6 +297,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user, ranker)
     ) WITHOUT ROWID;
     """,
+    # v9: what a digest showed as "Also for you". An archive page or a feed rebuilt later had to infer it ("a
+    # shown paper the keywords do not match was a suggestion"), which mislabels papers once the profile changed
+    # and has no reason to show. outbox_suggestions: the suggested papers of a digest (against its lead row, like
+    # its other papers' states) with the reason it showed, stored as given and escaped where it is rendered;
+    # their order is the row's paper_keys'.
+    # Kept beside the outbox, not on its row: the row is rewritten on each status change. A digest shows at
+    # most [[users]].suggestions of them (default 1): the table grows by that many rows per digest at most.
+    # outbox.suggestions_known: 1 on every row written from v9 on (a lead row with none in outbox_suggestions
+    # showed none); 0 on the rows from before, whose readers still infer. A row and not a meta mark: an 'empty'
+    # row from before v9 can become a digest written after it, keeping its id. ADD COLUMN with a constant
+    # default rewrites no row.
+    """
+    ALTER TABLE outbox ADD COLUMN suggestions_known INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE outbox_suggestions (
+        id INTEGER NOT NULL REFERENCES outbox(id),
+        paper_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (id, paper_key)
+    ) WITHOUT ROWID;
+    """,
 )
 
 WAL_AUTOCHECKPOINT_PAGES = 10000  # 40 MB of WAL between checkpoints (see open_store)

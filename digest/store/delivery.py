@@ -1,5 +1,6 @@
 """Delivery state in the store: subscribers, runs, the outbox (one row per user per period) and the state of
-each (user, paper): queued, delivered, archived or dropped (papers carried over are listed on their digest's row).
+each (user, paper): queued, delivered, archived or dropped (papers carried over are listed on their digest's row),
+and which papers of a digest were "Also for you" suggestions, with the reason it gave (``shown_as``).
 
 The outbox is what makes delivery exactly-once across crashes: a run commits each user's rendered message
 here before it is sent. The body goes out without its end-of-data line; once the body is in the kernel the
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -165,6 +166,7 @@ def add_message(
     channel: str = "email",
     lead_id: int | None = None,
     parts: int = 1,
+    suggested: Sequence[tuple[str, str]] = (),
 ) -> int | None:
     """Write one user's message for a period (or an 'empty' marker) inside the caller's transaction, with the
     state of its papers: ``paper_keys`` queued, ``carried`` (matched, left for the next digests, listed on the
@@ -174,17 +176,20 @@ def add_message(
 
     A digest goes out on each channel its user chose: the first row written is its lead (the papers' states
     above are recorded against it); the rows of its other channels carry the same ``paper_keys`` and name the
-    lead in ``lead_id``."""
+    lead in ``lead_id``. ``suggested``: (paper key, reason) of the lead's "Also for you" papers among
+    ``paper_keys`` (the others are keyword matches), kept so that a page or feed rebuilt later says what the
+    digest said, whatever the profile says by then."""
     status = "pending" if message is not None else "empty"
     values = (user, period, channel, lead_id, parts, _ts(scheduled_at), _ts(window_from), run_id, _ts(now),
               _ts(papers_until), json.dumps(list(paper_keys)), message_id, sender, recipient, status)  # fmt: skip
     # An 'empty' row of the period is replaced: it never blocks papers that arrive later in the period.
+    # suggestions_known = 1: this row's suggestions are in outbox_suggestions (schema v9), none there if none.
     cur = conn.execute(
         "INSERT INTO outbox (user, period, channel, lead_id, parts, scheduled_at, window_from, run_id, created_at, "
-        "papers_until, paper_keys, message_id, sender, recipient, status) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "papers_until, paper_keys, message_id, sender, recipient, status, suggestions_known) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
         "ON CONFLICT (user, period, channel) DO UPDATE SET lead_id = excluded.lead_id, parts = excluded.parts, "
-        "scheduled_at = excluded.scheduled_at, "
+        "suggestions_known = 1, scheduled_at = excluded.scheduled_at, "
         "window_from = excluded.window_from, run_id = excluded.run_id, created_at = excluded.created_at, "
         "papers_until = excluded.papers_until, paper_keys = excluded.paper_keys, "
         "message_id = excluded.message_id, sender = excluded.sender, "
@@ -204,6 +209,14 @@ def add_message(
         conn.execute("INSERT INTO outbox_messages (id, message) VALUES (?, ?)", (row_id, message))
     if lead_id is not None:  # the papers' states are the lead row's
         return row_id
+    if suggested:
+        listed = set(paper_keys)
+        if stray := [key for key, _ in suggested if key not in listed]:
+            raise ValueError(f"suggested papers not in the digest's paper_keys: {stray}")
+        conn.executemany(
+            "INSERT OR REPLACE INTO outbox_suggestions (id, paper_key, reason) VALUES (?, ?, ?)",
+            [(row_id, key, reason) for key, reason in suggested],
+        )
     if message is not None:
         # Only a user's latest digest's carried papers are read (`digest status`): older lists go.
         conn.execute(
@@ -522,6 +535,57 @@ def feed_keys(conn: sqlite3.Connection, user: str, *, limit: int) -> list[str]:
         (user, int(limit)),
     )
     return [r[0] for r in rows]
+
+
+def shown_as(conn: sqlite3.Connection, wanted: Mapping[str, Sequence[str]]) -> dict[str, dict[str, str | None]]:
+    """Per user, what the digest that showed each of ``wanted[user]`` (paper keys: a feed's, say) recorded it as:
+    the reason of an "Also for you" suggestion, or None for a keyword match. A paper shown by a digest written
+    before schema v9 is left out: nothing was recorded, and the reader must infer it (or say nothing)."""
+    wanted = {user: list(keys) for user, keys in wanted.items() if keys}
+    if not wanted:
+        return {}
+    asked = {user: set(keys) for user, keys in wanted.items()}
+    # The digest that showed a paper: the one it is recorded against (delivered or archived; maybe another
+    # channel's row, whose lead holds the facts) or a due row listing it (queued). A paper shown twice (its
+    # first digest failed on every channel) is taken at its first digest, as feed_keys lists it.
+    # CROSS JOIN keeps SQLite to one primary-key probe per (user, paper) asked, instead of walking each user's
+    # whole history through user_papers_feed.
+    rows = conn.execute(
+        "SELECT u.user, u.paper_key, coalesce(o.lead_id, o.id) FROM json_each(?1) AS w CROSS JOIN "
+        "json_each(w.value) AS j CROSS JOIN user_papers AS u ON u.paper_key = j.value AND u.user = w.key "
+        "JOIN outbox AS o ON o.id = u.outbox_id "
+        "WHERE u.state IN ('delivered', 'archived') UNION ALL SELECT o.user, j.value, coalesce(o.lead_id, o.id) "
+        f"FROM outbox AS o INDEXED BY outbox_due, json_each(o.paper_keys) AS j WHERE o.status IN {_DUE} "
+        "AND o.user IN (SELECT key FROM json_each(?1))",
+        (json.dumps(wanted),),
+    )
+    leads: dict[tuple[str, str], int] = {}
+    for user, key, lead in rows:
+        if key in asked[user]:
+            leads[(user, key)] = min(lead, leads.get((user, key), lead))
+    ids = json.dumps(sorted(set(leads.values())))
+    known = {r[0] for r in conn.execute(
+        "SELECT id FROM outbox WHERE id IN (SELECT value FROM json_each(?)) AND suggestions_known = 1", (ids,)
+    )}  # fmt: skip
+    reasons = {(r[0], r[1]): r[2] for r in conn.execute(
+        "SELECT id, paper_key, reason FROM outbox_suggestions WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+    )}  # fmt: skip
+    found: dict[str, dict[str, str | None]] = {}
+    for (user, key), lead in leads.items():
+        if lead in known:
+            found.setdefault(user, {})[key] = reasons.get((lead, key))
+    return found
+
+
+def suggestions_of(conn: sqlite3.Connection, row_ids: Sequence[int]) -> dict[str, str]:
+    """The "Also for you" papers (paper key -> reason) of the digests these outbox rows carry, as recorded
+    against each digest's lead row (none for digests written before schema v9)."""
+    rows = conn.execute(
+        "SELECT g.paper_key, g.reason FROM outbox AS o JOIN outbox_suggestions AS g "
+        "ON g.id = coalesce(o.lead_id, o.id) WHERE o.id IN (SELECT value FROM json_each(?)) ORDER BY g.id",
+        (json.dumps([int(i) for i in row_ids]),),
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 def subscribers_added(conn: sqlite3.Connection) -> dict[str, datetime]:

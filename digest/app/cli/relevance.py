@@ -130,11 +130,14 @@ def evaluate(
         rated=rated, seed=seed, from_day=from_day, progress=progress,
     )  # fmt: skip
     if out is not None:
-        out.write_text(json.dumps({"ranker": report.ranker, "topics": report.rankings()}, indent=1) + "\n")
+        # score.py reads "topics"; "suggestions" is the "Also for you" part of each day's list, in the same shape.
+        data = {"ranker": report.ranker, "topics": report.rankings(), "suggestions": report.suggestions()}
+        out.write_text(json.dumps(data, indent=1) + "\n")
     summary = {
         "user": report.user, "ranker": report.ranker, "days": len(report.days), "scored_days": len(report.scored),
         "recall": report.recall, "precision_lower_bound": report.precision, "shown_per_day": report.shown_per_day,
-        "votes": sum(d.votes for d in report.days),
+        "votes": sum(d.votes for d in report.days), "suggestions_shown": report.suggestions_shown,
+        "suggestions_relevant": report.suggestions_hit if labels else None,
     }  # fmt: skip
     if as_json:
         echo_json(summary)
@@ -146,5 +149,8 @@ def evaluate(
                    f"{report.shown_per_day:.2f} papers a day")  # fmt: skip
     else:
         click.echo(f"from day {from_day}: {report.shown_per_day:.2f} papers a day (give --labels for recall)")
+    if report.suggestions_shown or report.ranker != "keywords":  # the keyword ranker never suggests: no line
+        hits = f", {report.suggestions_hit} of them relevant" if labels else ""
+        click.echo(f'from day {from_day}: {report.suggestions_shown} "Also for you" suggestions shown{hits}')
     if out is not None:
         click.echo(f"wrote {out}")
