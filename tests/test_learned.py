@@ -92,7 +92,7 @@ def test_a_liked_paper_pulls_similar_papers_up() -> None:
     ranked = _rank(_ranker(liked=[VIDEO]), matches)
     assert _keys(ranked.matches)[0] == VIDEO2.key
     top = ranked.matches[0]
-    assert f'close to "{VIDEO.title}" that you liked' in top.reason and '"diffusion model"' in top.reason
+    assert f'close to "{VIDEO.title}" that you liked' in top.reason and '"video diffusion"' in top.reason
     assert top.reason.startswith('abstract: "model"; learned: ') and "\n" not in top.reason
 
 
@@ -202,3 +202,24 @@ def test_a_single_class_still_ranks(value: int) -> None:
     ranker = _ranker({"ada": _votes((VIDEO, value))})
     ranked = _rank(ranker, _matches([ROBOT, VIDEO2]))
     assert _keys(ranked.matches)[0 if value == 1 else 1] == VIDEO2.key
+
+
+def test_each_term_weighs_on_its_own_column() -> None:
+    """A paper's vector puts each term's dampened count on that term's column, checked against a plain
+    computation: a title word (counted twice) outweighs an abstract word seen once, wherever their columns sort.
+    (The vector once put the counts in the terms' order onto the columns' sorted order.)"""
+    from math import log, sqrt
+
+    from digest.matching.features import column, paper_terms, term_vector
+
+    papers = [VIDEO, ROBOT, CODE, SOUP, _paper(9, "Zebra", "aardvark aardvark aardvark yak")]
+    for paper in papers:
+        counts = paper_terms(paper)
+        expected: dict[int, float] = {}
+        for term, count in counts.items():
+            expected[column(term)] = expected.get(column(term), 0.0) + count
+        norm = sqrt(sum((1 + log(c)) ** 2 for c in expected.values()))
+        cols, vals = term_vector(counts)
+        assert dict(zip(cols.tolist(), vals.tolist(), strict=True)) == pytest.approx(
+            {c: (1 + log(n)) / norm for c, n in expected.items()}, rel=1e-5
+        )

@@ -26,7 +26,7 @@ from digest.models import Paper, Profile
 
 __all__ = ["DIM", "FEATURES_VERSION", "FeatureCache", "Vector", "paper_terms", "profile_vector", "term_vector"]
 
-FEATURES_VERSION = 1  # bump when the terms, weights or hashing change: stored models are then retrained
+FEATURES_VERSION = 2  # bump when the terms, weights or hashing change: stored models are then retrained
 DIM_BITS = 20
 DIM = 1 << DIM_BITS
 _MASK = DIM - 1
@@ -92,8 +92,10 @@ def term_vector(counts: dict[str, float]) -> Vector:
     crc = zlib.crc32
     cols = np.fromiter((crc(t.encode("utf-8")) & _MASK for t in counts), np.int64, len(counts))
     raw = np.fromiter(counts.values(), np.float64, len(counts))
-    cols, inverse = np.unique(cols, return_inverse=True)  # terms sharing a column add up
-    vals = 1.0 + np.log(np.bincount(inverse, weights=raw, minlength=len(cols)) if len(cols) < len(raw) else raw)
+    # np.unique sorts the columns: the counts must follow them (through ``inverse``), and terms sharing a
+    # column add up.
+    cols, inverse = np.unique(cols, return_inverse=True)
+    vals = 1.0 + np.log(np.bincount(inverse, weights=raw, minlength=len(cols)))
     vals /= max(float(np.sqrt(vals @ vals)), 1e-12)
     return cols.astype(np.int32), vals.astype(np.float32)
 
