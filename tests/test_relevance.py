@@ -184,3 +184,33 @@ def _learned(path: Path) -> str:
     out = path.with_name("learned.toml")
     out.write_text(text, encoding="utf-8")
     return out.name
+
+
+def test_a_vote_cast_while_a_run_ranks_is_trained_on_by_the_next_run(tmp_path: Path) -> None:
+    """Votes are read one user at a time as the ranker trains them. A vote recorded after a user's votes were
+    read (a click served by `digest serve` during a run) is not marked as seen by the model saved at the end:
+    the next run retrains that user."""
+    from digest import matching
+    from digest.pipeline import plan
+
+    files, _ = _days(tmp_path / "dumps", 2)
+    cfg = _config(tmp_path)
+    cfg = config.load_config(cfg.path.parent / _learned(cfg.path))
+    _ingest_and_vote(cfg, files, {"2603.00002": 1})
+    profile = cfg.user("ada")
+    now = datetime(2026, 3, 11, 7, tzinfo=UTC)
+    conn = store.open_store(cfg.digest.store)
+    try:
+        context = plan.ranker_context(conn, "learned", [profile], now=now)
+        assert "ada" in context.votes
+        ranker = matching.make_ranker("learned", context)
+        assert ranker.model(profile) is not None  # type: ignore[attr-defined]  # ada's votes are read here
+        first = max(v.at for v in context.votes["ada"])
+        pipeline.record_vote(cfg, "ada", "2603.01002", 1, now=now + timedelta(minutes=1))
+        plan.save_ranker_states(conn, "learned", ranker, context, now=now + timedelta(minutes=2))
+        until = conn.execute("SELECT votes_until FROM ranker_state WHERE user = 'ada'").fetchone()[0]
+        assert datetime.fromisoformat(until) == first
+        again = plan.ranker_context(conn, "learned", [profile], now=now + timedelta(days=1))
+        assert "ada" in again.votes and len(again.votes["ada"]) == 2
+    finally:
+        conn.close()

@@ -96,26 +96,17 @@ def _examples(votes: Sequence[Vote], seeds: Seeds) -> dict[str, tuple[Paper, int
 
 
 class Sums:
-    """Dense scratch for adding sparse vectors by compact column id, zero between uses (one per ranker, as
-    long as the run's vocabulary)."""
-
-    def __init__(self) -> None:
-        self._acc = np.zeros(1 << 16)
-        self._stamp = np.zeros(1 << 16, np.int32)
+    """Adds sparse vectors by compact column id (one per ranker; ids are below the run's vocabulary)."""
 
     def add(self, ids: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sums of ``weights`` by id (added in the given order; ids below ``size``), as (distinct ids, sums);
-        the ids come in the order of one of their occurrences, the same for the same input."""
-        if size > len(self._acc):
-            self._acc = np.zeros(2 * size)
-            self._stamp = np.zeros(2 * size, np.int32)
-        np.add.at(self._acc, ids, weights)
-        index = np.arange(len(ids), dtype=np.int32)
-        self._stamp[ids] = index  # one occurrence of each id keeps its index: that picks the id once
-        distinct = ids[self._stamp[ids] == index]
-        sums = self._acc[distinct]
-        self._acc[distinct] = 0.0
-        return distinct, sums
+        """Sums of ``weights`` by id, as (distinct ids ascending, sums). A dense count over the vocabulary when
+        it is not much larger than the entries (one pass, no sort), else a sort of the entries."""
+        if size <= 16 * len(ids):
+            acc = np.bincount(ids, weights=weights, minlength=size)
+            distinct = np.flatnonzero(acc)
+            return distinct, acc[distinct]
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        return distinct, np.bincount(inverse, weights=weights, minlength=len(distinct))
 
 
 def train(

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from digest.models import Paper, Profile, StoredPaper
 __all__ = ["VOTE_PATH", "VoteLink", "verify_vote_token", "vote_token", "vote_urls"]
 __all__ += ["ImportReport", "Ratings", "Recorded", "RowProblem", "VoteDesk", "VotePage"]
 __all__ += ["export_ratings", "import_ratings", "list_ratings", "parse_ref", "record_vote", "resolve_papers"]
-__all__ += ["seeds_for", "unresolved_seeds", "vote_desk", "votes_for"]
+__all__ += ["StoredVotes", "seeds_for", "unresolved_seeds", "vote_desk", "votes_for"]
 
 VOTE_PATH = "/v/"  # under [digest].base_url, served by `digest serve`
 _SEP = "\x1f"  # never in a user name ([A-Za-z0-9_.-]) or a paper key (arxiv:<id> / title:<sha1>)
@@ -212,6 +212,46 @@ def votes_for(
     return {
         user: [Vote(papers[key], value, at) for key, value, at in rows if key in papers] for user, rows in raw.items()
     }
+
+
+class StoredVotes(Mapping[str, Sequence[Vote]]):
+    """The votes of the users a run retrains, read from the store one user at a time when the ranker asks:
+    a run never holds every user's votes at once (10,000 users with 200 votes each would be two million rows),
+    and each voted paper is loaded once however many users voted on it. Remembers, per user read, the time of
+    the newest vote it handed out: what the saved model has seen (``newest``)."""
+
+    def __init__(self, conn: store.Connection, users: Iterable[str]) -> None:
+        self._conn = conn
+        self._users = list(dict.fromkeys(users))
+        self._known = set(self._users)
+        self._papers: dict[str, Paper] = {}
+        self._newest: dict[str, datetime] = {}
+
+    def __getitem__(self, user: str) -> Sequence[Vote]:
+        if user not in self._known:
+            raise KeyError(user)
+        rows = store.feedback.votes(self._conn, [user])[user]
+        missing = sorted({key for key, _, _ in rows} - self._papers.keys())
+        if missing:
+            self._papers.update((sp.paper.key, sp.paper) for sp in store.get_papers(self._conn, missing))
+        papers = self._papers
+        found = [Vote(papers[key], value, at) for key, value, at in rows if key in papers]
+        if rows:
+            self._newest[user] = max(at for _, _, at in rows)
+        return found
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._users)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def newest(self, user: str) -> datetime | None:
+        """The time of the newest vote handed out for ``user`` (None: not read, or no votes)."""
+        return self._newest.get(user)
 
 
 def _seed_rows(profiles: Iterable[Profile]) -> list[tuple[str, int, str]]:

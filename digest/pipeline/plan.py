@@ -163,12 +163,13 @@ def ranker_context(
         user: (tuple(liked), tuple(disliked)) for user, (liked, disliked) in feedback.seeds_for(conn, profiles).items()
     }
     saved = store.feedback.load_states(conn, name, users)
-    recent = store.feedback.votes(conn, users, since={u: until for u, (_, until) in saved.items()})
+    voted = store.feedback.voters_since(conn, {u: saved[u][1] if u in saved else None for u in users})
     train = [
         u for u in users
-        if recent.get(u) or (u in saved and not matching.state_is_current(saved[u][0], seeds.get(u, ((), ()))))
+        if u in voted or (u in saved and not matching.state_is_current(saved[u][0], seeds.get(u, ((), ()))))
     ]  # fmt: skip
-    votes = feedback.votes_for(conn, train) if train else {}
+    # Read one user at a time as the ranker trains them: never every user's votes at once.
+    votes = feedback.StoredVotes(conn, train)
     return matching.RankerContext(
         now=now, votes=votes, seeds=seeds, states={u: state for u, (state, _) in saved.items() if u not in train}
     )
@@ -179,9 +180,15 @@ def save_ranker_states(
 ) -> None:
     """Keep the models a learning ranker trained this run, each with the time of the newest vote it saw (the
     next run retrains a user only if they voted after it)."""
+    from digest.pipeline import feedback
+
     trained = matching.ranker_states(ranker)
     if trained:
-        until = {u: max((v.at for v in context.votes.get(u, ())), default=now) for u in trained}
+        votes = context.votes
+        if isinstance(votes, feedback.StoredVotes):  # the newest vote each model saw, not read twice
+            until = {u: votes.newest(u) or now for u in trained}
+        else:
+            until = {u: max((v.at for v in votes.get(u, ())), default=now) for u in trained}
         store.feedback.save_states(conn, name, {u: (state, until[u]) for u, state in trained.items()}, now)
 
 

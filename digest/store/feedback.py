@@ -32,6 +32,7 @@ __all__ = [
     "record_vote",
     "record_votes",
     "save_states",
+    "voters_since",
     "votes",
 ]
 
@@ -150,6 +151,18 @@ def votes(
     for row in rows:
         found[row[0]].append((row[1], int(row[2]), datetime.fromisoformat(row[3])))
     return found
+
+
+def voters_since(conn: sqlite3.Connection, since: Mapping[str, datetime | None]) -> set[str]:
+    """Of the users in ``since``, those with a vote recorded after their time (any vote for None): which
+    learned models are out of date, found without reading the votes themselves."""
+    pairs = [[name, _ts(t) if t is not None else ""] for name, t in since.items()]
+    rows = conn.execute(
+        "SELECT json_extract(j.value, '$[0]') FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM ratings AS r "
+        "WHERE r.user = json_extract(j.value, '$[0]') AND r.at > json_extract(j.value, '$[1]'))",
+        (json.dumps(pairs),),
+    )
+    return {row[0] for row in rows}
 
 
 def ratings_of(conn: sqlite3.Connection, user: str) -> list[Rating]:
