@@ -215,22 +215,31 @@ def votes_for(
 
 
 class StoredVotes(Mapping[str, Sequence[Vote]]):
-    """The votes of the users a run retrains, read from the store one user at a time when the ranker asks:
-    a run never holds every user's votes at once (10,000 users with 200 votes each would be two million rows),
-    and each voted paper is loaded once however many users voted on it. Remembers, per user read, the time of
-    the newest vote it handed out: what the saved model has seen (``newest``)."""
+    """The votes of the users a run retrains, read from the store a chunk of users at a time when the ranker
+    asks: a run never holds every user's votes at once (10,000 users with 200 votes each would be two million
+    rows), and each voted paper is loaded once however many users voted on it. Remembers, per user read, the
+    time of the newest vote it handed out: what the saved model has seen (``newest``)."""
+
+    # Users read per query: the ranker asks in the order given, so one query serves the next CHUNK users (one
+    # query per user cost about as much as the rest of reading the votes); at most one chunk's rows are held.
+    CHUNK = 128
 
     def __init__(self, conn: store.Connection, users: Iterable[str]) -> None:
         self._conn = conn
         self._users = list(dict.fromkeys(users))
-        self._known = set(self._users)
+        self._index = {user: i for i, user in enumerate(self._users)}
         self._papers: dict[str, Paper] = {}
         self._newest: dict[str, datetime] = {}
+        self._ahead: dict[str, list[tuple[str, int, datetime]]] = {}  # read with an earlier user, not asked yet
 
     def __getitem__(self, user: str) -> Sequence[Vote]:
-        if user not in self._known:
+        start = self._index.get(user)
+        if start is None:
             raise KeyError(user)
-        rows = store.feedback.votes(self._conn, [user])[user]
+        rows = self._ahead.pop(user, None)
+        if rows is None:  # not read ahead (or asked again): read it with the users after it
+            self._ahead = store.feedback.votes(self._conn, self._users[start : start + self.CHUNK])
+            rows = self._ahead.pop(user)
         missing = sorted({key for key, _, _ in rows} - self._papers.keys())
         if missing:
             self._papers.update((sp.paper.key, sp.paper) for sp in store.get_papers(self._conn, missing))
@@ -241,7 +250,7 @@ class StoredVotes(Mapping[str, Sequence[Vote]]):
         return found
 
     def __contains__(self, user: object) -> bool:
-        return user in self._known
+        return user in self._index
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._users)

@@ -148,8 +148,12 @@ def votes(
         (json.dumps(pairs),),
     )
     found: dict[str, list[tuple[str, int, datetime]]] = {name: [] for name in names}
-    for row in rows:
-        found[row[0]].append((row[1], int(row[2]), datetime.fromisoformat(row[3])))
+    times: dict[str, datetime] = {}  # votes recorded together (an import, a batch) share one parse
+    for user, key, vote, at in rows:
+        when = times.get(at)
+        if when is None:
+            when = times[at] = datetime.fromisoformat(at)
+        found[user].append((key, int(vote), when))
     return found
 
 
