@@ -223,3 +223,16 @@ def test_each_term_weighs_on_its_own_column() -> None:
         assert dict(zip(cols.tolist(), vals.tolist(), strict=True)) == pytest.approx(
             {c: (1 + log(n)) / norm for c, n in expected.items()}, rel=1e-5
         )
+
+
+def test_heaviest_terms_are_the_set_a_full_argpartition_gives() -> None:
+    """The sampled cut keeps exactly the terms a full argpartition keeps, ties at the cut included."""
+    import numpy as np
+
+    from digest.matching.learned import _heaviest
+
+    rng = np.random.default_rng(0)
+    for n in (600, 5000, 20000):
+        for sums in (rng.standard_normal(n), np.round(rng.standard_normal(n), 1), np.full(n, 0.5)):
+            expected = np.argpartition(-np.abs(sums), 511)[:512]
+            assert sorted(_heaviest(sums, 512).tolist()) == sorted(expected.tolist())

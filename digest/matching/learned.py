@@ -130,7 +130,7 @@ def train(
     scale = np.repeat([1.0 / max(len(pos), 1), -1.0 / max(len(neg), 1)], [len(pos), len(neg)])
     ids, sums_ = (sums or Sums()).add(ids, vals * np.repeat(scale, lengths), features.vocabulary)
     if len(ids) > top_terms:  # the heaviest terms (a deterministic cut: same sums, same terms)
-        keep = np.argpartition(-np.abs(sums_), top_terms - 1)[:top_terms]
+        keep = _heaviest(sums_, top_terms)
         ids, sums_ = ids[keep], sums_[keep]
     cols = features.hashed(ids)
     ascending = np.argsort(cols)
@@ -142,27 +142,55 @@ def train(
         key=lambda item: (item[2] is not None, item[2] or datetime.min, item[0].key),
         reverse=True,
     )
-    exemplars = tuple(
-        ex
-        for ex in (_exemplar(paper, features.vector(paper), cols, weights) for paper, _, _ in liked[:EXEMPLARS])
-        if ex
-    )
+    kept = [paper for paper, _, _ in liked[:EXEMPLARS]]
+    exemplars = _exemplars(kept, [features.vector(p) for p in kept], cols, weights)
     return UserModel(cols, weights, len(pos), len(neg), seeds_fingerprint(seeds), exemplars)
 
 
-def _exemplar(paper: Paper, vec: Vector, columns: np.ndarray, weights: np.ndarray) -> Exemplar | None:
-    """The liked paper's title and the positions of its positively weighted model terms, heaviest first."""
-    cols, vals = vec
+def _heaviest(sums: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``|sums|``: the set ``np.argpartition(-|sums|, k - 1)[:k]`` gives.
+
+    A full argpartition of every term a user's papers have was the dearest step of training, so the terms
+    above a bound taken from a sample are partitioned instead. When the k-th largest weight is tied with a
+    weight left out, the set depends on how argpartition breaks the tie: then the full one decides, as before."""
+    weight = np.abs(sums)
+    sample = weight[::8]
+    j = k // 4  # the sample's j-th largest: about 8j = 2k terms weigh as much or more
+    if j and len(sample) > j:
+        bound = np.partition(sample, len(sample) - j)[len(sample) - j]
+        above = np.flatnonzero(weight >= bound)
+        if len(above) > k:
+            part = np.argpartition(-weight[above], k - 1)[:k]
+            kth = weight[above[part]].min()
+            if np.count_nonzero(weight[above] >= kth) == k:  # no tie at the cut: the set is the same
+                return above[part]
+    return np.argpartition(-weight, k - 1)[:k]
+
+
+def _exemplars(
+    papers: Sequence[Paper], vectors: Sequence[Vector], columns: np.ndarray, weights: np.ndarray
+) -> tuple[Exemplar, ...]:
+    """Each liked paper's title and the positions of its positively weighted model terms, heaviest first (ties
+    in column order); papers with none are left out. All papers in one pass of numpy operations."""
+    if not papers or not len(columns):
+        return ()
+    cols = np.concatenate([c for c, _ in vectors])
+    vals = np.concatenate([v for _, v in vectors])
+    paper = np.repeat(np.arange(len(vectors)), [len(c) for c, _ in vectors])
     at = np.searchsorted(columns, cols)
     at[at >= len(columns)] = 0
-    found = (columns[at] == cols) if len(columns) else np.zeros(len(cols), bool)
-    positions, contrib = at[found], weights[at[found]] * vals[found]
-    keep = contrib > 0
-    positions, contrib = positions[keep], contrib[keep]
-    if not len(positions):
-        return None
-    top = positions[np.argsort(-contrib, kind="stable")[:EXEMPLAR_TERMS]]
-    return Exemplar(_cut(paper.title), top.astype(np.uint16))
+    contrib = weights[at] * vals
+    keep = np.flatnonzero((columns[at] == cols) & (contrib > 0))
+    order = keep[np.lexsort((-contrib[keep], paper[keep]))]  # stable: ties keep their column order
+    paper, positions = paper[order], at[order]
+    first = np.searchsorted(paper, np.arange(len(papers) + 1))
+    return tuple(
+        Exemplar(
+            _cut(papers[i].title), positions[first[i] : min(first[i + 1], first[i] + EXEMPLAR_TERMS)].astype(np.uint16)
+        )
+        for i in range(len(papers))
+        if first[i + 1] > first[i]
+    )
 
 
 def _cut(title: str) -> str:
