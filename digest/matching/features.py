@@ -131,6 +131,9 @@ class FeatureCache:
         self._entries = (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float32))
         self._distinct = np.zeros(0, np.int32)
         self._offsets = np.zeros(1, np.int64)
+        # column -> its index in _distinct (-1: no paper of the block has it): a model's columns find their
+        # entries with one lookup instead of a binary search per user. 4 MB, allocated at the first index.
+        self._where = np.zeros(0, np.int32)
         # Training papers, flat: each paper's terms as compact ids (the run's vocabulary, in order of first
         # sight) and values, appended to arrays that double when full; slot -> (start, end).
         self._slot: dict[str, int] = {}
@@ -243,6 +246,9 @@ class FeatureCache:
             self._entries = cols[order], rows[order], vals[order]
             self._distinct, first = np.unique(self._entries[0], return_index=True)
             self._offsets = np.append(first, len(cols))
+            if not len(self._where):
+                self._where = np.full(DIM, -1, np.int32)
+            self._where[self._distinct] = np.arange(len(self._distinct), dtype=np.int32)
             self._indexed += len(self._pending)
             self._pending = []
         _, rows, vals = self._entries
@@ -250,11 +256,13 @@ class FeatureCache:
 
     def scores(self, columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Every block row's dot product with the sparse weights (``columns`` ascending)."""
-        distinct, offsets, rows, vals, n = self.index()
-        at = np.searchsorted(distinct, columns)
-        at[at == len(distinct)] = 0
-        held = np.flatnonzero(distinct[at] == columns) if len(distinct) else np.zeros(0, np.int64)
-        lo, counts = offsets[at[held]], offsets[at[held] + 1] - offsets[at[held]]
+        _, offsets, rows, vals, n = self.index()
+        if not n:
+            return np.zeros(0)
+        at = self._where[columns]
+        held = np.flatnonzero(at >= 0)
+        at = at[held]
+        lo, counts = offsets[at], offsets[at + 1] - offsets[at]
         total = int(counts.sum())
         if not total:
             return np.zeros(n)
