@@ -134,6 +134,7 @@ class FeatureCache:
         # column -> its index in _distinct (-1: no paper of the block has it): a model's columns find their
         # entries with one lookup instead of a binary search per user. 4 MB, allocated at the first index.
         self._where = np.zeros(0, np.int32)
+        self._scratch = np.zeros(0, np.int32)  # all -1 between calls of positions()
         # Training papers, flat: each paper's terms as compact ids (the run's vocabulary, in order of first
         # sight) and values, appended to arrays that double when full; slot -> (start, end).
         self._slot: dict[str, int] = {}
@@ -202,6 +203,18 @@ class FeatureCache:
         self._used = end
         found = self._slot[paper.key] = len(self._bounds) - 1
         return found
+
+    def positions(self, columns: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Each of ``cols``'s index in ``columns`` (distinct columns, e.g. a model's), -1 where it is not there.
+        A table over every column filled for the call and emptied after it: a few microseconds where a binary
+        search of a paper batch's terms in a model's took 15 to 20."""
+        if not len(self._scratch):
+            self._scratch = np.full(DIM, -1, np.int32)
+        self._scratch[columns] = np.arange(len(columns), dtype=np.int32)
+        try:
+            return self._scratch[cols]
+        finally:
+            self._scratch[columns] = -1
 
     def term_names(self, paper: Paper) -> dict[int, str]:
         """Column -> the paper's term that hashes there (for reasons); the title's terms win a collision."""

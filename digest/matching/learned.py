@@ -35,7 +35,7 @@ from datetime import datetime
 import numpy as np
 
 from digest.matching.compiled import Matcher
-from digest.matching.features import FEATURES_VERSION, FeatureCache, Vector, profile_vector
+from digest.matching.features import FEATURES_VERSION, FeatureCache, profile_vector
 from digest.matching.match import compact_org, compile_profiles, match_all, org_keys
 from digest.matching.ranker import Ranked, RankerContext, Seeds, Vote, blend, suggest
 from digest.models import Match, Paper, Profile
@@ -143,7 +143,7 @@ def train(
         reverse=True,
     )
     kept = [paper for paper, _, _ in liked[:EXEMPLARS]]
-    exemplars = _exemplars(kept, [features.vector(p) for p in kept], cols, weights)
+    exemplars = _exemplars(features, kept, cols, weights)
     return UserModel(cols, weights, len(pos), len(neg), seeds_fingerprint(seeds), exemplars)
 
 
@@ -168,19 +168,19 @@ def _heaviest(sums: np.ndarray, k: int) -> np.ndarray:
 
 
 def _exemplars(
-    papers: Sequence[Paper], vectors: Sequence[Vector], columns: np.ndarray, weights: np.ndarray
+    features: FeatureCache, papers: Sequence[Paper], columns: np.ndarray, weights: np.ndarray
 ) -> tuple[Exemplar, ...]:
     """Each liked paper's title and the positions of its positively weighted model terms, heaviest first (ties
     in column order); papers with none are left out. All papers in one pass of numpy operations."""
     if not papers or not len(columns):
         return ()
+    vectors = [features.vector(p) for p in papers]
     cols = np.concatenate([c for c, _ in vectors])
     vals = np.concatenate([v for _, v in vectors])
     paper = np.repeat(np.arange(len(vectors)), [len(c) for c, _ in vectors])
-    at = np.searchsorted(columns, cols)
-    at[at >= len(columns)] = 0
-    contrib = weights[at] * vals
-    keep = np.flatnonzero((columns[at] == cols) & (contrib > 0))
+    at = features.positions(columns, cols)
+    contrib = weights[at] * vals  # (at -1 where absent: any weight, dropped below)
+    keep = np.flatnonzero((at >= 0) & (contrib > 0))
     order = keep[np.lexsort((-contrib[keep], paper[keep]))]  # stable: ties keep their column order
     paper, positions = paper[order], at[order]
     first = np.searchsorted(paper, np.arange(len(papers) + 1))
@@ -408,8 +408,9 @@ class _Explainer:
         self._titles = [ex.title for ex in model.exemplars]
         # exemplar x model position: 1 where the exemplar has that term
         self._members = np.zeros((len(model.exemplars), len(model.columns)), np.float32)
-        for row, ex in enumerate(model.exemplars):
-            self._members[row, ex.positions.astype(np.int64)] = 1.0
+        if model.exemplars:
+            held = [ex.positions.astype(np.int64) for ex in model.exemplars]
+            self._members[np.repeat(np.arange(len(held)), [len(h) for h in held]), np.concatenate(held)] = 1.0
 
     def _entries(self, papers: Sequence[Paper], signs: np.ndarray) -> tuple[np.ndarray, ...]:
         """The papers' terms the model has and that weigh in their paper's direction (``signs``): paper index,
@@ -418,9 +419,8 @@ class _Explainer:
         cols = np.concatenate([c for c, _ in vectors] or [np.zeros(0, np.int32)])
         vals = np.concatenate([v for _, v in vectors] or [np.zeros(0, np.float32)])
         paper = np.repeat(np.arange(len(vectors)), [len(c) for c, _ in vectors])
-        at = np.searchsorted(self._columns, cols)
-        at[at == len(self._columns)] = 0
-        held = np.flatnonzero(self._columns[at] == cols) if len(self._columns) else np.zeros(0, np.int64)
+        at = self._features.positions(self._columns, cols)
+        held = np.flatnonzero(at >= 0)
         paper, cols, at = paper[held], cols[held], at[held]
         weighed = self._weights[at] * vals[held] * signs[paper]
         keep = np.flatnonzero(weighed > 0)
@@ -449,7 +449,10 @@ class _Explainer:
             return [None] * len(papers)
         paper, _, at, weighed = entries
         members = self._members[:, at] * weighed  # exemplars x entries
-        shared = np.stack([np.bincount(paper, weights=row, minlength=len(papers)) for row in members])
+        # One bincount for every (exemplar, paper): each bin still adds its entries in their order.
+        n = len(papers)
+        bins = (np.arange(len(members))[:, None] * n + paper).ravel()
+        shared = np.bincount(bins, weights=members.ravel(), minlength=len(members) * n).reshape(len(members), n)
         best = np.argmax(shared, axis=0)
         return [self._titles[b] if shared[b, i] > 0 else None for i, b in enumerate(best.tolist())]
 
