@@ -220,8 +220,8 @@ class StoredVotes(Mapping[str, Sequence[Vote]]):
     rows), and each voted paper is loaded once however many users voted on it. Remembers, per user read, the
     time of the newest vote it handed out: what the saved model has seen (``newest``)."""
 
-    # Users read per query: the ranker asks in the order given, so one query serves the next CHUNK users (one
-    # query per user cost about as much as the rest of reading the votes); at most one chunk's rows are held.
+    # Users read per query: the ranker asks in the order given, so one query (and one look-up of the papers not
+    # loaded yet) serves the next CHUNK users instead of one each; at most one chunk's rows are held.
     CHUNK = 128
 
     def __init__(self, conn: store.Connection, users: Iterable[str]) -> None:
@@ -239,14 +239,15 @@ class StoredVotes(Mapping[str, Sequence[Vote]]):
         rows = self._ahead.pop(user, None)
         if rows is None:  # not read ahead (or asked again): read it with the users after it
             self._ahead = store.feedback.votes(self._conn, self._users[start : start + self.CHUNK])
+            keys = {key for found in self._ahead.values() for key, _, _ in found}
+            missing = sorted(keys - self._papers.keys())
+            if missing:
+                self._papers.update((sp.paper.key, sp.paper) for sp in store.get_papers(self._conn, missing))
             rows = self._ahead.pop(user)
-        missing = sorted({key for key, _, _ in rows} - self._papers.keys())
-        if missing:
-            self._papers.update((sp.paper.key, sp.paper) for sp in store.get_papers(self._conn, missing))
         papers = self._papers
         found = [Vote(papers[key], value, at) for key, value, at in rows if key in papers]
         if rows:
-            self._newest[user] = max(at for _, _, at in rows)
+            self._newest[user] = rows[-1][2]  # the rows are oldest first
         return found
 
     def __contains__(self, user: object) -> bool:
