@@ -4,10 +4,9 @@ The model is a balanced Rocchio profile: the mean vector of the papers a user li
 ``like`` seeds) minus the mean vector of the papers they disliked (thumbs down and ``dislike`` seeds), each
 class weighing the same however many votes it has, cut to its ``TOP_TERMS`` heaviest terms. A paper's score is
 its dot product with it: positive when it looks more like what the user liked than like what they did not.
-On the dev set (bench/bench_relevance.py) it finds as many of the papers the keywords miss as a logistic
-regression on the same features (the plain loop's corpus-fitted TF-IDF does a few points better, but a
-vocabulary fitted to every paper is not something a per-user state can keep), and it trains in about two
-milliseconds with no solver: the same votes always give the same bytes.
+On the dev set (bench/bench_relevance.py) it finds as many of the papers the keywords miss as the plain loop's
+logistic regression on corpus-fitted TF-IDF (whose vocabulary, fitted to every paper, a per-user state could not
+keep), and it trains in under a millisecond with no solver: the same votes always give the same bytes.
 
 It picks and orders the ``max_papers`` keyword matches a digest shows (``blend``: half keyword score, half
 learned score on the keyword scale; the rest is carried over in keyword order, to be ranked again) and
