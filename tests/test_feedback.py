@@ -124,18 +124,18 @@ def test_a_second_vote_replaces_the_first(conn: store.Connection) -> None:
     assert store.feedback.current_votes(conn, "ada", [MOE.key, GANS.key]) == {MOE.key: -1}
 
 
-def test_votes_are_oldest_first_and_since_is_per_user(conn: store.Connection) -> None:
-    """votes() lists every user asked for, oldest first; since (one time or per user) keeps the later ones."""
+def test_votes_are_oldest_first_and_voters_since_is_per_user(conn: store.Connection) -> None:
+    """votes() lists every user asked for, oldest first; voters_since (a time per user, None for any) names
+    those with a vote strictly later than their time."""
     _ingest(conn)
     for minutes, (user, paper, vote) in enumerate([("ada", GANS, -1), ("ada", MOE, 1), ("bob", RAG, 1)]):
         store.feedback.record_vote(conn, user, paper.key, vote, "link", NOW + timedelta(minutes=minutes))
     everything = store.feedback.votes(conn, ["ada", "bob", "cyd"])
     assert [(k, v) for k, v, _ in everything["ada"]] == [(GANS.key, -1), (MOE.key, 1)]
     assert everything["cyd"] == [] and len(everything["bob"]) == 1
-    later = store.feedback.votes(conn, ["ada", "bob"], since=NOW)
-    assert [k for k, _, _ in later["ada"]] == [MOE.key] and len(later["bob"]) == 1
-    per_user = store.feedback.votes(conn, ["ada", "bob"], since={"ada": None, "bob": NOW + timedelta(minutes=2)})
-    assert len(per_user["ada"]) == 2 and per_user["bob"] == []
+    assert store.feedback.voters_since(conn, {"ada": NOW, "bob": NOW, "cyd": None}) == {"ada", "bob"}
+    assert store.feedback.voters_since(conn, {"ada": NOW + timedelta(minutes=1), "bob": None}) == {"bob"}
+    assert store.feedback.voters_since(conn, {"ada": None, "bob": NOW + timedelta(minutes=2)}) == {"ada"}
 
 
 def test_ranker_states_round_trip(conn: store.Connection) -> None:
@@ -201,12 +201,12 @@ def test_seeds_resolve_from_like_and_dislike(conn: store.Connection, cfg: config
     assert feedback.unresolved_seeds(conn, cfg.profiles()) == {"ada": ["2501.99999"]}
 
 
-def test_votes_for_loads_the_papers(conn: store.Connection) -> None:
-    """votes_for gives ranker Votes with the stored Paper objects, oldest first."""
+def test_stored_votes_load_the_papers(conn: store.Connection) -> None:
+    """StoredVotes gives ranker Votes with the stored Paper objects, oldest first."""
     _ingest(conn)
     store.feedback.record_vote(conn, "ada", RAG.key, 1, "link", NOW)
     store.feedback.record_vote(conn, "ada", GANS.key, -1, "link", NOW + timedelta(seconds=1))
-    votes = feedback.votes_for(conn, ["ada", "bob"])
+    votes = feedback.StoredVotes(conn, ["ada", "bob"])
     assert [(v.paper.title, v.value) for v in votes["ada"]] == [(RAG.title, 1), (GANS.title, -1)]
     assert votes["bob"] == []
 

@@ -34,7 +34,7 @@ from digest.models import Paper, Profile, StoredPaper
 __all__ = ["VOTE_PATH", "VoteLink", "verify_vote_token", "vote_token", "vote_urls"]
 __all__ += ["ImportReport", "Ratings", "Recorded", "RowProblem", "VoteDesk", "VotePage"]
 __all__ += ["export_ratings", "import_ratings", "list_ratings", "parse_ref", "record_vote", "resolve_papers"]
-__all__ += ["StoredVotes", "seeds_for", "unresolved_seeds", "vote_desk", "votes_for"]
+__all__ += ["StoredVotes", "seeds_for", "unresolved_seeds", "vote_desk"]
 
 VOTE_PATH = "/v/"  # under [digest].base_url, served by `digest serve`
 _SEP = "\x1f"  # never in a user name ([A-Za-z0-9_.-]) or a paper key (arxiv:<id> / title:<sha1>)
@@ -195,23 +195,6 @@ def _not_found(ref: str) -> DigestError:
 
 
 # ----------------------------------------------------------------------------- what rankers train on
-
-
-def votes_for(
-    conn: store.Connection,
-    users: Iterable[str],
-    *,
-    since: datetime | Mapping[str, datetime | None] | None = None,
-) -> dict[str, list[Vote]]:
-    """Per user, their votes (oldest first) with the papers loaded, optionally only those recorded after
-    ``since`` (one time, or per user: a saved ranker state's ``votes_until``). Votes on papers the store no
-    longer holds are left out."""
-    raw = store.feedback.votes(conn, users, since=since)
-    keys = sorted({key for rows in raw.values() for key, _, _ in rows})
-    papers = {sp.paper.key: sp.paper for sp in store.get_papers(conn, keys)}
-    return {
-        user: [Vote(papers[key], value, at) for key, value, at in rows if key in papers] for user, rows in raw.items()
-    }
 
 
 class StoredVotes(Mapping[str, Sequence[Vote]]):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from digest import config, matching, store
 from digest.errors import QueryError
 from digest.models import Paper, Profile
-from digest.pipeline.feedback import votes_for
+from digest.pipeline.feedback import StoredVotes
 
 __all__ = ["ProfileEdit", "SuggestReport", "suggest_edits"]
 
@@ -125,7 +125,7 @@ def suggest_edits(cfg: config.Config, user: str, *, min_evidence: int = 2, limit
     """The edits the user's votes argue for; raises ConfigError for an unknown user."""
     profile = cfg.user(user).profile()
     with contextlib.closing(store.open_store(cfg.digest.store, readonly=True)) as conn:
-        votes = votes_for(conn, [user]).get(user, [])
+        votes = StoredVotes(conn, [user])[user]
     liked = [v.paper for v in votes if v.value > 0]
     disliked = [v.paper for v in votes if v.value < 0]
     rated = [*liked, *disliked]

@@ -127,36 +127,18 @@ def clear_ratings(conn: sqlite3.Connection, user: str) -> int:
     return cur.rowcount
 
 
-def votes(
-    conn: sqlite3.Connection,
-    users: Iterable[str],
-    *,
-    since: datetime | Mapping[str, datetime | None] | None = None,
-) -> dict[str, list[tuple[str, int, datetime]]]:
+def votes(conn: sqlite3.Connection, users: Iterable[str]) -> dict[str, list[tuple[str, int, datetime]]]:
     """Per user (every one asked for, with or without votes), their votes as (paper_key, vote, at), oldest
-    first; only those recorded after ``since`` when given (one time for all, or per user: a ranker state's
-    ``votes_until``)."""
+    first. (Which users voted since their model is ``voters_since``: it needs no votes read.)"""
     names = list(dict.fromkeys(users))
     # Plain tuples, not the connection's sqlite3.Row: a retraining run reads every vote of its users.
     cursor = conn.cursor()
     cursor.row_factory = None
-    if since is None:  # every vote: a plain IN, cheaper per row than the join on (user, time) pairs
-        rows = cursor.execute(
-            "SELECT user, paper_key, vote, at FROM ratings WHERE user IN (SELECT value FROM json_each(?)) "
-            "ORDER BY user, at, paper_key",
-            (json.dumps(names),),
-        )
-    else:
-        if isinstance(since, Mapping):
-            pairs = [[name, _ts(t) if (t := since.get(name)) is not None else ""] for name in names]
-        else:
-            pairs = [[name, _ts(since)] for name in names]
-        rows = cursor.execute(
-            "SELECT r.user, r.paper_key, r.vote, r.at FROM json_each(?) AS j "
-            "JOIN ratings AS r ON r.user = json_extract(j.value, '$[0]') AND r.at > json_extract(j.value, '$[1]') "
-            "ORDER BY r.user, r.at, r.paper_key",
-            (json.dumps(pairs),),
-        )
+    rows = cursor.execute(
+        "SELECT user, paper_key, vote, at FROM ratings WHERE user IN (SELECT value FROM json_each(?)) "
+        "ORDER BY user, at, paper_key",
+        (json.dumps(names),),
+    )
     found: dict[str, list[tuple[str, int, datetime]]] = {name: [] for name in names}
     times: dict[str, datetime] = {}  # votes recorded together (an import, a batch) share one parse
     for user, key, vote, at in rows:
